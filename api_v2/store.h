@@ -1,0 +1,137 @@
+// The v2 key space: a tree of directories and files with TTLs, the etcd index, the event history
+// (last 1000 events) and the watchers waiting on it. Semantics are etcd 3.4's v2store (shared
+// spec v2-keys-api.md), made deterministic: mutations arrive only through apply(), whose time
+// comes from the command, so every member that applies the same commands holds the same tree.
+//
+// Owned by the server's raft strand; not thread-safe. REQUIRES: every call on that strand.
+// Watch callbacks are invoked synchronously from apply() on the same strand.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "api_v2/command.h"
+#include "api_v2/error.h"
+
+namespace kvd::v2 {
+
+// A node as clients see it (etcd's NodeExtern). Field order of the JSON rendering:
+// key, value, dir, expiration, ttl, nodes, modifiedIndex, createdIndex (see render_event).
+struct NodeView {
+  std::string key;  // "" only for the root
+  bool dir = false;
+  std::string value;                     // files only; always rendered for files
+  std::optional<int64_t> expiration_ns;  // absolute deadline, Unix ns
+  int64_t ttl = 0;                       // seconds left when the view was made; 0 = not rendered
+  uint64_t modified_index = 0;           // 0 = not rendered (root)
+  uint64_t created_index = 0;            // 0 = not rendered (root)
+  std::vector<NodeView> nodes;           // listed children; rendered only when non-empty
+};
+
+enum class Action : uint8_t {
+  kGet,
+  kSet,
+  kCreate,
+  kUpdate,
+  kCompareAndSwap,
+  kDelete,
+  kCompareAndDelete,
+  kExpire,
+};
+std::string_view action_name(Action a);
+
+struct Event {
+  Action action = Action::kGet;
+  NodeView node;
+  std::optional<NodeView> prev_node;
+  uint64_t etcd_index = 0;  // store index right after the event (X-Etcd-Index of a write)
+  bool refresh = false;     // kept in history but never delivered to watchers
+
+  // True when this event was a "set" of a key that did not exist: HTTP 201 like create.
+  bool created() const;
+};
+
+// Body for a successful keys response: {"action":..,"node":..[,"prevNode":..]}\n with Go's JSON
+// escaping. With no_value, only {"action":"<name>"}\n (noValueOnSuccess).
+std::string render_event(const Event& ev, bool no_value = false);
+// Appends Go-escaped JSON string (with quotes) to out: <>& as \u003c.., U+2028/9, invalid UTF-8
+// as \ufffd.
+void append_json_string(std::string& out, std::string_view s);
+
+using WatcherId = uint64_t;
+using WatchCallback = std::function<void(const Event&)>;
+
+struct WatchResult {
+  std::optional<Error> error;  // 401 when since_index left the history
+  std::optional<Event> event;  // an event found in history: answer at once, no watcher made
+  WatcherId id = 0;            // otherwise the registered watcher
+  uint64_t etcd_index = 0;     // store index at registration (X-Etcd-Index of the watch)
+};
+
+// Counters for /v2/stats/store, in etcd's field order.
+struct StoreStats {
+  uint64_t gets_success = 0, gets_fail = 0;
+  uint64_t sets_success = 0, sets_fail = 0;
+  uint64_t delete_success = 0, delete_fail = 0;
+  uint64_t update_success = 0, update_fail = 0;
+  uint64_t create_success = 0, create_fail = 0;
+  uint64_t compare_and_swap_success = 0, compare_and_swap_fail = 0;
+  uint64_t compare_and_delete_success = 0, compare_and_delete_fail = 0;
+  uint64_t expire_count = 0;
+};
+
+class Store {
+ public:
+  static constexpr size_t kHistoryCapacity = 1000;
+
+  Store();
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Applies a replicated command. On success the index advances (except kExpire with nothing to
+  // expire) and matching watchers are notified. kExpire returns an Event with action kExpire and
+  // an empty node; each expired node produced its own event for watchers and history.
+  std::variant<Event, Error> apply(const Command& cmd);
+
+  // A read. now_ns computes the ttl fields.
+  std::variant<Event, Error> get(std::string_view key, bool recursive, bool sorted,
+                                 int64_t now_ns);
+
+  // Registers a watch on key (recursive: also its subtree). since_index 0 means "from the next
+  // event". Non-stream watchers are removed after their first event; stream watchers stay until
+  // unwatch().
+  WatchResult watch(std::string_view key, bool recursive, bool stream, uint64_t since_index,
+                    WatchCallback cb);
+  void unwatch(WatcherId id);
+  size_t watcher_count() const;
+
+  uint64_t index() const;
+  // Earliest deadline of any node with a TTL, if any: the leader's cue to propose kExpire.
+  std::optional<int64_t> next_expiration_ns() const;
+
+  // Cluster-internal records written with Op::kInternal (key -> value).
+  const std::map<std::string, std::string>& internal() const;
+
+  const StoreStats& stats() const;
+  std::string stats_json() const;  // /v2/stats/store body (no trailing newline), incl. watchers
+
+  // Whole-state image for snapshots: tree, index, internal records and event history.
+  std::string save() const;
+  // Replaces the state with a saved image. Returns false if the image is malformed (the store is
+  // then unchanged). Watchers are kept.
+  [[nodiscard]] bool recover(std::string_view image);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvd::v2

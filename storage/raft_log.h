@@ -1,0 +1,59 @@
+// Durable raft state in RocksDB: log entries, hard state, snapshot (metadata + state machine
+// image) and the applied index. Implements raft::LogStorage for the core's reads; the host writes
+// through append()/save_snapshot()/set_applied(). Only this module includes RocksDB headers.
+//
+// Thread-safety: one writer thread at a time (the server's WAL thread) may call the mutating
+// methods; LogStorage reads may come from the raft strand concurrently (internally synchronized).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "raft/log_storage.h"
+#include "raft/types.h"
+#include "storage/status.h"
+
+namespace kvd::storage {
+
+class RaftLog : public raft::LogStorage {
+ public:
+  // Opens (creating if absent) the database in dir. A directory holding something that is not a
+  // kvd database, an unknown format version or corrupt records fail with a message naming the
+  // file; a torn last write is dropped with a warning (see raft_log.cc's format notes).
+  static Result<std::unique_ptr<RaftLog>> open(const std::string& dir);
+  ~RaftLog() override;
+
+  // Appends entries (replacing any conflicting suffix from entries.front().index on) and, if
+  // given, the hard state, in one synced write. Returns once it is on disk.
+  Status append(const std::vector<raft::Entry>& entries, const std::optional<raft::HardState>& hs);
+
+  // Stores a snapshot and deletes the log entries it covers (index <= snapshot index), synced.
+  Status save_snapshot(const raft::Snapshot& snap);
+
+  // Records the applied index (synced with the state it belongs to by the caller's ordering).
+  Status set_applied(uint64_t index);
+  uint64_t applied() const;
+
+  // raft::LogStorage
+  std::pair<raft::HardState, raft::ConfState> initial_state() const override;
+  raft::StorageError entries(uint64_t lo, uint64_t hi, uint64_t max_bytes,
+                             std::vector<raft::Entry>* out) const override;
+  raft::StorageError term(uint64_t i, uint64_t* out) const override;
+  uint64_t first_index() const override;
+  uint64_t last_index() const override;
+  raft::StorageError snapshot(raft::Snapshot* out) const override;
+
+  // Free-form metadata (cluster id, member id, ...), synced.
+  Status put_meta(const std::string& key, const std::string& value);
+  std::optional<std::string> get_meta(const std::string& key) const;
+
+ private:
+  struct Impl;
+  explicit RaftLog(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvd::storage
