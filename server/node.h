@@ -1,0 +1,118 @@
+// The member's core: owns the v2 Store and the durable raft log and is the only code that touches
+// them. All state lives on one strand (the "raft strand"); HTTP handlers call the public methods
+// from any thread, and every callback is invoked on that strand, so a handler must post its own
+// follow-up work (writing a response) to its connection's executor.
+//
+// Write path (single member today, raft core to come): propose() encodes a v2::Command into a
+// raft entry, the WAL thread appends batches of entries with one fsync (group commit), the strand
+// then applies the committed entries in order to the Store and completes each waiter with the
+// Store's answer. Expiry: while the store holds TTL nodes the leader proposes Op::kExpire with
+// its wall clock every 500 ms. Every snapshot_count applied entries the Store image is saved and
+// the log below it compacted. open() recovers: latest snapshot, then the log after it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "api_v2/keys_request.h"
+#include "api_v2/store.h"
+#include "storage/status.h"
+
+namespace kvd::server {
+
+struct MemberInfo {
+  uint64_t id = 0;
+  std::string name;  // "" until the member has started and published its attributes
+  std::vector<std::string> peer_urls;
+  std::vector<std::string> client_urls;
+};
+
+struct NodeConfig {
+  std::string name = "default";
+  std::string data_dir;  // REQUIRES: non-empty
+  std::vector<std::string> advertise_client_urls;
+  std::vector<std::string> initial_advertise_peer_urls;
+  // name=peerURL pairs from --initial-cluster, in flag order (one name may repeat for several
+  // URLs). Ignored when the data dir already holds a member.
+  std::vector<std::pair<std::string, std::string>> initial_cluster;
+  std::string initial_cluster_state = "new";
+  std::string initial_cluster_token = "etcd-cluster";
+  uint64_t snapshot_count = 100000;
+  std::chrono::milliseconds heartbeat_interval{100};
+  std::chrono::milliseconds election_timeout{1000};
+};
+
+// What every keys response reports in X-Etcd-Index / X-Raft-Index / X-Raft-Term.
+struct RaftStatus {
+  uint64_t etcd_index = 0;
+  uint64_t raft_index = 0;  // committed raft index
+  uint64_t raft_term = 0;
+};
+
+using StoreResult = std::variant<v2::Event, v2::Error>;
+
+class Node {
+ public:
+  // Opens or creates the data dir and recovers state. Fails with a message naming the file when
+  // the data dir is unusable or corrupt.
+  static Result<std::unique_ptr<Node>> open(boost::asio::io_context& io, NodeConfig config);
+  ~Node();
+
+  // Starts timers (expiry, snapshots). Call once after open().
+  void start();
+  // Stops timers, fails pending proposals with 300 "etcdserver: server stopped", flushes.
+  void stop();
+
+  using Callback = std::function<void(StoreResult, RaftStatus)>;
+  // A mutation; cb runs once it is durable and applied (or failed).
+  void propose(v2::WriteRequest req, Callback cb);
+  // A read; quorum reads wait until everything committed before the call has been applied.
+  void get(v2::GetRequest req, Callback cb);
+
+  using WatchStarted = std::function<void(v2::WatchResult, RaftStatus)>;
+  // Registers a watch; on_started runs first (with an immediate event, an error, or the watcher
+  // id), then on_event for each later matching event (once unless req.stream).
+  void watch(v2::WatchRequest req, v2::WatchCallback on_event, WatchStarted on_started);
+  void unwatch(v2::WatcherId id);
+
+  // Read-only views for /v2/members, /v2/machines, /v2/stats/*; cb runs on the strand.
+  struct Info {
+    uint64_t member_id = 0;
+    uint64_t cluster_id = 0;
+    uint64_t leader_id = 0;  // 0 = no leader known
+    bool is_leader = false;
+    std::vector<MemberInfo> members;  // sorted by id
+    std::string name;
+    std::chrono::system_clock::time_point start_time;
+    std::chrono::system_clock::time_point leader_since;
+    uint64_t recv_append_requests = 0;
+    uint64_t send_append_requests = 0;
+    std::string store_stats_json;
+    RaftStatus status;
+  };
+  void info(std::function<void(Info)> cb);
+
+  // Fixed after open(); safe from any thread.
+  uint64_t member_id() const;
+  uint64_t cluster_id() const;
+
+ private:
+  struct Impl;
+  explicit Node(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// etcd's identities: member id = first 8 bytes (big-endian) of SHA-1(sorted peer URLs joined +
+// token [+ unix seconds for runtime additions]); cluster id = first 8 bytes of SHA-1 of the
+// ascending member ids as 8-byte big-endian values.
+uint64_t compute_member_id(std::vector<std::string> peer_urls, const std::string& token);
+uint64_t compute_cluster_id(std::vector<uint64_t> member_ids);
+
+}  // namespace kvd::server
