@@ -1,0 +1,438 @@
+#include "server/flags.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <functional>
+#include <optional>
+#include <set>
+
+namespace kvd::server {
+namespace {
+
+enum class Kind { kString, kUint, kInt, kBool, kUrls, kOptionalUrls, kEnum, kDuration, kOriginList };
+
+struct FlagDef {
+  const char* name;
+  Kind kind;
+  const char* default_value;
+  const char* help;
+  std::vector<std::string> choices = {};  // kEnum
+};
+
+// Every flag etcd 3.4 accepts. Those kvd does not use are validated and ignored.
+const std::vector<FlagDef>& flag_defs() {
+  static const std::vector<FlagDef> defs = {
+      {"name", Kind::kString, "default", "Human-readable name for this member."},
+      {"data-dir", Kind::kString, "${name}.etcd", "Path to the data directory."},
+      {"wal-dir", Kind::kString, "", "Accepted for compatibility; kvd keeps its log in data-dir."},
+      {"snapshot-count", Kind::kUint, "100000",
+       "Number of committed transactions to trigger a snapshot to disk."},
+      {"heartbeat-interval", Kind::kUint, "100", "Time (in milliseconds) of a heartbeat interval."},
+      {"election-timeout", Kind::kUint, "1000", "Time (in milliseconds) for an election to timeout."},
+      {"initial-election-tick-advance", Kind::kBool, "true", "Accepted for compatibility."},
+      {"listen-peer-urls", Kind::kUrls, "http://localhost:2380", "List of URLs to listen on for peer traffic."},
+      {"listen-client-urls", Kind::kUrls, "http://localhost:2379", "List of URLs to listen on for client traffic."},
+      {"max-snapshots", Kind::kUint, "5", "Accepted for compatibility."},
+      {"max-wals", Kind::kUint, "5", "Accepted for compatibility."},
+      {"quota-backend-bytes", Kind::kInt, "0", "Accepted for compatibility."},
+      {"backend-batch-interval", Kind::kDuration, "0s", "Accepted for compatibility."},
+      {"backend-batch-limit", Kind::kUint, "0", "Accepted for compatibility."},
+      {"max-txn-ops", Kind::kUint, "128", "Accepted for compatibility."},
+      {"max-request-bytes", Kind::kUint, "1572864", "Accepted for compatibility (v2 bodies are limited separately)."},
+      {"max-concurrent-streams", Kind::kUint, "4294967295", "Accepted for compatibility."},
+      {"grpc-keepalive-min-time", Kind::kDuration, "5s", "Accepted for compatibility."},
+      {"grpc-keepalive-interval", Kind::kDuration, "2h", "Accepted for compatibility."},
+      {"grpc-keepalive-timeout", Kind::kDuration, "20s", "Accepted for compatibility."},
+      {"initial-advertise-peer-urls", Kind::kUrls, "http://localhost:2380",
+       "List of this member's peer URLs to advertise to the rest of the cluster."},
+      {"initial-cluster", Kind::kString, "default=http://localhost:2380",
+       "Initial cluster configuration for bootstrapping."},
+      {"initial-cluster-state", Kind::kEnum, "new",
+       "Initial cluster state ('new' or 'existing').", {"new", "existing"}},
+      {"initial-cluster-token", Kind::kString, "etcd-cluster",
+       "Initial cluster token for the etcd cluster during bootstrap."},
+      {"advertise-client-urls", Kind::kUrls, "http://localhost:2379",
+       "List of this member's client URLs to advertise to the public."},
+      {"discovery", Kind::kString, "", "Accepted for compatibility; discovery is not supported."},
+      {"discovery-fallback", Kind::kEnum, "proxy", "Accepted for compatibility.", {"exit", "proxy"}},
+      {"discovery-proxy", Kind::kString, "", "Accepted for compatibility."},
+      {"discovery-srv", Kind::kString, "", "Accepted for compatibility."},
+      {"discovery-srv-name", Kind::kString, "", "Accepted for compatibility."},
+      {"strict-reconfig-check", Kind::kBool, "true",
+       "Reject reconfiguration requests that would cause quorum loss."},
+      {"pre-vote", Kind::kBool, "false", "Enable to run an additional Raft election phase."},
+      {"auto-compaction-retention", Kind::kString, "0", "Accepted for compatibility."},
+      {"auto-compaction-mode", Kind::kString, "periodic", "Accepted for compatibility."},
+      {"enable-v2", Kind::kBool, "false", "Accepted for compatibility; kvd always serves the v2 API."},
+      {"cert-file", Kind::kString, "", "Accepted for compatibility; TLS is not supported."},
+      {"key-file", Kind::kString, "", "Accepted for compatibility."},
+      {"client-cert-auth", Kind::kBool, "false", "Accepted for compatibility."},
+      {"client-crl-file", Kind::kString, "", "Accepted for compatibility."},
+      {"client-cert-allowed-hostname", Kind::kString, "", "Accepted for compatibility."},
+      {"trusted-ca-file", Kind::kString, "", "Accepted for compatibility."},
+      {"auto-tls", Kind::kBool, "false", "Accepted for compatibility."},
+      {"peer-cert-file", Kind::kString, "", "Accepted for compatibility."},
+      {"peer-key-file", Kind::kString, "", "Accepted for compatibility."},
+      {"peer-client-cert-auth", Kind::kBool, "false", "Accepted for compatibility."},
+      {"peer-trusted-ca-file", Kind::kString, "", "Accepted for compatibility."},
+      {"peer-cert-allowed-cn", Kind::kString, "", "Accepted for compatibility."},
+      {"peer-cert-allowed-hostname", Kind::kString, "", "Accepted for compatibility."},
+      {"peer-auto-tls", Kind::kBool, "false", "Accepted for compatibility."},
+      {"peer-crl-file", Kind::kString, "", "Accepted for compatibility."},
+      {"cipher-suites", Kind::kString, "", "Accepted for compatibility."},
+      {"cors", Kind::kOriginList, "*", "Comma-separated whitelist of origins for CORS."},
+      {"host-whitelist", Kind::kString, "*", "Accepted for compatibility."},
+      {"auth-token", Kind::kString, "simple", "Accepted for compatibility."},
+      {"bcrypt-cost", Kind::kUint, "10", "Accepted for compatibility."},
+      {"auth-token-ttl", Kind::kUint, "300", "Accepted for compatibility."},
+      {"enable-pprof", Kind::kBool, "false", "Accepted for compatibility."},
+      {"metrics", Kind::kString, "basic", "Accepted for compatibility."},
+      {"listen-metrics-urls", Kind::kOptionalUrls, "", "Accepted for compatibility."},
+      {"logger", Kind::kString, "capnslog", "Accepted for compatibility; kvd logs one line per event."},
+      {"log-outputs", Kind::kString, "default", "Accepted for compatibility; kvd logs to stderr."},
+      {"log-level", Kind::kEnum, "info", "Log level: debug, info, warn, error, panic or fatal.",
+       {"debug", "info", "warn", "error", "panic", "fatal"}},
+      {"debug", Kind::kBool, "false", "Enable debug-level logging."},
+      {"log-package-levels", Kind::kString, "", "Accepted for compatibility."},
+      {"proxy", Kind::kEnum, "off", "Proxy mode setting ('off', 'readonly' or 'on').",
+       {"off", "readonly", "on"}},
+      {"proxy-failure-wait", Kind::kUint, "5000",
+       "Time (in milliseconds) an endpoint will be held in a failed state."},
+      {"proxy-refresh-interval", Kind::kUint, "30000", "Time (in milliseconds) of the endpoints refresh interval."},
+      {"proxy-dial-timeout", Kind::kUint, "1000", "Time (in milliseconds) for a dial to timeout."},
+      {"proxy-write-timeout", Kind::kUint, "5000", "Time (in milliseconds) for a write to timeout."},
+      {"proxy-read-timeout", Kind::kUint, "0", "Time (in milliseconds) for a read to timeout."},
+      {"experimental-initial-corrupt-check", Kind::kBool, "false", "Accepted for compatibility."},
+      {"experimental-corrupt-check-time", Kind::kDuration, "0s", "Accepted for compatibility."},
+      {"experimental-enable-v2v3", Kind::kString, "", "Accepted for compatibility."},
+      {"experimental-backend-bbolt-freelist-type", Kind::kString, "array", "Accepted for compatibility."},
+      {"experimental-enable-lease-checkpoint", Kind::kBool, "false", "Accepted for compatibility."},
+      {"experimental-compaction-batch-limit", Kind::kUint, "1000", "Accepted for compatibility."},
+      {"experimental-peer-skip-client-san-verification", Kind::kBool, "false", "Accepted for compatibility."},
+      {"experimental-watch-progress-notify-interval", Kind::kDuration, "10m", "Accepted for compatibility."},
+      {"experimental-warning-apply-duration", Kind::kDuration, "100ms", "Accepted for compatibility."},
+      {"force-new-cluster", Kind::kBool, "false", "Accepted for compatibility."},
+      {"version", Kind::kBool, "false", "Print the version and exit."},
+      {"config-file", Kind::kString, "", "Not supported by kvd; rejected when given."},
+  };
+  return defs;
+}
+
+const FlagDef* find_flag(const std::string& name) {
+  for (const auto& d : flag_defs())
+    if (name == d.name) return &d;
+  return nullptr;
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    size_t pos = s.find(sep, start);
+    out.push_back(s.substr(start, pos == std::string::npos ? std::string::npos : pos - start));
+    if (pos == std::string::npos) break;
+    start = pos + 1;
+  }
+  return out;
+}
+
+// Go's strconv.ParseBool.
+std::optional<bool> parse_go_bool(const std::string& s) {
+  static const std::set<std::string> t = {"1", "t", "T", "TRUE", "true", "True"};
+  static const std::set<std::string> f = {"0", "f", "F", "FALSE", "false", "False"};
+  if (t.count(s)) return true;
+  if (f.count(s)) return false;
+  return std::nullopt;
+}
+
+// strconv.ParseUint(s, 0, 64) for the common forms: decimal, 0x hex, leading-0 octal.
+std::optional<uint64_t> parse_go_uint(std::string s) {
+  s.erase(std::remove(s.begin(), s.end(), '_'), s.end());
+  if (s.empty()) return std::nullopt;
+  int base = 10;
+  size_t off = 0;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) base = 16, off = 2;
+  else if (s.size() > 2 && s[0] == '0' && (s[1] == 'o' || s[1] == 'O')) base = 8, off = 2;
+  else if (s.size() > 2 && s[0] == '0' && (s[1] == 'b' || s[1] == 'B')) base = 2, off = 2;
+  else if (s.size() > 1 && s[0] == '0') base = 8, off = 1;
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data() + off, s.data() + s.size(), v, base);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::optional<int64_t> parse_go_int(const std::string& s) {
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
+    auto u = parse_go_uint(s.substr(1));
+    if (!u || *u > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
+    return s[0] == '-' ? -static_cast<int64_t>(*u) : static_cast<int64_t>(*u);
+  }
+  auto u = parse_go_uint(s);
+  if (!u || *u > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
+  return static_cast<int64_t>(*u);
+}
+
+// Go's time.ParseDuration, enough to validate: [-+]?(number unit)+ or "0".
+bool valid_go_duration(const std::string& s) {
+  size_t i = 0;
+  if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+  if (s.substr(i) == "0") return true;
+  if (i == s.size()) return false;
+  static const std::vector<std::string> units = {"ns", "us", "\xC2\xB5s", "\xCE\xBCs", "ms", "s", "m", "h"};
+  while (i < s.size()) {
+    size_t digits = 0;
+    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i, ++digits;
+    if (digits == 0) return false;
+    bool matched = false;
+    for (const auto& u : units) {
+      if (s.compare(i, u.size(), u) == 0) {
+        // prefer "ms" over "m"
+        if (u == "m" && s.compare(i, 2, "ms") == 0) continue;
+        i += u.size();
+        matched = true;
+        break;
+      }
+    }
+    if (!matched) return false;
+  }
+  return true;
+}
+
+std::string validate(const FlagDef& d, const std::string& value) {
+  switch (d.kind) {
+    case Kind::kString: return "";
+    case Kind::kUint: return parse_go_uint(value) ? "" : "parse error";
+    case Kind::kInt: return parse_go_int(value) ? "" : "parse error";
+    case Kind::kBool: return parse_go_bool(value) ? "" : "parse error";
+    case Kind::kDuration: return valid_go_duration(value) ? "" : "parse error";
+    case Kind::kEnum:
+      return std::find(d.choices.begin(), d.choices.end(), value) != d.choices.end()
+                 ? ""
+                 : "invalid value";
+    case Kind::kOptionalUrls:
+      if (value.empty()) return "";
+      [[fallthrough]];
+    case Kind::kUrls:
+      for (const auto& u : split(value, ',')) {
+        std::string err = check_url(u);
+        if (!err.empty()) return err;
+      }
+      return "";
+    case Kind::kOriginList:
+      for (const auto& u : split(value, ',')) {
+        if (u == "*") continue;
+        std::string err = check_url(u);
+        if (!err.empty()) return err;
+      }
+      return "";
+  }
+  return "";
+}
+
+std::string env_name(const std::string& flag) {
+  std::string out = "ETCD_";
+  for (char c : flag) out += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::chrono::milliseconds ms(const std::string& v) {
+  return std::chrono::milliseconds(static_cast<int64_t>(*parse_go_uint(v)));
+}
+
+}  // namespace
+
+std::string check_url(const std::string& url) {
+  auto scheme_end = url.find("://");
+  std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https" && scheme != "unix" && scheme != "unixs")
+    return "URL scheme must be http, https, unix, or unixs: " + url;
+  std::string rest = url.substr(scheme_end + 3);
+  if (rest.find('/') != std::string::npos) return "URL must not contain a path: " + url;
+  // net.SplitHostPort: host may be empty or [v6], the port must be present.
+  auto colon = rest.rfind(':');
+  bool bracketed = !rest.empty() && rest[0] == '[';
+  if (colon == std::string::npos || (bracketed && rest.find(']') > colon) ||
+      (!bracketed && rest.find(':') != colon))
+    return "URL address does not have the form \"host:port\": " + url;
+  return "";
+}
+
+std::string version_text() {
+  return "etcd Version: 3.4.23\n"
+         "Git SHA: kvd\n"
+         "Go Version: kvd (C++20)\n"
+         "Go OS/Arch: linux/amd64\n";
+}
+
+std::string usage_text() {
+  std::string out =
+      "Usage:\n\n"
+      "  kvd [flags]\n"
+      "    Start a kvd member (an etcd v2 compatible server).\n\n"
+      "  kvd --version\n"
+      "    Show the version of kvd.\n\n"
+      "  kvd -h | --help\n"
+      "    Show this help.\n\n"
+      "Flags (etcd's names; each may also be given as ETCD_<FLAG> in the environment):\n\n";
+  for (const auto& d : flag_defs()) {
+    out += "  --";
+    out += d.name;
+    if (d.kind != Kind::kBool) out += " <value>";
+    out += "\n      ";
+    out += d.help;
+    out += " (default: '";
+    out += d.default_value;
+    out += "')\n";
+  }
+  return out;
+}
+
+FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+  FlagsResult r;
+  std::map<std::string, std::string> set;  // flag name -> value from the command line
+  auto fail = [&](int code, std::string msg) {
+    r.exit_code = code;
+    r.err = std::move(msg) + "\n";
+    return r;
+  };
+
+  size_t i = 0;
+  for (; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.size() < 2 || a[0] != '-') break;  // first non-flag argument
+    size_t dashes = a[1] == '-' ? 2 : 1;
+    if (dashes == 2 && a.size() == 2) {
+      ++i;  // "--" ends the flags
+      break;
+    }
+    std::string body = a.substr(dashes);
+    if (body.empty() || body[0] == '-' || body[0] == '=') return fail(2, "bad flag syntax: " + a);
+    std::string name = body, value;
+    bool has_value = false;
+    if (auto eq = body.find('='); eq != std::string::npos) {
+      name = body.substr(0, eq);
+      value = body.substr(eq + 1);
+      has_value = true;
+    }
+    if (name == "h" || name == "help") {
+      r.exit_code = 0;
+      r.out = usage_text();
+      return r;
+    }
+    const FlagDef* d = find_flag(name);
+    if (!d) return fail(2, "flag provided but not defined: -" + name);
+    if (d->kind == Kind::kBool) {
+      if (!has_value) value = "true";
+      if (!parse_go_bool(value))
+        return fail(2, "invalid boolean value \"" + value + "\" for -" + name + ": parse error");
+    } else if (!has_value) {
+      if (i + 1 >= args.size()) return fail(2, "flag needs an argument: -" + name);
+      value = args[++i];
+    }
+    if (std::string err = validate(*d, value); !err.empty())
+      return fail(2, "invalid value \"" + value + "\" for flag -" + name + ": " + err);
+    set[name] = value;
+  }
+  if (i < args.size())
+    return fail(1, "kvd: error verifying flags, '" + args[i] + "' is not a valid flag. See 'kvd --help'.");
+
+  if (set.count("version") && *parse_go_bool(set["version"])) {
+    r.exit_code = 0;
+    r.out = version_text();
+    return r;
+  }
+
+  // Environment variables fill in flags not given on the command line.
+  std::map<std::string, std::string> values = set;
+  std::set<std::string> known_env;
+  for (const auto& d : flag_defs()) known_env.insert(env_name(d.name));
+  for (const auto& kv : env) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+    if (key.rfind("ETCD_", 0) != 0) continue;
+    if (!known_env.count(key)) {
+      r.env_warnings.push_back("unrecognized environment variable " + kv);
+      continue;
+    }
+    for (const auto& d : flag_defs()) {
+      if (env_name(d.name) != key) continue;
+      if (set.count(d.name))
+        return fail(1, "conflicting environment variable \"" + key +
+                           "\" is shadowed by corresponding command-line flag (either unset "
+                           "environment variable or disable flag)");
+      if (std::string err = validate(d, value); !err.empty())
+        return fail(1, "kvd: error verifying flags, invalid value \"" + value + "\" for " + key +
+                           ": " + err + ". See 'kvd --help'.");
+      values[d.name] = value;
+      r.env_notices.push_back("recognized and used environment variable " + kv);
+    }
+  }
+  auto get = [&](const char* name) {
+    auto it = values.find(name);
+    return it != values.end() ? it->second : std::string(find_flag(name)->default_value);
+  };
+  auto given = [&](const char* name) { return values.count(name) > 0; };
+
+  if (given("config-file"))
+    return fail(1, "kvd: --config-file is not supported; give the settings as flags or ETCD_* variables");
+
+  Flags& f = r.flags;
+  f.name = get("name");
+  f.data_dir = given("data-dir") ? get("data-dir") : f.name + ".etcd";
+  f.listen_client_urls = split(get("listen-client-urls"), ',');
+  f.advertise_client_urls = split(get("advertise-client-urls"), ',');
+  f.listen_peer_urls = split(get("listen-peer-urls"), ',');
+  f.initial_advertise_peer_urls = split(get("initial-advertise-peer-urls"), ',');
+  f.initial_cluster_state = get("initial-cluster-state");
+  f.initial_cluster_token = get("initial-cluster-token");
+  f.snapshot_count = *parse_go_uint(get("snapshot-count"));
+  f.heartbeat_interval = ms(get("heartbeat-interval"));
+  f.election_timeout = ms(get("election-timeout"));
+  f.max_request_bytes = *parse_go_uint(get("max-request-bytes"));
+  f.cors = split(get("cors"), ',');
+  f.log_level = *parse_go_bool(get("debug")) ? "debug" : get("log-level");
+  f.strict_reconfig_check = *parse_go_bool(get("strict-reconfig-check"));
+  f.pre_vote = *parse_go_bool(get("pre-vote"));
+  std::string proxy = get("proxy");
+  f.proxy = proxy == "on" ? ProxyMode::kOn : proxy == "readonly" ? ProxyMode::kReadonly : ProxyMode::kOff;
+  f.proxy_failure_wait = ms(get("proxy-failure-wait"));
+  f.proxy_refresh_interval = ms(get("proxy-refresh-interval"));
+  f.proxy_dial_timeout = ms(get("proxy-dial-timeout"));
+  f.proxy_write_timeout = ms(get("proxy-write-timeout"));
+  f.proxy_read_timeout = ms(get("proxy-read-timeout"));
+
+  // --initial-cluster: name=url pairs. Without the flag, etcd derives it from the name and the
+  // advertised peer URLs.
+  if (given("initial-cluster")) {
+    for (const auto& part : split(get("initial-cluster"), ',')) {
+      auto eq = part.find('=');
+      std::string n = eq == std::string::npos ? part : part.substr(0, eq);
+      std::string u = eq == std::string::npos ? "" : part.substr(eq + 1);
+      if (std::string err = check_url(u); !err.empty())
+        return fail(1, "kvd: error setting up initial cluster: " + err);
+      f.initial_cluster.emplace_back(n, u);
+    }
+  } else {
+    for (const auto& u : f.initial_advertise_peer_urls) f.initial_cluster.emplace_back(f.name, u);
+  }
+
+  if (f.proxy == ProxyMode::kOff) {
+    if (given("listen-client-urls") && !given("advertise-client-urls"))
+      return fail(1, "kvd: error verifying flags, --advertise-client-urls is required when "
+                     "--listen-client-urls is set explicitly. See 'kvd --help'.");
+    if (given("listen-peer-urls") && !given("initial-advertise-peer-urls") &&
+        given("initial-cluster"))
+      return fail(1, "kvd: error verifying flags, --initial-advertise-peer-urls is required "
+                     "when --listen-peer-urls is set explicitly. See 'kvd --help'.");
+    bool found = std::any_of(f.initial_cluster.begin(), f.initial_cluster.end(),
+                             [&](const auto& p) { return p.first == f.name; });
+    if (!found)
+      return fail(1, "kvd: couldn't find local name \"" + f.name +
+                         "\" in the initial cluster configuration");
+  }
+  return r;
+}
+
+}  // namespace kvd::server

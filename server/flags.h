@@ -1,0 +1,69 @@
+// kvd's command line: etcd 3.4's flags with Go's flag syntax (-flag v, --flag v, -flag=v, bare
+// -flag for booleans) and ETCD_<FLAG> environment variables, with etcd's rules: a setting given
+// both ways is fatal, an unknown ETCD_* variable only warns. Flags that mean nothing to kvd
+// (TLS, gRPC, v3 tuning, --enable-v2) are accepted and validated like etcd does, then ignored.
+//
+// Pure: parse_flags() does no I/O; the caller prints what it returns and exits when told to.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kvd::server {
+
+enum class ProxyMode { kOff, kOn, kReadonly };
+
+struct Flags {
+  std::string name = "default";
+  std::string data_dir;  // default "<name>.etcd"
+  std::vector<std::string> listen_client_urls;
+  std::vector<std::string> advertise_client_urls;
+  std::vector<std::string> listen_peer_urls;
+  std::vector<std::string> initial_advertise_peer_urls;
+  std::vector<std::pair<std::string, std::string>> initial_cluster;  // name=peerURL, flag order
+  std::string initial_cluster_state = "new";
+  std::string initial_cluster_token = "etcd-cluster";
+  uint64_t snapshot_count = 100000;
+  std::chrono::milliseconds heartbeat_interval{100};
+  std::chrono::milliseconds election_timeout{1000};
+  uint64_t max_request_bytes = 1572864;
+  std::vector<std::string> cors = {"*"};
+  std::string log_level = "info";
+  bool strict_reconfig_check = true;
+  bool pre_vote = false;
+
+  ProxyMode proxy = ProxyMode::kOff;
+  std::chrono::milliseconds proxy_failure_wait{5000};
+  std::chrono::milliseconds proxy_refresh_interval{30000};
+  std::chrono::milliseconds proxy_dial_timeout{1000};
+  std::chrono::milliseconds proxy_write_timeout{5000};
+  std::chrono::milliseconds proxy_read_timeout{0};
+};
+
+struct FlagsResult {
+  // -1: run with `flags`. Otherwise print `out` to stdout and `err` to stderr and exit with it.
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+  Flags flags;
+  // For the log once logging is set up: "recognized and used environment variable ETCD_X=v",
+  // "unrecognized environment variable ETCD_Y=v".
+  std::vector<std::string> env_notices;
+  std::vector<std::string> env_warnings;
+};
+
+// args excludes argv[0]; env is "NAME=value" strings (e.g. from environ).
+FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<std::string>& env);
+
+std::string usage_text();
+std::string version_text();
+
+// Validates one URL as etcd does (scheme http, https, unix or unixs; host present). Returns an
+// empty string when valid, else etcd's error text.
+std::string check_url(const std::string& url);
+
+}  // namespace kvd::server

@@ -1,0 +1,111 @@
+// kvd: an etcd v2 compatible member. Parses etcd's flags, opens the node (store + durable log),
+// serves clients, and stops cleanly on SIGINT/SIGTERM.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "server/flags.h"
+#include "server/http_server.h"
+#include "server/node.h"
+
+extern char** environ;
+
+namespace {
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("kvd");
+  spdlog::set_default_logger(logger);
+  // One line per event, in etcd's capnslog shape: "2026-11-24 14:44:48.106873 I | message".
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%f %L | %v");
+  if (level == "debug") spdlog::set_level(spdlog::level::debug);
+  else if (level == "warn") spdlog::set_level(spdlog::level::warn);
+  else if (level == "error") spdlog::set_level(spdlog::level::err);
+  else if (level == "panic" || level == "fatal") spdlog::set_level(spdlog::level::critical);
+  else spdlog::set_level(spdlog::level::info);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace kvd::server;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) env.emplace_back(*e);
+
+  FlagsResult parsed = parse_flags(args, env);
+  if (parsed.exit_code >= 0) {
+    std::fputs(parsed.out.c_str(), stdout);
+    std::fputs(parsed.err.c_str(), stderr);
+    return parsed.exit_code;
+  }
+  const Flags& flags = parsed.flags;
+  setup_logging(flags.log_level);
+  for (const auto& n : parsed.env_notices) spdlog::info("{}", n);
+  for (const auto& w : parsed.env_warnings) spdlog::warn("{}", w);
+
+  if (flags.proxy != ProxyMode::kOff) {
+    spdlog::critical("proxy mode (--proxy on|readonly) is not available in this version of kvd");
+    return 1;
+  }
+
+  boost::asio::io_context io;
+
+  NodeConfig node_config;
+  node_config.name = flags.name;
+  node_config.data_dir = flags.data_dir;
+  node_config.advertise_client_urls = flags.advertise_client_urls;
+  node_config.initial_advertise_peer_urls = flags.initial_advertise_peer_urls;
+  node_config.initial_cluster = flags.initial_cluster;
+  node_config.initial_cluster_state = flags.initial_cluster_state;
+  node_config.initial_cluster_token = flags.initial_cluster_token;
+  node_config.snapshot_count = std::max<uint64_t>(flags.snapshot_count, 1);
+  node_config.heartbeat_interval = flags.heartbeat_interval;
+  node_config.election_timeout = flags.election_timeout;
+
+  auto opened = Node::open(io, node_config);
+  if (!opened.is_ok()) {
+    spdlog::critical("cannot open data dir {}: {}", flags.data_dir, opened.status().message());
+    return 1;
+  }
+  std::unique_ptr<Node> node = std::move(opened.value());
+
+  ClientServerConfig server_config;
+  server_config.listen_urls = flags.listen_client_urls;
+  server_config.cors = flags.cors;
+  ClientServer server(io, *node, server_config);
+  if (auto st = server.listen(); !st.is_ok()) {
+    spdlog::critical("cannot listen for clients: {}", st.message());
+    node->stop();
+    return 1;
+  }
+  node->start();
+  std::string urls;
+  for (const auto& u : flags.listen_client_urls) urls += (urls.empty() ? "" : ", ") + u;
+  spdlog::info("kvd member {} ({:x}) serving clients on {}", flags.name, node->member_id(), urls);
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("received signal {}, shutting down", sig);
+    server.stop();
+    node->stop();
+    io.stop();
+  });
+
+  unsigned n_threads = std::max(2u, std::thread::hardware_concurrency());
+  std::vector<std::thread> threads;
+  for (unsigned t = 1; t < n_threads; ++t) threads.emplace_back([&] { io.run(); });
+  io.run();
+  for (auto& t : threads) t.join();
+  return 0;
+}
