@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what kvd needs to build, test and benchmark on Debian 12 (all Debian packages),
+# including the real etcd used as the reference in the end-to-end tests.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends \
+  build-essential cmake ninja-build pkg-config \
+  libboost-dev libboost-program-options-dev librocksdb-dev nlohmann-json3-dev libspdlog-dev \
+  libgtest-dev libgmock-dev libbenchmark-dev \
+  etcd-server etcd-client python3 python3-etcd curl wrk
