@@ -123,6 +123,11 @@ class Store {
   const StoreStats& stats() const;
   std::string stats_json() const;  // /v2/stats/store body (no trailing newline), incl. watchers
 
+  // Checks the internal invariants (tree keys and parents, indexes <= index(), TTL index matches
+  // the tree, history order, watcher index). Returns "" when they hold, else what is broken.
+  // For tests; O(size of the store).
+  std::string check_invariants() const;
+
   // Whole-state image for snapshots: tree, index, internal records and event history.
   std::string save() const;
   // Replaces the state with a saved image. Returns false if the image is malformed (the store is
