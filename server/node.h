@@ -96,6 +96,7 @@ class Node {
     uint64_t send_append_requests = 0;
     std::string store_stats_json;
     RaftStatus status;
+    uint64_t wal_append_calls = 0;  // RaftLog appends (fsyncs) since open(): group commit shows here
   };
   void info(std::function<void(Info)> cb);
 
