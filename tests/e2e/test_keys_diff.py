@@ -6,6 +6,7 @@ normalization (see difflib_v2.py). One check per request unless said otherwise.
 Run: KVD_BIN=build/kvd /usr/bin/python3 tests/e2e/test_keys_diff.py
      KVD_UNDER_TEST=etcd /usr/bin/python3 tests/e2e/test_keys_diff.py   (proves the suite)
 """
+import http.client
 import json
 import os
 import re
@@ -333,6 +334,7 @@ def watches(p):
             lambda: p.send("PUT", "/v2/keys/t1?prevValue=after-refresh", "value=cas"))
     p.watch(R, "watch root recursive", "/v2/keys/?wait=true&recursive=true",
             lambda: p.send("PUT", "/v2/keys/rootw", "value=r"))
+    stream_watch(p)
     # Headers are flushed before any event, also for a key below a file.
     for what, path in [("headers flushed", "/v2/keys/never?wait=true"),
                        ("watch below a file", "/v2/keys/tr/below?wait=true")]:
@@ -341,6 +343,37 @@ def watches(p):
         ha = _hdr_view(a, p.ref.start_index)
         hb = _hdr_view(b, p.sut.start_index)
         R.check(ha == hb, f"{what}: etcd {ha} got {hb}")
+
+
+def stream_watch(p):
+    """stream=true keeps the response open and writes one JSON line per matching event."""
+    servers = (p.ref, p.sut)
+    base = [s.watchers() for s in servers]
+    conns, resps = [], []
+    try:
+        for s in servers:
+            c = http.client.HTTPConnection("127.0.0.1", s.member.client_port, timeout=8)
+            c.request("GET", "/v2/keys/st?wait=true&stream=true&recursive=true")
+            conns.append(c)
+            resps.append(c.getresponse())
+        counted = p.wait_watchers(servers, base)
+        R.check(all(counted), f"stream watch: watcher counted {counted}")
+        for v in ("1", "2", "3"):
+            p.send("PUT", f"/v2/keys/st/k{v}", f"value={v}")
+        lines = []
+        for r, s in zip(resps, servers):
+            got = []
+            for _ in range(3):
+                try:
+                    got.append(dl.normalize_body(r.readline(), s.start_index)[0])
+                except OSError as e:
+                    got.append(f"<{e!r}>")
+            lines.append((r.status, r.getheader("Transfer-Encoding"), got))
+        R.check(all('"action":"set"' in x for x in lines[0][2]), f"stream watch on etcd: {lines[0]!r}")
+        R.check(lines[0] == lines[1], f"stream watch events: etcd {lines[0]!r}\n  got {lines[1]!r}")
+    finally:
+        for c in conns:
+            c.close()
 
 
 def _hdr_view(raw, start):
