@@ -409,3 +409,12 @@ def need_binaries():
               "set KVD_BIN or KVD_UNDER_TEST=etcd")
         print("0 passed, 1 failed")
         sys.exit(1)
+
+
+def start_pair(results):
+    """Starts a Pair; if either server fails to start, reports it and ends the run (exit 1)."""
+    try:
+        return Pair().start()
+    except Exception as e:  # startup failure of either process ends the run with a report
+        results.check(False, f"could not start the servers: {e}")
+        results.finish()

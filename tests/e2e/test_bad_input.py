@@ -237,7 +237,7 @@ def slow_clients(p):
 def main():
     dl.need_binaries()
     print(f"server under test: {dl.UNDER_TEST}")
-    p = dl.Pair().start()
+    p = dl.start_pair(R)
     try:
         malformed(p)
         encodings(p)

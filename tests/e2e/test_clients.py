@@ -333,7 +333,7 @@ def main():
         print("SKIP: python-etcd not installed (apt-get install python3-etcd)")
         sys.exit(harness.SKIP)
     print(f"server under test: {dl.UNDER_TEST}")
-    p = dl.Pair().start()
+    p = dl.start_pair(R)
     try:
         etcdctl_tests(p)
         python_etcd_tests(p)

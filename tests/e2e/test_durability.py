@@ -219,7 +219,11 @@ def main():
     dl.need_binaries()
     kind = "etcd" if dl.UNDER_TEST == "etcd" else "kvd"
     print(f"server under test: {kind}")
-    data_dir, member = crash_test(kind)
+    try:
+        data_dir, member = crash_test(kind)
+    except Exception as e:  # e.g. the server did not come back after the kill
+        R.check(False, f"crash test aborted: {type(e).__name__}: {e}")
+        R.finish()
     try:
         if kind == "kvd":
             corruption_test(member)

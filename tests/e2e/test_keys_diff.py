@@ -505,7 +505,7 @@ def cluster_endpoints(p):
 def main():
     dl.need_binaries()
     print(f"server under test: {dl.UNDER_TEST}")
-    p = dl.Pair().start()
+    p = dl.start_pair(R)
     try:
         paths_and_methods(p)
         parameters(p)

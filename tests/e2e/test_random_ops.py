@@ -101,7 +101,7 @@ def main():
     print(f"seed {seed}, {n_ops} ops, server under test: {dl.UNDER_TEST}", flush=True)
     rng = random.Random(seed)
     results = harness.Results()
-    p = dl.Pair().start()
+    p = dl.start_pair(results)
     counts = {}
     try:
         cur_rel = 0
