@@ -161,6 +161,7 @@ struct Core : std::enable_shared_from_this<Core> {
   boost::asio::strand<boost::asio::io_context::executor_type> strand;
   const NodeConfig config;
   const std::string db_dir;
+  // Used by open() and the WAL thread only; closed by stop() once that thread has ended.
   std::unique_ptr<storage::RaftLog> log;
   v2::Store store;
   uint64_t member_id = 0;   // fixed after open()
@@ -591,6 +592,10 @@ void Node::stop() {
   if (c.stopped.exchange(true)) return;
   // Writes what is queued; their results are posted to the strand ahead of what follows.
   c.driver->stop();
+  // Nothing reads or writes the log after the WAL thread is gone (the strand only reads it in
+  // open()), so close the database now: work still queued on the strand may keep Core alive,
+  // and the data dir must be free for the next open.
+  c.log.reset();
   c.run_on_strand([](Core& c) {
     c.expiry_timer.cancel();
     c.fail_all_waiters(kStoppedCause);
