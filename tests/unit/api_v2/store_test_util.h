@@ -1,0 +1,77 @@
+// Shared fixture for the v2 store tests: builds commands at a controllable clock and checks the
+// store's invariants after every test (tree keys and parents, indexes <= store index, TTL index
+// consistent with the tree, history order, watcher index).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <variant>
+
+#include "api_v2/store.h"
+
+namespace kvd::v2 {
+
+class StoreTest : public ::testing::Test {
+ protected:
+  static constexpr int64_t kSecond = 1'000'000'000;
+  // 2027-01-15T08:00:00Z.
+  static constexpr int64_t kStart = 1'800'000'000LL * kSecond;
+
+  void TearDown() override { EXPECT_EQ(store_.check_invariants(), ""); }
+
+  Command make(Op op, std::string key, std::string value = "") {
+    Command c;
+    c.op = op;
+    c.request_id = next_request_++;
+    c.now_ns = now_;
+    c.key = std::move(key);
+    c.value = std::move(value);
+    return c;
+  }
+  static Command with_ttl(Command c, int64_t ttl_seconds) {
+    c.expire_at_ns = c.now_ns + ttl_seconds * kSecond;
+    return c;
+  }
+
+  std::variant<Event, Error> apply(const Command& c) { return store_.apply(c); }
+
+  // Applies c, which must succeed, and returns the rendered event.
+  std::string ok(const Command& c) {
+    auto res = store_.apply(c);
+    if (auto* e = std::get_if<Error>(&res)) {
+      ADD_FAILURE() << "unexpected error " << e->to_json();
+      return "";
+    }
+    return render_event(std::get<Event>(res));
+  }
+  // Applies c, which must fail, and returns the rendered error.
+  std::string fail(const Command& c) {
+    auto res = store_.apply(c);
+    if (auto* ev = std::get_if<Event>(&res)) {
+      ADD_FAILURE() << "unexpected success " << render_event(*ev);
+      return "";
+    }
+    return std::get<Error>(res).to_json();
+  }
+
+  std::string set(std::string key, std::string value) { return ok(make(Op::kSet, key, value)); }
+  std::string mkdir(std::string key) {
+    Command c = make(Op::kSet, key);
+    c.dir = true;
+    return ok(c);
+  }
+
+  std::string get(std::string key, bool recursive = false, bool sorted = false) {
+    auto res = store_.get(key, recursive, sorted, now_);
+    if (auto* e = std::get_if<Error>(&res)) return e->to_json();
+    return render_event(std::get<Event>(res));
+  }
+
+  Store store_;
+  int64_t now_ = kStart;
+  uint64_t next_request_ = 1;
+};
+
+}  // namespace kvd::v2
