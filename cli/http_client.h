@@ -1,0 +1,71 @@
+// A small blocking HTTP/1.1 client over POSIX sockets, one connection per request, with the
+// deadlines etcd's Go client applies: a dial timeout, a deadline for the response headers, and
+// a deadline for the whole call. Failures are values carrying Go's error texts
+// ("dial tcp 127.0.0.1:1: connect: connection refused") because kvctl prints them verbatim.
+// Not thread-safe per call; calls share no state.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace kvd::cli {
+
+using Clock = std::chrono::steady_clock;
+
+// One endpoint URL as etcdctl keeps it (Go's url.URL subset: scheme, host[:port], path).
+struct Endpoint {
+  std::string text;  // as url.URL.String() renders it; used in error messages
+  std::string scheme;
+  std::string host;  // without brackets for IPv6
+  std::string port;  // empty: the scheme's default
+  std::string path;  // may be empty
+};
+
+// Parses `raw` like Go's url.Parse, then defaults an empty scheme to http as etcdctl does.
+// On failure returns nullopt and sets *error to Go's message, e.g.
+// `parse "127.0.0.1:22379": first path segment in URL cannot contain colon`.
+// With default_http false the scheme stays empty when absent (plain url.Parse).
+std::optional<Endpoint> parse_endpoint(std::string_view raw, std::string* error,
+                                       bool default_http = true);
+
+struct HttpResponse {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::string body;
+
+  // Value of the first header named `lower_name`, or "".
+  std::string header(std::string_view lower_name) const;
+};
+
+struct HttpFailure {
+  enum class Kind {
+    kConnection,     // dial/read failure: what etcdctl calls a connection error
+    kHeaderTimeout,  // no response headers before the per-request timeout
+    kDeadline,       // the whole command's deadline passed
+    kOther,          // anything else (bad scheme, protocol error)
+  };
+  Kind kind;
+  std::string message;
+};
+
+struct HttpCall {
+  std::string method;
+  std::string target;  // escaped path and query, starting with '/'
+  std::optional<std::string> body;
+  std::string content_type;
+  std::string authorization;  // full header value, or empty
+  std::optional<Clock::time_point> header_deadline;
+  std::optional<Clock::time_point> deadline;
+  std::chrono::milliseconds dial_timeout{30000};
+};
+
+using HttpResult = std::variant<HttpResponse, HttpFailure>;
+
+HttpResult http_round_trip(const Endpoint& ep, const HttpCall& call);
+
+}  // namespace kvd::cli
