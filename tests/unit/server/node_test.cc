@@ -338,6 +338,7 @@ TEST_F(NodeTest, propose_concurrentProposalsShareFsyncs) {
   EXPECT_GE(appends, 1u);
   // Each fsync takes far longer than queueing a proposal, so most proposals share one.
   EXPECT_LT(appends, static_cast<uint64_t>(kProposals) / 4) << appends << " appends";
+  RecordProperty("wal_appends", static_cast<int>(appends));
 }
 
 TEST_F(NodeTest, stop_failsLaterProposalsWith300) {
