@@ -264,8 +264,8 @@ def shape(obj):
 class Pair:
     """A reference etcd and the server under test, started side by side."""
 
-    def __init__(self, sut_extra_args=()):
-        self.ref = Server(harness.Member("etcd", name="default"))
+    def __init__(self, sut_extra_args=(), ref_extra_args=()):
+        self.ref = Server(harness.Member("etcd", name="default", extra_args=ref_extra_args))
         kind = "etcd" if UNDER_TEST == "etcd" else "kvd"
         self.sut = Server(harness.Member(kind, name="default", extra_args=sut_extra_args))
         self.sut_kind = kind
@@ -411,10 +411,11 @@ def need_binaries():
         sys.exit(1)
 
 
-def start_pair(results):
-    """Starts a Pair; if either server fails to start, reports it and ends the run (exit 1)."""
+def start_pair(results, extra_args=()):
+    """Starts a Pair (extra_args given to both); if either server fails to start, reports it
+    and ends the run (exit 1)."""
     try:
-        return Pair().start()
+        return Pair(extra_args, extra_args).start()
     except Exception as e:  # startup failure of either process ends the run with a report
         results.check(False, f"could not start the servers: {e}")
         results.finish()

@@ -502,6 +502,19 @@ def cluster_endpoints(p):
     c(R, "stats unknown 404", "GET", "/v2/stats/bogus")
 
 
+def cors_list():
+    section("--cors with an origin list")
+    p = dl.start_pair(R, ["--cors", "http://ok.example:8080,http://two.example:80"])
+    try:
+        for origin in ["http://ok.example:8080", "http://two.example:80", "http://two.example", "http://bad.example:80", None]:
+            hdrs = {"Origin": origin} if origin else {}
+            p.compare(R, f"cors GET origin={origin}", "GET", "/v2/keys/", headers=hdrs)
+            p.compare(R, f"cors OPTIONS origin={origin}", "OPTIONS", "/v2/keys/x", headers=hdrs)
+        p.compare(R, "cors on /version", "GET", "/version", headers={"Origin": "http://ok.example:8080"})
+    finally:
+        p.cleanup()
+
+
 def main():
     dl.need_binaries()
     print(f"server under test: {dl.UNDER_TEST}")
@@ -520,6 +533,7 @@ def main():
         history_cleared(p)
     finally:
         p.cleanup()
+    cors_list()
     R.finish()
 
 
