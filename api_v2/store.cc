@@ -131,6 +131,12 @@ bool hidden_from(std::string_view watch_path, std::string_view key_path) {
   return (!rest.empty() && rest[0] == '_') || rest.find("/_") != std::string_view::npos;
 }
 
+// Lets the watcher map be searched with a string_view (no allocation per ancestor visited).
+struct KeyHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
 }
@@ -279,7 +285,7 @@ struct Store::Impl {
   // Invariant: size <= kHistoryCapacity, indexes strictly increasing.
   std::deque<HistoryEntry> history;
 
-  std::unordered_map<std::string, WatcherList> watchers;
+  std::unordered_map<std::string, WatcherList, KeyHash, std::equal_to<>> watchers;
   std::unordered_map<WatcherId, std::pair<std::string, WatcherList::iterator>> watcher_pos;
   WatcherId next_watcher_id = 1;
   std::vector<Delivery> pending;
@@ -388,7 +394,7 @@ struct Store::Impl {
 
   void notify_watchers(const std::shared_ptr<const Event>& ev, std::string_view path,
                        bool deleted) {
-    auto it = watchers.find(std::string(path));
+    auto it = watchers.find(path);
     if (it == watchers.end()) return;
     WatcherList& list = it->second;
     const std::string& ev_key = ev->node.key;
