@@ -100,7 +100,7 @@ std::optional<std::string> parse_go_flags(const std::vector<FlagSpec>& specs,
 std::vector<std::string> reorder_args(const std::vector<FlagSpec>& specs,
                                       const std::vector<std::string>& argv) {
   auto is_flag = [&](std::string a) {
-    if (a == "-" || a.empty() || a[0] != '-') return false;
+    if (a == "-" || a == "--" || a.empty() || a[0] != '-') return false;
     // urfave strips up to two '-' from a "--" prefix, then one more from a "-" prefix.
     if (a.rfind("--", 0) == 0) {
       for (int k = 0; k < 2; ++k) a.erase(a.find('-'), 1);
@@ -114,13 +114,15 @@ std::vector<std::string> reorder_args(const std::vector<FlagSpec>& specs,
   bool next_may_be_value = false;
   for (std::size_t i = 0; i < argv.size(); ++i) {
     const std::string& a = argv[i];
-    if (a == "--") {
-      rest.insert(rest.end(), argv.begin() + static_cast<std::ptrdiff_t>(i), argv.end());
-      break;
-    }
-    if (next_may_be_value && (a.empty() || a[0] != '-')) {
+    if (next_may_be_value && !is_flag(a)) {
+      // Taken as the previous flag's value even if it starts with '-' (or is "--").
       next_may_be_value = false;
       flags.push_back(a);
+    } else if (a == "--") {
+      // Nothing after "--" moves, and the "--" itself goes in front of the other arguments.
+      rest.insert(rest.begin(), "--");
+      rest.insert(rest.end(), argv.begin() + static_cast<std::ptrdiff_t>(i) + 1, argv.end());
+      break;
     } else if (is_flag(a)) {
       flags.push_back(a);
       next_may_be_value = a.find('=') == std::string::npos;

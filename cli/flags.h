@@ -37,7 +37,9 @@ std::optional<std::string> parse_go_flags(const std::vector<FlagSpec>& specs,
                                           const std::vector<std::string>& argv, ParsedFlags* out);
 
 // urfave/cli v1.22 reorderArgs: moves the command's own flags (and the argument after each,
-// unless it starts with '-') in front of the other arguments; nothing after "--" moves.
+// unless that is itself one of the flags) in front of the other arguments. A "--" moves to the
+// front of the remaining arguments and nothing after it is reordered, so
+// `exec-watch /k -- cmd` parses as the arguments [/k cmd].
 std::vector<std::string> reorder_args(const std::vector<FlagSpec>& specs,
                                       const std::vector<std::string>& argv);
 
