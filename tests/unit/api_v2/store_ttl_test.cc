@@ -113,5 +113,26 @@ TEST_F(StoreTest, delete_ttlNodeLeavesTtlIndex) {
   EXPECT_FALSE(store_.next_expiration_ns().has_value());
 }
 
+TEST_F(StoreTest, get_listingShowsChildTtl) {
+  ok(with_ttl(make(Op::kSet, "/d/t", "v"), 3));
+  EXPECT_EQ(get("/d"),
+            "{\"action\":\"get\",\"node\":{\"key\":\"/d\",\"dir\":true,\"nodes\":[{\"key\":"
+            "\"/d/t\",\"value\":\"v\",\"expiration\":\"2027-01-15T08:00:03Z\",\"ttl\":3,"
+            "\"modifiedIndex\":1,\"createdIndex\":1}],\"modifiedIndex\":1,\"createdIndex\":1}}\n");
+}
+
+TEST_F(StoreTest, expire_atRecoveredStateMatchesOriginal) {
+  ok(with_ttl(make(Op::kSet, "/a", "1"), 1));
+  ok(with_ttl(make(Op::kSet, "/b", "2"), 2));
+  Store copy;
+  ASSERT_TRUE(copy.recover(store_.save()));
+  now_ += 3 * kSecond;
+  Command c = make(Op::kExpire, "");
+  apply(c);
+  copy.apply(c);
+  EXPECT_EQ(copy.index(), 4u);
+  EXPECT_EQ(copy.save(), store_.save());
+}
+
 }  // namespace
 }  // namespace kvd::v2

@@ -271,5 +271,49 @@ TEST_F(StoreTest, watch_manyIdleWatchersOnlyMatchingOnesFire) {
   EXPECT_EQ(store_.watcher_count(), 0u);
 }
 
+TEST_F(StoreTest, watch_sinceIndexZeroIgnoresHistory) {
+  set("/a", "1");
+  Recorder r;
+  WatchResult w = store_.watch("/a", false, false, 0, r.callback());
+  EXPECT_FALSE(w.event);
+  EXPECT_NE(w.id, 0u);
+  set("/a", "2");
+  ASSERT_EQ(r.events.size(), 1u);
+  EXPECT_EQ(r.events[0].node.value, "2");
+}
+
+TEST_F(StoreTest, watch_recursiveNotWokenByHiddenDelete) {
+  set("/h/_x/y", "1");
+  Recorder parent, inside;
+  store_.watch("/h", true, false, 0, parent.callback());
+  store_.watch("/h/_x/y", false, false, 0, inside.callback());
+  Command c = make(Op::kDelete, "/h/_x");
+  c.recursive = true;
+  ok(c);
+  EXPECT_TRUE(parent.events.empty());
+  ASSERT_EQ(inside.events.size(), 1u);
+  EXPECT_EQ(inside.events[0].node.key, "/h/_x");
+}
+
+TEST_F(StoreTest, watch_compareAndDeleteFiresExactWatcher) {
+  set("/k", "1");
+  Recorder r;
+  store_.watch("/k", false, false, 0, r.callback());
+  Command c = make(Op::kCompareAndDelete, "/k");
+  c.prev_index = 1;
+  ok(c);
+  ASSERT_EQ(r.events.size(), 1u);
+  EXPECT_EQ(r.events[0].action, Action::kCompareAndDelete);
+}
+
+TEST_F(StoreTest, watch_updateOfDirFiresWithNewIndex) {
+  mkdir("/d");
+  Recorder r;
+  store_.watch("/d", false, false, 0, r.callback());
+  ok(with_ttl(make(Op::kUpdate, "/d"), 30));
+  ASSERT_EQ(r.events.size(), 1u);
+  EXPECT_EQ(r.events[0].node.modified_index, 2u);
+}
+
 }  // namespace
 }  // namespace kvd::v2
