@@ -8,13 +8,20 @@
 
 namespace kvd::raft {
 
+namespace {
+void (*g_fatal_hook)(const char*) = nullptr;
+}  // namespace
+
+void set_fatal_hook(void (*hook)(const char* message)) { g_fatal_hook = hook; }
+
 void fatal(const char* fmt, ...) {
+  char buf[512];
   std::va_list ap;
   va_start(ap, fmt);
-  std::fputs("raft: fatal: ", stderr);
-  std::vfprintf(stderr, fmt, ap);
-  std::fputc('\n', stderr);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
+  std::fprintf(stderr, "raft: fatal: %s\n", buf);
+  if (g_fatal_hook != nullptr) g_fatal_hook(buf);
   std::abort();
 }
 

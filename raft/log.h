@@ -86,5 +86,7 @@ class Log {
 
 // A broken in-memory invariant: print and abort (STYLE.md "Errors").
 [[noreturn]] void fatal(const char* fmt, ...);
+// Called with the message before fatal() aborts (the simulator prints its replay command).
+void set_fatal_hook(void (*hook)(const char* message));
 
 }  // namespace kvd::raft

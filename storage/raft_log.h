@@ -16,6 +16,10 @@
 #include "raft/types.h"
 #include "storage/status.h"
 
+namespace rocksdb {
+class Env;
+}
+
 namespace kvd::storage {
 
 class RaftLog : public raft::LogStorage {
@@ -24,6 +28,9 @@ class RaftLog : public raft::LogStorage {
   // kvd database, an unknown format version or corrupt records fail with a message naming the
   // file; a torn last write is dropped with a warning (see raft_log.cc's format notes).
   static Result<std::unique_ptr<RaftLog>> open(const std::string& dir);
+  // As open(dir), with RocksDB's file I/O going through env (nullptr: the default); for
+  // fault-injection tests. env must outlive the RaftLog.
+  static Result<std::unique_ptr<RaftLog>> open(const std::string& dir, rocksdb::Env* env);
   ~RaftLog() override;
 
   // Appends entries (replacing any conflicting suffix from entries.front().index on) and, if

@@ -1,0 +1,62 @@
+// The client HTTP server: listens on the --listen-client-urls and serves HTTP/1.1 (keep-alive,
+// pipelining) and HTTP/1.0 to the ClientApi. Boost.Beast's parser on raw sockets; responses
+// are serialized by hand in Go's header order.
+//
+// Threads: main runs the io_context on several threads. Each connection lives on its own strand;
+// the node completes requests on its strand and the connection posts back to its own. Watches
+// hold no thread: a waiting watch is one pending socket read that notices the client leaving.
+//
+// Ownership: ClientServer owns the listeners; connections keep the shared server state alive
+// until they end, so ClientServer may be destroyed while the io_context still drains.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "server/node.h"
+#include "storage/status.h"
+
+namespace kvd::server {
+
+struct ClientServerConfig {
+  std::vector<std::string> listen_urls;  // "http://127.0.0.1:2379" ..., several allowed
+  std::vector<std::string> cors = {"*"};  // --cors
+  uint64_t max_request_bytes = 32 * 1024 * 1024;
+  // Bounds reading one request (headers, and again the body) and waiting idle for the next one
+  // on a keep-alive connection. A running watch is not bounded.
+  std::chrono::seconds read_header_timeout{30};
+  // Tests only: overrides read_header_timeout when non-zero.
+  std::chrono::milliseconds read_timeout_override{0};
+};
+
+class ClientServer {
+ public:
+  ClientServer(boost::asio::io_context& io, Node& node, ClientServerConfig cfg);
+  ~ClientServer();
+  ClientServer(const ClientServer&) = delete;
+  ClientServer& operator=(const ClientServer&) = delete;
+
+  // Binds all URLs (error names the URL: bad URL, https not supported, in use) and starts
+  // accepting. Call once, before the io_context runs or from one of its threads.
+  Status listen();
+  // Closes listeners and connections (watches end, their watchers are removed). Any thread.
+  void stop();
+
+  // The bound endpoints, in listen_urls order (port 0 resolved). Valid after listen().
+  std::vector<boost::asio::ip::tcp::endpoint> local_endpoints() const;
+  // Open client connections right now (for tests and stats). Any thread.
+  size_t connection_count() const;
+
+  struct State;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace kvd::server

@@ -1,0 +1,753 @@
+// storage::RaftLog on RocksDB.
+//
+// On-disk format (format version 1). The directory is one RocksDB database with two column
+// families; every integer is fixed-width, little-endian unless said otherwise.
+//
+//   column family "default" (small records):
+//     "format"        "kvd-raft-log" + u32 version. Written (synced) first when the database is
+//                     created; open() refuses a database without it (unless the database holds
+//                     no record at all: that is a creation interrupted by a crash) or with another
+//                     version.
+//     "hard_state"    u64 term, u64 vote, u64 commit.
+//     "snapshot_meta" u64 index, u64 term, u64 voter count n, n x u64 voter id.
+//     "snapshot_data" the state machine image, opaque.
+//     "applied"       u64 applied index.
+//     "meta/" + key   free-form metadata (put_meta), value as given.
+//   column family "entries" (the log):
+//     key   u64 index, BIG-endian, so that RocksDB's bytewise order is index order.
+//     value u64 term, u8 type (raft::EntryType), then the entry data.
+//
+// Invariants (checked by open(), kept by every write):
+//   - the entries present are exactly [snapshot index + 1, last index], without a gap;
+//   - terms never decrease along the log, and the first entry's term >= the snapshot's term.
+//
+// Atomicity and durability: each public write is one rocksdb::WriteBatch written with
+// WriteOptions::sync, so it is entirely in RocksDB's write-ahead log and fsynced before the call
+// returns, or it is not there at all after a crash. append() puts the new entries, deletes the
+// entries of a replaced suffix (DeleteRange) and puts the hard state in one batch; save_snapshot()
+// puts the snapshot and deletes the entries it covers in one batch.
+//
+// What a crash can leave behind:
+//   - a torn last record in RocksDB's WAL (*.log): the write it belonged to was never acknowledged,
+//     because acknowledgement comes after the fsync. Open uses WALRecoveryMode::kPointInTimeRecovery,
+//     which replays the WAL up to the last intact record and drops the rest; RocksDB's report of
+//     the dropped bytes is forwarded to spdlog as a warning. Recovery stops at the first damaged
+//     record, so damage inside the WAL also loses the records after it; the invariants above are
+//     re-checked afterwards, so a log that lost its middle is refused rather than served.
+//   - a database created without its "format" record: recognized because it holds no record.
+//   - orphan SST or WAL files of an interrupted flush or compaction: RocksDB ignores and deletes
+//     them (they are not in the MANIFEST).
+// Anything else that does not decode (a corrupt SST block, MANIFEST or CURRENT, a record of the
+// wrong size, an entry whose key does not match its position) makes open() fail with a message
+// naming the database directory and, where RocksDB reports it, the file.
+
+#include "storage/raft_log.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/iterator.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <string_view>
+
+namespace kvd::storage {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint32_t kFormatVersion = 1;
+constexpr std::string_view kFormatMagic = "kvd-raft-log";
+constexpr char kEntriesFamily[] = "entries";
+
+constexpr std::string_view kFormatKey = "format";
+constexpr std::string_view kHardStateKey = "hard_state";
+constexpr std::string_view kSnapshotMetaKey = "snapshot_meta";
+constexpr std::string_view kSnapshotDataKey = "snapshot_data";
+constexpr std::string_view kAppliedKey = "applied";
+constexpr std::string_view kMetaPrefix = "meta/";
+
+void put_u64(std::string* out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+void put_u32(std::string* out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+// Reads a little-endian integer of sizeof(T) bytes from *in and advances it; false if too short.
+template <class T>
+bool get_le(std::string_view* in, T* v) {
+  if (in->size() < sizeof(T)) return false;
+  T r = 0;
+  for (size_t i = 0; i < sizeof(T); ++i) {
+    r |= static_cast<T>(static_cast<unsigned char>((*in)[i])) << (8 * i);
+  }
+  in->remove_prefix(sizeof(T));
+  *v = r;
+  return true;
+}
+
+std::string entry_key(uint64_t index) {
+  std::string k(8, '\0');
+  for (int i = 0; i < 8; ++i) k[i] = static_cast<char>((index >> (8 * (7 - i))) & 0xff);
+  return k;
+}
+
+bool decode_entry_key(std::string_view k, uint64_t* index) {
+  if (k.size() != 8) return false;
+  uint64_t r = 0;
+  for (char c : k) r = (r << 8) | static_cast<unsigned char>(c);
+  *index = r;
+  return true;
+}
+
+std::string encode_entry(const raft::Entry& e) {
+  std::string v;
+  v.reserve(9 + e.data.size());
+  put_u64(&v, e.term);
+  v.push_back(static_cast<char>(e.type));
+  v.append(e.data);
+  return v;
+}
+
+bool decode_entry(std::string_view v, uint64_t index, raft::Entry* e) {
+  uint8_t type = 0;
+  if (!get_le(&v, &e->term) || !get_le(&v, &type)) return false;
+  if (type != static_cast<uint8_t>(raft::EntryType::kNormal) &&
+      type != static_cast<uint8_t>(raft::EntryType::kConfChange)) {
+    return false;
+  }
+  e->type = static_cast<raft::EntryType>(type);
+  e->index = index;
+  e->data.assign(v.data(), v.size());
+  return true;
+}
+
+std::string encode_format() {
+  std::string v(kFormatMagic);
+  put_u32(&v, kFormatVersion);
+  return v;
+}
+
+std::string encode_hard_state(const raft::HardState& hs) {
+  std::string v;
+  put_u64(&v, hs.term);
+  put_u64(&v, hs.vote);
+  put_u64(&v, hs.commit);
+  return v;
+}
+
+bool decode_hard_state(std::string_view v, raft::HardState* hs) {
+  return get_le(&v, &hs->term) && get_le(&v, &hs->vote) && get_le(&v, &hs->commit) && v.empty();
+}
+
+std::string encode_snapshot_meta(const raft::SnapshotMetadata& m) {
+  std::string v;
+  put_u64(&v, m.index);
+  put_u64(&v, m.term);
+  put_u64(&v, m.conf_state.voters.size());
+  for (raft::NodeId id : m.conf_state.voters) put_u64(&v, id);
+  return v;
+}
+
+bool decode_snapshot_meta(std::string_view v, raft::SnapshotMetadata* m) {
+  uint64_t n = 0;
+  if (!get_le(&v, &m->index) || !get_le(&v, &m->term) || !get_le(&v, &n)) return false;
+  if (v.size() != n * 8) return false;
+  m->conf_state.voters.resize(n);
+  for (auto& id : m->conf_state.voters) {
+    if (!get_le(&v, &id)) return false;
+  }
+  return true;
+}
+
+std::string encode_u64(uint64_t x) {
+  std::string v;
+  put_u64(&v, x);
+  return v;
+}
+
+bool decode_u64(std::string_view v, uint64_t* x) { return get_le(&v, x) && v.empty(); }
+
+rocksdb::Slice slice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+
+// RocksDB's info log goes to its usual LOG file in the database directory; warnings and errors
+// (among them the report of a torn WAL tail dropped by point-in-time recovery) are also sent to
+// spdlog so that they reach the operator.
+class ForwardingLogger : public rocksdb::Logger {
+ public:
+  ForwardingLogger(std::string dir, std::shared_ptr<rocksdb::Logger> file)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL), dir_(std::move(dir)),
+        file_(std::move(file)) {}
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level >= rocksdb::InfoLogLevel::WARN_LEVEL) {
+      va_list copy;
+      va_copy(copy, ap);
+      char buf[1024];
+      std::vsnprintf(buf, sizeof(buf), format, copy);
+      va_end(copy);
+      if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+        spdlog::error("rocksdb {}: {}", dir_, buf);
+      } else {
+        spdlog::warn("rocksdb {}: {}", dir_, buf);
+      }
+    }
+    if (file_) file_->Logv(level, format, ap);
+  }
+  void Flush() override {
+    if (file_) file_->Flush();
+  }
+
+ protected:
+  rocksdb::Status CloseImpl() override { return file_ ? file_->Close() : rocksdb::Status::OK(); }
+
+ private:
+  const std::string dir_;
+  const std::shared_ptr<rocksdb::Logger> file_;
+};
+
+// One run of equal terms in the log: entries [start, next run's start) all have this term.
+struct TermRun {
+  uint64_t start;
+  uint64_t term;
+};
+
+}  // namespace
+
+struct RaftLog::Impl {
+  // What readers see: an immutable value replaced as a whole after each write (copy-on-write),
+  // together with a RocksDB snapshot taken right after that write, so that a reader's RocksDB
+  // reads match the cached bounds exactly even while the next write is in flight.
+  struct View {
+    raft::HardState hard_state;
+    raft::SnapshotMetadata snapshot;  // index 0: none
+    uint64_t applied = 0;
+    // Invariant: snapshot.index <= last_index; the log holds [snapshot.index + 1, last_index].
+    uint64_t last_index = 0;
+    // Invariant: empty iff the log is empty; runs.front().start == snapshot.index + 1; starts
+    // strictly increase, terms never decrease, all starts <= last_index.
+    std::vector<TermRun> runs;
+    std::shared_ptr<const rocksdb::Snapshot> db_snapshot;
+
+    uint64_t term_at(uint64_t i) const {
+      // REQUIRES: snapshot.index < i <= last_index.
+      auto it = std::upper_bound(runs.begin(), runs.end(), i,
+                                 [](uint64_t x, const TermRun& r) { return x < r.start; });
+      return std::prev(it)->term;
+    }
+  };
+
+  std::string dir;
+  std::shared_ptr<rocksdb::Logger> logger;
+  std::unique_ptr<rocksdb::DB> db;
+  rocksdb::ColumnFamilyHandle* meta_cf = nullptr;     // owned by db
+  rocksdb::ColumnFamilyHandle* entries_cf = nullptr;  // owned by db
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+
+  // Serializes writers (the contract allows one, but put_meta may come from elsewhere at start).
+  std::mutex write_mu;
+  // Set after a failed write: RocksDB may hold part of it in memory, so the cached view can no
+  // longer be trusted to match; every later write fails with this message.
+  std::optional<std::string> write_error;  // GUARDED_BY(write_mu)
+
+  mutable std::mutex view_mu;
+  std::shared_ptr<const View> view;  // GUARDED_BY(view_mu); never null after open
+
+  ~Impl() {
+    {
+      std::lock_guard lk(view_mu);
+      view.reset();  // releases the RocksDB snapshot before the database goes
+    }
+    if (db) {
+      for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+      rocksdb::Status s = db->Close();
+      if (!s.ok()) spdlog::warn("closing {}: {}", dir, s.ToString());
+    }
+  }
+
+  std::shared_ptr<const View> current() const {
+    std::lock_guard lk(view_mu);
+    return view;
+  }
+
+  std::shared_ptr<const rocksdb::Snapshot> take_db_snapshot() {
+    rocksdb::DB* d = db.get();
+    return std::shared_ptr<const rocksdb::Snapshot>(
+        d->GetSnapshot(), [d](const rocksdb::Snapshot* s) { d->ReleaseSnapshot(s); });
+  }
+
+  Status fail(const std::string& what) const { return Status::error(dir + ": " + what); }
+
+  // Writes batch synced and, if it is on disk, publishes next as the readers' view.
+  // REQUIRES: write_mu held.
+  Status commit(rocksdb::WriteBatch* batch, std::optional<View> next, const char* op) {
+    if (write_error) return Status::error(*write_error);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    rocksdb::Status s = db->Write(wo, batch);
+    if (!s.ok()) {
+      write_error = dir + ": " + op + ": " + s.ToString();
+      return Status::error(*write_error);
+    }
+    if (next) {
+      next->db_snapshot = take_db_snapshot();
+      auto published = std::make_shared<const View>(std::move(*next));
+      std::lock_guard lk(view_mu);
+      view = std::move(published);
+    }
+    return Status::ok();
+  }
+
+  Status load(bool fresh);
+};
+
+namespace {
+
+std::string describe_dir_contents(const fs::path& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    names.push_back(it->path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < 5; ++i) {
+    if (i) out += ", ";
+    out += names[i];
+  }
+  if (names.size() > 5) out += ", ...";
+  return out;
+}
+
+}  // namespace
+
+Status RaftLog::Impl::load(bool fresh) {
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  std::string v;
+
+  // Format record.
+  rocksdb::Status s = db->Get(ro, meta_cf, slice(kFormatKey), &v);
+  if (s.IsNotFound()) {
+    bool empty = true;
+    for (auto* cf : {meta_cf, entries_cf}) {
+      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, cf));
+      it->SeekToFirst();
+      if (it->Valid()) empty = false;
+      if (!it->status().ok()) return fail("reading RocksDB: " + it->status().ToString());
+    }
+    if (!empty) {
+      return fail("not a kvd raft log: the RocksDB database has no \"format\" record");
+    }
+    if (!fresh) {
+      spdlog::warn("{}: database without records (its creation was interrupted); initializing",
+                   dir);
+    }
+    rocksdb::WriteBatch b;
+    b.Put(meta_cf, slice(kFormatKey), encode_format()).PermitUncheckedError();
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = db->Write(wo, &b);
+    if (!s.ok()) return fail("writing the format record: " + s.ToString());
+  } else if (!s.ok()) {
+    return fail("reading the format record: " + s.ToString());
+  } else {
+    std::string_view in(v);
+    uint32_t version = 0;
+    if (in.substr(0, kFormatMagic.size()) != kFormatMagic) {
+      return fail("not a kvd raft log: the \"format\" record does not start with \"" +
+                  std::string(kFormatMagic) + "\"");
+    }
+    in.remove_prefix(kFormatMagic.size());
+    if (!get_le(&in, &version) || !in.empty()) {
+      return fail("malformed \"format\" record (" + std::to_string(v.size()) + " bytes)");
+    }
+    if (version != kFormatVersion) {
+      return fail("unknown raft log format version " + std::to_string(version) +
+                  " (this kvd reads version " + std::to_string(kFormatVersion) + ")");
+    }
+  }
+
+  View next;
+  auto read_record = [&](std::string_view key, auto decode) -> Status {
+    std::string value;
+    rocksdb::Status rs = db->Get(ro, meta_cf, slice(key), &value);
+    if (rs.IsNotFound()) return Status::ok();
+    if (!rs.ok()) return fail("reading \"" + std::string(key) + "\": " + rs.ToString());
+    if (!decode(std::string_view(value))) {
+      return fail("malformed \"" + std::string(key) + "\" record (" +
+                  std::to_string(value.size()) + " bytes)");
+    }
+    return Status::ok();
+  };
+  if (Status st = read_record(kHardStateKey,
+                              [&](std::string_view x) {
+                                return decode_hard_state(x, &next.hard_state);
+                              });
+      !st.is_ok()) {
+    return st;
+  }
+  if (Status st = read_record(kSnapshotMetaKey,
+                              [&](std::string_view x) {
+                                return decode_snapshot_meta(x, &next.snapshot);
+                              });
+      !st.is_ok()) {
+    return st;
+  }
+  if (Status st = read_record(kAppliedKey,
+                              [&](std::string_view x) { return decode_u64(x, &next.applied); });
+      !st.is_ok()) {
+    return st;
+  }
+
+  // The log: contiguous from snapshot index + 1, terms non-decreasing.
+  next.last_index = next.snapshot.index;
+  uint64_t last_term = next.snapshot.term;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, entries_cf));
+  raft::Entry e;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    uint64_t index = 0;
+    std::string_view k(it->key().data(), it->key().size());
+    if (!decode_entry_key(k, &index)) {
+      return fail("malformed raft log key (" + std::to_string(k.size()) + " bytes)");
+    }
+    if (index != next.last_index + 1) {
+      if (next.runs.empty()) {
+        return fail("raft log starts at index " + std::to_string(index) +
+                    " but the snapshot ends at " + std::to_string(next.snapshot.index) +
+                    " (entries are missing)");
+      }
+      return fail("gap in the raft log: entry " + std::to_string(next.last_index) +
+                  " is followed by entry " + std::to_string(index));
+    }
+    std::string_view val(it->value().data(), it->value().size());
+    if (!decode_entry(val, index, &e)) {
+      return fail("malformed raft log entry " + std::to_string(index) + " (" +
+                  std::to_string(val.size()) + " bytes)");
+    }
+    if (e.term < last_term) {
+      return fail("raft log entry " + std::to_string(index) + " has term " +
+                  std::to_string(e.term) + ", lower than the preceding term " +
+                  std::to_string(last_term));
+    }
+    if (next.runs.empty() || e.term != last_term) next.runs.push_back({index, e.term});
+    last_term = e.term;
+    next.last_index = index;
+  }
+  if (!it->status().ok()) return fail("reading the raft log: " + it->status().ToString());
+  it.reset();
+
+  next.db_snapshot = take_db_snapshot();
+  view = std::make_shared<const View>(std::move(next));
+  return Status::ok();
+}
+
+RaftLog::RaftLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RaftLog::~RaftLog() = default;
+
+Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir) {
+  return open(dir, nullptr);
+}
+
+Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir, rocksdb::Env* env) {
+  std::error_code ec;
+  const fs::path path(dir);
+  bool fresh = false;
+  fs::file_status st = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return Status::error(dir + ": " + ec.message());
+  }
+  if (!fs::exists(st)) {
+    fresh = true;
+  } else if (!fs::is_directory(st)) {
+    return Status::error(dir + ": exists and is not a directory");
+  } else if (fs::is_empty(path, ec)) {
+    fresh = true;
+  } else if (!fs::exists(path / "CURRENT", ec)) {
+    return Status::error(dir + ": not a kvd database (no RocksDB CURRENT file; the directory holds: " +
+                         describe_dir_contents(path) + ")");
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+
+  rocksdb::Options options;
+  if (env) options.env = env;
+  options.create_if_missing = fresh;
+  options.create_missing_column_families = fresh;
+  options.error_if_exists = false;
+  options.paranoid_checks = true;
+  options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  options.manual_wal_flush = false;
+  options.keep_log_file_num = 4;
+  options.max_log_file_size = 4 << 20;
+  options.max_background_jobs = 2;
+  options.max_open_files = 256;
+  // A raft log is small (compacted by snapshots) and written append-only: modest memtables, no
+  // compression, whole-file checksums verified on open.
+  options.write_buffer_size = 16 << 20;
+  options.max_write_buffer_number = 3;
+  options.compression = rocksdb::kNoCompression;
+  options.bottommost_compression = rocksdb::kNoCompression;
+
+  if (fresh) {
+    fs::create_directories(path, ec);
+    if (ec) return Status::error(dir + ": cannot create directory: " + ec.message());
+  }
+  std::shared_ptr<rocksdb::Logger> file_logger;
+  if (rocksdb::Status ls = rocksdb::CreateLoggerFromOptions(dir, options, &file_logger); !ls.ok()) {
+    file_logger.reset();  // RocksDB then logs nowhere; our forwarding of warnings still works
+  }
+  impl->logger = std::make_shared<ForwardingLogger>(dir, std::move(file_logger));
+  options.info_log = impl->logger;
+
+  if (!fresh) {
+    std::vector<std::string> families;
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(options, dir, &families);
+    if (!s.ok()) return Status::error(dir + ": cannot open RocksDB: " + s.ToString());
+    std::set<std::string> got(families.begin(), families.end());
+    std::set<std::string> want = {rocksdb::kDefaultColumnFamilyName, kEntriesFamily};
+    if (got != want) {
+      std::string names;
+      for (const auto& f : families) names += (names.empty() ? "" : ", ") + f;
+      return Status::error(dir + ": not a kvd raft log: RocksDB column families are [" + names +
+                           "], expected [default, entries]");
+    }
+  }
+
+  rocksdb::ColumnFamilyOptions cf_options(options);
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
+      {rocksdb::kDefaultColumnFamilyName, cf_options}, {kEntriesFamily, cf_options}};
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(rocksdb::DBOptions(options), dir, descriptors,
+                                        &impl->handles, &raw);
+  if (!s.ok()) return Status::error(dir + ": cannot open RocksDB: " + s.ToString());
+  impl->db.reset(raw);
+  impl->meta_cf = impl->handles[0];
+  impl->entries_cf = impl->handles[1];
+
+  // Reads every SST block: a damaged file is refused now, not found at some later read.
+  s = impl->db->VerifyChecksum();
+  if (!s.ok()) return Status::error(dir + ": RocksDB checksum verification: " + s.ToString());
+
+  if (Status ls = impl->load(fresh); !ls.is_ok()) return ls;
+  return std::unique_ptr<RaftLog>(new RaftLog(std::move(impl)));
+}
+
+Status RaftLog::append(const std::vector<raft::Entry>& entries,
+                       const std::optional<raft::HardState>& hs) {
+  Impl& m = *impl_;
+  std::lock_guard wl(m.write_mu);
+  if (entries.empty() && !hs) return Status::ok();
+  for (size_t i = 1; i < entries.size(); ++i) {
+    if (entries[i].index != entries[i - 1].index + 1 || entries[i].term < entries[i - 1].term) {
+      return m.fail("append: entries are not consecutive with non-decreasing terms (entry " +
+                    std::to_string(entries[i - 1].index) + " term " +
+                    std::to_string(entries[i - 1].term) + " then entry " +
+                    std::to_string(entries[i].index) + " term " + std::to_string(entries[i].term) +
+                    ")");
+    }
+  }
+  Impl::View next = *m.current();
+  rocksdb::WriteBatch batch;
+  // Entries at or below the snapshot are already covered by it (as MemoryStorage::append).
+  size_t skip = 0;
+  while (skip < entries.size() && entries[skip].index <= next.snapshot.index) ++skip;
+  if (skip < entries.size()) {
+    const uint64_t start = entries[skip].index;
+    const uint64_t new_last = entries.back().index;
+    if (start > next.last_index + 1) {
+      return m.fail("append: entry " + std::to_string(start) + " would leave a gap after entry " +
+                    std::to_string(next.last_index));
+    }
+    const uint64_t prev_term =
+        start - 1 == next.snapshot.index ? next.snapshot.term : next.term_at(start - 1);
+    if (entries[skip].term < prev_term) {
+      return m.fail("append: entry " + std::to_string(start) + " has term " +
+                    std::to_string(entries[skip].term) + ", lower than entry " +
+                    std::to_string(start - 1) + "'s term " + std::to_string(prev_term));
+    }
+    // Entries [start, new_last] are overwritten by the puts; a longer old suffix goes too.
+    if (new_last < next.last_index) {
+      batch.DeleteRange(m.entries_cf, entry_key(new_last + 1), entry_key(next.last_index + 1))
+          .PermitUncheckedError();
+    }
+    for (size_t i = skip; i < entries.size(); ++i) {
+      batch.Put(m.entries_cf, entry_key(entries[i].index), encode_entry(entries[i]))
+          .PermitUncheckedError();
+    }
+    while (!next.runs.empty() && next.runs.back().start >= start) next.runs.pop_back();
+    for (size_t i = skip; i < entries.size(); ++i) {
+      if (next.runs.empty() || next.runs.back().term != entries[i].term) {
+        next.runs.push_back({entries[i].index, entries[i].term});
+      }
+    }
+    next.last_index = new_last;
+  }
+  if (hs) {
+    batch.Put(m.meta_cf, slice(kHardStateKey), encode_hard_state(*hs)).PermitUncheckedError();
+    next.hard_state = *hs;
+  }
+  if (batch.Count() == 0) return Status::ok();
+  return m.commit(&batch, std::move(next), "append");
+}
+
+Status RaftLog::save_snapshot(const raft::Snapshot& snap) {
+  Impl& m = *impl_;
+  std::lock_guard wl(m.write_mu);
+  Impl::View next = *m.current();
+  const uint64_t index = snap.metadata.index;
+  if (index == 0) return m.fail("save_snapshot: snapshot index 0");
+  if (index < next.snapshot.index) {
+    return m.fail("save_snapshot: snapshot at " + std::to_string(index) +
+                  " is older than the stored one at " + std::to_string(next.snapshot.index));
+  }
+  rocksdb::WriteBatch batch;
+  batch.Put(m.meta_cf, slice(kSnapshotMetaKey), encode_snapshot_meta(snap.metadata))
+      .PermitUncheckedError();
+  batch.Put(m.meta_cf, slice(kSnapshotDataKey), snap.data).PermitUncheckedError();
+  const uint64_t first = next.snapshot.index + 1;
+  if (index <= next.last_index && index > next.snapshot.index &&
+      next.term_at(index) == snap.metadata.term) {
+    // The snapshot covers a prefix of our log: drop the prefix, keep the rest.
+    batch.DeleteRange(m.entries_cf, entry_key(first), entry_key(index + 1)).PermitUncheckedError();
+    std::vector<TermRun> runs;
+    for (size_t i = 0; i < next.runs.size(); ++i) {
+      const uint64_t run_end =
+          i + 1 < next.runs.size() ? next.runs[i + 1].start : next.last_index + 1;
+      if (run_end <= index + 1) continue;
+      runs.push_back({std::max(next.runs[i].start, index + 1), next.runs[i].term});
+    }
+    next.runs = std::move(runs);
+  } else if (index > next.snapshot.index) {
+    // The snapshot is beyond our log or disagrees with it (Raft thesis §5.4 / §3.10 "install
+    // snapshot": discard the entire log).
+    if (next.last_index >= first) {
+      batch.DeleteRange(m.entries_cf, entry_key(first), entry_key(next.last_index + 1))
+          .PermitUncheckedError();
+    }
+    next.runs.clear();
+    next.last_index = index;
+  }
+  next.snapshot = snap.metadata;
+  return m.commit(&batch, std::move(next), "save_snapshot");
+}
+
+Status RaftLog::set_applied(uint64_t index) {
+  Impl& m = *impl_;
+  std::lock_guard wl(m.write_mu);
+  Impl::View next = *m.current();
+  next.applied = index;
+  rocksdb::WriteBatch batch;
+  batch.Put(m.meta_cf, slice(kAppliedKey), encode_u64(index)).PermitUncheckedError();
+  return m.commit(&batch, std::move(next), "set_applied");
+}
+
+uint64_t RaftLog::applied() const { return impl_->current()->applied; }
+
+std::pair<raft::HardState, raft::ConfState> RaftLog::initial_state() const {
+  auto v = impl_->current();
+  return {v->hard_state, v->snapshot.conf_state};
+}
+
+raft::StorageError RaftLog::entries(uint64_t lo, uint64_t hi, uint64_t max_bytes,
+                                    std::vector<raft::Entry>* out) const {
+  auto v = impl_->current();
+  if (lo <= v->snapshot.index) return raft::StorageError::kCompacted;
+  if (hi > v->last_index + 1) return raft::StorageError::kUnavailable;
+  if (lo >= hi) return raft::StorageError::kOk;
+
+  rocksdb::ReadOptions ro;
+  ro.snapshot = v->db_snapshot.get();
+  const std::string upper = entry_key(hi);
+  rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->entries_cf));
+  uint64_t want = lo;
+  uint64_t bytes = 0;
+  raft::Entry e;
+  for (it->Seek(entry_key(lo)); it->Valid() && want < hi; it->Next(), ++want) {
+    uint64_t index = 0;
+    std::string_view val(it->value().data(), it->value().size());
+    if (!decode_entry_key(std::string_view(it->key().data(), it->key().size()), &index) ||
+        index != want || !decode_entry(val, index, &e)) {
+      spdlog::error("{}: raft log entry {} is missing or malformed", impl_->dir, want);
+      return raft::StorageError::kIo;
+    }
+    bytes += e.data.size();
+    if (want > lo && bytes > max_bytes) return raft::StorageError::kOk;
+    out->push_back(std::move(e));
+  }
+  if (!it->status().ok()) {
+    spdlog::error("{}: reading raft log entries [{}, {}): {}", impl_->dir, lo, hi,
+                  it->status().ToString());
+    return raft::StorageError::kIo;
+  }
+  if (want != hi) {
+    spdlog::error("{}: raft log entry {} is missing", impl_->dir, want);
+    return raft::StorageError::kIo;
+  }
+  return raft::StorageError::kOk;
+}
+
+raft::StorageError RaftLog::term(uint64_t i, uint64_t* out) const {
+  auto v = impl_->current();
+  if (i < v->snapshot.index) return raft::StorageError::kCompacted;
+  if (i > v->last_index) return raft::StorageError::kUnavailable;
+  *out = i == v->snapshot.index ? v->snapshot.term : v->term_at(i);
+  return raft::StorageError::kOk;
+}
+
+uint64_t RaftLog::first_index() const { return impl_->current()->snapshot.index + 1; }
+
+uint64_t RaftLog::last_index() const { return impl_->current()->last_index; }
+
+raft::StorageError RaftLog::snapshot(raft::Snapshot* out) const {
+  auto v = impl_->current();
+  out->metadata = v->snapshot;
+  out->data.clear();
+  if (v->snapshot.index == 0) return raft::StorageError::kOk;
+  rocksdb::ReadOptions ro;
+  ro.snapshot = v->db_snapshot.get();
+  rocksdb::Status s = impl_->db->Get(ro, impl_->meta_cf, slice(kSnapshotDataKey), &out->data);
+  if (!s.ok()) {
+    spdlog::error("{}: reading the snapshot data: {}", impl_->dir, s.ToString());
+    return raft::StorageError::kIo;
+  }
+  return raft::StorageError::kOk;
+}
+
+Status RaftLog::put_meta(const std::string& key, const std::string& value) {
+  Impl& m = *impl_;
+  std::lock_guard wl(m.write_mu);
+  rocksdb::WriteBatch batch;
+  batch.Put(m.meta_cf, std::string(kMetaPrefix) + key, value).PermitUncheckedError();
+  return m.commit(&batch, std::nullopt, "put_meta");
+}
+
+std::optional<std::string> RaftLog::get_meta(const std::string& key) const {
+  std::string value;
+  rocksdb::Status s =
+      impl_->db->Get(rocksdb::ReadOptions(), impl_->meta_cf, std::string(kMetaPrefix) + key, &value);
+  if (s.ok()) return value;
+  if (!s.IsNotFound()) spdlog::error("{}: reading meta \"{}\": {}", impl_->dir, key, s.ToString());
+  return std::nullopt;
+}
+
+}  // namespace kvd::storage

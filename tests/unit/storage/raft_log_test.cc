@@ -1,0 +1,675 @@
+// storage::RaftLog against real RocksDB databases in temporary directories: reads and writes,
+// reopen, snapshots, refusal of foreign, corrupt and unknown-version databases, torn WAL tails,
+// and durability of acknowledged appends (a killed child process; a file system that drops
+// everything not fsynced).
+#include "storage/raft_log.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace kvd::storage {
+namespace {
+
+namespace fs = std::filesystem;
+using raft::Entry;
+using raft::EntryType;
+using raft::HardState;
+using raft::Snapshot;
+using raft::StorageError;
+
+Entry make_entry(uint64_t index, uint64_t term, std::string data = "") {
+  if (data.empty()) data = "cmd-" + std::to_string(index) + "-t" + std::to_string(term);
+  return Entry{term, index, EntryType::kNormal, std::move(data)};
+}
+
+std::vector<Entry> make_entries(uint64_t lo, uint64_t hi, uint64_t term) {
+  std::vector<Entry> out;
+  for (uint64_t i = lo; i < hi; ++i) out.push_back(make_entry(i, term));
+  return out;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_file(const fs::path& p, const std::string& data) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << data;
+}
+
+// Files in dir whose name ends with suffix, sorted.
+std::vector<fs::path> files_with_suffix(const fs::path& dir, const std::string& suffix) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() >= suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      out.push_back(e.path());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void flip_byte(const fs::path& p, size_t offset) {
+  std::string data = read_file(p);
+  ASSERT_LT(offset, data.size()) << p;
+  data[offset] = static_cast<char>(data[offset] ^ 0x5a);
+  write_file(p, data);
+}
+
+// Opens dir as a plain RocksDB database with kvd's column families, for tests that need to
+// plant records or force SST files. Closes in the destructor.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& dir) {
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    options.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+        {"entries", rocksdb::ColumnFamilyOptions()}};
+    rocksdb::DB* raw = nullptr;
+    status = rocksdb::DB::Open(rocksdb::DBOptions(options), dir, cfs, &handles, &raw);
+    db.reset(raw);
+  }
+  ~RawDb() {
+    if (!db) return;
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    db->Close().PermitUncheckedError();
+  }
+  void flush() {
+    ASSERT_TRUE(db->Flush(rocksdb::FlushOptions(), handles).ok());
+  }
+  static std::string key(uint64_t index) {
+    std::string k(8, '\0');
+    for (int i = 0; i < 8; ++i) k[i] = static_cast<char>((index >> (8 * (7 - i))) & 0xff);
+    return k;
+  }
+
+  rocksdb::Status status;
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+};
+
+class RaftLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "kvd-raftlog-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    root_ = tmpl;
+    dir_ = (root_ / "db").string();
+  }
+
+  void TearDown() override {
+    if (log_) check_invariants(*log_);
+    log_.reset();
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+
+  void open_log() {
+    log_.reset();
+    auto r = RaftLog::open(dir_);
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+    log_ = std::move(r.value());
+  }
+
+  // The error open() gives for dir_; fails the test if it succeeds.
+  std::string open_error() {
+    log_.reset();
+    auto r = RaftLog::open(dir_);
+    EXPECT_FALSE(r.is_ok()) << "open succeeded on " << dir_;
+    if (!r.is_ok()) fprintf(stderr, "OPENERR: %s\n", r.status().message().c_str());
+    return r.is_ok() ? std::string() : r.status().message();
+  }
+
+  // A database with entries 1..n (term 1) whose data sits in SST files, closed.
+  void make_flushed_db(uint64_t n) {
+    open_log();
+    ASSERT_TRUE(log_->append(make_entries(1, n + 1, 1), HardState{1, 1, n}).is_ok());
+    log_.reset();
+    RawDb raw(dir_);
+    ASSERT_TRUE(raw.status.ok()) << raw.status.ToString();
+    raw.flush();
+  }
+
+  // The LogStorage contract, checked after every test on whatever log is open.
+  static void check_invariants(const RaftLog& log) {
+    Snapshot snap;
+    ASSERT_EQ(log.snapshot(&snap), StorageError::kOk);
+    const uint64_t first = log.first_index();
+    const uint64_t last = log.last_index();
+    EXPECT_EQ(first, snap.metadata.index + 1);
+    EXPECT_GE(last + 1, first);
+    uint64_t t = 0;
+    ASSERT_EQ(log.term(first - 1, &t), StorageError::kOk);
+    EXPECT_EQ(t, snap.metadata.term);
+    if (first >= 2) {
+      EXPECT_EQ(log.term(first - 2, &t), StorageError::kCompacted);
+    }
+    EXPECT_EQ(log.term(last + 1, &t), StorageError::kUnavailable);
+    if (last < first) return;
+    std::vector<Entry> all;
+    ASSERT_EQ(log.entries(first, last + 1, UINT64_MAX, &all), StorageError::kOk);
+    ASSERT_EQ(all.size(), last - first + 1);
+    uint64_t prev_term = snap.metadata.term;
+    for (uint64_t i = first; i <= last; ++i) {
+      const Entry& e = all[i - first];
+      EXPECT_EQ(e.index, i);
+      ASSERT_EQ(log.term(i, &t), StorageError::kOk);
+      EXPECT_EQ(t, e.term) << "term(" << i << ") disagrees with entries()";
+      EXPECT_GE(e.term, prev_term) << "terms decrease at " << i;
+      prev_term = e.term;
+    }
+  }
+
+  fs::path root_;
+  std::string dir_;
+  std::unique_ptr<RaftLog> log_;
+};
+
+TEST_F(RaftLogTest, open_freshIsEmpty) {
+  open_log();
+  EXPECT_EQ(log_->first_index(), 1u);
+  EXPECT_EQ(log_->last_index(), 0u);
+  EXPECT_EQ(log_->applied(), 0u);
+  auto [hs, cs] = log_->initial_state();
+  EXPECT_TRUE(hs.empty());
+  EXPECT_TRUE(cs.voters.empty());
+  Snapshot snap;
+  ASSERT_EQ(log_->snapshot(&snap), StorageError::kOk);
+  EXPECT_TRUE(snap.empty());
+}
+
+TEST_F(RaftLogTest, append_readBack) {
+  open_log();
+  auto ents = make_entries(1, 6, 1);
+  ents[2].type = EntryType::kConfChange;
+  ents[3].data.clear();  // a leader's empty no-op entry
+  ASSERT_TRUE(log_->append(ents, HardState{1, 7, 3}).is_ok());
+  ASSERT_TRUE(log_->append(make_entries(6, 8, 2), std::nullopt).is_ok());
+  EXPECT_EQ(log_->first_index(), 1u);
+  EXPECT_EQ(log_->last_index(), 7u);
+  std::vector<Entry> got;
+  ASSERT_EQ(log_->entries(1, 8, UINT64_MAX, &got), StorageError::kOk);
+  auto want = ents;
+  for (auto& e : make_entries(6, 8, 2)) want.push_back(e);
+  EXPECT_EQ(got, want);
+  got.clear();
+  ASSERT_EQ(log_->entries(3, 5, UINT64_MAX, &got), StorageError::kOk);
+  EXPECT_EQ(got, std::vector<Entry>(want.begin() + 2, want.begin() + 4));
+  uint64_t t = 0;
+  ASSERT_EQ(log_->term(5, &t), StorageError::kOk);
+  EXPECT_EQ(t, 1u);
+  ASSERT_EQ(log_->term(6, &t), StorageError::kOk);
+  EXPECT_EQ(t, 2u);
+  EXPECT_EQ(log_->initial_state().first, (HardState{1, 7, 3}));
+}
+
+TEST_F(RaftLogTest, append_conflictingSuffixReplacedByShorter) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
+  // A new leader in term 2 overwrites from index 5 on with a shorter log.
+  ASSERT_TRUE(log_->append(make_entries(5, 7, 2), HardState{2, 2, 4}).is_ok());
+  EXPECT_EQ(log_->last_index(), 6u);
+  std::vector<Entry> got;
+  ASSERT_EQ(log_->entries(1, 7, UINT64_MAX, &got), StorageError::kOk);
+  auto want = make_entries(1, 5, 1);
+  for (auto& e : make_entries(5, 7, 2)) want.push_back(e);
+  EXPECT_EQ(got, want);
+  std::vector<Entry> beyond;
+  EXPECT_EQ(log_->entries(7, 8, UINT64_MAX, &beyond), StorageError::kUnavailable);
+  // The old entries 7..10 are gone on disk too.
+  open_log();
+  EXPECT_EQ(log_->last_index(), 6u);
+  got.clear();
+  ASSERT_EQ(log_->entries(1, 7, UINT64_MAX, &got), StorageError::kOk);
+  EXPECT_EQ(got, want);
+}
+
+TEST_F(RaftLogTest, append_conflictingSuffixReplacedByLonger) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 6, 1), std::nullopt).is_ok());
+  ASSERT_TRUE(log_->append(make_entries(3, 9, 3), std::nullopt).is_ok());
+  EXPECT_EQ(log_->last_index(), 8u);
+  uint64_t t = 0;
+  ASSERT_EQ(log_->term(2, &t), StorageError::kOk);
+  EXPECT_EQ(t, 1u);
+  ASSERT_EQ(log_->term(3, &t), StorageError::kOk);
+  EXPECT_EQ(t, 3u);
+  open_log();
+  std::vector<Entry> got;
+  ASSERT_EQ(log_->entries(3, 9, UINT64_MAX, &got), StorageError::kOk);
+  EXPECT_EQ(got, make_entries(3, 9, 3));
+}
+
+TEST_F(RaftLogTest, append_gapRejected) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 4, 1), std::nullopt).is_ok());
+  Status st = log_->append(make_entries(5, 6, 1), std::nullopt);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("gap"), std::string::npos) << st.message();
+  EXPECT_EQ(log_->last_index(), 3u);
+  // A rejected call is not sticky: the next valid append works.
+  EXPECT_TRUE(log_->append(make_entries(4, 5, 1), std::nullopt).is_ok());
+}
+
+TEST_F(RaftLogTest, append_decreasingTermRejected) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 4, 2), std::nullopt).is_ok());
+  Status st = log_->append(make_entries(4, 5, 1), std::nullopt);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("term"), std::string::npos) << st.message();
+  EXPECT_EQ(log_->last_index(), 3u);
+}
+
+TEST_F(RaftLogTest, append_hardStateRoundTrip) {
+  open_log();
+  ASSERT_TRUE(log_->append({}, HardState{5, 3, 0}).is_ok());
+  EXPECT_EQ(log_->initial_state().first, (HardState{5, 3, 0}));
+  EXPECT_EQ(log_->last_index(), 0u);
+  ASSERT_TRUE(log_->append({}, HardState{6, 0, 0}).is_ok());
+  open_log();
+  EXPECT_EQ(log_->initial_state().first, (HardState{6, 0, 0}));
+}
+
+TEST_F(RaftLogTest, append_belowSnapshotIgnored) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 6, 1), std::nullopt).is_ok());
+  Snapshot snap;
+  snap.metadata = {4, 1, {{1}}};
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  // Entries 3..7: 3 and 4 are covered by the snapshot, 5 is rewritten, 6 and 7 are new.
+  ASSERT_TRUE(log_->append(make_entries(3, 8, 1), std::nullopt).is_ok());
+  EXPECT_EQ(log_->first_index(), 5u);
+  EXPECT_EQ(log_->last_index(), 7u);
+}
+
+TEST_F(RaftLogTest, open_reopenPreservesEverything) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 21, 1), HardState{1, 1, 15}).is_ok());
+  ASSERT_TRUE(log_->append(make_entries(21, 31, 2), HardState{2, 1, 25}).is_ok());
+  Snapshot snap;
+  snap.metadata = {12, 1, {{1, 2, 3}}};
+  snap.data = std::string("state\0machine", 13);
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  ASSERT_TRUE(log_->set_applied(12).is_ok());
+  ASSERT_TRUE(log_->put_meta("member_id", "8e9e05c52164694d").is_ok());
+
+  open_log();
+  EXPECT_EQ(log_->first_index(), 13u);
+  EXPECT_EQ(log_->last_index(), 30u);
+  EXPECT_EQ(log_->applied(), 12u);
+  auto [hs, cs] = log_->initial_state();
+  EXPECT_EQ(hs, (HardState{2, 1, 25}));
+  EXPECT_EQ(cs.voters, (std::vector<raft::NodeId>{1, 2, 3}));
+  Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), StorageError::kOk);
+  EXPECT_EQ(got.metadata, snap.metadata);
+  EXPECT_EQ(got.data, snap.data);
+  EXPECT_EQ(log_->get_meta("member_id"), "8e9e05c52164694d");
+  EXPECT_EQ(log_->get_meta("cluster_id"), std::nullopt);
+  std::vector<Entry> ents;
+  ASSERT_EQ(log_->entries(13, 31, UINT64_MAX, &ents), StorageError::kOk);
+  auto want = make_entries(13, 21, 1);
+  for (auto& e : make_entries(21, 31, 2)) want.push_back(e);
+  EXPECT_EQ(ents, want);
+  // And it keeps working after reopen.
+  ASSERT_TRUE(log_->append(make_entries(31, 32, 2), std::nullopt).is_ok());
+  EXPECT_EQ(log_->last_index(), 31u);
+}
+
+TEST_F(RaftLogTest, saveSnapshot_compactsPrefixAndFirstIndexMoves) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 6, 1), std::nullopt).is_ok());
+  ASSERT_TRUE(log_->append(make_entries(6, 11, 2), std::nullopt).is_ok());
+  Snapshot snap;
+  snap.metadata = {7, 2, {{1}}};
+  snap.data = "image@7";
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  EXPECT_EQ(log_->first_index(), 8u);
+  EXPECT_EQ(log_->last_index(), 10u);
+
+  uint64_t t = 0;
+  ASSERT_EQ(log_->term(7, &t), StorageError::kOk);  // the snapshot's own index
+  EXPECT_EQ(t, 2u);
+  EXPECT_EQ(log_->term(6, &t), StorageError::kCompacted);
+  ASSERT_EQ(log_->term(8, &t), StorageError::kOk);
+  EXPECT_EQ(t, 2u);
+  std::vector<Entry> got;
+  EXPECT_EQ(log_->entries(7, 9, UINT64_MAX, &got), StorageError::kCompacted);
+  EXPECT_TRUE(got.empty());
+  ASSERT_EQ(log_->entries(8, 11, UINT64_MAX, &got), StorageError::kOk);
+  EXPECT_EQ(got, make_entries(8, 11, 2));
+
+  open_log();  // the compacted entries are gone on disk, not just hidden
+  EXPECT_EQ(log_->first_index(), 8u);
+  EXPECT_EQ(log_->last_index(), 10u);
+  {
+    RaftLog* keep = log_.release();
+    delete keep;
+  }
+  RawDb raw(dir_);
+  ASSERT_TRUE(raw.status.ok()) << raw.status.ToString();
+  std::string v;
+  EXPECT_TRUE(raw.db->Get(rocksdb::ReadOptions(), raw.handles[1], RawDb::key(7), &v).IsNotFound());
+  EXPECT_TRUE(raw.db->Get(rocksdb::ReadOptions(), raw.handles[1], RawDb::key(8), &v).ok());
+}
+
+TEST_F(RaftLogTest, saveSnapshot_beyondLogReplacesLog) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 4, 1), std::nullopt).is_ok());
+  Snapshot snap;
+  snap.metadata = {50, 4, {{1, 2}}};
+  snap.data = "leader's image";
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  EXPECT_EQ(log_->first_index(), 51u);
+  EXPECT_EQ(log_->last_index(), 50u);
+  uint64_t t = 0;
+  ASSERT_EQ(log_->term(50, &t), StorageError::kOk);
+  EXPECT_EQ(t, 4u);
+  EXPECT_EQ(log_->term(3, &t), StorageError::kCompacted);
+  ASSERT_TRUE(log_->append(make_entries(51, 53, 4), std::nullopt).is_ok());
+  open_log();
+  EXPECT_EQ(log_->first_index(), 51u);
+  EXPECT_EQ(log_->last_index(), 52u);
+}
+
+TEST_F(RaftLogTest, saveSnapshot_conflictingTermDiscardsLog) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
+  Snapshot snap;
+  snap.metadata = {5, 3, {{1}}};  // our entry 5 has term 1: our log diverged from the leader's
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  EXPECT_EQ(log_->first_index(), 6u);
+  EXPECT_EQ(log_->last_index(), 5u);
+}
+
+TEST_F(RaftLogTest, saveSnapshot_olderRejected) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
+  Snapshot snap;
+  snap.metadata = {8, 1, {{1}}};
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  snap.metadata.index = 4;
+  Status st = log_->save_snapshot(snap);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("older"), std::string::npos) << st.message();
+  EXPECT_EQ(log_->first_index(), 9u);
+}
+
+TEST_F(RaftLogTest, entries_maxBytes) {
+  open_log();
+  std::vector<Entry> ents;
+  for (uint64_t i = 1; i <= 5; ++i) ents.push_back(make_entry(i, 1, std::string(100, 'a' + i)));
+  ASSERT_TRUE(log_->append(ents, std::nullopt).is_ok());
+  std::vector<Entry> got;
+  ASSERT_EQ(log_->entries(1, 6, 250, &got), StorageError::kOk);
+  EXPECT_EQ(got, std::vector<Entry>(ents.begin(), ents.begin() + 2));
+  got.clear();
+  ASSERT_EQ(log_->entries(1, 6, 300, &got), StorageError::kOk);
+  EXPECT_EQ(got.size(), 3u);
+  got.clear();
+  // At least one entry, even when it alone exceeds the budget.
+  ASSERT_EQ(log_->entries(2, 6, 0, &got), StorageError::kOk);
+  EXPECT_EQ(got, std::vector<Entry>(ents.begin() + 1, ents.begin() + 2));
+}
+
+TEST_F(RaftLogTest, entriesAndTerm_outOfRangeErrors) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
+  Snapshot snap;
+  snap.metadata = {4, 1, {{1}}};
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  std::vector<Entry> got;
+  EXPECT_EQ(log_->entries(4, 6, UINT64_MAX, &got), StorageError::kCompacted);
+  EXPECT_EQ(log_->entries(1, 3, UINT64_MAX, &got), StorageError::kCompacted);
+  EXPECT_EQ(log_->entries(5, 12, UINT64_MAX, &got), StorageError::kUnavailable);
+  EXPECT_TRUE(got.empty());
+  uint64_t t = 0;
+  EXPECT_EQ(log_->term(3, &t), StorageError::kCompacted);
+  EXPECT_EQ(log_->term(11, &t), StorageError::kUnavailable);
+  ASSERT_EQ(log_->term(10, &t), StorageError::kOk);
+}
+
+TEST_F(RaftLogTest, setApplied_persists) {
+  open_log();
+  ASSERT_TRUE(log_->set_applied(42).is_ok());
+  EXPECT_EQ(log_->applied(), 42u);
+  open_log();
+  EXPECT_EQ(log_->applied(), 42u);
+}
+
+TEST_F(RaftLogTest, readers_concurrentWithWriter) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 2, 1), std::nullopt).is_ok());
+  std::atomic<bool> done{false};
+  std::atomic<int> bad{0};
+  std::thread reader([&] {
+    for (int n = 0; n < 200000 && !done.load(); ++n) {
+      const uint64_t first = log_->first_index();
+      const uint64_t last = log_->last_index();
+      std::vector<Entry> got;
+      StorageError err = log_->entries(last, last + 1, UINT64_MAX, &got);
+      // The writer may have compacted or replaced in between: only a consistent answer is OK.
+      if (err == StorageError::kOk && (got.size() != 1 || got[0].index != last)) ++bad;
+      if (err == StorageError::kIo) ++bad;
+      uint64_t t = 0;
+      if (log_->term(first - 1, &t) == StorageError::kIo) ++bad;
+    }
+  });
+  for (uint64_t i = 2; i <= 200; ++i) {
+    ASSERT_TRUE(log_->append(make_entries(i, i + 1, 1 + i / 50), std::nullopt).is_ok());
+    if (i % 40 == 0) {
+      Snapshot snap;
+      snap.metadata = {i - 10, 1 + (i - 10) / 50, {{1}}};
+      ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+    }
+  }
+  done = true;
+  reader.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
+// --- refusing what is not a healthy kvd log -------------------------------------------------
+
+TEST_F(RaftLogTest, open_garbageFilesRefused) {
+  fs::create_directories(dir_);
+  write_file(fs::path(dir_) / "notes.txt", "hello");
+  write_file(fs::path(dir_) / "data.bin", std::string(100, '\x01'));
+  std::string err = open_error();
+  EXPECT_NE(err.find(dir_), std::string::npos) << err;
+  EXPECT_NE(err.find("not a kvd database"), std::string::npos) << err;
+  EXPECT_NE(err.find("notes.txt"), std::string::npos) << err;
+  EXPECT_EQ(read_file(fs::path(dir_) / "notes.txt"), "hello");  // left untouched
+}
+
+TEST_F(RaftLogTest, open_etcdDataDirRefused) {
+  fs::create_directories(fs::path(dir_) / "member" / "wal");
+  fs::create_directories(fs::path(dir_) / "member" / "snap");
+  write_file(fs::path(dir_) / "member" / "wal" / "0000000000000000-0000000000000000.wal",
+             std::string(64, '\0'));
+  std::string err = open_error();
+  EXPECT_NE(err.find("not a kvd database"), std::string::npos) << err;
+  EXPECT_NE(err.find("member"), std::string::npos) << err;
+}
+
+TEST_F(RaftLogTest, open_regularFileRefused) {
+  write_file(dir_, "x");
+  std::string err = open_error();
+  EXPECT_NE(err.find("not a directory"), std::string::npos) << err;
+}
+
+TEST_F(RaftLogTest, open_otherRocksDbRefused) {
+  {
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, dir_, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "k", "v").ok());
+  }
+  std::string err = open_error();
+  EXPECT_NE(err.find("column families"), std::string::npos) << err;
+}
+
+TEST_F(RaftLogTest, open_missingFormatRecordRefused) {
+  {
+    RawDb raw(dir_);
+    ASSERT_TRUE(raw.status.ok());
+    ASSERT_TRUE(raw.db->Put(rocksdb::WriteOptions(), raw.handles[0], "other", "x").ok());
+  }
+  std::string err = open_error();
+  EXPECT_NE(err.find("no \"format\" record"), std::string::npos) << err;
+}
+
+TEST_F(RaftLogTest, open_interruptedCreationInitialized) {
+  { RawDb raw(dir_); ASSERT_TRUE(raw.status.ok()); }  // the families exist, no record yet
+  open_log();
+  EXPECT_EQ(log_->last_index(), 0u);
+  ASSERT_TRUE(log_->append(make_entries(1, 3, 1), std::nullopt).is_ok());
+  open_log();
+  EXPECT_EQ(log_->last_index(), 2u);
+}
+
+TEST_F(RaftLogTest, open_unknownFormatVersionRefused) {
+  open_log();
+  log_.reset();
+  {
+    RawDb raw(dir_);
+    ASSERT_TRUE(raw.status.ok());
+    std::string v = "kvd-raft-log";
+    v += std::string("\x02\x00\x00\x00", 4);
+    ASSERT_TRUE(raw.db->Put(rocksdb::WriteOptions(), raw.handles[0], "format", v).ok());
+  }
+  std::string err = open_error();
+  EXPECT_NE(err.find("unknown raft log format version 2"), std::string::npos) << err;
+  EXPECT_NE(err.find(dir_), std::string::npos) << err;
+}
+
+TEST_F(RaftLogTest, open_malformedHardStateRefused) {
+  open_log();
+  log_.reset();
+  {
+    RawDb raw(dir_);
+    ASSERT_TRUE(raw.status.ok());
+    ASSERT_TRUE(raw.db->Put(rocksdb::WriteOptions(), raw.handles[0], "hard_state", "short").ok());
+  }
+  std::string err = open_error();
+  EXPECT_NE(err.find("malformed \"hard_state\""), std::string::npos) << err;
+}
+
+TEST_F(RaftLogTest, open_malformedEntryRefused) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 4, 1), std::nullopt).is_ok());
+  log_.reset();
+  {
+    RawDb raw(dir_);
+    ASSERT_TRUE(raw.status.ok());
+    ASSERT_TRUE(raw.db->Put(rocksdb::WriteOptions(), raw.handles[1], RawDb::key(2), "abc").ok());
+  }
+  std::string err = open_error();
+  EXPECT_NE(err.find("malformed raft log entry 2"), std::string::npos) << err;
+}
+
+TEST_F(RaftLogTest, open_gapInLogRefused) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 6, 1), std::nullopt).is_ok());
+  log_.reset();
+  {
+    RawDb raw(dir_);
+    ASSERT_TRUE(raw.status.ok());
+    ASSERT_TRUE(raw.db->Delete(rocksdb::WriteOptions(), raw.handles[1], RawDb::key(3)).ok());
+  }
+  std::string err = open_error();
+  EXPECT_NE(err.find("gap in the raft log: entry 2 is followed by entry 4"), std::string::npos)
+      << err;
+  EXPECT_NE(err.find(dir_), std::string::npos) << err;
+}
+
+TEST_F(RaftLogTest, open_corruptSstRefusedNamingFile) {
+  make_flushed_db(200);
+  auto ssts = files_with_suffix(dir_, ".sst");
+  ASSERT_FALSE(ssts.empty());
+  // The largest file holds the entries; its first data block starts at offset 0.
+  fs::path target = *std::max_element(ssts.begin(), ssts.end(), [](const auto& a, const auto& b) {
+    return fs::file_size(a) < fs::file_size(b);
+  });
+  flip_byte(target, 100);
+  std::string err = open_error();
+  EXPECT_NE(err.find("Corruption"), std::string::npos) << err;
+  EXPECT_NE(err.find(target.filename().string()), std::string::npos) << err;
+}
+
+TEST_F(RaftLogTest, open_corruptManifestRefused) {
+  make_flushed_db(20);
+  auto manifests = files_with_suffix(dir_, "");
+  fs::path manifest;
+  for (const auto& p : manifests) {
+    if (p.filename().string().rfind("MANIFEST-", 0) == 0) manifest = p;
+  }
+  ASSERT_FALSE(manifest.empty());
+  flip_byte(manifest, fs::file_size(manifest) / 2);
+  std::string err = open_error();
+  EXPECT_NE(err.find(dir_), std::string::npos) << err;
+  EXPECT_NE(err.find("MANIFEST"), std::string::npos) << err;
+}
+
+TEST_F(RaftLogTest, open_corruptCurrentRefused) {
+  make_flushed_db(20);
+  const fs::path current = fs::path(dir_) / "CURRENT";
+  flip_byte(current, 2);
+  std::string err = open_error();
+  EXPECT_NE(err.find(dir_), std::string::npos) << err;
+  EXPECT_NE(err.find("CURRENT"), std::string::npos) << err;
+}
+
+TEST_F(RaftLogTest, open_tornWalTailDropsOnlyLastWrite) {
+  open_log();
+  for (uint64_t i = 1; i <= 10; ++i) {
+    ASSERT_TRUE(log_->append({make_entry(i, 1, std::string(200, 'x'))}, HardState{1, 1, i})
+                    .is_ok());
+  }
+  log_.reset();  // entries live only in the WAL: RocksDB does not flush memtables on close
+  auto wals = files_with_suffix(dir_, ".log");
+  ASSERT_EQ(wals.size(), 1u);
+  const auto size = fs::file_size(wals[0]);
+  fs::resize_file(wals[0], size - 50);  // tear the last record (entry 10 and its hard state)
+
+  testing::internal::CaptureStdout();
+  auto r = RaftLog::open(dir_);
+  std::string out = testing::internal::GetCapturedStdout();
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  log_ = std::move(r.value());
+  EXPECT_EQ(log_->last_index(), 9u);
+  EXPECT_EQ(log_->initial_state().first, (HardState{1, 1, 9}));
+  EXPECT_NE(out.find("warn"), std::string::npos) << "no warning about the dropped tail: " << out;
+  EXPECT_NE(out.find(dir_), std::string::npos) << out;
+  std::vector<Entry> got;
+  ASSERT_EQ(log_->entries(1, 10, UINT64_MAX, &got), StorageError::kOk);
+  EXPECT_EQ(got.size(), 9u);
+  // The log goes on from there.
+  ASSERT_TRUE(log_->append({make_entry(10, 1)}, std::nullopt).is_ok());
+}
+
+}  // namespace
+}  // namespace kvd::storage
