@@ -17,6 +17,7 @@
 #include "server/flags.h"
 #include "server/http_server.h"
 #include "server/node.h"
+#include "server/proxy.h"
 
 extern char** environ;
 
@@ -53,10 +54,7 @@ int main(int argc, char** argv) {
   for (const auto& n : parsed.env_notices) spdlog::info("{}", n);
   for (const auto& w : parsed.env_warnings) spdlog::warn("{}", w);
 
-  if (flags.proxy != ProxyMode::kOff) {
-    spdlog::critical("proxy mode (--proxy on|readonly) is not available in this version of kvd");
-    return 1;
-  }
+  if (flags.proxy != ProxyMode::kOff) return run_proxy(flags);
 
   boost::asio::io_context io;
 
