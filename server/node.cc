@@ -10,24 +10,29 @@
 // An entry that matches none of these is corruption of our own log: a clear error naming the
 // database at open(), an abort at run time.
 //
-// Start-up writes, like etcd on a 1-member cluster:
-//   first start: entry 1 (term 1) adds the member: kInternal members/<id>/raftAttributes
-//     = {"peerURLs":[...]} (etcd index 1).
-//   every start, in a new term (the member's election): a no-op, then kInternal "version"
-//     = "3.4.0" if the cluster version is not yet set (etcd index 2 on first start), then
-//     kInternal members/<id>/attributes = {"name":..,"clientURLs":[..]} (etcd publishes its
-//     attributes at each start). A fresh member thus answers its first write with etcd index 4,
-//     raft index 5, raft term 2.
-// These entries are written before open() returns, so a crash during start-up leaves either
-// nothing or whole entries behind; either is a valid log to start from.
+// Membership changes are raft kConfChange entries whose context is {"id":"<hex>","peerURLs":[..]}
+// (etcd carries the member in its ConfChange context); applying one records the member in the
+// store as etcd does (internal members/<id>/raftAttributes; a removal as removed_members/<id>),
+// so the store image in a snapshot carries the member list.
+//
+// Start-up, like etcd:
+//   first start (--initial-cluster-state new): entries 1..n (term 1, committed) add the founding
+//     members, sorted by id, identically on every founder (etcd index 1..n).
+//   every start: once a leader is known the member publishes kInternal
+//     members/<id>/attributes = {"name":..,"clientURLs":[..]}; a new leader first commits its
+//     no-op and, if unset, kInternal "version" = "3.4.0". A fresh single member thus answers its
+//     first write with etcd index 4, raft index 5, raft term 2; a single member finishes these
+//     entries inside open().
 #include "server/node.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <utility>
@@ -40,6 +45,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api_v2/command.h"
+#include "raft/raw_node.h"
 #include "server/node_log.h"
 #include "storage/raft_log.h"
 
@@ -48,6 +54,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::system_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 constexpr char kReadBarrierTag = 'Q';
 constexpr uint8_t kCommandTag = 0x01;
@@ -57,7 +64,10 @@ constexpr auto kExpiryInterval = std::chrono::milliseconds(500);
 constexpr uint64_t kReplayBatchBytes = 64 << 20;
 const char* const kMetaMemberId = "member_id";
 const char* const kMetaClusterId = "cluster_id";
+const char* const kMetaClusterToken = "cluster_token";
 const char* const kStoppedCause = "etcdserver: server stopped";
+const char* const kTimeoutCause = "etcdserver: request timed out";
+constexpr std::string_view kRemovedPrefix = "removed_members/";
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
@@ -141,62 +151,97 @@ uint64_t compute_cluster_id(std::vector<uint64_t> member_ids) {
   return sha1_prefix64(b);
 }
 
-// Everything the Node owns. Shared so that work posted to the strand (by callers and by the WAL
-// thread) keeps it alive until it has run, even after the Node handle is gone.
-// REQUIRES (all members except the constants and stopped_): on strand_, once open() returned.
+// Everything the Node owns. Shared so that work posted to the strand (by callers, the WAL thread
+// and the peer link) keeps it alive until it has run, even after the Node handle is gone.
+// REQUIRES (all members except the constants, `mu` and `stopped`): on strand, holding mu, once
+// open() returned. Every posted task takes mu; stop() takes it too, so it never tears the raft
+// core and the log down under a running task.
 struct Core : std::enable_shared_from_this<Core> {
   Core(boost::asio::io_context& io, NodeConfig cfg, std::unique_ptr<storage::RaftLog> raft_log,
        std::string db)
       : strand(boost::asio::make_strand(io)),
         config(std::move(cfg)),
         db_dir(std::move(db)),
+        request_timeout(std::chrono::seconds(5) + 2 * config.election_timeout),
         log(std::move(raft_log)),
+        tick_timer(strand),
         expiry_timer(strand) {}
 
-  struct ReadWaiter {
-    v2::GetRequest req;
-    Node::Callback cb;
+  struct Waiter {
+    enum class Kind { kWrite, kRead, kInternal } kind = Kind::kWrite;
+    Node::Callback cb;                  // kWrite, kRead
+    v2::GetRequest req;                 // kRead
+    std::function<void(bool)> done;     // kInternal: true once applied, false on timeout/stop
+    SteadyClock::time_point deadline;
+  };
+  struct ConfWaiter {
+    raft::ConfChangeType type;
+    uint64_t node_id = 0;
+    MemberInfo member;
+    Node::MemberCallback cb;
+    SteadyClock::time_point deadline;
   };
 
   boost::asio::strand<boost::asio::io_context::executor_type> strand;
   const NodeConfig config;
   const std::string db_dir;
-  // Used by open() and the WAL thread only; closed by stop() once that thread has ended.
+  const std::chrono::milliseconds request_timeout;
+  std::mutex mu;
+  std::atomic<bool> stopped{false};
+
+  // Read by the raft core (on the strand) and written by the WAL thread; closed by stop().
   std::unique_ptr<storage::RaftLog> log;
+  std::unique_ptr<WalWriter> wal;
+  std::unique_ptr<raft::RawNode> raw;  // null once stopped
+  PeerLink link;
+  std::map<uint64_t, std::vector<std::string>> linked_peers;  // what link knows
+
   v2::Store store;
   uint64_t member_id = 0;   // fixed after open()
   uint64_t cluster_id = 0;  // fixed after open()
+  std::string cluster_token;  // for ids of members added at run time
   Clock::time_point start_time = Clock::now();
   Clock::time_point leader_since = Clock::now();
 
-  // Created at the end of open(); the raft core will take its place.
-  std::unique_ptr<LogDriver> driver;
-  // Invariant: snapshot_index <= applied <= driver->committed_index()
+  // Invariant: snapshot_index <= applied <= committed
   uint64_t applied = 0;
   uint64_t applied_term = 0;
   uint64_t snapshot_index = 0;
+  uint64_t committed = 0;  // as of the last Ready
+  uint64_t term = 0;       // as of the last Ready
+  uint64_t leader_id = 0;
+  raft::Role role = raft::Role::kFollower;
+  bool ready_in_flight = false;  // a Ready is being persisted: no ready() before its advance()
+  bool removed = false;
+  bool members_dirty = true;
 
   uint64_t next_request_id = 0;
-  std::unordered_map<uint64_t, Node::Callback> write_waiters;
-  std::unordered_map<uint64_t, ReadWaiter> read_waiters;
-  uint64_t expire_in_flight = 0;  // raft index of the proposed kExpire not yet applied; 0: none
+  std::unordered_map<uint64_t, Waiter> waiters;
+  std::deque<std::pair<uint64_t, std::string>> stalled;  // refused by raft (no leader): retried
+  std::optional<ConfWaiter> conf_waiter;
+  uint64_t expire_in_flight = 0;      // request id of the proposed kExpire; 0: none
+  uint64_t attributes_in_flight = 0;  // request id of this start's attribute publication
+  bool attributes_published = false;
+  uint64_t version_in_flight = 0;
   std::optional<std::string> write_error;  // once set, writes are refused with this cause
+  uint64_t recv_append_requests = 0;
+  uint64_t send_append_requests = 0;
+  boost::asio::steady_timer tick_timer;
   boost::asio::steady_timer expiry_timer;
-  std::atomic<bool> stopped{false};
+
+  mutable std::mutex cache_mu;
+  std::string members_json_cache;  // guarded by cache_mu: GET /members on the peer port
 
   // --- open() ---------------------------------------------------------------------------------
 
   Status recover_and_start();
   Status bootstrap_ids(bool* fresh);
-  Status write_start_entries(uint64_t term, uint64_t last_index);
+  Status start_single_member();
+  Status drive_sync();
 
   // --- strand ---------------------------------------------------------------------------------
 
-  RaftStatus status() const {
-    uint64_t committed = driver ? driver->committed_index() : applied;
-    uint64_t term = driver ? driver->term() : applied_term;
-    return RaftStatus{store.index(), committed, term};
-  }
+  RaftStatus status() const { return RaftStatus{store.index(), committed, term}; }
 
   uint64_t new_request_id() {
     uint64_t id = ++next_request_id;
@@ -206,24 +251,60 @@ struct Core : std::enable_shared_from_this<Core> {
   // Applies one committed entry and completes its waiter. Returns false if the data is not an
   // entry this file writes.
   [[nodiscard]] bool apply_entry(const raft::Entry& e);
-  void apply_committed(std::vector<raft::Entry> entries);
+  [[nodiscard]] bool apply_conf_change(const raft::Entry& e);
+  [[nodiscard]] bool apply_snapshot(const raft::Snapshot& snap);
+  void note_ready(const raft::Ready& rd);
+  void pump();
+  void finish_ready(raft::Ready& rd);
+  void send_messages(std::vector<raft::Message> msgs);
   void fail_writes(const Status& st);
   void fail_all_waiters(const std::string& cause);
+  void expire_waiters();
   void maybe_snapshot();
+  void maybe_publish();
+  void schedule_tick();
+  void on_tick();
   void schedule_expiry();
   void tick_expiry();
+  uint64_t propose_internal(std::string data, std::function<void(bool)> done);
+  void propose_data(uint64_t id, std::string data);
+  void retry_stalled();
   void do_propose(v2::WriteRequest req, Node::Callback cb);
   void do_get(v2::GetRequest req, Node::Callback cb);
   void answer_get(const v2::GetRequest& req, const Node::Callback& cb);
+  void do_conf_change(raft::ConfChangeType type, uint64_t id, std::vector<std::string> urls,
+                      Node::MemberCallback cb);
   std::vector<MemberInfo> members() const;
+  std::vector<uint64_t> removed_ids() const;
+  void sync_peers();
+  void refresh_members_cache();
+  void link_peer(uint64_t id, const std::vector<std::string>& urls);
 
   template <class F>
   void run_on_strand(F&& f) {
     boost::asio::post(strand, [self = shared_from_this(), f = std::forward<F>(f)]() mutable {
+      std::lock_guard lock(self->mu);
       f(*self);
     });
   }
 };
+
+std::string member_context(uint64_t id, const std::vector<std::string>& urls) {
+  nlohmann::json j = {{"id", hex_id(id)}, {"peerURLs", urls}};
+  return j.dump();
+}
+
+std::vector<std::string> context_peer_urls(const std::string& context) {
+  std::vector<std::string> out;
+  auto j = nlohmann::json::parse(context, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return out;
+  auto it = j.find("peerURLs");
+  if (it == j.end() || !it->is_array()) return out;
+  for (const auto& u : *it) {
+    if (u.is_string()) out.push_back(u.get<std::string>());
+  }
+  return out;
+}
 
 Status Core::bootstrap_ids(bool* fresh) {
   raft::Snapshot snap;
@@ -231,6 +312,7 @@ Status Core::bootstrap_ids(bool* fresh) {
   *fresh = log->last_index() == 0 && !has_snapshot;
   auto mid = log->get_meta(kMetaMemberId);
   auto cid = log->get_meta(kMetaClusterId);
+  cluster_token = log->get_meta(kMetaClusterToken).value_or(config.initial_cluster_token);
   if (mid && cid) {
     auto m = parse_hex_id(*mid);
     auto c = parse_hex_id(*cid);
@@ -240,7 +322,14 @@ Status Core::bootstrap_ids(bool* fresh) {
     }
     member_id = *m;
     cluster_id = *c;
-    return Status::ok();
+    if (!*fresh) {
+      // As etcd: an existing member restarts from its data dir; the bootstrap flags no longer
+      // matter.
+      spdlog::info("the data dir holds member {} of cluster {}: restarting it, ignoring "
+                   "--initial-cluster, --initial-cluster-state and --initial-cluster-token",
+                   hex_id(member_id), hex_id(cluster_id));
+      return Status::ok();
+    }
   }
   if (!*fresh) {
     return Status::error(db_dir + ": the log holds entries but no member/cluster id");
@@ -248,7 +337,7 @@ Status Core::bootstrap_ids(bool* fresh) {
   if (config.initial_cluster_state != "new") {
     return Status::error(
         "joining an existing cluster (--initial-cluster-state=" + config.initial_cluster_state +
-        ") with an empty data dir is not supported yet: start with --initial-cluster-state=new");
+        ") is not supported yet: start with --initial-cluster-state=new");
   }
   // Peer URLs per member name, in flag order.
   std::vector<std::pair<std::string, std::vector<std::string>>> by_name;
@@ -271,46 +360,35 @@ Status Core::bootstrap_ids(bool* fresh) {
     return Status::error("couldn't find local name \"" + config.name +
                          "\" in the initial cluster configuration");
   }
-  if (by_name.size() > 1) {
-    // TODO(raft): multi-member clusters need the raft core; until it lands a member could not
-    // reach a quorum, so refuse rather than pretend.
-    return Status::error("--initial-cluster names " + std::to_string(by_name.size()) +
-                         " members; this kvd version runs single-member clusters only");
+  // The founding members, sorted by id: every founder writes the same entries 1..n.
+  std::map<uint64_t, std::vector<std::string>> founders;
+  for (auto& [name, urls] : by_name) {
+    std::sort(urls.begin(), urls.end());
+    uint64_t id = compute_member_id(urls, config.initial_cluster_token);
+    if (founders.count(id)) {
+      return Status::error("--initial-cluster lists the peer URLs of member " + name + " twice");
+    }
+    founders[id] = urls;
   }
   member_id = compute_member_id(self->second, config.initial_cluster_token);
-  cluster_id = compute_cluster_id({member_id});
+  std::vector<uint64_t> ids;
+  for (const auto& [id, urls] : founders) ids.push_back(id);
+  cluster_id = compute_cluster_id(ids);
+  cluster_token = config.initial_cluster_token;
   if (Status st = log->put_meta(kMetaMemberId, hex_id(member_id)); !st.is_ok()) return st;
   if (Status st = log->put_meta(kMetaClusterId, hex_id(cluster_id)); !st.is_ok()) return st;
+  if (Status st = log->put_meta(kMetaClusterToken, cluster_token); !st.is_ok()) return st;
 
-  // Entry 1, term 1: the member joins the configuration (etcd's bootstrap ConfChange).
-  std::vector<std::string> urls = self->second;
-  std::sort(urls.begin(), urls.end());
-  nlohmann::json attrs = {{"peerURLs", urls}};
-  raft::Entry add{1, 1, raft::EntryType::kNormal,
-                  v2::encode(internal_command(raft_attributes_key(member_id), attrs.dump()))};
-  return log->append({add}, raft::HardState{1, member_id, 1});
-}
-
-Status Core::write_start_entries(uint64_t term, uint64_t last_index) {
+  // Entries 1..n, term 1, committed: one configuration change adding each founder with its peer
+  // URLs as context (etcd's bootstrap ConfChanges). Applying them records the members.
   std::vector<raft::Entry> entries;
-  auto add = [&](std::string data) {
-    entries.push_back(raft::Entry{term, last_index + entries.size() + 1, raft::EntryType::kNormal,
-                                  std::move(data)});
-  };
-  add("");  // the new leader's no-op (Raft thesis §6.4: commits the previous terms' entries)
-  if (!store.internal().count(std::string(kVersionKey))) {
-    add(v2::encode(internal_command(std::string(kVersionKey), std::string(kClusterVersion))));
+  for (const auto& [id, urls] : founders) {
+    raft::ConfChange cc{raft::ConfChangeType::kAddNode, id, member_context(id, urls)};
+    entries.push_back(raft::Entry{1, entries.size() + 1, raft::EntryType::kConfChange,
+                                  raft::encode_conf_change(cc)});
   }
-  nlohmann::json attrs = {{"name", config.name}, {"clientURLs", config.advertise_client_urls}};
-  add(v2::encode(internal_command(attributes_key(member_id), attrs.dump())));
-  uint64_t last = entries.back().index;
-  if (Status st = log->append(entries, raft::HardState{term, member_id, last}); !st.is_ok()) {
-    return st;
-  }
-  for (const auto& e : entries) {
-    if (!apply_entry(e)) std::abort();  // we just encoded it
-  }
-  return Status::ok();
+  const uint64_t n = entries.size();
+  return log->append(entries, raft::HardState{1, raft::kNoNode, n});
 }
 
 Status Core::recover_and_start() {
@@ -323,12 +401,13 @@ Status Core::recover_and_start() {
       return Status::error(db_dir + ": the snapshot at index " +
                            std::to_string(snap.metadata.index) + " holds a corrupt store image");
     }
-    applied = snapshot_index = snap.metadata.index;
+    applied = snapshot_index = committed = snap.metadata.index;
     applied_term = snap.metadata.term;
   }
+  // The raft core reads every entry at start (membership); an unreadable log is refused here
+  // with the database's name rather than by the core's abort.
   const uint64_t last = log->last_index();
-  uint64_t next = applied + 1;
-  while (next <= last) {
+  for (uint64_t next = log->first_index(); next <= last;) {
     std::vector<raft::Entry> batch;
     raft::StorageError err = log->entries(next, last + 1, kReplayBatchBytes, &batch);
     if (err != raft::StorageError::kOk || batch.empty()) {
@@ -339,73 +418,161 @@ Status Core::recover_and_start() {
       if (e.index != next) {
         return Status::error(db_dir + ": log entry " + std::to_string(next) + " is missing");
       }
-      if (!apply_entry(e)) {
+      if (e.type == raft::EntryType::kConfChange && !raft::decode_conf_change(e.data)) {
         return Status::error(db_dir + ": log entry " + std::to_string(e.index) +
-                             " holds undecodable data");
+                             " holds an undecodable membership change");
       }
       ++next;
     }
   }
-  uint64_t term = log->initial_state().first.term;
-  uint64_t last_term = 0;
-  if (log->term(last, &last_term) == raft::StorageError::kOk) term = std::max(term, last_term);
+  const auto [hs, cs] = log->initial_state();
+  term = hs.term;
   if (!fresh) {
-    spdlog::info("recovered member {} (cluster {}) at raft index {}, etcd index {}",
-                 hex_id(member_id), hex_id(cluster_id), last, store.index());
+    spdlog::info("recovered member {} (cluster {}) at raft index {} (commit {}, term {}), "
+                 "etcd index {}",
+                 hex_id(member_id), hex_id(cluster_id), last, hs.commit, hs.term, store.index());
   }
-  // Single member: it wins the election of the next term at once.
-  ++term;
-  if (Status st = write_start_entries(term, last); !st.is_ok()) return st;
 
-  std::weak_ptr<Core> weak = weak_from_this();
-  LogDriver::Poster post = [weak](std::function<void()> fn) {
-    if (auto self = weak.lock()) {
-      boost::asio::post(self->strand, [self, fn = std::move(fn)] { fn(); });
-    }
-  };
-  driver = std::make_unique<LogDriver>(
-      log.get(), LogDriver::State{member_id, term, applied}, std::move(post),
-      [this](std::vector<raft::Entry> entries) { apply_committed(std::move(entries)); },
-      [this](const Status& st) { fail_writes(st); });
-  next_request_id = (static_cast<uint64_t>(now_ns() / 1000000) & 0xffffffffffULL) << 16;
+  raft::Config rc;
+  rc.id = member_id;
+  const auto hb = std::max<int64_t>(config.heartbeat_interval.count(), 1);
+  rc.election_ticks = std::max<int>(2, static_cast<int>(config.election_timeout.count() / hb));
+  rc.heartbeat_ticks = 1;
+  rc.pre_vote = true;
+  rc.check_quorum = true;
+  rc.applied = applied;
+  rc.seed = static_cast<uint64_t>(now_ns());
+  raw = std::make_unique<raft::RawNode>(rc, log.get());
+
+  // Request ids are unique across members too (a QGET proposed on one member is applied on all):
+  // member id bits on top, then milliseconds, as etcd's idutil does.
+  next_request_id = ((member_id & 0xffff) << 48) |
+                    ((static_cast<uint64_t>(now_ns() / 1000000) & 0xffffffffffULL) << 8);
+
+  const auto& voters = raw->status().conf_state.voters;
+  if (voters.size() == 1 && voters[0] == member_id) return start_single_member();
   return Status::ok();
 }
 
-bool Core::apply_entry(const raft::Entry& e) {
-  applied = e.index;
-  applied_term = e.term;
-  if (e.data.empty()) return true;
-  if (e.data[0] == kReadBarrierTag) {
-    if (e.data.size() != 9) return false;
-    uint64_t id = 0;
-    for (int i = 0; i < 8; ++i) {
-      id |= static_cast<uint64_t>(static_cast<uint8_t>(e.data[1 + i])) << (8 * i);
-    }
-    auto it = read_waiters.find(id);
-    if (it != read_waiters.end()) {
-      ReadWaiter w = std::move(it->second);
-      read_waiters.erase(it);
-      answer_get(w.req, w.cb);
-    }
-    return true;
+Status Core::start_single_member() {
+  // One voter: it wins the election of the next term at once, so open() finishes the start-up
+  // entries synchronously (no-op, cluster version, attributes) and returns a member that is
+  // leader with etcd's indexes.
+  raw->campaign();
+  if (Status st = drive_sync(); !st.is_ok()) return st;
+  if (role != raft::Role::kLeader) {
+    return Status::error(db_dir + ": the single member could not become leader");
   }
-  v2::Command cmd;
-  if (static_cast<uint8_t>(e.data[0]) != kCommandTag || !v2::decode(e.data, &cmd)) return false;
-  auto result = store.apply(cmd);
-  if (cmd.op == v2::Op::kExpire && e.index == expire_in_flight) expire_in_flight = 0;
-  if (cmd.request_id != 0) {
-    auto it = write_waiters.find(cmd.request_id);
-    if (it != write_waiters.end()) {
-      Node::Callback cb = std::move(it->second);
-      write_waiters.erase(it);
-      cb(std::move(result), status());
-    }
+  if (!store.internal().count(std::string(kVersionKey))) {
+    (void)raw->propose(v2::encode(internal_command(std::string(kVersionKey),
+                                                   std::string(kClusterVersion))));
   }
-  return true;
+  nlohmann::json attrs = {{"name", config.name}, {"clientURLs", config.advertise_client_urls}};
+  if (raw->propose(v2::encode(internal_command(attributes_key(member_id), attrs.dump()))) !=
+      raft::Error::kOk) {
+    return Status::error("the single member refused its own proposal");
+  }
+  if (Status st = drive_sync(); !st.is_ok()) return st;
+  attributes_published = true;
+  return Status::ok();
 }
 
-void Core::apply_committed(std::vector<raft::Entry> entries) {
-  for (const auto& e : entries) {
+// Runs the Ready loop without the WAL thread or peers; for open() only.
+Status Core::drive_sync() {
+  for (int round = 0; round < 100000 && raw->has_ready(); ++round) {
+    raft::Ready rd = raw->ready();
+    note_ready(rd);
+    if (rd.snapshot) {
+      if (Status st = log->save_snapshot(*rd.snapshot); !st.is_ok()) return st;
+    }
+    if (!rd.entries.empty() || rd.hard_state) {
+      if (Status st = log->append(rd.entries, rd.hard_state); !st.is_ok()) return st;
+    }
+    if (rd.snapshot && !apply_snapshot(*rd.snapshot)) {
+      return Status::error(db_dir + ": the snapshot at index " +
+                           std::to_string(rd.snapshot->metadata.index) +
+                           " holds a corrupt store image");
+    }
+    for (const auto& e : rd.committed_entries) {
+      if (!apply_entry(e)) {
+        return Status::error(db_dir + ": log entry " + std::to_string(e.index) +
+                             " holds undecodable data");
+      }
+    }
+    raw->advance();
+  }
+  refresh_members_cache();
+  return Status::ok();
+}
+
+void Core::note_ready(const raft::Ready& rd) {
+  if (rd.hard_state) {
+    term = rd.hard_state->term;
+    committed = std::max(committed, rd.hard_state->commit);
+  }
+  if (rd.snapshot) committed = std::max(committed, rd.snapshot->metadata.index);
+  if (rd.soft_state) {
+    const raft::SoftState& ss = *rd.soft_state;
+    if (ss.lead != leader_id) {
+      if (ss.lead != raft::kNoNode) {
+        spdlog::info("raft: {} elected leader {} at term {}", hex_id(member_id), hex_id(ss.lead),
+                     term);
+        leader_since = Clock::now();
+      } else {
+        spdlog::info("raft: {} lost leader {} at term {}", hex_id(member_id), hex_id(leader_id),
+                     term);
+      }
+    }
+    leader_id = ss.lead;
+    role = ss.role;
+  }
+}
+
+// Takes the next Ready, if any and none is in flight, and hands its persistent part to the WAL
+// thread; finish_ready() does the rest once it is on disk.
+void Core::pump() {
+  if (!raw || ready_in_flight || !raw->has_ready()) return;
+  auto rd = std::make_shared<raft::Ready>(raw->ready());
+  note_ready(*rd);
+  // A configuration takes effect in raft when appended, so the leader may address a new member
+  // before the change is applied: tell the link where it lives now.
+  for (const auto& e : rd->entries) {
+    if (e.type != raft::EntryType::kConfChange) continue;
+    auto cc = raft::decode_conf_change(e.data);
+    if (cc && cc->type == raft::ConfChangeType::kAddNode && cc->node_id != member_id) {
+      link_peer(cc->node_id, context_peer_urls(cc->context));
+    }
+  }
+  if (!rd->snapshot && rd->entries.empty() && !rd->hard_state) {
+    ready_in_flight = true;
+    finish_ready(*rd);
+    return;
+  }
+  ready_in_flight = true;
+  std::weak_ptr<Core> weak = weak_from_this();
+  bool queued = wal->persist(rd->snapshot, std::move(rd->entries), rd->hard_state,
+                             [weak, rd](Status st) {
+                               auto self = weak.lock();
+                               if (!self) return;
+                               self->run_on_strand([rd, st = std::move(st)](Core& c) {
+                                 if (!c.raw) return;
+                                 if (!st.is_ok()) return c.fail_writes(st);
+                                 c.finish_ready(*rd);
+                               });
+                             });
+  if (!queued) fail_writes(Status::error("the raft log no longer accepts writes"));
+}
+
+void Core::finish_ready(raft::Ready& rd) {
+  // Persisted: now the messages that promise it may go (Raft paper Figure 2).
+  send_messages(std::move(rd.messages));
+  if (rd.snapshot && !apply_snapshot(*rd.snapshot)) {
+    spdlog::critical("apply: the snapshot at index {} from the leader holds a corrupt store image",
+                     rd.snapshot->metadata.index);
+    std::abort();
+  }
+  for (const auto& e : rd.committed_entries) {
+    if (e.index <= applied) continue;  // covered by a snapshot installed in this Ready
     if (e.index != applied + 1) {
       spdlog::critical("apply: entry {} committed after {}: log order broken", e.index, applied);
       std::abort();
@@ -417,22 +584,180 @@ void Core::apply_committed(std::vector<raft::Entry> entries) {
       std::abort();
     }
   }
+  if (members_dirty) {
+    sync_peers();
+    refresh_members_cache();
+  }
+  raw->advance();
+  ready_in_flight = false;
   maybe_snapshot();
+  if (leader_id != raft::kNoNode) {
+    retry_stalled();
+    maybe_publish();
+  }
+  if (removed && config.on_removed) {
+    removed = false;
+    config.on_removed();
+  }
+  pump();
+}
+
+void Core::send_messages(std::vector<raft::Message> msgs) {
+  if (msgs.empty()) return;
+  std::vector<raft::Message> plain;
+  plain.reserve(msgs.size());
+  for (auto& m : msgs) {
+    if (m.type == raft::MessageType::kApp) ++send_append_requests;
+    if (m.type != raft::MessageType::kSnap) {
+      plain.push_back(std::move(m));
+      continue;
+    }
+    if (!link.send_snapshot || !m.snapshot) {
+      if (raw) raw->report_snapshot(m.to, false);
+      continue;
+    }
+    auto data = std::make_shared<const std::string>(std::move(m.snapshot->data));
+    m.snapshot->data.clear();
+    const uint64_t to = m.to;
+    spdlog::info("sending snapshot at index {} to member {}", m.snapshot->metadata.index,
+                 hex_id(to));
+    std::weak_ptr<Core> weak = weak_from_this();
+    link.send_snapshot(std::move(m), std::move(data), [weak, to](bool ok) {
+      auto self = weak.lock();
+      if (!self) return;
+      self->run_on_strand([to, ok](Core& c) {
+        if (!c.raw) return;
+        c.raw->report_snapshot(to, ok);
+        c.pump();
+      });
+    });
+  }
+  if (!plain.empty() && link.send) link.send(std::move(plain));
+}
+
+bool Core::apply_snapshot(const raft::Snapshot& snap) {
+  if (!store.recover(snap.data)) return false;
+  applied = snapshot_index = snap.metadata.index;
+  applied_term = snap.metadata.term;
+  members_dirty = true;
+  spdlog::info("installed the snapshot at index {} (term {}): etcd index {}", snap.metadata.index,
+               snap.metadata.term, store.index());
+  // A member that was removed while it was away finds itself missing from the snapshot.
+  auto gone = removed_ids();
+  if (std::find(gone.begin(), gone.end(), member_id) != gone.end()) {
+    spdlog::critical("this member ({}) has been permanently removed from the cluster; it stops "
+                     "serving. Its data dir must be removed before it can join again",
+                     hex_id(member_id));
+    removed = true;
+  }
+  return true;
+}
+
+bool Core::apply_conf_change(const raft::Entry& e) {
+  auto cc = raft::decode_conf_change(e.data);
+  if (!cc) return false;
+  const std::string hex = hex_id(cc->node_id);
+  std::vector<std::string> urls = context_peer_urls(cc->context);
+  std::sort(urls.begin(), urls.end());
+  switch (cc->type) {
+    case raft::ConfChangeType::kAddNode:
+    case raft::ConfChangeType::kUpdateNode: {
+      nlohmann::json attrs = {{"peerURLs", urls}};
+      v2::Command cmd = internal_command(raft_attributes_key(cc->node_id), attrs.dump());
+      cmd.now_ns = 0;
+      (void)store.apply(cmd);
+      spdlog::info("{} member {} with peer URLs {}",
+                   cc->type == raft::ConfChangeType::kAddNode ? "added" : "updated", hex,
+                   nlohmann::json(urls).dump());
+      break;
+    }
+    case raft::ConfChangeType::kRemoveNode: {
+      v2::Command cmd = internal_command(std::string(kRemovedPrefix) + hex, "removed");
+      cmd.now_ns = 0;
+      (void)store.apply(cmd);
+      spdlog::info("removed member {} from the cluster", hex);
+      if (link.remove_peer && linked_peers.erase(cc->node_id)) link.remove_peer(cc->node_id);
+      if (cc->node_id == member_id) {
+        spdlog::critical("this member ({}) has been permanently removed from the cluster; it "
+                         "stops serving. Its data dir must be removed before it can join again",
+                         hex);
+        removed = true;
+      }
+      break;
+    }
+  }
+  members_dirty = true;
+  if (conf_waiter && conf_waiter->type == cc->type && conf_waiter->node_id == cc->node_id) {
+    ConfWaiter w = std::move(*conf_waiter);
+    conf_waiter.reset();
+    MemberChange mc;
+    mc.http_status = cc->type == raft::ConfChangeType::kAddNode ? 201 : 204;
+    mc.member = std::move(w.member);
+    w.cb(std::move(mc));
+  }
+  return true;
+}
+
+bool Core::apply_entry(const raft::Entry& e) {
+  if (e.type == raft::EntryType::kConfChange) {
+    if (!apply_conf_change(e)) return false;
+    applied = e.index;
+    applied_term = e.term;
+    return true;
+  }
+  applied = e.index;
+  applied_term = e.term;
+  committed = std::max(committed, e.index);
+  if (e.data.empty()) return true;
+  if (e.data[0] == kReadBarrierTag) {
+    if (e.data.size() != 9) return false;
+    uint64_t id = 0;
+    for (int i = 0; i < 8; ++i) {
+      id |= static_cast<uint64_t>(static_cast<uint8_t>(e.data[1 + i])) << (8 * i);
+    }
+    auto it = waiters.find(id);
+    if (it != waiters.end() && it->second.kind == Waiter::Kind::kRead) {
+      Waiter w = std::move(it->second);
+      waiters.erase(it);
+      answer_get(w.req, w.cb);
+    }
+    return true;
+  }
+  v2::Command cmd;
+  if (static_cast<uint8_t>(e.data[0]) != kCommandTag || !v2::decode(e.data, &cmd)) return false;
+  auto result = store.apply(cmd);
+  if (cmd.op == v2::Op::kInternal) members_dirty = true;
+  if (cmd.request_id != 0) {
+    auto it = waiters.find(cmd.request_id);
+    if (it != waiters.end()) {
+      Waiter w = std::move(it->second);
+      waiters.erase(it);
+      if (w.kind == Waiter::Kind::kInternal) {
+        w.done(true);
+      } else if (w.kind == Waiter::Kind::kWrite) {
+        w.cb(std::move(result), status());
+      }
+    }
+  }
+  return true;
 }
 
 void Core::maybe_snapshot() {
   // Like etcd: a snapshot once more than snapshot_count entries were applied since the last.
-  if (applied - snapshot_index <= config.snapshot_count || write_error) return;
+  if (!raw || applied - snapshot_index <= config.snapshot_count || write_error) return;
   raft::Snapshot snap;
   snap.metadata.index = applied;
   snap.metadata.term = applied_term;
-  snap.metadata.conf_state.voters = {member_id};
+  snap.metadata.conf_state = raw->applied_conf_state();
   snap.data = store.save();
   snapshot_index = applied;
-  driver->save_snapshot(std::move(snap));
+  if (!wal->save_snapshot(std::move(snap))) {
+    spdlog::warn("snapshot not saved: the log no longer accepts writes");
+  }
 }
 
 void Core::fail_writes(const Status& st) {
+  if (write_error) return;
   spdlog::critical("writing the raft log failed: {}; this member accepts no more writes",
                    st.message());
   write_error = "etcdserver: " + st.message();
@@ -440,12 +765,135 @@ void Core::fail_writes(const Status& st) {
 }
 
 void Core::fail_all_waiters(const std::string& cause) {
-  auto writes = std::move(write_waiters);
-  auto reads = std::move(read_waiters);
-  write_waiters.clear();
-  read_waiters.clear();
-  for (auto& [id, cb] : writes) cb(raft_error(cause), status());
-  for (auto& [id, w] : reads) w.cb(raft_error(cause), status());
+  auto all = std::move(waiters);
+  waiters.clear();
+  stalled.clear();
+  expire_in_flight = attributes_in_flight = version_in_flight = 0;
+  for (auto& [id, w] : all) {
+    if (w.kind == Waiter::Kind::kInternal) {
+      w.done(false);
+    } else {
+      w.cb(raft_error(cause), status());
+    }
+  }
+  if (conf_waiter) {
+    ConfWaiter w = std::move(*conf_waiter);
+    conf_waiter.reset();
+    w.cb(MemberChange{500, "Internal Server Error", {}});
+  }
+}
+
+// etcd answers a request that did not complete within its request timeout with 300 "request
+// timed out" (its outcome is then unknown: the entry may still commit).
+void Core::expire_waiters() {
+  const auto now = SteadyClock::now();
+  std::vector<Waiter> due;
+  for (auto it = waiters.begin(); it != waiters.end();) {
+    if (it->second.deadline <= now) {
+      due.push_back(std::move(it->second));
+      it = waiters.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& w : due) {
+    if (w.kind == Waiter::Kind::kInternal) {
+      w.done(false);
+    } else {
+      w.cb(raft_error(kTimeoutCause), status());
+    }
+  }
+  if (!stalled.empty()) {
+    std::erase_if(stalled, [&](const auto& p) { return !waiters.count(p.first); });
+  }
+  if (conf_waiter && conf_waiter->deadline <= now) {
+    ConfWaiter w = std::move(*conf_waiter);
+    conf_waiter.reset();
+    spdlog::warn("membership change of member {} timed out", hex_id(w.node_id));
+    w.cb(MemberChange{500, "Internal Server Error", {}});
+  }
+}
+
+void Core::propose_data(uint64_t id, std::string data) {
+  if (raw->propose(data) != raft::Error::kOk) stalled.emplace_back(id, std::move(data));
+  pump();
+}
+
+// Proposals raft refused (no leader, a transfer in progress) wait for a leader, as etcd's do, and
+// time out like any other request.
+void Core::retry_stalled() {
+  if (!raw || stalled.empty()) return;
+  auto pending = std::move(stalled);
+  stalled.clear();
+  for (auto& [id, data] : pending) {
+    if (!waiters.count(id)) continue;
+    if (raw->propose(data) != raft::Error::kOk) stalled.emplace_back(id, std::move(data));
+  }
+  pump();
+}
+
+uint64_t Core::propose_internal(std::string data, std::function<void(bool)> done) {
+  uint64_t id = new_request_id();
+  v2::Command cmd;
+  if (!v2::decode(data, &cmd)) std::abort();  // encoded by this file
+  cmd.request_id = id;
+  Waiter w;
+  w.kind = Waiter::Kind::kInternal;
+  w.done = std::move(done);
+  w.deadline = SteadyClock::now() + request_timeout;
+  waiters.emplace(id, std::move(w));
+  propose_data(id, v2::encode(cmd));
+  return id;
+}
+
+// After each start a member publishes its name and client URLs (etcd's publish); the leader sets
+// the cluster version once it has applied everything before its term.
+void Core::maybe_publish() {
+  if (!raw || write_error || removed || leader_id == raft::kNoNode) return;
+  std::weak_ptr<Core> weak = weak_from_this();
+  if (!attributes_published && attributes_in_flight == 0) {
+    nlohmann::json attrs = {{"name", config.name}, {"clientURLs", config.advertise_client_urls}};
+    attributes_in_flight = propose_internal(
+        v2::encode(internal_command(attributes_key(member_id), attrs.dump())), [weak](bool ok) {
+          if (auto self = weak.lock()) {
+            self->attributes_in_flight = 0;
+            if (ok) {
+              self->attributes_published = true;
+              spdlog::info("published the attributes of member {} to the cluster",
+                           hex_id(self->member_id));
+            }
+          }
+        });
+  }
+  if (role == raft::Role::kLeader && version_in_flight == 0 && applied_term == term &&
+      !store.internal().count(std::string(kVersionKey))) {
+    version_in_flight = propose_internal(
+        v2::encode(internal_command(std::string(kVersionKey), std::string(kClusterVersion))),
+        [weak](bool) {
+          if (auto self = weak.lock()) self->version_in_flight = 0;
+        });
+  }
+}
+
+void Core::schedule_tick() {
+  tick_timer.expires_after(config.heartbeat_interval);
+  std::weak_ptr<Core> weak = weak_from_this();
+  tick_timer.async_wait([weak](const boost::system::error_code& ec) {
+    if (ec) return;
+    auto self = weak.lock();
+    if (!self) return;
+    std::lock_guard lock(self->mu);
+    if (self->stopped.load() || !self->raw) return;
+    self->on_tick();
+  });
+}
+
+void Core::on_tick() {
+  raw->tick();
+  expire_waiters();
+  maybe_publish();
+  pump();
+  schedule_tick();
 }
 
 void Core::schedule_expiry() {
@@ -453,26 +901,33 @@ void Core::schedule_expiry() {
   std::weak_ptr<Core> weak = weak_from_this();
   expiry_timer.async_wait([weak](const boost::system::error_code& ec) {
     if (ec) return;
-    if (auto self = weak.lock()) self->tick_expiry();
+    auto self = weak.lock();
+    if (!self) return;
+    std::lock_guard lock(self->mu);
+    self->tick_expiry();
   });
 }
 
 void Core::tick_expiry() {
-  if (stopped.load()) return;
+  if (stopped.load() || !raw) return;
   // etcd's leader proposes a SYNC every 500 ms while any key has a TTL (spec v2-keys-api.md §4:
   // the raft index keeps growing on an idle cluster with TTL keys); the entry removes what is
-  // due at its time.
-  if (!write_error && expire_in_flight == 0 && store.next_expiration_ns()) {
+  // due at its time. Only the leader's clock decides; followers apply what it proposed.
+  if (!write_error && role == raft::Role::kLeader && expire_in_flight == 0 &&
+      store.next_expiration_ns()) {
     v2::Command cmd;
     cmd.op = v2::Op::kExpire;
     cmd.now_ns = now_ns();
-    expire_in_flight = driver->propose(v2::encode(cmd));
+    std::weak_ptr<Core> weak = weak_from_this();
+    expire_in_flight = propose_internal(v2::encode(cmd), [weak](bool) {
+      if (auto self = weak.lock()) self->expire_in_flight = 0;
+    });
   }
   schedule_expiry();
 }
 
 void Core::do_propose(v2::WriteRequest req, Node::Callback cb) {
-  if (stopped.load()) return cb(raft_error(kStoppedCause), status());
+  if (stopped.load() || !raw) return cb(raft_error(kStoppedCause), status());
   if (write_error) return cb(raft_error(*write_error), status());
   v2::Command cmd = std::move(req.cmd);
   cmd.request_id = new_request_id();
@@ -485,9 +940,13 @@ void Core::do_propose(v2::WriteRequest req, Node::Callback cb) {
                            ? std::numeric_limits<int64_t>::max()
                            : cmd.now_ns + delta;
   }
-  uint64_t id = cmd.request_id;
-  if (driver->propose(v2::encode(cmd)) == 0) return cb(raft_error(kStoppedCause), status());
-  write_waiters.emplace(id, std::move(cb));
+  const uint64_t id = cmd.request_id;
+  Waiter w;
+  w.kind = Waiter::Kind::kWrite;
+  w.cb = std::move(cb);
+  w.deadline = SteadyClock::now() + request_timeout;
+  waiters.emplace(id, std::move(w));
+  propose_data(id, v2::encode(cmd));
 }
 
 void Core::answer_get(const v2::GetRequest& req, const Node::Callback& cb) {
@@ -497,13 +956,106 @@ void Core::answer_get(const v2::GetRequest& req, const Node::Callback& cb) {
 
 void Core::do_get(v2::GetRequest req, Node::Callback cb) {
   if (!req.quorum) return answer_get(req, cb);
-  if (stopped.load()) return cb(raft_error(kStoppedCause), status());
+  if (stopped.load() || !raw) return cb(raft_error(kStoppedCause), status());
   if (write_error) return cb(raft_error(*write_error), status());
-  uint64_t id = new_request_id();
-  if (driver->propose(encode_read_barrier(id)) == 0) {
-    return cb(raft_error(kStoppedCause), status());
+  const uint64_t id = new_request_id();
+  Waiter w;
+  w.kind = Waiter::Kind::kRead;
+  w.cb = std::move(cb);
+  w.req = std::move(req);
+  w.deadline = SteadyClock::now() + request_timeout;
+  waiters.emplace(id, std::move(w));
+  propose_data(id, encode_read_barrier(id));
+}
+
+void Core::do_conf_change(raft::ConfChangeType type, uint64_t id, std::vector<std::string> urls,
+                          Node::MemberCallback cb) {
+  if (stopped.load() || !raw || write_error) return cb(MemberChange{500, "Internal Server Error", {}});
+  const auto all = members();
+  const auto gone = removed_ids();
+  const bool is_removed = std::find(gone.begin(), gone.end(), id) != gone.end();
+  const MemberInfo* target = nullptr;
+  for (const auto& m : all) {
+    if (m.id == id) target = &m;
   }
-  read_waiters.emplace(id, ReadWaiter{std::move(req), std::move(cb)});
+  std::sort(urls.begin(), urls.end());
+  if (type != raft::ConfChangeType::kAddNode && !target) {
+    if (is_removed) return cb(MemberChange{410, "Member permanently removed: " + hex_id(id), {}});
+    return cb(MemberChange{404, "No such member: " + hex_id(id), {}});
+  }
+  for (const auto& m : all) {
+    if (target && m.id == target->id) continue;
+    for (const auto& u : m.peer_urls) {
+      if (std::find(urls.begin(), urls.end(), u) != urls.end()) {
+        return cb(MemberChange{409, "membership: peerURL exists", {}});
+      }
+    }
+  }
+  // --strict-reconfig-check (etcd's default): refuse a change that would leave fewer started,
+  // reachable members than the new quorum. A member is started once it published its name.
+  auto started = [&](const MemberInfo& m) {
+    if (m.name.empty()) return false;
+    return m.id == member_id || (link.connected && link.connected(m.id));
+  };
+  if (type == raft::ConfChangeType::kAddNode && all.size() > 1) {
+    size_t up = 0;
+    bool unstarted = false;
+    for (const auto& m : all) {
+      if (started(m)) ++up;
+      if (m.name.empty()) unstarted = true;
+    }
+    if (unstarted || up < (all.size() + 1) / 2 + 1) {
+      spdlog::warn("rejecting member add: unhealthy cluster ({} of {} members started)", up,
+                   all.size());
+      return cb(MemberChange{500, "Internal Server Error", {}});
+    }
+  }
+  if (type == raft::ConfChangeType::kRemoveNode) {
+    size_t up = 0;
+    for (const auto& m : all) {
+      if (m.id != id && started(m)) ++up;
+    }
+    const size_t remaining = all.size() - 1;
+    if (remaining > 0 && up < remaining / 2 + 1) {
+      spdlog::warn("rejecting member remove: not enough started members ({} of {})", up,
+                   remaining);
+      return cb(MemberChange{500, "Internal Server Error", {}});
+    }
+  }
+  if (conf_waiter) return cb(MemberChange{500, "Internal Server Error", {}});
+  if (type == raft::ConfChangeType::kAddNode) {
+    // etcd: a member added at run time hashes its peer URLs, the token and the time.
+    id = compute_member_id(urls, cluster_token +
+                                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                        Clock::now().time_since_epoch())
+                                                        .count()));
+  }
+  raft::ConfChange cc{type, id,
+                      type == raft::ConfChangeType::kRemoveNode ? "" : member_context(id, urls)};
+  if (raft::Error err = raw->propose_conf_change(cc); err != raft::Error::kOk) {
+    spdlog::warn("membership change of member {} refused: {}", hex_id(id), raft::to_string(err));
+    return cb(MemberChange{500, "Internal Server Error", {}});
+  }
+  ConfWaiter w;
+  w.type = type;
+  w.node_id = id;
+  w.member.id = id;
+  w.member.peer_urls = urls;
+  w.cb = std::move(cb);
+  w.deadline = SteadyClock::now() + request_timeout;
+  conf_waiter = std::move(w);
+  pump();
+}
+
+std::vector<uint64_t> Core::removed_ids() const {
+  std::vector<uint64_t> out;
+  for (const auto& [key, value] : store.internal()) {
+    if (key.rfind(kRemovedPrefix, 0) != 0) continue;
+    if (auto id = parse_hex_id(std::string_view(key).substr(kRemovedPrefix.size()))) {
+      out.push_back(*id);
+    }
+  }
+  return out;
 }
 
 std::vector<MemberInfo> Core::members() const {
@@ -538,9 +1090,51 @@ std::vector<MemberInfo> Core::members() const {
       m.client_urls = strings("clientURLs");
     }
   }
+  for (uint64_t id : removed_ids()) by_id.erase(id);
   std::vector<MemberInfo> out;
-  for (auto& [id, m] : by_id) out.push_back(std::move(m));
+  for (auto& [id, m] : by_id) {
+    if (!m.peer_urls.empty()) out.push_back(std::move(m));
+  }
   return out;
+}
+
+void Core::link_peer(uint64_t id, const std::vector<std::string>& urls) {
+  if (id == member_id || urls.empty()) return;
+  auto it = linked_peers.find(id);
+  if (it == linked_peers.end()) {
+    linked_peers[id] = urls;
+    if (link.add_peer) link.add_peer(id, urls);
+  } else if (it->second != urls) {
+    it->second = urls;
+    if (link.update_peer) link.update_peer(id, urls);
+  }
+}
+
+// Tells the link about every member the store knows (after a conf change or a snapshot).
+void Core::sync_peers() {
+  for (const auto& m : members()) link_peer(m.id, m.peer_urls);
+  for (uint64_t id : removed_ids()) {
+    if (linked_peers.erase(id) && link.remove_peer) link.remove_peer(id);
+  }
+}
+
+void Core::refresh_members_cache() {
+  members_dirty = false;
+  std::string out = "[";
+  bool first = true;
+  for (const auto& m : members()) {
+    if (!first) out += ',';
+    first = false;
+    nlohmann::ordered_json j;
+    j["id"] = m.id;
+    j["peerURLs"] = m.peer_urls;
+    j["name"] = m.name;
+    j["clientURLs"] = m.client_urls;
+    out += j.dump();
+  }
+  out += "]\n";
+  std::lock_guard lock(cache_mu);
+  members_json_cache = std::move(out);
 }
 
 // --- Node -----------------------------------------------------------------------------------
@@ -574,29 +1168,61 @@ Result<std::unique_ptr<Node>> Node::open(boost::asio::io_context& io, NodeConfig
   if (!opened.is_ok()) return opened.status();
 
   auto core = std::make_shared<Core>(io, std::move(config), std::move(opened.value()), db_dir);
-  if (Status st = core->recover_and_start(); !st.is_ok()) return st;
-  spdlog::info("member {} of cluster {} started at raft index {} term {}, etcd index {}",
-               hex_id(core->member_id), hex_id(core->cluster_id), core->applied,
-               core->driver->term(), core->store.index());
+  {
+    std::lock_guard lock(core->mu);
+    if (Status st = core->recover_and_start(); !st.is_ok()) return st;
+    std::weak_ptr<Core> weak = core;
+    core->wal = std::make_unique<WalWriter>(
+        core->log.get(), [](uint64_t, Status) {},
+        [](uint64_t index, Status st) {
+          // The log still holds every entry the snapshot would have covered, so recovery stays
+          // correct; only compaction is lost.
+          if (st.is_ok()) {
+            spdlog::info("saved snapshot at index {}", index);
+          } else {
+            spdlog::error("saving snapshot at index {} failed: {}", index, st.message());
+          }
+        });
+    core->refresh_members_cache();
+    spdlog::info("member {} of cluster {} started at raft index {} term {}, etcd index {}",
+                 hex_id(core->member_id), hex_id(core->cluster_id), core->applied, core->term,
+                 core->store.index());
+  }
   return std::unique_ptr<Node>(new Node(std::make_unique<Impl>(Impl{std::move(core)})));
+}
+
+void Node::attach_peers(PeerLink link) {
+  impl_->core->run_on_strand([link = std::move(link)](Core& c) mutable {
+    c.link = std::move(link);
+    c.linked_peers.clear();
+    c.sync_peers();
+  });
 }
 
 void Node::start() {
   impl_->core->run_on_strand([](Core& c) {
-    if (!c.stopped.load()) c.schedule_expiry();
+    if (c.stopped.load() || !c.raw) return;
+    c.schedule_expiry();
+    c.schedule_tick();
+    c.maybe_publish();
+    c.pump();
   });
 }
 
 void Node::stop() {
   Core& c = *impl_->core;
-  if (c.stopped.exchange(true)) return;
-  // Writes what is queued; their results are posted to the strand ahead of what follows.
-  c.driver->stop();
-  // Nothing reads or writes the log after the WAL thread is gone (the strand only reads it in
-  // open()), so close the database now: work still queued on the strand may keep Core alive,
-  // and the data dir must be free for the next open.
-  c.log.reset();
+  {
+    std::lock_guard lock(c.mu);
+    if (c.stopped.exchange(true)) return;
+    // Writes what is queued; its completions find the raft core gone and do nothing.
+    if (c.wal) c.wal->stop();
+    c.raw.reset();
+    // The data dir must be free for the next open, even while queued work keeps Core alive.
+    c.wal.reset();
+    c.log.reset();
+  }
   c.run_on_strand([](Core& c) {
+    c.tick_timer.cancel();
     c.expiry_timer.cancel();
     c.fail_all_waiters(kStoppedCause);
   });
@@ -627,20 +1253,81 @@ void Node::unwatch(v2::WatcherId id) {
   impl_->core->run_on_strand([id](Core& c) { c.store.unwatch(id); });
 }
 
+void Node::add_member(std::vector<std::string> peer_urls, MemberCallback cb) {
+  impl_->core->run_on_strand([urls = std::move(peer_urls), cb = std::move(cb)](Core& c) mutable {
+    c.do_conf_change(raft::ConfChangeType::kAddNode, 0, std::move(urls), std::move(cb));
+  });
+}
+
+void Node::remove_member(uint64_t id, MemberCallback cb) {
+  impl_->core->run_on_strand([id, cb = std::move(cb)](Core& c) mutable {
+    c.do_conf_change(raft::ConfChangeType::kRemoveNode, id, {}, std::move(cb));
+  });
+}
+
+void Node::update_member(uint64_t id, std::vector<std::string> peer_urls, MemberCallback cb) {
+  impl_->core->run_on_strand(
+      [id, urls = std::move(peer_urls), cb = std::move(cb)](Core& c) mutable {
+        c.do_conf_change(raft::ConfChangeType::kUpdateNode, id, std::move(urls), std::move(cb));
+      });
+}
+
+boost::asio::any_io_executor Node::executor() const { return impl_->core->strand; }
+
+void Node::step(raft::Message m) {
+  impl_->core->run_on_strand([m = std::move(m)](Core& c) mutable {
+    if (!c.raw) return;
+    if (m.type == raft::MessageType::kApp) ++c.recv_append_requests;
+    if (raft::Error err = c.raw->step(std::move(m)); err != raft::Error::kOk) {
+      spdlog::debug("raft refused a peer message: {}", raft::to_string(err));
+    }
+    c.pump();
+  });
+}
+
+void Node::step_snapshot(raft::Message m, std::string data) {
+  impl_->core->run_on_strand([m = std::move(m), data = std::move(data)](Core& c) mutable {
+    if (!c.raw || !m.snapshot) return;
+    m.snapshot->data = std::move(data);
+    spdlog::info("received snapshot at index {} (term {}) from member {}",
+                 m.snapshot->metadata.index, m.snapshot->metadata.term, hex_id(m.from));
+    if (raft::Error err = c.raw->step(std::move(m)); err != raft::Error::kOk) {
+      spdlog::warn("raft refused a snapshot: {}", raft::to_string(err));
+    }
+    c.pump();
+  });
+}
+
+void Node::report_unreachable(uint64_t peer) {
+  impl_->core->run_on_strand([peer](Core& c) {
+    if (!c.raw) return;
+    c.raw->report_unreachable(peer);
+  });
+}
+
+std::string Node::members_json() const {
+  std::lock_guard lock(impl_->core->cache_mu);
+  return impl_->core->members_json_cache;
+}
+
 void Node::info(std::function<void(Info)> cb) {
   impl_->core->run_on_strand([cb = std::move(cb)](Core& c) {
     Info info;
     info.member_id = c.member_id;
     info.cluster_id = c.cluster_id;
-    info.leader_id = c.member_id;
-    info.is_leader = true;
+    info.leader_id = c.leader_id;
+    info.is_leader = c.role == raft::Role::kLeader && c.leader_id == c.member_id;
     info.members = c.members();
+    info.removed_ids = c.removed_ids();
     info.name = c.config.name;
     info.start_time = c.start_time;
     info.leader_since = c.leader_since;
+    info.recv_append_requests = c.recv_append_requests;
+    info.send_append_requests = c.send_append_requests;
     info.store_stats_json = c.store.stats_json();
     info.status = c.status();
-    info.wal_append_calls = c.driver->append_calls();
+    info.wal_append_calls = c.wal ? c.wal->append_calls() : 0;
+    if (info.is_leader && c.link.stats) info.follower_stats = c.link.stats();
     cb(std::move(info));
   });
 }

@@ -3,17 +3,23 @@
 // from any thread, and every callback is invoked on that strand, so a handler must post its own
 // follow-up work (writing a response) to its connection's executor.
 //
-// Write path (single member today, raft core to come): propose() encodes a v2::Command into a
-// raft entry, the WAL thread appends batches of entries with one fsync (group commit), the strand
-// then applies the committed entries in order to the Store and completes each waiter with the
-// Store's answer. Expiry: while the store holds TTL nodes the leader proposes Op::kExpire with
-// its wall clock every 500 ms. Every snapshot_count applied entries the Store image is saved and
-// the log below it compacted. open() recovers: latest snapshot, then the log after it.
+// Write path: propose() encodes a v2::Command into a raft entry and hands it to the raft core
+// (raft::RawNode, forwarded to the leader when this member follows). The strand drives the core's
+// Ready/advance loop: the WAL thread persists a Ready's entries and hard state with one fsync
+// (everything proposed meanwhile goes out together in the next Ready: group commit), then the
+// strand sends the messages that depend on them through the PeerLink, applies committed entries
+// to the Store and completes each waiter (by the request id inside the command) with the Store's
+// answer. A request still unanswered after the request timeout (5 s + 2 x election timeout, as
+// etcd) fails with 300 "etcdserver: request timed out". Expiry: while the store holds TTL nodes
+// the leader proposes Op::kExpire with its wall clock every 500 ms. Every snapshot_count applied
+// entries the Store image (with the member records) is saved and the log below it compacted.
+// open() recovers the latest snapshot; the raft core then re-delivers the committed log after it.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <variant>
@@ -21,8 +27,12 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include "api_v2/keys_request.h"
 #include "api_v2/store.h"
+#include "raft/message.h"
+#include "server/peer_transport.h"
 #include "storage/status.h"
 
 namespace kvd::server {
@@ -47,6 +57,32 @@ struct NodeConfig {
   uint64_t snapshot_count = 100000;
   std::chrono::milliseconds heartbeat_interval{100};
   std::chrono::milliseconds election_timeout{1000};
+  // Runs (on the strand) once this member has applied its own removal from the cluster; the
+  // process should stop serving. Must not call Node methods synchronously: post them.
+  std::function<void()> on_removed;
+};
+
+// How the Node reaches its peers: the PeerTransport's methods (main.cc adapts them) or an
+// in-process network in tests. Every member may be called from the strand; unset members are
+// treated as "no peers" (a single-member cluster needs none).
+struct PeerLink {
+  std::function<void(std::vector<raft::Message>)> send;
+  // m.type == kSnap; done(ok) must run on the Node's strand (see Node::executor()).
+  std::function<void(raft::Message m, std::shared_ptr<const std::string> data,
+                     std::function<void(bool ok)> done)>
+      send_snapshot;
+  std::function<void(uint64_t id, std::vector<std::string> peer_urls)> add_peer;
+  std::function<void(uint64_t id, std::vector<std::string> peer_urls)> update_peer;
+  std::function<void(uint64_t id)> remove_peer;
+  std::function<bool(uint64_t id)> connected;
+  std::function<std::map<uint64_t, PeerStats>()> stats;
+};
+
+// The outcome of a /v2/members mutation, as etcd's HTTP layer reports it.
+struct MemberChange {
+  int http_status = 500;  // 201 added, 204 removed/updated, 404, 409, 410, 500
+  std::string message;    // error message for the {"message":...} body
+  MemberInfo member;      // the added member (201)
 };
 
 // What every keys response reports in X-Etcd-Index / X-Raft-Index / X-Raft-Term.
@@ -82,6 +118,23 @@ class Node {
   void watch(v2::WatchRequest req, v2::WatchCallback on_event, WatchStarted on_started);
   void unwatch(v2::WatcherId id);
 
+  // Membership changes (raft configuration changes carrying the member's data). cb runs on the
+  // strand once the change is applied, refused, or timed out.
+  using MemberCallback = std::function<void(MemberChange)>;
+  void add_member(std::vector<std::string> peer_urls, MemberCallback cb);
+  void remove_member(uint64_t id, MemberCallback cb);
+  void update_member(uint64_t id, std::vector<std::string> peer_urls, MemberCallback cb);
+
+  // Peers. Call attach_peers() once, after open() and before start(). The inbound calls may come
+  // from any thread (the transport delivers on executor()).
+  void attach_peers(PeerLink link);
+  boost::asio::any_io_executor executor() const;
+  void step(raft::Message m);
+  void step_snapshot(raft::Message m, std::string data);
+  void report_unreachable(uint64_t peer);
+  // GET /members on the peer port: a JSON array with decimal ids. Safe from any thread.
+  std::string members_json() const;
+
   // Read-only views for /v2/members, /v2/machines, /v2/stats/*; cb runs on the strand.
   struct Info {
     uint64_t member_id = 0;
@@ -97,6 +150,8 @@ class Node {
     std::string store_stats_json;
     RaftStatus status;
     uint64_t wal_append_calls = 0;  // RaftLog appends (fsyncs) since open(): group commit shows here
+    std::vector<uint64_t> removed_ids;  // members removed from the cluster (410 on DELETE)
+    std::map<uint64_t, PeerStats> follower_stats;  // leader only: /v2/stats/leader
   };
   void info(std::function<void(Info)> cb);
 

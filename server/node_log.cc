@@ -17,7 +17,23 @@ bool WalWriter::append(std::vector<raft::Entry> entries, raft::HardState hs) {
   {
     std::lock_guard lock(mu_);
     if (stopping_ || failed_) return false;
-    queue_.push_back(Op{std::move(entries), hs, std::nullopt});
+    queue_.push_back(Op{std::move(entries), hs, std::nullopt, nullptr, std::nullopt});
+  }
+  cv_.notify_one();
+  return true;
+}
+
+bool WalWriter::persist(std::optional<raft::Snapshot> snapshot, std::vector<raft::Entry> entries,
+                        std::optional<raft::HardState> hs, Done done) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || failed_) return false;
+    Op op;
+    op.entries = std::move(entries);
+    op.snapshot = std::move(snapshot);
+    op.done = std::move(done);
+    op.ready_hs = hs;
+    queue_.push_back(std::move(op));
   }
   cv_.notify_one();
   return true;
@@ -27,7 +43,7 @@ bool WalWriter::save_snapshot(raft::Snapshot snap) {
   {
     std::lock_guard lock(mu_);
     if (stopping_ || failed_) return false;
-    queue_.push_back(Op{{}, {}, std::move(snap)});
+    queue_.push_back(Op{{}, {}, std::move(snap), nullptr, std::nullopt});
   }
   cv_.notify_one();
   return true;
@@ -55,6 +71,11 @@ void WalWriter::run() {
     std::vector<raft::Entry> pending;
     raft::HardState hs;
     for (Op& op : batch) {
+      if (op.done) {
+        flush_append(&pending, hs);
+        run_persist(op);
+        continue;
+      }
       if (!op.snapshot) {
         for (raft::Entry& e : op.entries) pending.push_back(std::move(e));
         hs = op.hs;
@@ -71,6 +92,24 @@ void WalWriter::run() {
     }
     flush_append(&pending, hs);
   }
+}
+
+void WalWriter::run_persist(Op& op) {
+  {
+    std::lock_guard lock(mu_);
+    if (failed_) return op.done(Status::error("an earlier write to the raft log failed"));
+  }
+  Status st = Status::ok();
+  if (op.snapshot) st = log_->save_snapshot(*op.snapshot);
+  if (st.is_ok() && (!op.entries.empty() || op.ready_hs)) {
+    append_calls_.fetch_add(1);
+    st = log_->append(op.entries, op.ready_hs);
+  }
+  if (!st.is_ok()) {
+    std::lock_guard lock(mu_);
+    failed_ = true;
+  }
+  op.done(std::move(st));
 }
 
 void WalWriter::flush_append(std::vector<raft::Entry>* entries, const raft::HardState& hs) {
@@ -91,70 +130,6 @@ void WalWriter::flush_append(std::vector<raft::Entry>* entries, const raft::Hard
     failed_ = true;
   }
   on_appended_(last, std::move(st));
-}
-
-LogDriver::LogDriver(storage::RaftLog* log, State state, Poster post, CommittedFn on_committed,
-                     FailedFn on_failed)
-    : self_(state.self),
-      term_(state.term),
-      post_(std::move(post)),
-      on_committed_(std::move(on_committed)),
-      on_failed_(std::move(on_failed)),
-      last_index_(state.last_index),
-      committed_(state.last_index),
-      wal_(
-          log,
-          [this](uint64_t last_index, Status st) {
-            post_([this, last_index, st = std::move(st)] { handle_appended(last_index, st); });
-          },
-          [](uint64_t index, Status st) {
-            // The log still holds every entry the snapshot would have covered, so recovery
-            // stays correct; only compaction is lost.
-            if (st.is_ok()) {
-              spdlog::info("saved snapshot at index {}", index);
-            } else {
-              spdlog::error("saving snapshot at index {} failed: {}", index, st.message());
-            }
-          }) {}
-
-LogDriver::~LogDriver() { wal_.stop(); }
-
-uint64_t LogDriver::propose(std::string data) {
-  if (failed_) return 0;
-  raft::Entry e{term_, last_index_ + 1, raft::EntryType::kNormal, std::move(data)};
-  // One member: the entry commits as soon as it is durable, so the commit index written with it
-  // is its own index.
-  raft::HardState hs{term_, self_, e.index};
-  if (!wal_.append({e}, hs)) return 0;
-  ++last_index_;
-  unstable_.push_back(std::move(e));
-  return last_index_;
-}
-
-void LogDriver::save_snapshot(raft::Snapshot snap) {
-  if (!wal_.save_snapshot(std::move(snap))) {
-    spdlog::warn("snapshot not saved: the log no longer accepts writes");
-  }
-}
-
-void LogDriver::stop() { wal_.stop(); }
-
-void LogDriver::handle_appended(uint64_t last_index, const Status& status) {
-  if (failed_) return;
-  if (!status.is_ok()) {
-    failed_ = true;
-    unstable_.clear();
-    on_failed_(status);
-    return;
-  }
-  if (last_index <= committed_) return;
-  committed_ = last_index;
-  std::vector<raft::Entry> committed;
-  while (!unstable_.empty() && unstable_.front().index <= committed_) {
-    committed.push_back(std::move(unstable_.front()));
-    unstable_.pop_front();
-  }
-  on_committed_(std::move(committed));
 }
 
 }  // namespace kvd::server

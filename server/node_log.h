@@ -1,15 +1,13 @@
-// The durable half of the Node: the WAL thread that writes raft entries with group commit, and
-// LogDriver, the single-member stand-in for the raft core that turns "durable" into "committed".
+// The durable half of the Node: the WAL thread that writes raft state to the RocksDB log.
 //
-// LogDriver is the seam the raft core (raft/, a Ready/advance RawNode) will replace: the Node
-// hands it opaque entry data with propose() and receives committed entries, in log order, through
-// the callback it was built with. Nothing else in the Node knows that one member means
-// durable == committed.
+// The Node's raft loop hands each Ready's persistent part (a snapshot from the leader, entries,
+// hard state) to persist() and only sends, applies and advances once its callback ran: one Ready
+// is in flight at a time, and everything proposed while its fsync runs collects in the raft core
+// and goes out in the next Ready with one fsync (group commit). append() and save_snapshot()
+// queue writes the same way, ordered with persist() calls around them.
 //
 // Threads: WalWriter's public methods may be called from any thread; its callbacks run on its
-// own thread. LogDriver lives on the raft strand (REQUIRES: every call on that strand); it
-// receives the WAL thread's results through the poster it was given, which must run them on the
-// strand.
+// own thread.
 #pragma once
 
 #include <atomic>
@@ -49,6 +47,12 @@ class WalWriter {
   bool append(std::vector<raft::Entry> entries, raft::HardState hs);
   // Queues a snapshot save (which also compacts the log below it). Same return as append().
   bool save_snapshot(raft::Snapshot snap);
+  // Queues one Ready's persistence: install `snapshot` (replacing the log it disagrees with),
+  // then write `entries` and `hs` in one synced write. done(status) runs on the WAL thread once
+  // all of it is on disk (or failed). Same return as append(); when false, done never runs.
+  using Done = std::function<void(Status)>;
+  bool persist(std::optional<raft::Snapshot> snapshot, std::vector<raft::Entry> entries,
+               std::optional<raft::HardState> hs, Done done);
 
   // Writes what is queued, then joins the thread. Idempotent.
   void stop();
@@ -58,13 +62,17 @@ class WalWriter {
 
  private:
   struct Op {
-    std::vector<raft::Entry> entries;  // an append when snapshot is empty
+    std::vector<raft::Entry> entries;  // an append when snapshot is empty and done is unset
     raft::HardState hs;
     std::optional<raft::Snapshot> snapshot;
+    Done done;  // set: a persist() (snapshot is then the one to install, hs optional)
+    std::optional<raft::HardState> ready_hs;
   };
   void run();
   // REQUIRES: on the WAL thread.
   void flush_append(std::vector<raft::Entry>* entries, const raft::HardState& hs);
+  // REQUIRES: on the WAL thread.
+  void run_persist(Op& op);
 
   storage::RaftLog* const log_;
   const AppendDone on_appended_;
@@ -77,58 +85,6 @@ class WalWriter {
   bool stopping_ = false;  // guarded by mu_
   bool failed_ = false;    // guarded by mu_; set after a failed append: nothing more is written
   std::thread thread_;
-};
-
-// Single-member consensus: an entry is committed as soon as it is durable. Keeps proposed entries
-// in memory until they commit so apply never reads them back from disk.
-class LogDriver {
- public:
-  // Runs on the strand with newly committed entries, in index order.
-  using CommittedFn = std::function<void(std::vector<raft::Entry>)>;
-  // Runs on the strand once when the log could not be written; no entry commits after it.
-  using FailedFn = std::function<void(const Status&)>;
-  // Runs fn on the strand.
-  using Poster = std::function<void(std::function<void()> fn)>;
-
-  struct State {
-    raft::NodeId self = 0;
-    uint64_t term = 0;        // current term; new entries get it
-    uint64_t last_index = 0;  // last durable index (== committed)
-  };
-
-  LogDriver(storage::RaftLog* log, State state, Poster post, CommittedFn on_committed,
-            FailedFn on_failed);
-  ~LogDriver();
-
-  // Appends data as a new entry of the current term. Returns its index, or 0 when the log no
-  // longer accepts writes (stopped or failed).
-  uint64_t propose(std::string data);
-  // Saves a snapshot after every entry already proposed; compacts the log below it.
-  void save_snapshot(raft::Snapshot snap);
-  // Writes what is queued and stops the WAL thread; results still arrive through the poster.
-  void stop();
-
-  uint64_t term() const { return term_; }
-  // Invariant: committed_index() <= last_index()
-  uint64_t committed_index() const { return committed_; }
-  uint64_t last_index() const { return last_index_; }
-  bool failed() const { return failed_; }
-  uint64_t append_calls() const { return wal_.append_calls(); }
-
- private:
-  // REQUIRES: on the strand.
-  void handle_appended(uint64_t last_index, const Status& status);
-
-  const raft::NodeId self_;
-  const uint64_t term_;
-  const Poster post_;
-  const CommittedFn on_committed_;
-  const FailedFn on_failed_;
-  uint64_t last_index_;  // last proposed index
-  uint64_t committed_;   // last durable index
-  bool failed_ = false;
-  std::deque<raft::Entry> unstable_;  // proposed, not yet durable; indexes committed_+1..
-  WalWriter wal_;                     // last member: its thread stops before the fields above die
 };
 
 }  // namespace kvd::server

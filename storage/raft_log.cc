@@ -55,6 +55,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <string_view>
@@ -465,6 +466,22 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir) {
   return open(dir, nullptr);
 }
 
+namespace {
+
+// The MANIFEST file CURRENT points at ("<dir>/MANIFEST-000023"), or "<dir>/CURRENT" when CURRENT
+// cannot be read or names nothing plausible.
+std::string current_manifest_path(const fs::path& dir) {
+  std::ifstream in(dir / "CURRENT");
+  std::string name;
+  if (in && std::getline(in, name) && name.rfind("MANIFEST-", 0) == 0 &&
+      name.find('/') == std::string::npos) {
+    return (dir / name).string();
+  }
+  return (dir / "CURRENT").string();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir, rocksdb::Env* env) {
   std::error_code ec;
   const fs::path path(dir);
@@ -526,7 +543,10 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir, rocksdb::
     if (got != want) {
       std::string names;
       for (const auto& f : families) names += (names.empty() ? "" : ", ") + f;
-      return Status::error(dir + ": not a kvd raft log: RocksDB column families are [" + names +
+      // The family list comes from the MANIFEST that CURRENT names: a truncated or overwritten
+      // MANIFEST usually still parses as a shorter list, so the damaged file is that one.
+      return Status::error(dir + ": not a kvd raft log, or its MANIFEST is damaged: " +
+                           current_manifest_path(path) + " lists column families [" + names +
                            "], expected [default, entries]");
     }
   }

@@ -1,4 +1,4 @@
-// WalWriter and LogDriver against a real RocksDB log in a temp dir.
+// WalWriter against a real RocksDB log in a temp dir.
 #include "server/node_log.h"
 
 #include <gtest/gtest.h>
@@ -114,48 +114,55 @@ TEST_F(WalWriterTest, saveSnapshot_orderedWithAppends) {
   EXPECT_EQ(log_->last_index(), 11u);
 }
 
-TEST_F(WalWriterTest, logDriver_commitsInOrderOnTheStrand) {
-  ASSERT_TRUE(log_->append({entry(1), entry(2)}, raft::HardState{1, 7, 2}).is_ok());
-  boost::asio::io_context io;
-  auto guard = boost::asio::make_work_guard(io);
-  std::thread io_thread([&] { io.run(); });
-  auto strand = boost::asio::make_strand(io);
-
-  constexpr uint64_t kCount = 200;
-  std::vector<raft::Entry> committed;  // touched on the strand only
-  std::promise<void> all;
-  auto all_f = all.get_future();
-  auto driver = std::make_unique<LogDriver>(
-      log_.get(), LogDriver::State{7, 3, 2},
-      [&](std::function<void()> fn) { boost::asio::post(strand, std::move(fn)); },
-      [&](std::vector<raft::Entry> es) {
-        for (auto& e : es) committed.push_back(std::move(e));
-        if (committed.size() == kCount) all.set_value();
-      },
-      [](const Status& st) { ADD_FAILURE() << st.message(); });
-  boost::asio::post(strand, [&] {
-    for (uint64_t i = 0; i < kCount; ++i) {
-      EXPECT_EQ(driver->propose("d" + std::to_string(i)), 3 + i);
-    }
-  });
-  ASSERT_EQ(all_f.wait_for(kWait), std::future_status::ready);
-  std::promise<uint64_t> committed_index;
-  auto ci = committed_index.get_future();
-  boost::asio::post(strand, [&] { committed_index.set_value(driver->committed_index()); });
-  ASSERT_EQ(ci.wait_for(kWait), std::future_status::ready);
-  EXPECT_EQ(ci.get(), 2 + kCount);
-  driver->stop();
-  guard.reset();
-  io_thread.join();
-  driver.reset();
-
-  for (uint64_t i = 0; i < kCount; ++i) {
-    EXPECT_EQ(committed[i].index, 3 + i);
-    EXPECT_EQ(committed[i].term, 3u);
-    EXPECT_EQ(committed[i].data, "d" + std::to_string(i));
+TEST_F(WalWriterTest, persist_installsSnapshotThenWritesEntriesAndHardState) {
+  ASSERT_TRUE(log_->append({entry(1), entry(2), entry(3)}, raft::HardState{1, 7, 2}).is_ok());
+  std::promise<Status> done;
+  auto done_f = done.get_future();
+  {
+    WalWriter wal(
+        log_.get(), [](uint64_t, Status) {}, [](uint64_t, Status) {});
+    // A leader's snapshot at index 10 (term 2) disagrees with the local log: it replaces it, and
+    // the entries after it are written in the same job.
+    raft::Snapshot snap;
+    snap.metadata.index = 10;
+    snap.metadata.term = 2;
+    snap.metadata.conf_state.voters = {7, 8, 9};
+    snap.data = "image";
+    std::vector<raft::Entry> tail = {raft::Entry{2, 11, raft::EntryType::kNormal, "a"},
+                                     raft::Entry{2, 12, raft::EntryType::kNormal, "b"}};
+    ASSERT_TRUE(wal.persist(snap, tail, raft::HardState{2, 8, 11},
+                            [&](Status st) { done.set_value(std::move(st)); }));
+    ASSERT_EQ(done_f.wait_for(kWait), std::future_status::ready);
+    Status st = done_f.get();
+    EXPECT_TRUE(st.is_ok()) << st.message();
+    EXPECT_EQ(wal.append_calls(), 1u);
   }
-  EXPECT_EQ(log_->last_index(), 2 + kCount);
-  EXPECT_EQ(log_->initial_state().first, (raft::HardState{3, 7, 2 + kCount}));
+  raft::Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), raft::StorageError::kOk);
+  EXPECT_EQ(got.metadata.index, 10u);
+  EXPECT_EQ(got.metadata.conf_state.voters, (std::vector<raft::NodeId>{7, 8, 9}));
+  EXPECT_EQ(log_->first_index(), 11u);
+  EXPECT_EQ(log_->last_index(), 12u);
+  EXPECT_EQ(log_->initial_state().first, (raft::HardState{2, 8, 11}));
+  std::vector<raft::Entry> es;
+  ASSERT_EQ(log_->entries(11, 13, 1 << 20, &es), raft::StorageError::kOk);
+  ASSERT_EQ(es.size(), 2u);
+  EXPECT_EQ(es[1].data, "b");
+}
+
+TEST_F(WalWriterTest, persist_hardStateOnlyIsWritten) {
+  ASSERT_TRUE(log_->append({entry(1)}, raft::HardState{1, 7, 0}).is_ok());
+  std::promise<Status> done;
+  auto done_f = done.get_future();
+  WalWriter wal(
+      log_.get(), [](uint64_t, Status) {}, [](uint64_t, Status) {});
+  ASSERT_TRUE(wal.persist(std::nullopt, {}, raft::HardState{1, 7, 1},
+                          [&](Status st) { done.set_value(std::move(st)); }));
+  ASSERT_EQ(done_f.wait_for(kWait), std::future_status::ready);
+  EXPECT_TRUE(done_f.get().is_ok());
+  EXPECT_EQ(log_->initial_state().first, (raft::HardState{1, 7, 1}));
+  wal.stop();
+  EXPECT_FALSE(wal.persist(std::nullopt, {}, raft::HardState{1, 7, 1}, [](Status) {}));
 }
 
 }  // namespace
