@@ -212,6 +212,7 @@ struct Core : std::enable_shared_from_this<Core> {
   uint64_t leader_id = 0;
   raft::Role role = raft::Role::kFollower;
   bool ready_in_flight = false;  // a Ready is being persisted: no ready() before its advance()
+  bool pump_scheduled = false;
   bool removed = false;
   bool members_dirty = true;
 
@@ -255,6 +256,7 @@ struct Core : std::enable_shared_from_this<Core> {
   [[nodiscard]] bool apply_snapshot(const raft::Snapshot& snap);
   void note_ready(const raft::Ready& rd);
   void pump();
+  void schedule_pump();
   void finish_ready(raft::Ready& rd);
   void send_messages(std::vector<raft::Message> msgs);
   void fail_writes(const Status& st);
@@ -563,6 +565,17 @@ void Core::pump() {
   if (!queued) fail_writes(Status::error("the raft log no longer accepts writes"));
 }
 
+// Proposals and peer messages only schedule a pump: everything that arrives before it runs goes
+// into the same Ready, and nothing recurses from apply back into ready().
+void Core::schedule_pump() {
+  if (pump_scheduled) return;
+  pump_scheduled = true;
+  run_on_strand([](Core& c) {
+    c.pump_scheduled = false;
+    c.pump();
+  });
+}
+
 void Core::finish_ready(raft::Ready& rd) {
   // Persisted: now the messages that promise it may go (Raft paper Figure 2).
   send_messages(std::move(rd.messages));
@@ -599,7 +612,7 @@ void Core::finish_ready(raft::Ready& rd) {
     removed = false;
     config.on_removed();
   }
-  pump();
+  schedule_pump();
 }
 
 void Core::send_messages(std::vector<raft::Message> msgs) {
@@ -816,7 +829,7 @@ void Core::expire_waiters() {
 
 void Core::propose_data(uint64_t id, std::string data) {
   if (raw->propose(data) != raft::Error::kOk) stalled.emplace_back(id, std::move(data));
-  pump();
+  schedule_pump();
 }
 
 // Proposals raft refused (no leader, a transfer in progress) wait for a leader, as etcd's do, and
@@ -829,7 +842,7 @@ void Core::retry_stalled() {
     if (!waiters.count(id)) continue;
     if (raw->propose(data) != raft::Error::kOk) stalled.emplace_back(id, std::move(data));
   }
-  pump();
+  schedule_pump();
 }
 
 uint64_t Core::propose_internal(std::string data, std::function<void(bool)> done) {
@@ -1044,7 +1057,7 @@ void Core::do_conf_change(raft::ConfChangeType type, uint64_t id, std::vector<st
   w.cb = std::move(cb);
   w.deadline = SteadyClock::now() + request_timeout;
   conf_waiter = std::move(w);
-  pump();
+  schedule_pump();
 }
 
 std::vector<uint64_t> Core::removed_ids() const {
@@ -1281,7 +1294,7 @@ void Node::step(raft::Message m) {
     if (raft::Error err = c.raw->step(std::move(m)); err != raft::Error::kOk) {
       spdlog::debug("raft refused a peer message: {}", raft::to_string(err));
     }
-    c.pump();
+    c.schedule_pump();
   });
 }
 
