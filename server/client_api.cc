@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <utility>
 #include <variant>
@@ -127,6 +128,24 @@ std::string html_escape(std::string_view s) {
       case '\'': out += "&#39;"; break;
       default: out.push_back(c);
     }
+  }
+  return out;
+}
+
+// A float64 as Go's encoding/json writes it: shortest representation that reads back exactly.
+std::string go_float(double v) {
+  if (v == 0) return "0";
+  char buf[64];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::string out(buf);
+  if (out.find('e') != std::string::npos) {
+    std::snprintf(buf, sizeof buf, "%.17f", v);
+    out = buf;
+    while (!out.empty() && out.back() == '0') out.pop_back();
+    if (!out.empty() && out.back() == '.') out.pop_back();
   }
   return out;
 }
@@ -469,9 +488,26 @@ void ClientApi::handle(const HttpRequest& r, const std::shared_ptr<Exchange>& ex
       }
       HttpResponse resp;
       resp.content_type = kJson;
-      // TODO(cluster): per-follower latency and append counts once the peer transport
-      // records them; a single member has no followers.
-      resp.body = "{\"leader\":\"" + hex_id(info.member_id) + "\",\"followers\":{}}";
+      resp.body = "{\"leader\":\"" + hex_id(info.member_id) + "\",\"followers\":{";
+      bool first = true;
+      for (const auto& member : info.members) {
+        if (member.id == info.member_id) continue;
+        PeerStats ps;
+        if (auto it = info.follower_stats.find(member.id); it != info.follower_stats.end()) {
+          ps = it->second;
+        }
+        if (!first) resp.body.push_back(',');
+        first = false;
+        resp.body += "\"" + hex_id(member.id) + "\":{\"latency\":{\"current\":" +
+                     go_float(ps.latency_current_ms) + ",\"average\":" +
+                     go_float(ps.latency_average_ms) + ",\"standardDeviation\":" +
+                     go_float(ps.latency_stddev_ms) + ",\"minimum\":" +
+                     go_float(ps.latency_minimum_ms) + ",\"maximum\":" +
+                     go_float(ps.latency_maximum_ms) + "},\"counts\":{\"fail\":" +
+                     std::to_string(ps.fail) + ",\"success\":" + std::to_string(ps.success) +
+                     "}}";
+      }
+      resp.body += "}}";
       ex->reply(std::move(resp));
     });
     return;
@@ -648,26 +684,33 @@ void ClientApi::handle_members_mutation(const HttpRequest& r, std::string_view m
       return;
     }
   }
-  node_.info([ex, cid, id, urls = std::move(urls), post = m == "POST"](Node::Info info) {
-    const MemberInfo* target = nullptr;
-    if (id) {
-      for (const auto& member : info.members)
-        if (member.id == *id) target = &member;
-      if (!target) return ex->reply(message_error(404, "No such member: " + hex_id(*id), cid));
+  // The member checks (unknown id, removed id, peer URL in use, strict reconfiguration) and the
+  // raft configuration change happen in the Node; this renders its outcome as etcd does.
+  auto done = [ex, cid](MemberChange mc) {
+    if (mc.http_status == 201) {
+      HttpResponse resp;
+      resp.status = 201;
+      resp.content_type = kJson;
+      resp.cluster_id = cid;
+      append_member_json(resp.body, mc.member);
+      resp.body.push_back('\n');
+      return ex->reply(std::move(resp));
     }
-    for (const auto& member : info.members) {
-      if (target && member.id == target->id) continue;
-      for (const auto& u : member.peer_urls) {
-        if (std::find(urls.begin(), urls.end(), u) != urls.end())
-          return ex->reply(message_error(409, "membership: peerURL exists", cid));
-      }
+    if (mc.http_status == 204) {
+      HttpResponse resp;
+      resp.status = 204;
+      resp.cluster_id = cid;
+      return ex->reply(std::move(resp));
     }
-    (void)post;
-    // TODO(cluster): membership changes need raft configuration changes (add, update, remove
-    // member) from the cluster work; until then a valid request fails as etcd's does when the
-    // change cannot be made.
-    ex->reply(message_error(500, "Internal Server Error", cid));
-  });
+    ex->reply(message_error(mc.http_status, mc.message, cid));
+  };
+  if (m == "POST") {
+    node_.add_member(std::move(urls), std::move(done));
+  } else if (m == "PUT") {
+    node_.update_member(*id, std::move(urls), std::move(done));
+  } else {
+    node_.remove_member(*id, std::move(done));
+  }
 }
 
 }  // namespace kvd::server
