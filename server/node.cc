@@ -37,7 +37,11 @@
 #include <unordered_map>
 #include <utility>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/uuid/detail/sha1.hpp>
@@ -132,6 +136,95 @@ v2::Error raft_error(std::string cause) {
   return v2::Error{v2::ErrorCode::kRaftInternal, std::move(cause), 0};
 }
 
+// What GET <peerURL>/members answers: the cluster id header and the member list.
+struct RemoteCluster {
+  uint64_t cluster_id = 0;
+  std::vector<MemberInfo> members;
+};
+
+// GET <peer_url>/members, bounded by timeout. For a member joining an existing cluster (etcd's
+// GetClusterFromRemotePeers); runs before the member serves anything.
+std::optional<RemoteCluster> fetch_remote_cluster(const std::string& peer_url,
+                                                  std::chrono::milliseconds timeout,
+                                                  std::string* why) {
+  namespace beast = boost::beast;
+  namespace http = boost::beast::http;
+  using tcp = boost::asio::ip::tcp;
+  std::string_view rest = peer_url;
+  if (rest.rfind("http://", 0) != 0) {
+    *why = "only http:// peer URLs are supported";
+    return std::nullopt;
+  }
+  rest.remove_prefix(7);
+  if (size_t slash = rest.find('/'); slash != std::string_view::npos) rest = rest.substr(0, slash);
+  size_t colon = rest.rfind(':');
+  if (colon == std::string_view::npos) {
+    *why = "no port";
+    return std::nullopt;
+  }
+  std::string host(rest.substr(0, colon));
+  std::string port(rest.substr(colon + 1));
+  boost::asio::io_context ioc;
+  tcp::resolver resolver(ioc);
+  beast::tcp_stream stream(ioc);
+  beast::flat_buffer buffer;
+  http::request<http::empty_body> req{http::verb::get, "/members", 11};
+  req.set(http::field::host, host);
+  http::response<http::string_body> res;
+  beast::error_code result = boost::asio::error::timed_out;
+  stream.expires_after(timeout);
+  resolver.async_resolve(host, port, [&](beast::error_code ec, tcp::resolver::results_type r) {
+    if (ec) return void(result = ec);
+    stream.async_connect(r, [&](beast::error_code ec, const tcp::endpoint&) {
+      if (ec) return void(result = ec);
+      http::async_write(stream, req, [&](beast::error_code ec, size_t) {
+        if (ec) return void(result = ec);
+        http::async_read(stream, buffer, res,
+                         [&](beast::error_code ec, size_t) { result = ec; });
+      });
+    });
+  });
+  ioc.run_for(timeout + std::chrono::milliseconds(100));
+  if (result) {
+    *why = result.message();
+    return std::nullopt;
+  }
+  if (res.result_int() != 200) {
+    *why = "status " + std::to_string(res.result_int());
+    return std::nullopt;
+  }
+  RemoteCluster rc;
+  auto header = res.find("X-Etcd-Cluster-Id");
+  if (header == res.end()) {
+    *why = "no X-Etcd-Cluster-Id header";
+    return std::nullopt;
+  }
+  auto parsed_cid = parse_hex_id(std::string(header->value()));
+  auto j = nlohmann::json::parse(res.body(), nullptr, /*allow_exceptions=*/false);
+  if (!parsed_cid || j.is_discarded() || !j.is_array()) {
+    *why = "malformed member list";
+    return std::nullopt;
+  }
+  rc.cluster_id = *parsed_cid;
+  for (const auto& m : j) {
+    if (!m.is_object() || !m.contains("id") || !m["id"].is_number_unsigned()) continue;
+    MemberInfo info;
+    info.id = m["id"].get<uint64_t>();
+    if (m.contains("name") && m["name"].is_string()) info.name = m["name"].get<std::string>();
+    for (const char* field : {"peerURLs", "clientURLs"}) {
+      if (!m.contains(field) || !m[field].is_array()) continue;
+      for (const auto& u : m[field]) {
+        if (!u.is_string()) continue;
+        (std::string_view(field) == "peerURLs" ? info.peer_urls : info.client_urls)
+            .push_back(u.get<std::string>());
+      }
+    }
+    std::sort(info.peer_urls.begin(), info.peer_urls.end());
+    rc.members.push_back(std::move(info));
+  }
+  return rc;
+}
+
 }  // namespace
 
 uint64_t compute_member_id(std::vector<std::string> peer_urls, const std::string& token) {
@@ -195,6 +288,7 @@ struct Core : std::enable_shared_from_this<Core> {
   std::unique_ptr<raft::RawNode> raw;  // null once stopped
   PeerLink link;
   std::map<uint64_t, std::vector<std::string>> linked_peers;  // what link knows
+  std::vector<MemberInfo> remote_members;  // joining: the cluster as its members described it
 
   v2::Store store;
   uint64_t member_id = 0;   // fixed after open()
@@ -237,6 +331,7 @@ struct Core : std::enable_shared_from_this<Core> {
 
   Status recover_and_start();
   Status bootstrap_ids(bool* fresh);
+  Status join_existing();
   Status start_single_member();
   Status drive_sync();
 
@@ -336,10 +431,9 @@ Status Core::bootstrap_ids(bool* fresh) {
   if (!*fresh) {
     return Status::error(db_dir + ": the log holds entries but no member/cluster id");
   }
+  if (config.initial_cluster_state == "existing") return join_existing();
   if (config.initial_cluster_state != "new") {
-    return Status::error(
-        "joining an existing cluster (--initial-cluster-state=" + config.initial_cluster_state +
-        ") is not supported yet: start with --initial-cluster-state=new");
+    return Status::error("unknown --initial-cluster-state " + config.initial_cluster_state);
   }
   // Peer URLs per member name, in flag order.
   std::vector<std::pair<std::string, std::vector<std::string>>> by_name;
@@ -391,6 +485,43 @@ Status Core::bootstrap_ids(bool* fresh) {
   }
   const uint64_t n = entries.size();
   return log->append(entries, raft::HardState{1, raft::kNoNode, n});
+}
+
+// --initial-cluster-state existing with an empty data dir: ask the members listed in
+// --initial-cluster for the cluster (as etcd does), take this member's id from the entry `member
+// add` created for its peer URLs, and start with an empty log: the leader sends the log or a
+// snapshot, which makes this member a voter.
+Status Core::join_existing() {
+  std::vector<std::string> own = config.initial_advertise_peer_urls;
+  std::sort(own.begin(), own.end());
+  std::string errors;
+  std::optional<RemoteCluster> remote;
+  for (const auto& [name, url] : config.initial_cluster) {
+    if (std::find(own.begin(), own.end(), url) != own.end()) continue;
+    std::string why;
+    remote = fetch_remote_cluster(url, std::chrono::seconds(2), &why);
+    if (remote) break;
+    errors += (errors.empty() ? "" : "; ") + url + ": " + why;
+  }
+  if (!remote) {
+    return Status::error("cannot fetch the cluster's members from --initial-cluster peers (" +
+                         errors + ")");
+  }
+  for (const auto& m : remote->members) {
+    if (m.peer_urls == own) member_id = m.id;
+  }
+  if (member_id == 0) {
+    return Status::error("no member of the existing cluster has this member's peer URLs " +
+                         nlohmann::json(own).dump() +
+                         ": add it first (etcdctl member add / POST /v2/members)");
+  }
+  cluster_id = remote->cluster_id;
+  remote_members = remote->members;
+  spdlog::info("joining cluster {} as member {} ({} members)", hex_id(cluster_id),
+               hex_id(member_id), remote->members.size());
+  if (Status st = log->put_meta(kMetaMemberId, hex_id(member_id)); !st.is_ok()) return st;
+  if (Status st = log->put_meta(kMetaClusterId, hex_id(cluster_id)); !st.is_ok()) return st;
+  return log->put_meta(kMetaClusterToken, cluster_token);
 }
 
 Status Core::recover_and_start() {
@@ -1208,6 +1339,7 @@ void Node::attach_peers(PeerLink link) {
   impl_->core->run_on_strand([link = std::move(link)](Core& c) mutable {
     c.link = std::move(link);
     c.linked_peers.clear();
+    for (const auto& m : c.remote_members) c.link_peer(m.id, m.peer_urls);
     c.sync_peers();
   });
 }

@@ -19,6 +19,9 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 
 namespace kvd::server {
 namespace {
@@ -117,7 +120,7 @@ class NodeClusterTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    for (int i = 0; i < kMembers; ++i) close(i);
+    for (size_t i = 0; i < nodes_.size(); ++i) close(static_cast<int>(i));
     guard_.reset();
     io_thread_.join();
     std::error_code ec;
@@ -411,6 +414,96 @@ TEST_F(NodeClusterTest, members_addUpdateRemove) {
   Node::Info in = info(leader);
   EXPECT_EQ(in.members.size(), 3u);
   ASSERT_TRUE(put(leader, "/still", "serving").ok());
+}
+
+// Serves one GET /members as a member's peer port does (the body a joining member reads).
+class MembersServer {
+ public:
+  explicit MembersServer(std::function<std::string()> body, uint64_t cluster_id)
+      : acceptor_(io_, {boost::asio::ip::make_address("127.0.0.1"), 0}) {
+    thread_ = std::thread([this, body = std::move(body), cluster_id] {
+      namespace http = boost::beast::http;
+      boost::system::error_code ec;
+      boost::asio::ip::tcp::socket sock(io_);
+      acceptor_.accept(sock, ec);
+      if (ec) return;
+      boost::beast::flat_buffer buf;
+      http::request<http::string_body> req;
+      http::read(sock, buf, req, ec);
+      if (ec) return;
+      http::response<http::string_body> res{http::status::ok, 11};
+      res.set("X-Etcd-Cluster-Id", hex(cluster_id));
+      res.set(http::field::content_type, "application/json");
+      res.body() = req.target() == "/members" ? body() : "";
+      res.prepare_payload();
+      http::write(sock, res, ec);
+    });
+  }
+  ~MembersServer() {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    thread_.join();
+  }
+  std::string url() const {
+    return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port());
+  }
+
+ private:
+  static std::string hex(uint64_t v) {
+    char b[20];
+    std::snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(v));
+    return b;
+  }
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::thread thread_;
+};
+
+TEST_F(NodeClusterTest, join_addedMemberStartsWithExistingStateAndCatchesUp) {
+  snapshot_count_ = 5;
+  open_all();
+  int leader = await_leader();
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(put(leader, "/j/" + std::to_string(i), "v").ok());
+  ASSERT_TRUE(wait_until([&] {
+    for (const auto& m : info(leader).members) {
+      if (m.name.empty()) return false;
+    }
+    return true;
+  }));
+  MemberChange added = change([&](Node::MemberCallback cb) {
+    nodes_[leader]->add_member({peer_url(3)}, std::move(cb));
+  });
+  ASSERT_EQ(added.http_status, 201) << added.message;
+
+  Node* existing = nodes_[leader].get();
+  MembersServer server([existing] { return existing->members_json(); }, existing->cluster_id());
+  NodeConfig c = config(3);
+  c.name = "n4";
+  c.initial_cluster_state = "existing";
+  c.initial_cluster = {{"n1", server.url()}, {"n4", peer_url(3)}};
+  nodes_.resize(4);
+  auto r = Node::open(io_, c);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  nodes_[3] = std::move(r.value());
+  EXPECT_EQ(nodes_[3]->member_id(), added.member.id);
+  EXPECT_EQ(nodes_[3]->cluster_id(), existing->cluster_id());
+  nodes_[3]->attach_peers(net_.link(nodes_[3]->member_id()));
+  net_.attach(nodes_[3]->member_id(), nodes_[3].get());
+  nodes_[3]->start();
+
+  ASSERT_TRUE(wait_until([&] {
+    Reply g = get(3, "/j/11", false);
+    return g.ok();
+  }));
+  // It is a voter that serves writes, and its name reaches the others.
+  Reply w = put(3, "/from-n4", "hello");
+  ASSERT_TRUE(w.ok()) << w.error().cause;
+  ASSERT_TRUE(wait_until([&] {
+    for (const auto& m : info(leader).members) {
+      if (m.id == added.member.id) return m.name == "n4";
+    }
+    return false;
+  }));
 }
 
 }  // namespace
