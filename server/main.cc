@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -70,6 +72,14 @@ int main(int argc, char** argv) {
   node_config.heartbeat_interval = flags.heartbeat_interval;
   node_config.election_timeout = flags.election_timeout;
 
+  // A member removed from the cluster stops serving (Node logs why); set once the pieces exist.
+  std::function<void()> shutdown;
+  node_config.on_removed = [&io, &shutdown] {
+    boost::asio::post(io, [&shutdown] {
+      if (shutdown) shutdown();
+    });
+  };
+
   auto opened = Node::open(io, node_config);
   if (!opened.is_ok()) {
     spdlog::critical("cannot open data dir {}: {}", flags.data_dir, opened.status().message());
@@ -90,6 +100,13 @@ int main(int argc, char** argv) {
   std::string urls;
   for (const auto& u : flags.listen_client_urls) urls += (urls.empty() ? "" : ", ") + u;
   spdlog::info("kvd member {} ({:x}) serving clients on {}", flags.name, node->member_id(), urls);
+
+  shutdown = [&] {
+    spdlog::critical("this member was removed from the cluster: stopping");
+    server.stop();
+    node->stop();
+    io.stop();
+  };
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
