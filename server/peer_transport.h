@@ -46,6 +46,11 @@ struct PeerTransportConfig {
   std::chrono::milliseconds max_reconnect_backoff{1000};
   uint64_t max_frame_bytes = 64ull << 20;     // a bigger frame from a peer closes the connection
   uint64_t snapshot_chunk_bytes = 1ull << 20; // each chunk carries a CRC32C
+  // Encoded messages waiting for one peer beyond this are dropped oldest first (counted as fail);
+  // snapshots are not counted here.
+  uint64_t max_queued_bytes = 64ull << 20;
+  // An inbound connection must complete its handshake (or HTTP request) within this time.
+  std::chrono::milliseconds handshake_timeout{5000};
 };
 
 // Per-peer figures for /v2/stats/leader.
@@ -57,6 +62,7 @@ struct PeerStats {
   double latency_minimum_ms = 0;
   double latency_maximum_ms = 0;
   double latency_stddev_ms = 0;
+  uint64_t writes = 0;   // socket writes (each carries every message queued when it started)
 };
 
 class PeerTransport {
@@ -98,6 +104,8 @@ class PeerTransport {
   // True when a connection to `peer` is established now (for /v2/stats and health).
   bool connected(uint64_t peer) const;
   std::map<uint64_t, PeerStats> stats() const;
+  // The ports listen() bound, in listen URL order (useful when a URL asked for port 0).
+  std::vector<uint16_t> listening_ports() const;
 
  private:
   struct Impl;

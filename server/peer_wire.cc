@@ -1,0 +1,376 @@
+// Encoding and decoding of the peer wire format; the format is described in server/peer_wire.h.
+#include "server/peer_wire.h"
+
+#include <bit>
+#include <cstring>
+
+namespace kvd::server::wire {
+
+namespace {
+
+// Slicing-by-8 tables for CRC32C, reflected polynomial 0x82F63B78.
+struct Crc32cTables {
+  uint32_t t[8][256];
+  Crc32cTables() {
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+      t[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; ++i) {
+      for (int s = 1; s < 8; ++s) t[s][i] = (t[s - 1][i] >> 8) ^ t[0][t[s - 1][i] & 0xff];
+    }
+  }
+};
+
+const Crc32cTables& crc_tables() {
+  static const Crc32cTables tables;
+  return tables;
+}
+
+void put_u8(std::string& out, uint8_t v) { out.push_back(static_cast<char>(v)); }
+void put_u16(std::string& out, uint16_t v) {
+  for (int i = 0; i < 2; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_u32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_u64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_bytes(std::string& out, std::string_view b) {
+  put_u32(out, static_cast<uint32_t>(b.size()));
+  out.append(b);
+}
+
+// Reads little-endian fields from a byte range; every getter fails (returns false) instead of
+// reading past the end, and the reader stays failed.
+class Reader {
+ public:
+  explicit Reader(std::string_view b) : b_(b) {}
+
+  bool u8(uint8_t* v) {
+    if (!need(1)) return false;
+    *v = static_cast<uint8_t>(b_[pos_++]);
+    return true;
+  }
+  bool u16(uint16_t* v) { return uint_le(v, 2); }
+  bool u32(uint32_t* v) { return uint_le(v, 4); }
+  bool u64(uint64_t* v) { return uint_le(v, 8); }
+  bool boolean(bool* v) {
+    uint8_t x = 0;
+    if (!u8(&x) || x > 1) return ok_ = false;
+    *v = x == 1;
+    return true;
+  }
+  bool bytes(std::string* v) {
+    std::string_view s;
+    if (!view(&s)) return false;
+    v->assign(s);
+    return true;
+  }
+  bool view(std::string_view* v) {
+    uint32_t n = 0;
+    if (!u32(&n) || !need(n)) return false;
+    *v = b_.substr(pos_, n);
+    pos_ += n;
+    return true;
+  }
+  std::string_view rest() {
+    std::string_view r = b_.substr(pos_);
+    pos_ = b_.size();
+    return r;
+  }
+  size_t remaining() const { return b_.size() - pos_; }
+  bool done() const { return ok_ && pos_ == b_.size(); }
+  bool ok() const { return ok_; }
+
+ private:
+  bool need(size_t n) {
+    if (!ok_ || b_.size() - pos_ < n) return ok_ = false;
+    return true;
+  }
+  template <class T>
+  bool uint_le(T* v, int n) {
+    if (!need(n)) return false;
+    uint64_t x = 0;
+    for (int i = 0; i < n; ++i) x |= uint64_t(static_cast<uint8_t>(b_[pos_ + i])) << (8 * i);
+    pos_ += n;
+    *v = static_cast<T>(x);
+    return true;
+  }
+
+  std::string_view b_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+bool decode_message(Reader& r, raft::Message* m) {
+  uint8_t type = 0;
+  if (!r.u8(&type) || type > static_cast<uint8_t>(raft::MessageType::kReadIndexResp)) return false;
+  m->type = static_cast<raft::MessageType>(type);
+  if (!r.u64(&m->to) || !r.u64(&m->from) || !r.u64(&m->term) || !r.u64(&m->log_term) ||
+      !r.u64(&m->index) || !r.u64(&m->commit) || !r.boolean(&m->reject) ||
+      !r.u64(&m->reject_hint) || !r.bytes(&m->context)) {
+    return false;
+  }
+  uint32_t n_entries = 0;
+  // Each entry takes at least 21 bytes: a count the body cannot hold is rejected before any
+  // allocation, so a hostile count cannot make us reserve gigabytes.
+  if (!r.u32(&n_entries) || n_entries > r.remaining() / 21) return false;
+  m->entries.resize(n_entries);
+  for (raft::Entry& e : m->entries) {
+    uint8_t et = 0;
+    if (!r.u64(&e.term) || !r.u64(&e.index) || !r.u8(&et) || et > 1 || !r.bytes(&e.data)) {
+      return false;
+    }
+    e.type = static_cast<raft::EntryType>(et);
+  }
+  bool has_snapshot = false;
+  if (!r.boolean(&has_snapshot)) return false;
+  if (has_snapshot) {
+    raft::Snapshot s;
+    uint32_t n_voters = 0;
+    if (!r.u64(&s.metadata.index) || !r.u64(&s.metadata.term) || !r.u32(&n_voters) ||
+        n_voters > r.remaining() / 8) {
+      return false;
+    }
+    s.metadata.conf_state.voters.resize(n_voters);
+    for (auto& v : s.metadata.conf_state.voters) {
+      if (!r.u64(&v)) return false;
+    }
+    if (!r.bytes(&s.data)) return false;
+    m->snapshot = std::move(s);
+  }
+  return true;
+}
+
+}  // namespace
+
+uint32_t crc32c(uint32_t crc, const void* data, size_t n) {
+  const auto& t = crc_tables().t;
+  const auto* p = static_cast<const uint8_t*>(data);
+  uint32_t c = ~crc;
+  while (n >= 8) {
+    uint32_t lo;
+    uint32_t hi;
+    std::memcpy(&lo, p, 4);
+    std::memcpy(&hi, p + 4, 4);
+    if constexpr (std::endian::native == std::endian::big) {
+      lo = __builtin_bswap32(lo);
+      hi = __builtin_bswap32(hi);
+    }
+    lo ^= c;
+    c = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^
+        t[3][hi & 0xff] ^ t[2][(hi >> 8) & 0xff] ^ t[1][(hi >> 16) & 0xff] ^ t[0][hi >> 24];
+    p += 8;
+    n -= 8;
+  }
+  while (n-- > 0) c = (c >> 8) ^ t[0][(c ^ *p++) & 0xff];
+  return ~c;
+}
+
+std::string encode_handshake(const Handshake& h) {
+  std::string out(kMagic.data(), kMagic.size());
+  put_u16(out, h.version);
+  put_u16(out, 0);
+  put_u64(out, h.cluster_id);
+  put_u64(out, h.sender);
+  put_u64(out, h.receiver);
+  return out;
+}
+
+std::optional<Handshake> decode_handshake(std::string_view b) {
+  if (b.size() != kHandshakeBytes || b.substr(0, 4) != std::string_view(kMagic.data(), 4)) {
+    return std::nullopt;
+  }
+  Reader r(b.substr(4));
+  Handshake h;
+  uint16_t flags = 0;
+  if (!r.u16(&h.version) || !r.u16(&flags) || !r.u64(&h.cluster_id) || !r.u64(&h.sender) ||
+      !r.u64(&h.receiver) || !r.done()) {
+    return std::nullopt;
+  }
+  return h;
+}
+
+const char* to_string(HandshakeCode c) {
+  switch (c) {
+    case HandshakeCode::kAccept: return "accepted";
+    case HandshakeCode::kWrongVersion: return "wrong format version";
+    case HandshakeCode::kWrongCluster: return "wrong cluster id";
+    case HandshakeCode::kUnknownSender: return "unknown member";
+    case HandshakeCode::kWrongReceiver: return "wrong receiver";
+  }
+  return "unknown";
+}
+
+std::string encode_reply(HandshakeCode code, std::string_view reason) {
+  if (reason.size() > 0xffff) reason = reason.substr(0, 0xffff);
+  std::string out(kMagic.data(), kMagic.size());
+  put_u16(out, kFormatVersion);
+  put_u8(out, static_cast<uint8_t>(code));
+  put_u16(out, static_cast<uint16_t>(reason.size()));
+  out.append(reason);
+  return out;
+}
+
+std::optional<ReplyHeader> decode_reply_header(std::string_view b) {
+  if (b.size() != kReplyFixedBytes || b.substr(0, 4) != std::string_view(kMagic.data(), 4)) {
+    return std::nullopt;
+  }
+  Reader r(b.substr(4));
+  ReplyHeader h;
+  uint8_t code = 0;
+  if (!r.u16(&h.version) || !r.u8(&code) || !r.u16(&h.reason_bytes) || !r.done() ||
+      code > static_cast<uint8_t>(HandshakeCode::kWrongReceiver)) {
+    return std::nullopt;
+  }
+  h.code = static_cast<HandshakeCode>(code);
+  return h;
+}
+
+void append_frame(std::string& out, FrameType type, std::string_view body) {
+  put_u32(out, static_cast<uint32_t>(body.size()));
+  put_u8(out, static_cast<uint8_t>(type));
+  put_u32(out, crc32c(body));
+  out.append(body);
+}
+
+std::optional<FrameHeader> decode_frame_header(std::string_view b) {
+  if (b.size() != kFrameHeaderBytes) return std::nullopt;
+  Reader r(b);
+  FrameHeader h;
+  uint8_t type = 0;
+  if (!r.u32(&h.body_bytes) || !r.u8(&type) || !r.u32(&h.crc)) return std::nullopt;
+  if (type < static_cast<uint8_t>(FrameType::kMessages) ||
+      type > static_cast<uint8_t>(FrameType::kSnapshotAck)) {
+    return std::nullopt;
+  }
+  h.type = static_cast<FrameType>(type);
+  return h;
+}
+
+void append_message(std::string& out, const raft::Message& m) {
+  put_u8(out, static_cast<uint8_t>(m.type));
+  put_u64(out, m.to);
+  put_u64(out, m.from);
+  put_u64(out, m.term);
+  put_u64(out, m.log_term);
+  put_u64(out, m.index);
+  put_u64(out, m.commit);
+  put_u8(out, m.reject ? 1 : 0);
+  put_u64(out, m.reject_hint);
+  put_bytes(out, m.context);
+  put_u32(out, static_cast<uint32_t>(m.entries.size()));
+  for (const raft::Entry& e : m.entries) {
+    put_u64(out, e.term);
+    put_u64(out, e.index);
+    put_u8(out, static_cast<uint8_t>(e.type));
+    put_bytes(out, e.data);
+  }
+  put_u8(out, m.snapshot ? 1 : 0);
+  if (m.snapshot) {
+    const raft::SnapshotMetadata& md = m.snapshot->metadata;
+    put_u64(out, md.index);
+    put_u64(out, md.term);
+    put_u32(out, static_cast<uint32_t>(md.conf_state.voters.size()));
+    for (uint64_t v : md.conf_state.voters) put_u64(out, v);
+    put_bytes(out, m.snapshot->data);
+  }
+}
+
+std::string encode_message(const raft::Message& m) {
+  std::string out;
+  append_message(out, m);
+  return out;
+}
+
+std::optional<std::vector<raft::Message>> decode_messages(std::string_view body) {
+  Reader r(body);
+  uint32_t count = 0;
+  // An encoded message takes at least 67 bytes.
+  if (!r.u32(&count) || count > r.remaining() / 67) return std::nullopt;
+  std::vector<raft::Message> ms(count);
+  for (raft::Message& m : ms) {
+    if (!decode_message(r, &m)) return std::nullopt;
+  }
+  if (!r.done()) return std::nullopt;
+  return ms;
+}
+
+std::string encode_messages_body(const std::vector<raft::Message>& ms) {
+  std::string out;
+  put_u32(out, static_cast<uint32_t>(ms.size()));
+  for (const auto& m : ms) append_message(out, m);
+  return out;
+}
+
+std::string encode_snapshot_begin(const SnapshotBegin& b) {
+  std::string out;
+  put_u64(out, b.id);
+  put_u64(out, b.total_bytes);
+  append_message(out, b.message);
+  return out;
+}
+
+std::optional<SnapshotBegin> decode_snapshot_begin(std::string_view body) {
+  Reader r(body);
+  SnapshotBegin b;
+  if (!r.u64(&b.id) || !r.u64(&b.total_bytes) || !decode_message(r, &b.message) || !r.done()) {
+    return std::nullopt;
+  }
+  return b;
+}
+
+std::string encode_snapshot_chunk(uint64_t id, uint64_t offset, std::string_view bytes) {
+  std::string out;
+  out.reserve(kSnapshotChunkOverheadBytes + bytes.size());
+  put_u64(out, id);
+  put_u64(out, offset);
+  out.append(bytes);
+  return out;
+}
+
+std::optional<SnapshotChunk> decode_snapshot_chunk(std::string_view body) {
+  Reader r(body);
+  SnapshotChunk c;
+  if (!r.u64(&c.id) || !r.u64(&c.offset)) return std::nullopt;
+  c.bytes = r.rest();
+  return c;
+}
+
+std::string encode_snapshot_end(const SnapshotEnd& e) {
+  std::string out;
+  put_u64(out, e.id);
+  put_u32(out, e.crc);
+  return out;
+}
+
+std::optional<SnapshotEnd> decode_snapshot_end(std::string_view body) {
+  Reader r(body);
+  SnapshotEnd e;
+  if (!r.u64(&e.id) || !r.u32(&e.crc) || !r.done()) return std::nullopt;
+  return e;
+}
+
+std::string encode_snapshot_ack(const SnapshotAck& a) {
+  std::string out;
+  put_u64(out, a.id);
+  put_u8(out, a.ok ? 1 : 0);
+  return out;
+}
+
+std::optional<SnapshotAck> decode_snapshot_ack(std::string_view body) {
+  Reader r(body);
+  SnapshotAck a;
+  if (!r.u64(&a.id) || !r.boolean(&a.ok) || !r.done()) return std::nullopt;
+  return a;
+}
+
+bool is_wire_message_type(raft::MessageType t) {
+  using T = raft::MessageType;
+  return t >= T::kProp && t <= T::kReadIndexResp && t != T::kSnap;
+}
+
+}  // namespace kvd::server::wire
