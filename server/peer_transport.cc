@@ -28,12 +28,13 @@
 // synchronously from any thread; completion handlers take the mutex, and handlers of a
 // connection that was replaced or closed notice it (the peer's `conn` changed) and return.
 // Handler callbacks and done() are only ever posted to the `deliver` executor, never called with
-// the mutex held. Decoding of received frames happens outside the mutex (only the connection's
+// the mutex held; once stop() has returned, none starts (pending snapshots' done() are dropped). Decoding of received frames happens outside the mutex (only the connection's
 // read chain touches its buffers).
 #include "server/peer_transport.h"
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <deque>
 #include <mutex>
@@ -280,6 +281,9 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
 
   mutable std::mutex mu;
   bool stopped = false;  // guarded by mu; once true, nothing new starts
+  // Set with `stopped`; read without the mutex by posted Handler calls, which are skipped once
+  // it is set: after stop() returns no Handler callback or done() starts.
+  std::atomic<bool> halted{false};
   std::vector<std::shared_ptr<tcp::acceptor>> acceptors;
   std::vector<uint16_t> ports;
   std::map<uint64_t, std::shared_ptr<Peer>> peers;
@@ -291,11 +295,15 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
 
   void post_unreachable(uint64_t peer) {
     if (!handler.on_unreachable) return;
-    asio::post(deliver, [self = shared_from_this(), peer] { self->handler.on_unreachable(peer); });
+    asio::post(deliver, [self = shared_from_this(), peer] {
+      if (!self->halted) self->handler.on_unreachable(peer);
+    });
   }
   void post_done(std::function<void(bool)> done, bool ok) {
     if (!done) return;
-    asio::post(deliver, [done = std::move(done), ok] { done(ok); });
+    asio::post(deliver, [self = shared_from_this(), done = std::move(done), ok] {
+      if (!self->halted) done(ok);
+    });
   }
 
   // --- listening ---
@@ -615,7 +623,10 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
     }
     if (handler.on_message && !ms->empty()) {
       asio::post(deliver, [self = shared_from_this(), ms = std::move(*ms)]() mutable {
-        for (auto& m : ms) self->handler.on_message(std::move(m));
+        for (auto& m : ms) {
+          if (self->halted) return;
+          self->handler.on_message(std::move(m));
+        }
       });
     }
     read_frame_header_locked(c);
@@ -673,7 +684,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
                    a.message.snapshot->metadata.index, a.data.size(), hex_id(c->sender));
       asio::post(deliver, [self = shared_from_this(), m = std::move(a.message),
                            data = std::move(a.data)]() mutable {
-        self->handler.on_snapshot(std::move(m), std::move(data));
+        if (!self->halted) self->handler.on_snapshot(std::move(m), std::move(data));
       });
     }
     c->out.push_back({});
@@ -1131,6 +1142,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
     std::lock_guard lk(mu);
     if (stopped) return;
     stopped = true;
+    halted = true;
     error_code ignored;
     for (auto& acc : acceptors) acc->close(ignored);
     acceptors.clear();
@@ -1145,7 +1157,9 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       }
       p->queue.clear();
       p->queued_bytes = 0;
-      fail_snapshots_locked(*p);
+      // Dropped without calling done(): after stop() the caller hears nothing more.
+      p->snapshots.clear();
+      p->awaiting_ack.clear();
     }
     peers.clear();
     for (const auto& c : inbound) {
