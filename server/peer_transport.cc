@@ -28,14 +28,16 @@
 // synchronously from any thread; completion handlers take the mutex, and handlers of a
 // connection that was replaced or closed notice it (the peer's `conn` changed) and return.
 // Handler callbacks and done() are only ever posted to the `deliver` executor, never called with
-// the mutex held; once stop() has returned, none starts (pending snapshots' done() are dropped). Decoding of received frames happens outside the mutex (only the connection's
-// read chain touches its buffers).
+// the mutex held; once stop() has returned, none starts (pending snapshots' done() are
+// dropped). Decoding of received frames happens outside the mutex (only the connection's read
+// chain touches its buffers).
 #include "server/peer_transport.h"
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <ctime>
 #include <deque>
 #include <mutex>
 #include <set>
@@ -137,6 +139,18 @@ std::optional<HostPort> parse_http_url(std::string_view url, std::string* why) {
   }
   if (hp.host.empty()) hp.host = "0.0.0.0";
   return hp;
+}
+
+// The Date header as Go's net/http writes it (RFC 7231 IMF-fixdate).
+std::string http_date() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  return fmt::format("{}, {:02} {} {} {:02}:{:02}:{:02} GMT", kDays[tm.tm_wday], tm.tm_mday,
+                     kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 bool looks_like_http(std::string_view first4) {
@@ -326,7 +340,8 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       }
       auto acc = std::make_shared<tcp::acceptor>(io);
       tcp::endpoint ep = results.begin()->endpoint();
-      if (acc->open(ep.protocol(), ec); !ec) acc->set_option(tcp::acceptor::reuse_address(true), ec);
+      acc->open(ep.protocol(), ec);
+      if (!ec) acc->set_option(tcp::acceptor::reuse_address(true), ec);
       if (!ec) acc->bind(ep, ec);
       if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
       if (ec) {
@@ -350,7 +365,9 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       std::lock_guard lk(self->mu);
       if (self->stopped || !acc->is_open()) return;
       if (ec) {
-        if (self->warn_limiter.allow("accept")) spdlog::warn("peer port: accept failed: {}", ec.message());
+        if (self->warn_limiter.allow("accept")) {
+          spdlog::warn("peer port: accept failed: {}", ec.message());
+        }
         auto timer = std::make_shared<asio::steady_timer>(self->io, kAcceptRetry);
         timer->async_wait([self, acc, timer](error_code) {
           std::lock_guard lk(self->mu);
@@ -753,6 +770,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       res->set("X-Content-Type-Options", "nosniff");
       res->body() = "404 page not found\n";
     }
+    res->set(http::field::date, http_date());
     res->prepare_payload();
     std::lock_guard lk(mu);
     if (stopped || !inbound.count(c)) return;
@@ -797,7 +815,9 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
         [self = shared_from_this(), p, conn](error_code ec, tcp::resolver::results_type results) {
           std::lock_guard lk(self->mu);
           if (self->stopped || p->conn != conn) return;
-          if (ec) return self->fail_connection_locked(p, "resolve " + conn->url + ": " + ec.message());
+          if (ec) {
+            return self->fail_connection_locked(p, "resolve " + conn->url + ": " + ec.message());
+          }
           asio::async_connect(conn->socket, results,
                               [self, p, conn](error_code ec, const tcp::endpoint&) {
                                 self->on_connected(p, conn, ec);
@@ -819,7 +839,9 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
                       [self = shared_from_this(), p, conn](error_code ec, size_t) {
                         std::lock_guard lk(self->mu);
                         if (self->stopped || p->conn != conn) return;
-                        if (ec) return self->fail_connection_locked(p, "handshake: " + ec.message());
+                        if (ec) {
+                          return self->fail_connection_locked(p, "handshake: " + ec.message());
+                        }
                         asio::async_read(conn->socket, asio::buffer(conn->reply_header),
                                          [self, p, conn](error_code ec, size_t) {
                                            self->on_reply_header(p, conn, ec);
@@ -840,7 +862,10 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
                      [self = shared_from_this(), p, conn, code = h->code](error_code ec, size_t) {
                        std::lock_guard lk(self->mu);
                        if (self->stopped || p->conn != conn) return;
-                       if (ec) return self->fail_connection_locked(p, "handshake reply: " + ec.message());
+                       if (ec) {
+                         return self->fail_connection_locked(p, "handshake reply: " +
+                                                                    ec.message());
+                       }
                        if (code != wire::HandshakeCode::kAccept) {
                          return self->fail_connection_locked(
                              p, fmt::format("refused by {}: {}: {}", conn->url,

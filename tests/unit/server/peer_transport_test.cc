@@ -191,7 +191,9 @@ struct RawConn {
   explicit RawConn(uint16_t port) : socket(io) {
     socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
   }
-  void write(std::string_view bytes) { asio::write(socket, asio::buffer(bytes.data(), bytes.size())); }
+  void write(std::string_view bytes) {
+    asio::write(socket, asio::buffer(bytes.data(), bytes.size()));
+  }
   // Reads until the peer closes; returns what arrived. Bounded by the transport's own timeouts
   // (a socket option caps each read at kWait as a backstop).
   std::string read_to_eof() {
@@ -772,6 +774,8 @@ TEST_F(PeerTransportTest, http_membersVersionAndNotFound) {
   auto version = http_get(a.port, "/version");
   EXPECT_EQ(version.result_int(), 200);
   EXPECT_EQ(version.body(), R"({"etcdserver":"3.4.23","etcdcluster":"3.4.0"})");
+  EXPECT_EQ(version["Content-Type"], "application/json");
+  EXPECT_FALSE(version["Date"].empty());
   auto other = http_get(a.port, "/raft/stream");
   EXPECT_EQ(other.result_int(), 404);
   EXPECT_EQ(other.body(), "404 page not found\n");
