@@ -157,9 +157,19 @@ void Checker::observe_commit(SimNode& n) {
 }
 
 void Checker::on_persist(const SimNode& n, const std::vector<Entry>& entries) {
+  // Called before the write reaches n's disk. A committed entry is lost when a node that holds
+  // it durably (or has persisted a commit index covering it) replaces it. A node that never
+  // received it may write something else at that index: a deposed leader that has not yet
+  // noticed (check-quorum takes up to two election timeouts) appends its own proposals there,
+  // and a later leader's append will truncate them (paper section 5.3).
+  const uint64_t persisted_commit = n.storage->hard_state().commit;
   for (const Entry& e : entries) {
     auto it = committed_.find(e.index);
-    if (it != committed_.end() && !(it->second.entry == e)) {
+    if (it == committed_.end() || it->second.entry == e) continue;
+    uint64_t held_term = 0;
+    const bool held = n.storage->term(e.index, &held_term) == raft::StorageError::kOk &&
+                      e.index >= n.storage->first_index() && held_term == it->second.entry.term;
+    if (held || e.index <= persisted_commit) {
       fail("committed entry lost: node " + std::to_string(n.id) + " overwrites committed " +
            raft::describe(it->second.entry) + " with " + raft::describe(e));
       return;

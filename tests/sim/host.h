@@ -74,7 +74,8 @@ class Checker {
   void observe_role(SimNode& n);
   // Commits seen on any node form the one committed log; each must agree with it.
   void observe_commit(SimNode& n);
-  // No committed entry is ever overwritten on disk.
+  // No committed entry is ever overwritten on the disk of a node that holds it. Call before
+  // the write reaches n.storage.
   void on_persist(const SimNode& n, const std::vector<raft::Entry>& entries);
   // State Machine Safety: no two nodes apply different entries at an index; never past commit.
   void on_apply(const SimNode& n, const raft::Entry& e);

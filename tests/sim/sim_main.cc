@@ -70,6 +70,7 @@ class Simulation {
     // Liveness: heal, restart everything, stop losing messages.
     lossy_ = false;
     cut_.clear();
+    crash_point_.clear();  // a crash scheduled during chaos must not fire after the heal
     trace("heal: all partitions healed, all nodes restarted, no more loss");
     for (auto& [id, n] : nodes_) {
       if (!n.up()) restart(n);
