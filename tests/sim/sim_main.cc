@@ -162,13 +162,15 @@ class Simulation {
     return it != nodes_.end() && it->second.up() && it->second.raw->raft().role() == raft::Role::kLeader;
   }
 
-  // A leader whose term no up node exceeds.
+  // A leader whose term no up member of its configuration exceeds. Removed nodes may sit at a
+  // higher term forever: leader stickiness makes the members ignore them.
   NodeId stable_leader() const {
     const NodeId l = leader_of_highest_term();
     if (l == 0) return 0;
-    const uint64_t t = nodes_.at(l).raw->raft().term();
-    for (const auto& [id, n] : nodes_) {
-      if (n.up() && n.raw->raft().term() > t) return 0;
+    const raft::Raft& r = nodes_.at(l).raw->raft();
+    for (NodeId v : r.conf_state().voters) {
+      auto it = nodes_.find(v);
+      if (it != nodes_.end() && it->second.up() && it->second.raw->raft().term() > r.term()) return 0;
     }
     return l;
   }
