@@ -29,6 +29,9 @@ class MemoryStorage : public LogStorage {
   // Host writes.
   void set_hard_state(const HardState& hs) { hard_state_ = hs; }
   const HardState& hard_state() const { return hard_state_; }
+  // Sets the membership the log starts from when there is no snapshot (tests that build a log
+  // by hand instead of bootstrapping one). REQUIRES: no snapshot installed yet.
+  void set_conf_state(const ConfState& cs) { snapshot_.metadata.conf_state = cs; }
   // Appends entries; a conflicting suffix (from entries.front().index on) is replaced. Entries
   // already covered by the snapshot are ignored.
   void append(const std::vector<Entry>& entries);
