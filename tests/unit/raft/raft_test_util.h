@@ -210,6 +210,8 @@ class Cluster {
         auto from = peers_.find(m.from);
         if (from != peers_.end()) from->second->node->report_snapshot(m.to, true);
       }
+      ++delivered[m.type];
+      if (m.type == MessageType::kAppResp && m.reject) ++rejected_appends;
       (void)it->second->node->step(std::move(m));
       ++n;
     }
@@ -274,6 +276,8 @@ class Cluster {
 
   std::deque<Message>& queue() { return queue_; }
   bool record_readies = false;
+  std::map<MessageType, int> delivered;  // messages that arrived, by type
+  int rejected_appends = 0;
 
  private:
   std::map<NodeId, std::unique_ptr<Peer>> peers_;
