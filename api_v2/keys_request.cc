@@ -481,7 +481,9 @@ KeysRequest parse_keys_request(const HttpInput& in) {
     MediaType mt = parse_media_type(in.content_type.empty() ? std::string_view("application/octet-stream")
                                                             : in.content_type);
     if (!mt.error.empty()) form_error = mt.error;
-    if (mt.type == kFormMediaType) {
+    if (mt.type == kFormMediaType && !in.body_error.empty()) {
+      if (!form_error) form_error = std::string(in.body_error);
+    } else if (mt.type == kFormMediaType) {
       if (in.body.size() > kMaxFormBytes) {
         return param_error(ErrorCode::kInvalidForm, "http: POST too large");
       }

@@ -22,6 +22,9 @@ struct HttpInput {
   std::string_view target;
   std::string_view content_type;  // raw header value, may be empty
   std::string_view body;
+  // Non-empty when the body could not be read completely (Go's reader error, e.g. "malformed
+  // chunked encoding"); a form body then fails with it as the 210 cause.
+  std::string_view body_error = {};
 };
 
 struct GetRequest {

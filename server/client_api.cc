@@ -533,7 +533,7 @@ void ClientApi::handle_keys(const HttpRequest& r, std::string_view m,
   }
   const uint64_t cid = cluster_id_;
   const bool head = m == "HEAD";
-  v2::HttpInput in{m, r.target, r.content_type, r.body};
+  v2::HttpInput in{m, r.target, r.content_type, r.body, r.body_error};
   if (!in.target.empty() && in.target[0] != '/') {
     // Absolute form: hand the parser the origin-form part.
     size_t slash = in.target.find('/', in.target.find("://") + 3);

@@ -26,6 +26,7 @@ struct HttpRequest {
   std::string_view target;        // raw request-target as sent
   std::string_view content_type;  // first Content-Type header, raw
   std::string_view body;
+  std::string_view body_error;  // the body broke off (Go's reader error text), else empty
   int version = 11;  // 10 or 11
 };
 

@@ -10,6 +10,17 @@
 // headers sorted by name as Go writes them, Date, Content-Length or Transfer-Encoding,
 // Connection. Bodies are written from the handler's string without copying.
 //
+// Request headers are read up to the blank line and checked as Go's net/http does before Beast
+// parses them (normalize_header): bare LF line ends are accepted, more than one Host or a
+// malformed Host is 400, a Transfer-Encoding other than exactly one "chunked" is 501 (HTTP/1.1;
+// HTTP/1.0 ignores it), chunked wins over Content-Length, identical repeated Content-Lengths
+// count once. A chunked body that breaks off with bad framing is still handed to the API with
+// Go's error text (etcd answers 210 "Invalid POST form" with it) and the connection closes.
+//
+// Response framing follows Go's ResponseWriter: a body of up to 2048 bytes (its buffer) gets
+// Content-Length; a larger one is sent as one chunk with Transfer-Encoding: chunked (HTTP/1.1),
+// or unframed with the connection closed after it (HTTP/1.0), or with neither header (HEAD).
+//
 // Failure modes: a request the parser rejects gets Go's plain "400 Bad Request" (431 for
 // headers over the limit) and the connection closes; a body over max_request_bytes gets 413;
 // a client that does not deliver a request within the read timeout is disconnected. After
@@ -57,6 +68,8 @@ constexpr uint32_t kHeaderLimit = (1u << 20) + 4096;
 constexpr auto kLingerTime = std::chrono::seconds(2);
 // Bytes of pipelined input a watching connection buffers before it stops reading.
 constexpr size_t kMaxBufferedWhileWatching = 64 * 1024;
+// Go's bufferBeforeChunkingSize: a handler's output up to this size gets a Content-Length.
+constexpr size_t kGoResponseBuffer = 2048;
 
 std::string_view reason(int status) {
   switch (status) {
@@ -110,6 +123,97 @@ bool iequals(std::string_view a, std::string_view b) {
     if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
       return false;
   return true;
+}
+
+std::string_view trim_ows(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+// Go's httpguts.ValidHostHeader: the bytes a Host header may hold.
+bool valid_host_header(std::string_view host) {
+  for (unsigned char c : host) {
+    if (std::isalnum(c)) continue;
+    if (std::string_view("!$%&'()*+,-.:;=[]_~").find(static_cast<char>(c)) == std::string_view::npos)
+      return false;
+  }
+  return true;
+}
+
+// Where the header block in data ends (just past its blank line), or npos while incomplete.
+// Lines end in "\n" with an optional "\r" before it, as Go's textproto reads them.
+size_t find_header_end(std::string_view data, size_t from) {
+  for (size_t i = data.find('\n', from); i != std::string_view::npos; i = data.find('\n', i + 1)) {
+    if (i + 1 < data.size() && data[i + 1] == '\n') return i + 2;
+    if (i + 2 < data.size() && data[i + 1] == '\r' && data[i + 2] == '\n') return i + 3;
+  }
+  return std::string_view::npos;
+}
+
+enum class HeaderVerdict { kOk, kBadRequest, kBadHost, kUnsupportedTransferEncoding };
+
+// Rewrites a raw header block (request line, fields, blank line) into the strict CRLF form
+// Beast parses, applying Go's rules that Beast does not share (see the top of this file).
+HeaderVerdict normalize_header(std::string_view raw, std::string& out) {
+  std::vector<std::string_view> lines;
+  while (!raw.empty()) {
+    size_t nl = raw.find('\n');
+    std::string_view line = raw.substr(0, nl);
+    raw.remove_prefix(nl == std::string_view::npos ? raw.size() : nl + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;
+    lines.push_back(line);
+  }
+  if (lines.empty()) return HeaderVerdict::kBadRequest;
+  std::string_view request_line = lines[0];
+  const bool http10 = request_line.size() >= 9 &&
+                      request_line.substr(request_line.size() - 9) == " HTTP/1.0";
+  int hosts = 0;
+  std::vector<std::string_view> encodings;
+  std::optional<std::string_view> content_length;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::string_view line = lines[i];
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;  // Beast rejects it
+    std::string_view name = line.substr(0, colon);
+    std::string_view value = trim_ows(line.substr(colon + 1));
+    if (iequals(name, "Host")) {
+      ++hosts;
+      if (!valid_host_header(value)) return HeaderVerdict::kBadHost;
+    } else if (iequals(name, "Transfer-Encoding")) {
+      encodings.push_back(value);
+    } else if (iequals(name, "Content-Length")) {
+      if (!content_length) content_length = value;
+    }
+  }
+  if (hosts > 1) return HeaderVerdict::kBadRequest;
+  const bool chunked = !http10 && !encodings.empty();
+  if (chunked && (encodings.size() != 1 || !iequals(encodings[0], "chunked")))
+    return HeaderVerdict::kUnsupportedTransferEncoding;
+
+  out.clear();
+  out.append(request_line);
+  out += "\r\n";
+  bool kept_length = false;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::string_view line = lines[i];
+    size_t colon = line.find(':');
+    if (colon != std::string_view::npos) {
+      std::string_view name = line.substr(0, colon);
+      if (iequals(name, "Transfer-Encoding") && http10) continue;
+      if (iequals(name, "Content-Length")) {
+        if (chunked) continue;
+        // Go accepts repeats of the same value; different values stay for Beast to reject.
+        if (kept_length && trim_ows(line.substr(colon + 1)) == *content_length) continue;
+        kept_length = true;
+      }
+    }
+    out.append(line);
+    out += "\r\n";
+  }
+  out += "\r\n";
+  return HeaderVerdict::kOk;
 }
 
 // One request's data. The strings keep their capacity between requests of a connection.
@@ -273,23 +377,58 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   void read_request() {
     if (closed_) return;
     req_.clear();
+    body_error_.clear();
     parser_.emplace(req_);
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(state_->cfg.max_request_bytes);
     set_deadline(Clock::now() + state_->read_timeout);
-    http::async_read_header(socket_, buf_, *parser_,
-                            [self = shared_from_this()](error_code ec, size_t) {
-                              self->on_header(ec);
-                            });
+    header_scanned_ = 0;
+    scan_header();
   }
 
-  void on_header(error_code ec) {
+  // Waits for the whole header block in buf_, then checks and parses it (normalize_header).
+  void scan_header() {
     if (closed_) return;
+    std::string_view data(static_cast<const char*>(buf_.data().data()), buf_.size());
+    size_t end = find_header_end(data, header_scanned_ > 2 ? header_scanned_ - 2 : 0);
+    if (end == std::string_view::npos) {
+      if (data.size() >= kHeaderLimit)
+        return write_raw_and_close("431 Request Header Fields Too Large");
+      header_scanned_ = data.size();
+      size_t room = std::min<size_t>(16 * 1024, buf_.max_size() - buf_.size());
+      socket_.async_read_some(buf_.prepare(room), [self = shared_from_this()](error_code ec, size_t n) {
+        if (self->closed_) return;
+        if (ec) return self->close();  // EOF, reset, timeout, stop: nothing to answer
+        self->buf_.commit(n);
+        self->scan_header();
+      });
+      return;
+    }
+    if (end > kHeaderLimit) return write_raw_and_close("431 Request Header Fields Too Large");
+    switch (normalize_header(data.substr(0, end), header_)) {
+      case HeaderVerdict::kOk:
+        break;
+      case HeaderVerdict::kBadRequest:
+        return write_raw_and_close("400 Bad Request");
+      case HeaderVerdict::kBadHost:
+        return write_raw_and_close("400 Bad Request: malformed Host header");
+      case HeaderVerdict::kUnsupportedTransferEncoding:
+        return write_raw_and_close("501 Not Implemented", "Unsupported transfer encoding");
+    }
+    error_code ec;
+    parser_->put(asio::buffer(header_), ec);
+    if (!ec && !parser_->is_header_done()) ec = http::error::bad_version;  // cannot happen
     if (ec) return on_read_error(ec);
+    buf_.consume(end);
+    on_header();
+  }
+
+  void on_header() {
     version_ = req_.version;
     keep_alive_ = parser_->keep_alive();
     if (!req_.has_host && req_.version >= 11)
       return write_raw_and_close("400 Bad Request: missing required Host header");
+    if (req_.target == "*") return reply_asterisk();
     if (parser_->is_done()) return dispatch_request();
     auto length = parser_->content_length();
     if (length && *length > state_->cfg.max_request_bytes) return reply_too_large();
@@ -310,13 +449,55 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
     set_deadline(Clock::now() + state_->read_timeout);
     http::async_read(socket_, buf_, *parser_, [self = shared_from_this()](error_code ec, size_t) {
       if (self->closed_) return;
+      if (ec == http::error::bad_chunk || ec == http::error::bad_chunk_extension)
+        return self->dispatch_broken_chunked_body();
       if (ec) return self->on_read_error(ec);
       self->dispatch_request();
     });
   }
 
+  // Go hands a request to the handler before its body is read, so a broken chunked body
+  // surfaces as the body reader's error: the API answers with it (etcd: 210 "Invalid POST
+  // form"), and the connection closes since the stream is out of step.
+  void dispatch_broken_chunked_body() {
+    // Beast stops where the chunk header (CRLF after the previous chunk's data, then the hex
+    // size) was expected: a bad size byte is Go's "invalid byte in chunk length"; anything
+    // else, such as a missing CRLF after the data, is "malformed chunked encoding".
+    std::string_view rest(static_cast<const char*>(buf_.data().data()), buf_.size());
+    if (rest.substr(0, 2) == "\r\n") rest.remove_prefix(2);
+    const bool bad_size = !rest.empty() && !std::isxdigit(static_cast<unsigned char>(rest[0]));
+    body_error_ = bad_size ? "invalid byte in chunk length" : "malformed chunked encoding";
+    keep_alive_ = false;
+    dispatch_request();
+  }
+
+  // Go's server answers "OPTIONS *" itself (200, empty); its ServeMux answers any other method
+  // with "*" with 400 and "Connection: close" set as a handler header.
+  void reply_asterisk() {
+    clear_deadline();
+    const bool options = req_.method == "OPTIONS";
+    close_after_ = !keep_alive_ || !options || state_stopping();
+    out_.clear();
+    out_ += version_ >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
+    out_ += options ? "200 OK\r\nContent-Length: 0\r\n" : "400 Bad Request\r\n";
+    if (!options && version_ >= 11) out_ += "Connection: close\r\n";
+    append_date_header(out_);
+    if (!options) out_ += "Content-Length: 0\r\n";
+    if (close_after_) {
+      if (options && version_ >= 11) out_ += "Connection: close\r\n";
+    } else if (version_ < 11) {
+      out_ += "Connection: keep-alive\r\n";
+    }
+    out_ += "\r\n";
+    body_.clear();
+    tail_.clear();
+    write_response(true);
+  }
+
   void on_read_error(error_code ec) {
     if (ec == http::error::body_limit) return reply_too_large();
+    if (ec == http::error::bad_transfer_encoding)
+      return write_raw_and_close("501 Not Implemented", "Unsupported transfer encoding");
     if (ec == http::error::header_limit)
       return write_raw_and_close("431 Request Header Fields Too Large");
     if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
@@ -335,6 +516,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
     r.target = req_.target;
     r.content_type = req_.content_type;
     r.body = req_.body;
+    r.body_error = body_error_;
     r.version = req_.version;
     state_->api.handle(r, shared_from_this());
   }
@@ -351,18 +533,24 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   }
 
   // Go's answer to a request it cannot read: no CORS, always closes.
-  void write_raw_and_close(std::string_view status_text) {
+  // Go's answer to a request it cannot read: no Date, body = status text unless given.
+  void write_raw_and_close(std::string_view status_text, std::string_view body = {}) {
     out_.clear();
     out_ += "HTTP/1.1 ";
     out_ += status_text;
     out_ += "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n";
-    out_ += status_text;
+    out_ += body.empty() ? status_text : body;
     body_.clear();
+    tail_.clear();
     close_after_ = true;
     write_response(false);
   }
 
-  void compose_headers(const HttpResponse& r, bool chunked) {
+  // How a response body is delimited.
+  enum class Framing { kLength, kChunked, kNone };
+
+  // kChunked on HTTP/1.0 writes no framing header (the body ends with the connection).
+  void compose_headers(const HttpResponse& r, Framing framing) {
     out_.clear();
     out_ += version_ >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
     append_uint(out_, static_cast<uint64_t>(r.status));
@@ -423,9 +611,9 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
       out_ += "\r\n";
     }
     append_date_header(out_);
-    if (chunked) {
+    if (framing == Framing::kChunked) {
       if (version_ >= 11) out_ += "Transfer-Encoding: chunked\r\n";
-    } else {
+    } else if (framing == Framing::kLength) {
       out_ += "Content-Length: ";
       append_uint(out_, r.body.size());
       out_ += "\r\n";
@@ -441,7 +629,21 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   void do_reply(HttpResponse r) {
     if (closed_ || streaming_ || writing_) return;
     close_after_ = r.close || !keep_alive_ || state_stopping();
-    compose_headers(r, false);
+    tail_.clear();
+    const bool body_allowed = r.status >= 200 && r.status != 204 && r.status != 304;
+    if (r.body.size() <= kGoResponseBuffer || !body_allowed) {
+      compose_headers(r, Framing::kLength);
+    } else if (r.omit_body) {
+      compose_headers(r, Framing::kNone);  // HEAD: Go has sent the headers before the end
+    } else if (version_ >= 11) {
+      compose_headers(r, Framing::kChunked);
+      append_uint(out_, r.body.size(), 16);  // the handler's one write is one chunk
+      out_ += "\r\n";
+      tail_ = "\r\n0\r\n\r\n";
+    } else {
+      close_after_ = true;  // HTTP/1.0: the body ends with the connection
+      compose_headers(r, Framing::kNone);
+    }
     if (r.omit_body) body_.clear();
     else body_ = std::move(r.body);
     write_response(true);
@@ -449,7 +651,8 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
 
   void write_response(bool finish_normally) {
     writing_ = true;
-    std::array<asio::const_buffer, 2> bufs{asio::buffer(out_), asio::buffer(body_)};
+    std::array<asio::const_buffer, 3> bufs{asio::buffer(out_), asio::buffer(body_),
+                                           asio::buffer(tail_)};
     asio::async_write(socket_, bufs,
                       [self = shared_from_this(), finish_normally](error_code ec, size_t) {
                         self->writing_ = false;
@@ -482,7 +685,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
     chunked_ = version_ >= 11;
     // HTTP/1.0 has no chunks: the body runs until the connection closes.
     close_after_ = !keep_alive_ || !chunked_ || state_stopping();
-    compose_headers(h, true);
+    compose_headers(h, Framing::kChunked);
     queue_.push_back(out_);
     flush();
     start_bg_read();
@@ -639,6 +842,10 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   bool writing_ = false;
   std::string out_;   // headers of a plain response
   std::string body_;  // body of a plain response
+  std::string tail_;  // after body_: the end of a chunked plain response, else empty
+  std::string header_;       // the current request's header block, normalized for Beast
+  size_t header_scanned_ = 0;  // bytes of buf_ already searched for the header's end
+  std::string body_error_;   // why the body could not be read (Go's text), else empty
 
   // Streaming (watch) state. Invariant: on_close_ is set only while streaming_.
   bool streaming_ = false;

@@ -271,6 +271,46 @@ def escaping(p):
     c(R, "read big value", "GET", "/v2/keys/esc/big")
     c(R, "medium value", "PUT", "/v2/keys/esc/mid", "value=" + "y" * 3000)
     c(R, "read medium value", "GET", "/v2/keys/esc/mid")
+    response_framing(p)
+
+
+def framing_at(p, path, body_len, method="GET"):
+    """Sizes the value at path so that a GET answers exactly body_len bytes on each server, then
+    returns [(status, content-length, transfer-encoding)] of `method` on it for etcd and the
+    server under test. Both servers see the same requests, so their indexes stay in step; bounded
+    retries, because the body holds the modifiedIndex, whose digit count can grow meanwhile."""
+    servers = (p.ref, p.sut)
+    for _ in range(3):
+        lens = []
+        for s in servers:
+            s.request("PUT", path, "value=" + "z" * 1000)
+            base = len(s.request("GET", path).body)
+            s.request("PUT", path, "value=" + "z" * (1000 + body_len - base))
+            lens.append(len(s.request("GET", path).body))
+        if lens == [body_len, body_len]:
+            out = []
+            for s in servers:
+                r = s.request(method, path)
+                out.append((r.status, r.header("content-length"), r.header("transfer-encoding")))
+            return out
+    return [None, None]
+
+
+def response_framing(p):
+    """Go's ResponseWriter buffers 2048 bytes: a body up to that size gets a Content-Length,
+    a larger one is chunked (a HEAD answer then has neither header). Compared at the edge."""
+    seen = {}
+    for size, method in ((2047, "GET"), (2048, "GET"), (2049, "GET"), (2049, "HEAD"),
+                         (4096, "GET")):
+        got = framing_at(p, "/v2/keys/esc/edge", size, method)
+        seen[(size, method)] = got[0]
+        R.check(got[0] is not None and got[0] == got[1],
+                f"{method} of a {size}-byte body: etcd (status, length, encoding) {got[0]}, "
+                f"got {got[1]}")
+    R.check(seen[(2048, "GET")] == (200, "2048", None)
+            and seen[(2049, "GET")] == (200, None, "chunked"),
+            f"etcd's framing at 2048/2049 bytes is {seen[(2048, 'GET')]}/{seen[(2049, 'GET')]}, "
+            "not Content-Length/chunked: update the server and this test")
 
 
 def watch_headers(server, path, timeout=5.0):
