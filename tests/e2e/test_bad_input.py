@@ -8,6 +8,7 @@ every case the server must still serve a normal request.
 Run: KVD_BIN=build/kvd /usr/bin/python3 tests/e2e/test_bad_input.py
 """
 import os
+import re
 import socket
 import sys
 import time
@@ -39,6 +40,13 @@ def still_serving(p, what):
     R.check(ok, f"after {what}: normal GET /v2/keys/ failed: {r!r}")
 
 
+def first_body(raw):
+    """The body of the first response in raw (a pipelined answer may follow it)."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return rest[:int(m.group(1))] if m else rest
+
+
 def raw_case(p, what, data, body_too=False, timeout=3.0):
     sa, ra = exchange(p.ref, data, timeout)
     sb, rb = exchange(p.sut, data, timeout)
@@ -47,8 +55,7 @@ def raw_case(p, what, data, body_too=False, timeout=3.0):
     if sa is not None:
         ok = sa == sb
         if ok and body_too:
-            ba = ra.partition(b"\r\n\r\n")[2]
-            bb = rb.partition(b"\r\n\r\n")[2]
+            ba, bb = first_body(ra), first_body(rb)
             na = dl.normalize_body(ba, p.ref.start_index)[0]
             nb = dl.normalize_body(bb, p.sut.start_index)[0]
             ok = na == nb
@@ -91,6 +98,45 @@ def malformed(p):
     ]
     for what, data in cases:
         raw_case(p, what, data)
+
+
+def framing(p):
+    """Go's request framing rules, compared with the body too. Runs after the cases that list
+    the root directory: etcd lists it in map order, so it must keep only one entry there."""
+    print("-- request framing", flush=True)
+    pipelined = (b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\nGET /v2/keys/ HTTP/1.1\r\n" + H
+                 + b"Connection: close\r\n\r\n")
+    raw_case(p, "OPTIONS * then a GET on the same connection", pipelined)
+    form = b"Content-Type: application/x-www-form-urlencoded\r\n"
+    close = b"Connection: close\r\n"
+    framed = [
+        ("malformed Host", b"GET /v2/keys/ HTTP/1.1\r\nHost: a b\r\n" + close + b"\r\n"),
+        ("GET * (ServeMux)", b"GET * HTTP/1.1\r\n" + H + close + b"\r\n"),
+        ("OPTIONS * HTTP/1.0", b"OPTIONS * HTTP/1.0\r\n\r\n"),
+        ("two Transfer-Encodings", b"PUT /v2/keys/fr HTTP/1.1\r\n" + H
+         + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n" + close + b"\r\n0\r\n\r\n"),
+        ("Transfer-Encoding list", b"PUT /v2/keys/fr HTTP/1.1\r\n" + H
+         + b"Transfer-Encoding: gzip, chunked\r\n" + close + b"\r\n0\r\n\r\n"),
+        ("Transfer-Encoding ignored on HTTP/1.0", b"PUT /v2/keys/fr-10 HTTP/1.0\r\n" + form
+         + b"Content-Length: 7\r\nTransfer-Encoding: chunked\r\n\r\nvalue=x"),
+        ("same Content-Length twice", b"PUT /v2/keys/fr-dup HTTP/1.1\r\n" + H + form
+         + b"Content-Length: 7\r\nContent-Length: 7\r\n" + close + b"\r\nvalue=x"),
+        ("Transfer-Encoding: Chunked", b"PUT /v2/keys/fr-caps HTTP/1.1\r\n" + H + form
+         + b"Transfer-Encoding: Chunked\r\n" + close + b"\r\n7\r\nvalue=x\r\n0\r\n\r\n"),
+        ("CL and chunked, then a pipelined GET", b"PUT /v2/keys/fr-clte HTTP/1.1\r\n" + H + form
+         + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n7\r\nvalue=x\r\n0\r\n\r\n"
+         + b"GET /v2/keys/fr-clte HTTP/1.1\r\n" + H + close + b"\r\n"),
+        ("mixed LF and CRLF", b"GET /v2/keys/fr-dup HTTP/1.1\r\nHost: x\n" + close + b"\n"),
+        ("chunk extension and trailer", b"PUT /v2/keys/fr-ext HTTP/1.1\r\n" + H + form
+         + b"Transfer-Encoding: chunked\r\n" + close
+         + b"\r\n7;foo=bar\r\nvalue=x\r\n0\r\nX-T: 1\r\n\r\n"),
+        ("bad chunk size in a form", b"PUT /v2/keys/fr HTTP/1.1\r\n" + H + form
+         + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"),
+        ("no CRLF after chunk data", b"PUT /v2/keys/fr HTTP/1.1\r\n" + H + form
+         + b"Transfer-Encoding: chunked\r\n\r\n7\r\nvalue=xAB0\r\n\r\n"),
+    ]
+    for what, data in framed:
+        raw_case(p, what, data, body_too=True)
 
 
 def encodings(p):
@@ -241,6 +287,7 @@ def main():
     try:
         malformed(p)
         encodings(p)
+        framing(p)
         oversized(p)
         slow_clients(p)
     finally:
