@@ -138,6 +138,8 @@ void Checker::observe_commit(SimNode& n) {
   if (!n.up()) return;
   const raft::Log& log = n.raw->raft().log();
   const uint64_t commit = log.committed();
+  const uint64_t led_term = n.leader_term_seen;
+  n.leader_term_seen = n.raw->raft().role() == raft::Role::kLeader ? n.raw->raft().term() : 0;
   if (commit <= n.last_commit_seen) {
     n.last_commit_seen = std::min(n.last_commit_seen, commit);
     return;
@@ -154,6 +156,12 @@ void Checker::observe_commit(SimNode& n) {
     }
   }
   n.last_commit_seen = commit;
+  // A leader that was already leading this term at the previous observation advanced its commit
+  // index by counting replicas (paper Figure 2, leader rule 4).
+  const raft::Raft& r = n.raw->raft();
+  if (r.role() == raft::Role::kLeader && led_term == r.term()) {
+    counted_.emplace(log.term_or_zero(commit), commit);
+  }
 }
 
 void Checker::on_persist(const SimNode& n, const std::vector<Entry>& entries) {
@@ -234,6 +242,39 @@ void Checker::check_log_matching(const std::map<NodeId, SimNode>& nodes) {
         break;
       }
     }
+  }
+}
+
+void Checker::check_up_to_date_logs_hold_commits(const std::map<NodeId, SimNode>& nodes) {
+  if (counted_.empty()) return;
+  auto check_log = [&](const SimNode& n, const char* where, uint64_t first, uint64_t last,
+                       uint64_t last_term, auto term_at) {
+    // The most up-to-date counted entry that this log is at least as up to date as; holding it
+    // means holding every earlier one (Log Matching, checked separately).
+    auto it = counted_.upper_bound({last_term, last});
+    if (it == counted_.begin()) return;
+    --it;
+    const auto [t, i] = *it;
+    if (i + 1 < first) return;  // inside the snapshot
+    if (i <= last && term_at(i) == t) return;
+    fail("leader completeness at risk: node " + std::to_string(n.id) + "'s " + where + " log (last " +
+         std::to_string(last_term) + "/" + std::to_string(last) + ") could win an election but lacks " +
+         "entry " + std::to_string(t) + "/" + std::to_string(i) + " that a leader committed");
+  };
+  for (const auto& [id, n] : nodes) {
+    if (failed()) return;
+    const raft::MemoryStorage& st = *n.storage;
+    uint64_t st_last_term = 0;
+    (void)st.term(st.last_index(), &st_last_term);
+    check_log(n, "persisted", st.first_index(), st.last_index(), st_last_term, [&](uint64_t i) {
+      uint64_t t = 0;
+      (void)st.term(i, &t);
+      return t;
+    });
+    if (!n.up()) continue;
+    const raft::Log& log = n.raw->raft().log();
+    check_log(n, "in-memory", log.first_index(), log.last_index(), log.last_term(),
+              [&](uint64_t i) { return log.term_or_zero(i); });
   }
 }
 

@@ -50,6 +50,7 @@ struct SimNode {
   std::string value;
   raft::Role last_role = raft::Role::kFollower;
   uint64_t last_commit_seen = 0;
+  uint64_t leader_term_seen = 0;  // term it led at the last commit observation, else 0
 
   bool up() const { return raw != nullptr; }
   // (Re)starts the node from its disk: the core restores from storage, the state machine from
@@ -82,6 +83,11 @@ class Checker {
   void on_snapshot_installed(const SimNode& n, uint64_t index, uint64_t value_index);
   // Log Matching over the persisted logs of all nodes.
   void check_log_matching(const std::map<NodeId, SimNode>& nodes);
+  // The invariant behind Leader Completeness (paper section 5.4.3): an entry a leader committed
+  // by counting replicas is in every log, in memory or on disk, that is at least as up to date
+  // as that entry, since any such log could win an election. Catches a wrongly committed entry
+  // as soon as it is counted, before an election has to expose it.
+  void check_up_to_date_logs_hold_commits(const std::map<NodeId, SimNode>& nodes);
 
   // Reads: a read started now must return at least the newest write already applied anywhere.
   void read_started(const std::string& context) { reads_[context] = max_applied_write_; }
@@ -97,6 +103,7 @@ class Checker {
   std::string failure_;
   std::map<uint64_t, NodeId> leaders_;  // term -> leader
   std::map<uint64_t, Committed> committed_;
+  std::set<std::pair<uint64_t, uint64_t>> counted_;  // (term, index) a leader committed
   std::map<uint64_t, raft::Entry> applied_;
   uint64_t max_applied_write_ = 0;
   std::map<std::string, uint64_t> reads_;  // context -> newest write completed at start

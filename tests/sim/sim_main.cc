@@ -371,6 +371,7 @@ class Simulation {
 
   void process_all() {
     for (auto& [id, n] : nodes_) {
+      if (checker_.failed()) return;
       if (n.up() && n.raw->has_ready()) process_ready(n);
     }
   }
@@ -417,6 +418,7 @@ class Simulation {
     }
     // 4. Reads.
     for (const raft::ReadState& r : rd.read_states) checker_.read_finished(n, r.context, r.index);
+    if (checker_.failed()) return;  // report the violation, not whatever advance() trips over
     n.raw->advance();
     checker_.observe_role(n);
     checker_.observe_commit(n);
@@ -428,6 +430,7 @@ class Simulation {
       checker_.observe_commit(n);
     }
     checker_.check_log_matching(nodes_);
+    checker_.check_up_to_date_logs_hold_commits(nodes_);
   }
 
   uint64_t seed_;
