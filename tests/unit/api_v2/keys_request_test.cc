@@ -270,6 +270,24 @@ TEST(KeysRequestTest, parse_bodyReadOnlyForFormContentType) {
   }
 }
 
+TEST(KeysRequestTest, parse_brokenBodyIsInvalidFormOnlyWhenReadAsAForm) {
+  // A chunked body that broke off: etcd answers 210 with the body reader's error as the cause
+  // when it reads a form, and ignores it otherwise (observed with raw chunked requests).
+  auto broken = [](std::string_view method, std::string_view ct, std::string_view target) {
+    return parse_keys_request(HttpInput{method, target, ct, "value=x", "malformed chunked encoding"});
+  };
+  Error e = error_of(broken("PUT", kFormType, "/v2/keys/a"));
+  EXPECT_EQ(e.code, ErrorCode::kInvalidForm);
+  EXPECT_EQ(e.cause, "malformed chunked encoding");
+  EXPECT_EQ(error_of(broken("POST", kFormType, "/v2/keys/q")).cause, "malformed chunked encoding");
+  // A bad media type is reported first, as Go's parsePostForm keeps the first error.
+  EXPECT_EQ(error_of(broken("PUT", "a/b; =", "/v2/keys/a")).cause,
+            error_of(parse("PUT", "/v2/keys/a", "value=x", "a/b; =")).cause);
+  // Not a form, or not a method whose body is read: the request goes on, value empty.
+  EXPECT_EQ(write_of(broken("PUT", "text/plain", "/v2/keys/a")).value, "");
+  EXPECT_EQ(write_of(broken("DELETE", kFormType, "/v2/keys/a")).op, Op::kDelete);
+}
+
 TEST(KeysRequestTest, parse_bodyNeverReadForDeleteGetHead) {
   // DELETE -d recursive=true on a directory is a plain delete: the body is not read (observed).
   auto cmd = write_of(parse("DELETE", "/v2/keys/h", "recursive=true&prevValue=zzz"));
