@@ -1,8 +1,8 @@
 // Simulated hosts for raft::RawNode: each SimNode plays kvd's server loop (persist, send, apply,
 // advance) against a MemoryStorage that stands for its disk, and a register state machine (the
 // value of the last applied write). The Checker watches every step for violations of Raft's
-// safety properties. Used by the randomized simulator (sim_main.cc) and the scripted scenarios
-// (script_main.cc). Single-threaded; everything is deterministic given the inputs.
+// safety properties. Used by the randomized simulator (sim_main.cc).
+// Single-threaded; everything is deterministic given the inputs.
 #pragma once
 
 #include <cstdint>
