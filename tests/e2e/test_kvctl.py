@@ -281,6 +281,9 @@ def sequence(c):
     s(["set", "/app/dir1/f", "1"])
     s(["rm", "--dir", "/app/dir1"])
     s(["rm", "-r", "/app/dir1"])
+    s(["set", "/app/dir3/f", "1"])
+    s(["rm", "--recursive", "/app/dir3"])
+    s(["ls", "--recursive", "--sort", "-p", "/app"])
     s(["rm", "-r", "/"])
     s(["-o", "extended", "rm", "/app/stdin"])
     s(["rmdir", "/app/dir2"])
@@ -295,6 +298,8 @@ def sequence(c):
     s(["--endpoint", "{EP}", "ls", "/fmt"], env={"ETCDCTL_PEERS": "http://127.0.0.1:{DEAD}"},
       with_endpoint=False)
     s(["ls", "/fmt"], env={"ETCDCTL_PEERS": "{EP}"}, with_endpoint=False)
+    s(["--peers", "http://127.0.0.1:{DEAD},{EP}", "get", "/fmt/a"], with_endpoint=False)
+    s(["--output", "json", "--peers", "{EP}", "get", "/fmt/a"], with_endpoint=False)
     s(["--endpoints", "http://127.0.0.1:{DEAD},{EP}", "get", "/fmt/a"], with_endpoint=False)
     s(["--no-sync", "--endpoints", "http://127.0.0.1:{DEAD},{EP}", "set", "/fo/a", "1"],
       with_endpoint=False)
@@ -331,6 +336,8 @@ def sequence(c):
                  [["set", "/w/a", "1"], ["mkdir", "/w/d"], ["set", "/w/a", "2"], ["rm", "/w/a"]],
                  6, forever=True)
     c.watch_step(["watch", "--after-index", "1", "/w/k"], [], 1)
+    c.watch_step(["watch", "--forever", "--recursive", "/w"],
+                 [["set", "/w/b", "1"], ["rm", "/w/b"]], 4, forever=True)
     s(["watch"])
     c.exec_watch_step(
         lambda out: ["-r", "/ew", "--", "sh", "-c",
