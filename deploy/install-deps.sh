@@ -10,4 +10,4 @@ $SUDO apt-get install -y -q --no-install-recommends \
   build-essential cmake ninja-build pkg-config \
   libboost-dev libboost-program-options-dev librocksdb-dev nlohmann-json3-dev libspdlog-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
-  etcd-server etcd-client python3 python3-etcd curl wrk
+  etcd-server etcd-client python3 python3-etcd curl wrk bc
