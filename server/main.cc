@@ -16,6 +16,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "server/cluster_api.h"
 #include "server/flags.h"
 #include "server/http_server.h"
 #include "server/node.h"
@@ -87,12 +88,27 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<Node> node = std::move(opened.value());
 
+  std::unique_ptr<PeerTransport> transport;
+  if (!flags.listen_peer_urls.empty()) {
+    auto started = start_peer_transport(io, *node, flags.listen_peer_urls);
+    if (!started.is_ok()) {
+      spdlog::critical("cannot listen for peers: {}", started.status().message());
+      node->stop();
+      return 1;
+    }
+    transport = std::move(started.value());
+  }
+  auto stop_transport = [&] {
+    if (transport) transport->stop();
+  };
+
   ClientServerConfig server_config;
   server_config.listen_urls = flags.listen_client_urls;
   server_config.cors = flags.cors;
   ClientServer server(io, *node, server_config);
   if (auto st = server.listen(); !st.is_ok()) {
     spdlog::critical("cannot listen for clients: {}", st.message());
+    stop_transport();
     node->stop();
     return 1;
   }
@@ -104,6 +120,7 @@ int main(int argc, char** argv) {
   shutdown = [&] {
     spdlog::critical("this member was removed from the cluster: stopping");
     server.stop();
+    stop_transport();
     node->stop();
     io.stop();
   };
@@ -113,6 +130,7 @@ int main(int argc, char** argv) {
     if (ec) return;
     spdlog::info("received signal {}, shutting down", sig);
     server.stop();
+    stop_transport();
     node->stop();
     io.stop();
   });
