@@ -151,10 +151,38 @@ size_t find_header_end(std::string_view data, size_t from) {
   return std::string_view::npos;
 }
 
-enum class HeaderVerdict { kOk, kBadRequest, kBadHost, kUnsupportedTransferEncoding };
+// Go's httpguts.ValidHeaderFieldName: an RFC 7230 token.
+bool valid_header_name(std::string_view name) {
+  if (name.empty()) return false;
+  for (unsigned char c : name) {
+    if (std::isalnum(c)) continue;
+    if (std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) == std::string_view::npos)
+      return false;
+  }
+  return true;
+}
+
+// Go's httpguts.ValidHeaderFieldValue: no control bytes other than tab.
+bool valid_header_value(std::string_view value) {
+  for (unsigned char c : value)
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  return true;
+}
+
+enum class HeaderVerdict {
+  kOk,
+  kBadRequest,                   // plain "400 Bad Request"
+  kUnsupportedTransferEncoding,  // 501
+  kMissingHost,                   // "400 Bad Request: missing required Host header"
+  kBadHost,                      // "400 Bad Request: malformed Host header"
+  kBadHeaderName,                // "400 Bad Request: invalid header name"
+  kBadHeaderValue,               // "400 Bad Request: invalid header value"
+};
 
 // Rewrites a raw header block (request line, fields, blank line) into the strict CRLF form
-// Beast parses, applying Go's rules that Beast does not share (see the top of this file).
+// Beast parses, applying Go's rules that Beast does not share (see the top of this file), in
+// Go's order: a line without a colon, several Hosts, the Transfer-Encoding, then (after the
+// missing-Host check, done by the caller) a malformed Host, header names, header values.
 HeaderVerdict normalize_header(std::string_view raw, std::string& out) {
   std::vector<std::string_view> lines;
   while (!raw.empty()) {
@@ -170,17 +198,21 @@ HeaderVerdict normalize_header(std::string_view raw, std::string& out) {
   const bool http10 = request_line.size() >= 9 &&
                       request_line.substr(request_line.size() - 9) == " HTTP/1.0";
   int hosts = 0;
+  bool bad_host = false, bad_name = false, bad_value = false;
   std::vector<std::string_view> encodings;
   std::optional<std::string_view> content_length;
   for (size_t i = 1; i < lines.size(); ++i) {
     std::string_view line = lines[i];
+    if (line[0] == ' ' || line[0] == '\t') continue;  // continuation of the previous field
     size_t colon = line.find(':');
-    if (colon == std::string_view::npos) continue;  // Beast rejects it
+    if (colon == std::string_view::npos) return HeaderVerdict::kBadRequest;
     std::string_view name = line.substr(0, colon);
     std::string_view value = trim_ows(line.substr(colon + 1));
+    bad_name = bad_name || !valid_header_name(name);
+    bad_value = bad_value || !valid_header_value(value);
     if (iequals(name, "Host")) {
       ++hosts;
-      if (!valid_host_header(value)) return HeaderVerdict::kBadHost;
+      bad_host = bad_host || !valid_host_header(value);
     } else if (iequals(name, "Transfer-Encoding")) {
       encodings.push_back(value);
     } else if (iequals(name, "Content-Length")) {
@@ -191,6 +223,13 @@ HeaderVerdict normalize_header(std::string_view raw, std::string& out) {
   const bool chunked = !http10 && !encodings.empty();
   if (chunked && (encodings.size() != 1 || !iequals(encodings[0], "chunked")))
     return HeaderVerdict::kUnsupportedTransferEncoding;
+  const bool http11 = request_line.size() >= 9 &&
+                      request_line.substr(request_line.size() - 9) == " HTTP/1.1";
+  if (http11 && hosts == 0 && request_line.substr(0, 8) != "CONNECT ")
+    return HeaderVerdict::kMissingHost;
+  if (hosts == 1 && bad_host) return HeaderVerdict::kBadHost;
+  if (bad_name) return HeaderVerdict::kBadHeaderName;
+  if (bad_value) return HeaderVerdict::kBadHeaderValue;
 
   out.clear();
   out.append(request_line);
@@ -405,13 +444,22 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
       return;
     }
     if (end > kHeaderLimit) return write_raw_and_close("431 Request Header Fields Too Large");
-    switch (normalize_header(data.substr(0, end), header_)) {
+    const HeaderVerdict verdict = normalize_header(data.substr(0, end), header_);
+    switch (verdict) {
       case HeaderVerdict::kOk:
         break;
       case HeaderVerdict::kBadRequest:
         return write_raw_and_close("400 Bad Request");
+      case HeaderVerdict::kMissingHost:
+        return write_raw_and_close("400 Bad Request: missing required Host header");
       case HeaderVerdict::kBadHost:
-        return write_raw_and_close("400 Bad Request: malformed Host header");
+      case HeaderVerdict::kBadHeaderName:
+      case HeaderVerdict::kBadHeaderValue:
+        return write_raw_and_close(verdict == HeaderVerdict::kBadHost
+                                       ? "400 Bad Request: malformed Host header"
+                                   : verdict == HeaderVerdict::kBadHeaderName
+                                       ? "400 Bad Request: invalid header name"
+                                       : "400 Bad Request: invalid header value");
       case HeaderVerdict::kUnsupportedTransferEncoding:
         return write_raw_and_close("501 Not Implemented", "Unsupported transfer encoding");
     }

@@ -111,6 +111,15 @@ def framing(p):
     close = b"Connection: close\r\n"
     framed = [
         ("malformed Host", b"GET /v2/keys/ HTTP/1.1\r\nHost: a b\r\n" + close + b"\r\n"),
+        ("invalid header name", b"GET /v2/keys/ HTTP/1.1\r\n" + H + b"Bad Name: x\r\n" + close + b"\r\n"),
+        ("invalid header value", b"GET /v2/keys/ HTTP/1.1\r\n" + H + b"X-A: a\x01b\r\n" + close + b"\r\n"),
+        ("missing Host before a bad name", b"GET /v2/keys/ HTTP/1.1\r\nBad Name: x\r\n" + close + b"\r\n"),
+        ("bad Transfer-Encoding before a missing Host", b"PUT /v2/keys/fr HTTP/1.1\r\n"
+         b"Transfer-Encoding: gzip\r\n" + close + b"\r\n"),
+        ("two Hosts before a bad Transfer-Encoding", b"PUT /v2/keys/fr HTTP/1.1\r\n" + H + H
+         + b"Transfer-Encoding: gzip\r\n" + close + b"\r\n"),
+        ("malformed Host before a bad name", b"GET /v2/keys/ HTTP/1.1\r\nHost: a b\r\n"
+         b"Bad Name: x\r\n" + close + b"\r\n"),
         ("GET * (ServeMux)", b"GET * HTTP/1.1\r\n" + H + close + b"\r\n"),
         ("OPTIONS * HTTP/1.0", b"OPTIONS * HTTP/1.0\r\n\r\n"),
         ("two Transfer-Encodings", b"PUT /v2/keys/fr HTTP/1.1\r\n" + H
