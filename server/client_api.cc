@@ -55,6 +55,7 @@ HttpResponse transport_bad_request() {
   r.body = "400 Bad Request";
   r.cors = false;
   r.close = true;
+  r.unreadable_request = true;
   return r;
 }
 

@@ -47,6 +47,9 @@ struct HttpResponse {
   bool omit_body = false;   // HEAD: Content-Length of body, but no body bytes
   bool cors = true;         // false for Go's transport-level errors (bad request line / URL)
   bool close = false;       // close the connection after this response
+  // Go's answer to a request it could not read (e.g. a bad escape in the path): the status
+  // line, Content-Type and "Connection: close", then the body; no Date or Content-Length.
+  bool unreadable_request = false;
 };
 
 // How a handler answers. Implemented by the connection; any thread may call these, in this

@@ -676,6 +676,10 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
 
   void do_reply(HttpResponse r) {
     if (closed_ || streaming_ || writing_) return;
+    if (r.unreadable_request) {
+      std::string status_text = std::to_string(r.status) + " " + std::string(reason(r.status));
+      return write_raw_and_close(status_text, r.body);
+    }
     close_after_ = r.close || !keep_alive_ || state_stopping();
     tail_.clear();
     const bool body_allowed = r.status >= 200 && r.status != 204 && r.status != 304;

@@ -47,6 +47,15 @@ def first_body(raw):
     return rest[:int(m.group(1))] if m else rest
 
 
+def framing_headers(raw):
+    """Which of Content-Length, Transfer-Encoding and Connection the first response carries,
+    with their values (a Content-Length differs with the index digits, so only its presence)."""
+    head = raw.partition(b"\r\n\r\n")[0].lower()
+    return (b"\r\ncontent-length:" in head,
+            re.findall(rb"\r\ntransfer-encoding:[^\r]*", head),
+            re.findall(rb"\r\nconnection:[^\r]*", head))
+
+
 def raw_case(p, what, data, body_too=False, timeout=3.0):
     sa, ra = exchange(p.ref, data, timeout)
     sb, rb = exchange(p.sut, data, timeout)
@@ -59,6 +68,8 @@ def raw_case(p, what, data, body_too=False, timeout=3.0):
             na = dl.normalize_body(ba, p.ref.start_index)[0]
             nb = dl.normalize_body(bb, p.sut.start_index)[0]
             ok = na == nb
+        if ok:
+            ok = framing_headers(ra) == framing_headers(rb)
         R.check(ok, f"{what}: etcd answered {ra[:300]!r}\n  got {rb[:300]!r}")
     else:
         R.check(sb is None or 400 <= sb < 500,
@@ -143,6 +154,14 @@ def framing(p):
          + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"),
         ("no CRLF after chunk data", b"PUT /v2/keys/fr HTTP/1.1\r\n" + H + form
          + b"Transfer-Encoding: chunked\r\n\r\n7\r\nvalue=xAB0\r\n\r\n"),
+    ]
+    big = b"value=" + b"b" * 3000
+    framed += [
+        ("PUT a 3000-byte value", b"PUT /v2/keys/fr-big HTTP/1.1\r\n" + H + form + close
+         + b"Content-Length: " + str(len(big)).encode() + b"\r\n\r\n" + big),
+        # Go cannot chunk for HTTP/1.0: no length, the body ends when the connection closes.
+        ("HTTP/1.0 GET of a body over 2048 bytes", b"GET /v2/keys/fr-big HTTP/1.0\r\n\r\n"),
+        ("HTTP/1.0 HEAD of a body over 2048 bytes", b"HEAD /v2/keys/fr-big HTTP/1.0\r\n\r\n"),
     ]
     for what, data in framed:
         raw_case(p, what, data, body_too=True)
