@@ -346,7 +346,8 @@ void ClientApi::handle(const HttpRequest& r, const std::shared_ptr<Exchange>& ex
   std::string_view target = r.target;
   if (target.empty() || target[0] != '/') {
     if (target == "*") {
-      // Go answers "OPTIONS *" (and anything else with "*") itself: 400, empty.
+      // The client server answers "*" itself as Go does (200 for OPTIONS, else 400); this
+      // is the ServeMux answer for a caller that hands "*" on.
       HttpResponse resp;
       resp.status = 400;
       resp.close = true;
