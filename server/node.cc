@@ -662,7 +662,9 @@ void Core::note_ready(const raft::Ready& rd) {
 }
 
 // Takes the next Ready, if any and none is in flight, and hands its persistent part to the WAL
-// thread; finish_ready() does the rest once it is on disk.
+// thread; finish_ready() does the rest (on the strand) once it is on disk. Never calls
+// finish_ready() itself: a Ready with nothing to persist is finished by a posted task, so that
+// pump() may run in the middle of finish_ready() (see there).
 void Core::pump() {
   if (!raw || ready_in_flight || !raw->has_ready()) return;
   auto rd = std::make_shared<raft::Ready>(raw->ready());
@@ -676,14 +678,15 @@ void Core::pump() {
       link_peer(cc->node_id, context_peer_urls(cc->context));
     }
   }
+  ready_in_flight = true;
   if (!rd->snapshot && rd->entries.empty() && !rd->hard_state) {
-    ready_in_flight = true;
-    finish_ready(*rd);
+    run_on_strand([rd](Core& c) {
+      if (c.raw) c.finish_ready(*rd);
+    });
     return;
   }
-  ready_in_flight = true;
   std::weak_ptr<Core> weak = weak_from_this();
-  bool queued = wal->persist(rd->snapshot, std::move(rd->entries), rd->hard_state,
+  bool queued = wal->persist(rd->snapshot, std::move(rd->entries), rd->hard_state, rd->must_sync,
                              [weak, rd](Status st) {
                                auto self = weak.lock();
                                if (!self) return;
@@ -715,6 +718,15 @@ void Core::finish_ready(raft::Ready& rd) {
                      rd.snapshot->metadata.index);
     std::abort();
   }
+  // Hand the next Ready to the WAL thread before applying this one's committed entries, so that
+  // its fsync runs while they are applied (etcd applies in another goroutine for the same
+  // reason). This is safe: the entries below are already durable (committed), the next Ready
+  // finishes on this strand only after this function returns, so entries are still applied in
+  // log order, and raft's applied index (moved by advance()) only bounds what the next Ready
+  // offers for applying.
+  raw->advance();
+  ready_in_flight = false;
+  pump();
   for (const auto& e : rd.committed_entries) {
     if (e.index <= applied) continue;  // covered by a snapshot installed in this Ready
     if (e.index != applied + 1) {
@@ -732,8 +744,6 @@ void Core::finish_ready(raft::Ready& rd) {
     sync_peers();
     refresh_members_cache();
   }
-  raw->advance();
-  ready_in_flight = false;
   maybe_snapshot();
   if (leader_id != raft::kNoNode) {
     retry_stalled();

@@ -24,7 +24,7 @@ bool WalWriter::append(std::vector<raft::Entry> entries, raft::HardState hs) {
 }
 
 bool WalWriter::persist(std::optional<raft::Snapshot> snapshot, std::vector<raft::Entry> entries,
-                        std::optional<raft::HardState> hs, Done done) {
+                        std::optional<raft::HardState> hs, bool sync, Done done) {
   {
     std::lock_guard lock(mu_);
     if (stopping_ || failed_) return false;
@@ -33,6 +33,7 @@ bool WalWriter::persist(std::optional<raft::Snapshot> snapshot, std::vector<raft
     op.snapshot = std::move(snapshot);
     op.done = std::move(done);
     op.ready_hs = hs;
+    op.sync = sync || !op.entries.empty() || op.snapshot.has_value();
     queue_.push_back(std::move(op));
   }
   cv_.notify_one();
@@ -102,8 +103,8 @@ void WalWriter::run_persist(Op& op) {
   Status st = Status::ok();
   if (op.snapshot) st = log_->save_snapshot(*op.snapshot);
   if (st.is_ok() && (!op.entries.empty() || op.ready_hs)) {
-    append_calls_.fetch_add(1);
-    st = log_->append(op.entries, op.ready_hs);
+    if (op.sync) append_calls_.fetch_add(1);
+    st = log_->append(op.entries, op.ready_hs, op.sync);
   }
   if (!st.is_ok()) {
     std::lock_guard lock(mu_);

@@ -48,16 +48,17 @@ class WalWriter {
   // Queues a snapshot save (which also compacts the log below it). Same return as append().
   bool save_snapshot(raft::Snapshot snap);
   // Queues one Ready's persistence: install `snapshot` (replacing the log it disagrees with),
-  // then write `entries` and `hs` in one synced write. done(status) runs on the WAL thread once
-  // all of it is on disk (or failed). Same return as append(); when false, done never runs.
+  // then write `entries` and `hs` in one write, fsynced when `sync` (Ready::must_sync: a Ready
+  // that only moves the commit index needs no fsync). done(status) runs on the WAL thread once
+  // all of it is written (or failed). Same return as append(); when false, done never runs.
   using Done = std::function<void(Status)>;
   bool persist(std::optional<raft::Snapshot> snapshot, std::vector<raft::Entry> entries,
-               std::optional<raft::HardState> hs, Done done);
+               std::optional<raft::HardState> hs, bool sync, Done done);
 
   // Writes what is queued, then joins the thread. Idempotent.
   void stop();
 
-  // Number of RaftLog::append calls made so far (each is one fsync).
+  // Number of synced RaftLog::append calls made so far (each is one fsync).
   uint64_t append_calls() const { return append_calls_.load(); }
 
  private:
@@ -67,6 +68,7 @@ class WalWriter {
     std::optional<raft::Snapshot> snapshot;
     Done done;  // set: a persist() (snapshot is then the one to install, hs optional)
     std::optional<raft::HardState> ready_hs;
+    bool sync = true;  // persist() only
   };
   void run();
   // REQUIRES: on the WAL thread.

@@ -490,7 +490,9 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
     }
     c->out.push_back(wire::encode_reply(code, reason));
     if (code != wire::HandshakeCode::kAccept) {
-      std::string key = "refuse:" + remote_host_of(c->socket) + ":" + hex_id(h->sender);
+      // One line a minute per remote, sender and reason: a new reason is always logged.
+      std::string key = "refuse:" + remote_host_of(c->socket) + ":" + hex_id(h->sender) + ":" +
+                        std::string(wire::to_string(code));
       if (warn_limiter.allow(key)) {
         spdlog::warn("peer port: refused connection from {} (member {}): {}: {}", c->remote,
                      hex_id(h->sender), wire::to_string(code), reason);

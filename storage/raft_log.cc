@@ -294,12 +294,14 @@ struct RaftLog::Impl {
 
   Status fail(const std::string& what) const { return Status::error(dir + ": " + what); }
 
-  // Writes batch synced and, if it is on disk, publishes next as the readers' view.
+  // Writes batch (fsynced unless sync is false) and, once written, publishes next as the
+  // readers' view.
   // REQUIRES: write_mu held.
-  Status commit(rocksdb::WriteBatch* batch, std::optional<View> next, const char* op) {
+  Status commit(rocksdb::WriteBatch* batch, std::optional<View> next, const char* op,
+                bool sync = true) {
     if (write_error) return Status::error(*write_error);
     rocksdb::WriteOptions wo;
-    wo.sync = true;
+    wo.sync = sync;
     rocksdb::Status s = db->Write(wo, batch);
     if (!s.ok()) {
       write_error = dir + ": " + op + ": " + s.ToString();
@@ -571,7 +573,7 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir, rocksdb::
 }
 
 Status RaftLog::append(const std::vector<raft::Entry>& entries,
-                       const std::optional<raft::HardState>& hs) {
+                       const std::optional<raft::HardState>& hs, bool sync) {
   Impl& m = *impl_;
   std::lock_guard wl(m.write_mu);
   if (entries.empty() && !hs) return Status::ok();
@@ -625,7 +627,7 @@ Status RaftLog::append(const std::vector<raft::Entry>& entries,
     next.hard_state = *hs;
   }
   if (batch.Count() == 0) return Status::ok();
-  return m.commit(&batch, std::move(next), "append");
+  return m.commit(&batch, std::move(next), "append", sync || !entries.empty());
 }
 
 Status RaftLog::save_snapshot(const raft::Snapshot& snap) {

@@ -34,8 +34,13 @@ class RaftLog : public raft::LogStorage {
   ~RaftLog() override;
 
   // Appends entries (replacing any conflicting suffix from entries.front().index on) and, if
-  // given, the hard state, in one synced write. Returns once it is on disk.
-  Status append(const std::vector<raft::Entry>& entries, const std::optional<raft::HardState>& hs);
+  // given, the hard state, in one write. Returns once it is on disk, unless sync is false: then
+  // the write is in RocksDB's WAL but not fsynced; the next synced write makes it durable with
+  // itself, and a crash before that may lose it. Raft allows that only for a hard state whose
+  // commit index alone changed (the commit index is recovered from the leader; etcd-io/raft
+  // MustSync), so callers pass sync = false only then.
+  Status append(const std::vector<raft::Entry>& entries, const std::optional<raft::HardState>& hs,
+                bool sync = true);
 
   // Stores a snapshot and deletes the log entries it covers (index <= snapshot index), synced.
   Status save_snapshot(const raft::Snapshot& snap);

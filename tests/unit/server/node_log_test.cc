@@ -130,7 +130,7 @@ TEST_F(WalWriterTest, persist_installsSnapshotThenWritesEntriesAndHardState) {
     snap.data = "image";
     std::vector<raft::Entry> tail = {raft::Entry{2, 11, raft::EntryType::kNormal, "a"},
                                      raft::Entry{2, 12, raft::EntryType::kNormal, "b"}};
-    ASSERT_TRUE(wal.persist(snap, tail, raft::HardState{2, 8, 11},
+    ASSERT_TRUE(wal.persist(snap, tail, raft::HardState{2, 8, 11}, true,
                             [&](Status st) { done.set_value(std::move(st)); }));
     ASSERT_EQ(done_f.wait_for(kWait), std::future_status::ready);
     Status st = done_f.get();
@@ -156,13 +156,37 @@ TEST_F(WalWriterTest, persist_hardStateOnlyIsWritten) {
   auto done_f = done.get_future();
   WalWriter wal(
       log_.get(), [](uint64_t, Status) {}, [](uint64_t, Status) {});
-  ASSERT_TRUE(wal.persist(std::nullopt, {}, raft::HardState{1, 7, 1},
+  ASSERT_TRUE(wal.persist(std::nullopt, {}, raft::HardState{1, 7, 1}, true,
                           [&](Status st) { done.set_value(std::move(st)); }));
   ASSERT_EQ(done_f.wait_for(kWait), std::future_status::ready);
   EXPECT_TRUE(done_f.get().is_ok());
   EXPECT_EQ(log_->initial_state().first, (raft::HardState{1, 7, 1}));
   wal.stop();
-  EXPECT_FALSE(wal.persist(std::nullopt, {}, raft::HardState{1, 7, 1}, [](Status) {}));
+  EXPECT_FALSE(wal.persist(std::nullopt, {}, raft::HardState{1, 7, 1}, true, [](Status) {}));
+}
+
+TEST_F(WalWriterTest, persist_commitOnlyHardStateSkipsFsync) {
+  ASSERT_TRUE(log_->append({entry(1)}, raft::HardState{1, 7, 0}).is_ok());
+  WalWriter wal(
+      log_.get(), [](uint64_t, Status) {}, [](uint64_t, Status) {});
+  // A Ready that only moves the commit index is written without an fsync (must_sync false) ...
+  std::promise<Status> unsynced;
+  auto unsynced_f = unsynced.get_future();
+  ASSERT_TRUE(wal.persist(std::nullopt, {}, raft::HardState{1, 7, 1}, false,
+                          [&](Status st) { unsynced.set_value(std::move(st)); }));
+  ASSERT_EQ(unsynced_f.wait_for(kWait), std::future_status::ready);
+  EXPECT_TRUE(unsynced_f.get().is_ok());
+  EXPECT_EQ(wal.append_calls(), 0u);
+  EXPECT_EQ(log_->initial_state().first, (raft::HardState{1, 7, 1}));
+  // ... but entries are always fsynced, whatever the caller says.
+  std::promise<Status> synced;
+  auto synced_f = synced.get_future();
+  ASSERT_TRUE(wal.persist(std::nullopt, {entry(2)}, raft::HardState{1, 7, 1}, false,
+                          [&](Status st) { synced.set_value(std::move(st)); }));
+  ASSERT_EQ(synced_f.wait_for(kWait), std::future_status::ready);
+  EXPECT_TRUE(synced_f.get().is_ok());
+  EXPECT_EQ(wal.append_calls(), 1u);
+  EXPECT_EQ(log_->last_index(), 2u);
 }
 
 }  // namespace

@@ -292,6 +292,17 @@ TEST_F(RaftLogTest, append_hardStateRoundTrip) {
   EXPECT_EQ(log_->initial_state().first, (HardState{6, 0, 0}));
 }
 
+TEST_F(RaftLogTest, append_unsyncedHardStateReadableAndKeptOnReopen) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 4, 1), HardState{1, 1, 1}).is_ok());
+  ASSERT_TRUE(log_->append({}, HardState{1, 1, 3}, /*sync=*/false).is_ok());
+  EXPECT_EQ(log_->initial_state().first, (HardState{1, 1, 3}));
+  log_.reset();
+  open_log();
+  EXPECT_EQ(log_->initial_state().first, (HardState{1, 1, 3}));
+  EXPECT_EQ(log_->last_index(), 3u);
+}
+
 TEST_F(RaftLogTest, append_belowSnapshotIgnored) {
   open_log();
   ASSERT_TRUE(log_->append(make_entries(1, 6, 1), std::nullopt).is_ok());
