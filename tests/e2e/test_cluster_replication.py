@@ -24,6 +24,8 @@ def shape(v):
         return {k: shape(x) for k, x in v.items()}
     if isinstance(v, list):
         return [shape(v[0])] if v else []
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return "number"  # Go writes a float64 that happens to be whole as "0", "3"
     return type(v).__name__
 
 
@@ -72,6 +74,14 @@ def scenario(kind):
 
         # Stats: one leader; followers name it and received appends; the leader's view of each.
         lead_id = c.ids[lead.name]
+
+        def latencies_sampled():
+            status, j, _ = cluster.get_json(lead, "/v2/stats/leader")
+            fol = (j or {}).get("followers", {})
+            return status == 200 and len(fol) == 2 and all(
+                f["latency"]["current"] > 0 for f in fol.values())
+        R.check(cluster.wait_for(latencies_sampled, 10),
+                f"{kind}: the leader measured a latency for each follower within 10 s")
         for m in c.members:
             status, j, body = cluster.get_json(m, "/v2/stats/self")
             R.check(status == 200 and j is not None, f"{kind}: stats/self on {m.name}: {status}")
