@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -57,6 +58,12 @@ struct NodeConfig {
   uint64_t snapshot_count = 100000;
   std::chrono::milliseconds heartbeat_interval{100};
   std::chrono::milliseconds election_timeout{1000};
+  // --pre-vote (thesis section 9.6); etcd 3.4's default is off.
+  bool pre_vote = false;
+  // --strict-reconfig-check: refuse membership changes that could cost the quorum, as etcd. A
+  // peer counts as up for it once connected for health_interval (etcd's HealthInterval).
+  bool strict_reconfig_check = true;
+  std::chrono::milliseconds health_interval{5000};
   // Runs (on the strand) once this member has applied its own removal from the cluster; the
   // process should stop serving. Must not call Node methods synchronously: post them.
   std::function<void()> on_removed;
@@ -75,6 +82,9 @@ struct PeerLink {
   std::function<void(uint64_t id, std::vector<std::string> peer_urls)> update_peer;
   std::function<void(uint64_t id)> remove_peer;
   std::function<bool(uint64_t id)> connected;
+  // When the connection to the peer was established (nullopt: not connected). Optional: without
+  // it, `connected` alone decides whether a peer is up for --strict-reconfig-check.
+  std::function<std::optional<std::chrono::steady_clock::time_point>(uint64_t id)> active_since;
   std::function<std::map<uint64_t, PeerStats>()> stats;
 };
 
@@ -132,6 +142,10 @@ class Node {
   void step(raft::Message m);
   void step_snapshot(raft::Message m, std::string data);
   void report_unreachable(uint64_t peer);
+  // `peer` refused this member as removed from the cluster: it missed the commit of its own
+  // removal (the leader stops replicating to a member once it is removed). Stops like an
+  // applied removal does (NodeConfig::on_removed).
+  void report_removed_by(uint64_t peer);
   // GET /members on the peer port: a JSON array with decimal ids. Safe from any thread.
   std::string members_json() const;
 

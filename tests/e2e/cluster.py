@@ -127,20 +127,20 @@ class Cluster:
         self.ids[m.name] = j["id"]
         return j["id"]
 
-    def add_member(self, name, initial_cluster, start=True, timeout=40.0):
-        """A new member joining with --initial-cluster-state existing (after `member add`)."""
-        m = harness.Member(self.kind, name=name, workdir=self.workdir)
-        m.extra_args = self.member_args(initial_cluster, "existing")
-        self.members.append(m)
-        if start:
-            self.spawn(m)
-            m.wait_ready(timeout)
-            self.learn_id(m)
-        return m
-
     def new_member_slot(self, name):
-        """A Member object with free ports (its peer URL is what `member add` needs), not started."""
-        m = harness.Member(self.kind, name=name, workdir=self.workdir)
+        """A Member with free ports in this cluster's work dir, not started: its peer URL is what
+        `member add` needs. Start it with join()."""
+        return harness.Member(self.kind, name=name, workdir=self.workdir)
+
+    def join(self, m, initial_cluster, timeout=40.0):
+        """Starts m as a new member of the running cluster (--initial-cluster-state existing,
+        after `member add`), waits until it is healthy and learns its id."""
+        m.extra_args = self.member_args(initial_cluster, "existing")
+        if m not in self.members:
+            self.members.append(m)
+        self.spawn(m)
+        m.wait_ready(timeout)
+        self.learn_id(m)
         return m
 
     def kill(self, m, sig=signal.SIGKILL):
@@ -231,6 +231,12 @@ class Cluster:
     def cleanup(self):
         for m in self.members:
             m.kill()
+        keep = os.environ.get("KVD_E2E_KEEP_LOGS")  # a dir: copy every member's log there
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            for m in self.members:
+                if os.path.exists(m.log_path):
+                    shutil.copy(m.log_path, os.path.join(keep, f"{self.kind}-{m.name}.log"))
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self):
