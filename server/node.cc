@@ -868,6 +868,10 @@ bool Core::apply_entry(const raft::Entry& e) {
       Waiter w = std::move(it->second);
       waiters.erase(it);
       answer_get(w.req, w.cb);
+    } else if (it != waiters.end() && it->second.kind == Waiter::Kind::kInternal) {
+      Waiter w = std::move(it->second);
+      waiters.erase(it);
+      w.done(true);  // a quorum probe
     }
     return true;
   }
@@ -1431,6 +1435,19 @@ void Node::propose(v2::WriteRequest req, Callback cb) {
 void Node::get(v2::GetRequest req, Callback cb) {
   impl_->core->run_on_strand([req = std::move(req), cb = std::move(cb)](Core& c) mutable {
     c.do_get(std::move(req), std::move(cb));
+  });
+}
+
+void Node::probe_quorum(std::chrono::milliseconds timeout, std::function<void(bool)> cb) {
+  impl_->core->run_on_strand([timeout, cb = std::move(cb)](Core& c) mutable {
+    if (c.stopped.load() || !c.raw || c.write_error) return cb(false);
+    const uint64_t id = c.new_request_id();
+    Core::Waiter w;
+    w.kind = Core::Waiter::Kind::kInternal;
+    w.done = std::move(cb);
+    w.deadline = SteadyClock::now() + timeout;
+    c.waiters.emplace(id, std::move(w));
+    c.propose_data(id, encode_read_barrier(id));
   });
 }
 

@@ -122,6 +122,10 @@ class Node {
   // A read; quorum reads wait until everything committed before the call has been applied.
   void get(v2::GetRequest req, Callback cb);
 
+  // An empty read through raft (etcd's QGET, as /health sends it): cb(true) once it has been
+  // committed and applied here, cb(false) if that did not happen within `timeout`.
+  void probe_quorum(std::chrono::milliseconds timeout, std::function<void(bool)> cb);
+
   using WatchStarted = std::function<void(v2::WatchResult, RaftStatus)>;
   // Registers a watch; on_started runs first (with an immediate event, an error, or the watcher
   // id), then on_event for each later matching event (once unless req.stream).
