@@ -131,10 +131,18 @@ int main(int argc, char** argv) {
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     spdlog::info("received signal {}, shutting down", sig);
-    server.stop();
-    stop_transport();
-    node->stop();
-    io.stop();
+    // As etcd: a leader first hands leadership over (bounded by the request timeout), so the
+    // others need not wait for an election timeout.
+    auto timeout = std::chrono::seconds(5) + 2 * flags.election_timeout;
+    node->transfer_leadership_for_stop(
+        std::chrono::duration_cast<std::chrono::milliseconds>(timeout), [&] {
+          boost::asio::post(io, [&] {
+            server.stop();
+            stop_transport();
+            node->stop();
+            io.stop();
+          });
+        });
   });
 
   unsigned n_threads = std::max(2u, std::thread::hardware_concurrency());

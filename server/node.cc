@@ -1426,6 +1426,60 @@ void Node::stop() {
   });
 }
 
+void Node::transfer_leadership_for_stop(std::chrono::milliseconds timeout,
+                                        std::function<void()> done) {
+  impl_->core->run_on_strand([timeout, done = std::move(done)](Core& c) mutable {
+    if (c.stopped.load() || !c.raw || c.role != raft::Role::kLeader) return done();
+    const raft::NodeStatus st = c.raw->status();
+    uint64_t to = raft::kNoNode;
+    uint64_t best_match = 0;
+    for (const auto& [id, pr] : st.progress) {
+      if (id == c.member_id || (c.link.connected && !c.link.connected(id))) continue;
+      if (std::find(st.conf_state.voters.begin(), st.conf_state.voters.end(), id) ==
+          st.conf_state.voters.end()) {
+        continue;
+      }
+      if (to == raft::kNoNode || pr.match_index > best_match) {
+        to = id;
+        best_match = pr.match_index;
+      }
+    }
+    if (to == raft::kNoNode) return done();
+    spdlog::info("stopping: handing leadership from {} to {} (term {})", hex_id(c.member_id),
+                 hex_id(to), c.term);
+    c.raw->transfer_leadership(to);
+    c.schedule_pump();
+    // Polled on a timer of the strand until someone else leads or the time is up.
+    auto timer = std::make_shared<boost::asio::steady_timer>(c.strand);
+    auto deadline = SteadyClock::now() + timeout;
+    auto poll = std::make_shared<std::function<void()>>();
+    std::weak_ptr<Core> weak = c.weak_from_this();
+    *poll = [weak, timer, deadline, poll, done = std::move(done)]() mutable {
+      timer->expires_after(std::chrono::milliseconds(10));
+      timer->async_wait([weak, timer, deadline, poll, done](const boost::system::error_code&) {
+        auto self = weak.lock();
+        if (!self) return done();
+        bool finished;
+        {
+          std::lock_guard lock(self->mu);
+          finished = !self->raw || (self->leader_id != raft::kNoNode &&
+                                    self->leader_id != self->member_id) ||
+                     SteadyClock::now() >= deadline;
+          if (finished && self->raw) {
+            spdlog::info("stopping: member {} leads now", hex_id(self->leader_id));
+          }
+        }
+        if (finished) {
+          auto keep = std::move(*poll);  // breaks the cycle poll -> lambda -> poll
+          return done();
+        }
+        (*poll)();
+      });
+    };
+    (*poll)();
+  });
+}
+
 void Node::propose(v2::WriteRequest req, Callback cb) {
   impl_->core->run_on_strand([req = std::move(req), cb = std::move(cb)](Core& c) mutable {
     c.do_propose(std::move(req), std::move(cb));

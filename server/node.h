@@ -115,6 +115,11 @@ class Node {
   void start();
   // Stops timers, fails pending proposals with 300 "etcdserver: server stopped", flushes.
   void stop();
+  // Before a graceful stop, as etcd's EtcdServer.Stop: if this member leads a cluster of
+  // several, hands leadership to the most up-to-date connected follower (thesis section 3.10)
+  // and waits (at most `timeout`) until another member leads. done() then runs on the strand;
+  // at once when there is nothing to hand over.
+  void transfer_leadership_for_stop(std::chrono::milliseconds timeout, std::function<void()> done);
 
   using Callback = std::function<void(StoreResult, RaftStatus)>;
   // A mutation; cb runs once it is durable and applied (or failed).

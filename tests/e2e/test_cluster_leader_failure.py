@@ -16,11 +16,13 @@ import cluster  # noqa: E402
 import harness  # noqa: E402
 
 R = harness.Results()
+# KVD_E2E_KIND=etcd runs the same scenario against etcd (by hand, for comparison).
+KIND = os.environ.get("KVD_E2E_KIND", "kvd")
 
 
 def main():
     t_start = time.monotonic()
-    with cluster.Cluster("kvd", 3) as c:
+    with cluster.Cluster(KIND, 3) as c:
         lead = c.leader()
         if not R.check(lead is not None, "three members agree on a leader"):
             c.dump_logs()

@@ -15,6 +15,8 @@ import cluster  # noqa: E402
 import harness  # noqa: E402
 
 R = harness.Results()
+# KVD_E2E_KIND=etcd runs the same scenario against etcd (by hand, for comparison).
+KIND = os.environ.get("KVD_E2E_KIND", "kvd")
 
 
 def local_index(m):
@@ -24,7 +26,7 @@ def local_index(m):
 
 def main():
     t_start = time.monotonic()
-    with cluster.Cluster("kvd", 3) as c:
+    with cluster.Cluster(KIND, 3) as c:
         R.check(c.leader() is not None, "three members agree on a leader")
         w = cluster.Writers(c.members, threads=4, prefix="roll").start()
         try:
