@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <functional>
 #include <cstdio>
 #include <iostream>
@@ -128,9 +129,11 @@ int main(int argc, char** argv) {
   };
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  int stop_signal = 0;
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     spdlog::info("received signal {}, shutting down", sig);
+    stop_signal = sig;
     // As etcd: a leader first hands leadership over (bounded by the request timeout), so the
     // others need not wait for an election timeout.
     auto timeout = std::chrono::seconds(5) + 2 * flags.election_timeout;
@@ -150,5 +153,12 @@ int main(int argc, char** argv) {
   for (unsigned t = 1; t < n_threads; ++t) threads.emplace_back([&] { io.run(); });
   io.run();
   for (auto& t : threads) t.join();
+  if (stop_signal != 0) {
+    // As etcd (osutil.HandleInterrupts): after the clean shutdown, die of the signal itself, so
+    // the parent sees "terminated by SIGTERM" rather than exit status 0.
+    signals.clear();
+    std::signal(stop_signal, SIG_DFL);
+    std::raise(stop_signal);
+  }
   return 0;
 }

@@ -181,6 +181,7 @@ def steps(kind, c, main_tool, other_tool, out):
             step("remove", main_tool, ["member", "remove", c.ids[victim.name]])
             gone = cluster.wait_for(lambda: victim.proc.poll() is not None, 20)
             R.check(gone, f"{kind}: the removed member {victim.name} stops (process exits)")
+            out["removed_exit"] = (victim.proc.returncode, "", "")
             log = victim.read_log()
             R.check(re.search(r"removed from the cluster|permanently removed", log) is not None,
                     f"{kind}: the removed member logs why it stops:\n{log[-800:]}")

@@ -37,8 +37,9 @@ def main():
             for m in order:
                 t0 = time.monotonic()
                 c.kill(m, signal.SIGTERM)
-                R.check(m.proc.returncode == 0,
-                        f"{m.name} exits 0 on SIGTERM (exit {m.proc.returncode})")
+                # etcd shuts down cleanly, then dies of the signal itself (status -SIGTERM).
+                R.check(m.proc.returncode == -signal.SIGTERM,
+                        f"{m.name} ends by SIGTERM after its shutdown (exit {m.proc.returncode})")
                 others = [x for x in c.members if x is not m]
                 R.check(w.wait_acks(10, cluster.REQUEST_TIMEOUT_S + 20),
                         f"writes acknowledged while {m.name} is down")
