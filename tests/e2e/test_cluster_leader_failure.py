@@ -74,7 +74,7 @@ def main():
         new_lead = c.leader()
         R.check(new_lead is not None and c.ids[new_lead.name] != "",
                 "after the restart the three members agree on a leader")
-        R.check("ignoring --initial-cluster" in lead.read_log(),
+        R.check(KIND != "kvd" or "ignoring --initial-cluster" in lead.read_log(),
                 f"{lead.name} (was {old_id}) restarted from its data dir")
         if R.failed:
             c.dump_logs()
