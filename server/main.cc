@@ -134,18 +134,21 @@ int main(int argc, char** argv) {
     if (ec) return;
     spdlog::info("received signal {}, shutting down", sig);
     stop_signal = sig;
-    // As etcd: a leader first hands leadership over (bounded by the request timeout), so the
-    // others need not wait for an election timeout.
-    auto timeout = std::chrono::seconds(5) + 2 * flags.election_timeout;
-    node->transfer_leadership_for_stop(
-        std::chrono::duration_cast<std::chrono::milliseconds>(timeout), [&] {
-          boost::asio::post(io, [&] {
-            server.stop();
-            stop_transport();
-            node->stop();
-            io.stop();
-          });
+    // As etcd's Close: client requests already being handled are answered first (at most
+    // 2 s, Go's Shutdown there), then a leader hands leadership over (bounded by the request
+    // timeout) so that the others need not wait for an election timeout, then everything stops.
+    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::seconds(5) + 2 * flags.election_timeout);
+    server.shutdown(std::chrono::seconds(2), [&, timeout] {
+      node->transfer_leadership_for_stop(timeout, [&] {
+        boost::asio::post(io, [&] {
+          server.stop();
+          stop_transport();
+          node->stop();
+          io.stop();
         });
+      });
+    });
   });
 
   unsigned n_threads = std::max(2u, std::thread::hardware_concurrency());
