@@ -9,6 +9,7 @@ and print every member's log tail when something failed.
         c.wait_for(lambda: c.leader(among=c.running(), timeout=0), 5, "a new leader")
 
 Standard library only. Every wait is a poll with a deadline; none sleeps to synchronise.
+Set KVD_E2E_KEEP_LOGS=<dir> to keep every member's full log there after the test.
 """
 import json
 import os

@@ -197,6 +197,20 @@ def steps(kind, c, main_tool, other_tool, out):
                  endpoint=remaining[0].url, want_rc=1)
             step("list_after_remove", main_tool, ["member", "list"], endpoint=remaining[0].url)
             R.check(w.wait_acks(10, 30), f"{kind}: writes acknowledged after the removal")
+            # Restarted from its data dir, the removed member learns from its peers that it
+            # was removed, and stops again.
+            log_at = os.path.getsize(victim.log_path)
+            c.spawn(victim)
+            stopped = cluster.wait_for(lambda: victim.proc.poll() is not None, 20)
+            R.check(stopped, f"{kind}: the removed member, restarted, stops again")
+            with open(victim.log_path, "rb") as f:
+                f.seek(log_at)
+                again = f.read().decode(errors="replace")
+            R.check(re.search(r"removed from the cluster|permanently removed", again) is not None,
+                    f"{kind}: ... and logs why:\n{again[-800:]}")
+            if not stopped:
+                victim.kill()
+            out["removed_restart_exit"] = (victim.proc.returncode, "", "")
         finally:
             w.stop()
         remaining = [x for x in c.members if x is not victim] if "remove" in out else c.running()
