@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Quorum loss: of three members, the two followers are killed (SIGKILL), so the survivor is the
-old leader and must step down (check quorum). Then, on the survivor:
+"""Quorum loss: of three members, two are killed (SIGKILL): once the two followers, so that the
+survivor is the old leader and must step down (check quorum), once the leader and a follower,
+so that the survivor is a follower that loses its leader. Then, on the survivor:
 
   plain GET                -> 200 from its store, at once
   /health                  -> 503 {"health":"false"} (polled until it says so, bounded)
@@ -59,27 +60,31 @@ def generic(c, text):
     return "\n".join(sorted(text.split("\n")))
 
 
-def scenario(kind):
+def scenario(kind, survivor_role):
     out = {}
     with cluster.Cluster(kind, 3) as c:
         failed_before = R.failed
         try:
-            steps(kind, c, out)
+            steps(f"{kind} ({survivor_role} survives)", c, out, survivor_role)
         finally:
             if R.failed > failed_before:
                 c.dump_logs()
     return out
 
 
-def steps(kind, c, out):
+def steps(kind, c, out, survivor_role):
     lead = c.leader()
     if not R.check(lead is not None, f"{kind}: a leader"):
         return
     status, _, _ = cluster.put(lead, "/q/before", "kept")
     R.check(status == 201, f"{kind}: a write before the loss: {status}")
     R.check(c.converged(timeout=10) is not None, f"{kind}: converged before the loss")
-    survivor = lead
-    dead = c.followers(lead)
+    if survivor_role == "leader":
+        survivor = lead
+        dead = c.followers(lead)
+    else:
+        survivor = c.followers(lead)[0]
+        dead = [m for m in c.members if m is not survivor]
     for m in dead:
         c.kill(m)
     t_loss = time.monotonic()
@@ -177,15 +182,16 @@ def steps(kind, c, out):
 
 def main():
     t0 = time.monotonic()
-    kvd = scenario("kvd")
-    if harness.have_etcd():
-        etcd = scenario("etcd")
+    for role in ("leader", "follower"):
+        kvd = scenario("kvd", role)
+        if not harness.have_etcd():
+            print(f"SKIP etcd half: etcd not installed at {harness.ETCD_BIN}")
+            continue
+        etcd = scenario("etcd", role)
         for k in sorted(set(kvd) | set(etcd)):
             R.check(kvd.get(k) == etcd.get(k),
-                    f"quorum loss, {k}: kvd and etcd answer the same\n  kvd  {kvd.get(k)}\n"
-                    f"  etcd {etcd.get(k)}")
-    else:
-        print(f"SKIP etcd half: etcd not installed at {harness.ETCD_BIN}")
+                    f"quorum loss ({role} survives), {k}: kvd and etcd answer the same\n"
+                    f"  kvd  {kvd.get(k)}\n  etcd {etcd.get(k)}")
     print(f"took {time.monotonic() - t0:.1f}s")
     R.finish()
 
