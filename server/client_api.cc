@@ -424,17 +424,18 @@ void ClientApi::handle(const HttpRequest& r, const std::shared_ptr<Exchange>& ex
   }
   if (path == "/health") {
     if (m != "GET") return ex->reply(method_not_allowed("GET"));
-    // TODO(cluster): etcd also requires an empty quorum read to succeed within 1 s and no
-    // active alarm; a member with a known leader is reported healthy until that read exists.
-    node_.info([ex](Node::Info info) {
-      if (info.leader_id != 0) {
+    // etcd 3.4's checkHealth: unhealthy without a known leader (answered at once), else an
+    // empty read through raft (QGET) must complete within 1 s. kvd raises no alarms.
+    Node* node = &node_;
+    node_.info([ex, node](Node::Info info) {
+      if (info.leader_id == 0) return ex->reply(go_error(503, R"({"health":"false"})"));
+      node->probe_quorum(std::chrono::seconds(1), [ex](bool ok) {
+        if (!ok) return ex->reply(go_error(503, R"({"health":"false"})"));
         HttpResponse resp;
         resp.content_type = kTextPlain;
         resp.body = R"({"health":"true"})";
         ex->reply(std::move(resp));
-      } else {
-        ex->reply(go_error(503, R"({"health":"false"})"));
-      }
+      });
     });
     return;
   }

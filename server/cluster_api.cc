@@ -18,6 +18,7 @@ Result<std::unique_ptr<PeerTransport>> start_peer_transport(
   };
   handler.on_unreachable = [n](uint64_t peer) { n->report_unreachable(peer); };
   handler.members_json = [n] { return n->members_json(); };
+  handler.on_removed = [n](uint64_t peer) { n->report_removed_by(peer); };
   auto transport =
       std::make_unique<PeerTransport>(io, node.executor(), std::move(config), std::move(handler));
 
@@ -36,6 +37,7 @@ Result<std::unique_ptr<PeerTransport>> start_peer_transport(
   };
   link.remove_peer = [t](uint64_t id) { t->remove_peer(id); };
   link.connected = [t](uint64_t id) { return t->connected(id); };
+  link.active_since = [t](uint64_t id) { return t->active_since(id); };
   link.stats = [t] { return t->stats(); };
   node.attach_peers(std::move(link));
   if (Status st = transport->listen(); !st.is_ok()) return st;

@@ -360,7 +360,10 @@ struct ClientServer::State {
 
   mutable std::mutex mu;
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections;  // guarded by mu
-  std::atomic<bool> stopped{false};
+  std::atomic<bool> stopped{false};  // no new connections or requests (stop or shutdown)
+  bool stop_done = false;            // stop() ran; guarded by mu
+  // Requests handed to the ClientApi and not answered yet, over all connections.
+  std::atomic<int64_t> handling{0};
 };
 
 namespace {
@@ -385,8 +388,22 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   void start() {
     asio::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->read_request(); });
   }
+  // Closes now, except that a response being written is finished first (then it closes).
   void stop() {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close(); });
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      if (self->writing_ && !self->streaming_) {
+        self->close_after_ = true;
+        return;
+      }
+      self->close();
+    });
+  }
+  // Shutdown: closes the connection unless a request on it is being handled or answered
+  // (those close after their answer, see finish_request).
+  void stop_if_idle() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      if (self->streaming_ || (!self->handling_ && !self->writing_)) self->close();
+    });
   }
 
   void reply(HttpResponse response) override {
@@ -566,7 +583,14 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
     r.body = req_.body;
     r.body_error = body_error_;
     r.version = req_.version;
+    set_handling(true);
     state_->api.handle(r, shared_from_this());
+  }
+
+  void set_handling(bool on) {
+    if (handling_ == on) return;
+    handling_ = on;
+    state_->handling.fetch_add(on ? 1 : -1);
   }
 
   // ---- answering ----
@@ -676,6 +700,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
 
   void do_reply(HttpResponse r) {
     if (closed_ || streaming_ || writing_) return;
+    set_handling(false);
     if (r.unreadable_request) {
       std::string status_text = std::to_string(r.status) + " " + std::string(reason(r.status));
       return write_raw_and_close(status_text, r.body);
@@ -716,7 +741,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
 
   // The current request is fully answered: next request, or close.
   void finish_request() {
-    if (close_after_) return graceful_close();
+    if (close_after_ || state_stopping()) return graceful_close();
     if (bg_reading_) {
       // The watch's disconnect detector is still pending; it resumes reading when it completes.
       resume_after_bg_read_ = true;
@@ -731,6 +756,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
       if (on_close) on_close();
       return;
     }
+    set_handling(false);
     streaming_ = true;
     stream_ending_ = false;
     on_close_ = std::move(on_close);
@@ -839,6 +865,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   void close() {
     if (closed_) return;
     closed_ = true;
+    set_handling(false);  // an answer that comes now is dropped
     error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
@@ -892,6 +919,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   bool keep_alive_ = true;
   bool close_after_ = false;
   bool writing_ = false;
+  bool handling_ = false;  // handed to the ClientApi, not answered yet (counted in State)
   std::string out_;   // headers of a plain response
   std::string body_;  // body of a plain response
   std::string tail_;  // after body_: the end of a chunked plain response, else empty
@@ -1035,7 +1063,8 @@ void ClientServer::stop() {
   std::vector<std::shared_ptr<Connection>> conns;
   {
     std::lock_guard lock(state_->mu);
-    if (state_->stopped) return;
+    if (state_->stop_done) return;
+    state_->stop_done = true;
     state_->stopped = true;
     for (auto& [ptr, weak] : state_->connections)
       if (auto c = weak.lock()) conns.push_back(std::move(c));
@@ -1047,6 +1076,39 @@ void ClientServer::stop() {
     }
   });
   for (auto& c : conns) c->stop();
+}
+
+void ClientServer::shutdown(std::chrono::milliseconds timeout, std::function<void()> done) {
+  std::vector<std::shared_ptr<Connection>> conns;
+  {
+    std::lock_guard lock(state_->mu);
+    state_->stopped = true;
+    for (auto& [ptr, weak] : state_->connections)
+      if (auto c = weak.lock()) conns.push_back(std::move(c));
+  }
+  asio::post(state_->accept_strand, [state = state_] {
+    for (auto& a : state->acceptors) {
+      error_code ignored;
+      a->close(ignored);
+    }
+  });
+  for (auto& c : conns) c->stop_if_idle();
+  // Polled: the answers come from the node's strand, which has no hook for "all answered".
+  auto timer = std::make_shared<asio::steady_timer>(state_->accept_strand);
+  auto deadline = Clock::now() + timeout;
+  auto poll = std::make_shared<std::function<void()>>();
+  *poll = [state = state_, timer, deadline, poll, done = std::move(done)]() mutable {
+    if (state->handling.load() <= 0 || Clock::now() >= deadline) {
+      auto keep = std::move(*poll);  // breaks the cycle poll -> lambda -> poll
+      if (state->handling.load() > 0) {
+        spdlog::warn("stopping with {} client requests unanswered", state->handling.load());
+      }
+      return done();
+    }
+    timer->expires_after(std::chrono::milliseconds(10));
+    timer->async_wait([poll](error_code) { (*poll)(); });
+  };
+  asio::post(state_->accept_strand, [poll] { (*poll)(); });
 }
 
 std::vector<tcp::endpoint> ClientServer::local_endpoints() const { return state_->endpoints; }

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,7 +47,13 @@ class ClientServer {
   // accepting. Call once, before the io_context runs or from one of its threads.
   Status listen();
   // Closes listeners and connections (watches end, their watchers are removed). Any thread.
+  // A response being written is finished first.
   void stop();
+  // A graceful stop, as Go's http.Server.Shutdown that etcd runs on SIGTERM: closes the
+  // listeners and the idle connections and watches, lets requests already handed to the node
+  // be answered (each connection closes after its answer), and once none is left or `timeout`
+  // passed, runs done() (on an io_context thread). Call stop() afterwards. Any thread, once.
+  void shutdown(std::chrono::milliseconds timeout, std::function<void()> done);
 
   // The bound endpoints, in listen_urls order (port 0 resolved). Valid after listen().
   std::vector<boost::asio::ip::tcp::endpoint> local_endpoints() const;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <functional>
 #include <cstdio>
 #include <iostream>
@@ -72,6 +73,8 @@ int main(int argc, char** argv) {
   node_config.snapshot_count = std::max<uint64_t>(flags.snapshot_count, 1);
   node_config.heartbeat_interval = flags.heartbeat_interval;
   node_config.election_timeout = flags.election_timeout;
+  node_config.pre_vote = flags.pre_vote;
+  node_config.strict_reconfig_check = flags.strict_reconfig_check;
 
   // A member removed from the cluster stops serving (Node logs why); set once the pieces exist.
   std::function<void()> shutdown;
@@ -126,13 +129,26 @@ int main(int argc, char** argv) {
   };
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  int stop_signal = 0;
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     spdlog::info("received signal {}, shutting down", sig);
-    server.stop();
-    stop_transport();
-    node->stop();
-    io.stop();
+    stop_signal = sig;
+    // As etcd's Close: client requests already being handled are answered first (at most
+    // 2 s, Go's Shutdown there), then a leader hands leadership over (bounded by the request
+    // timeout) so that the others need not wait for an election timeout, then everything stops.
+    auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::seconds(5) + 2 * flags.election_timeout);
+    server.shutdown(std::chrono::seconds(2), [&, timeout] {
+      node->transfer_leadership_for_stop(timeout, [&] {
+        boost::asio::post(io, [&] {
+          server.stop();
+          stop_transport();
+          node->stop();
+          io.stop();
+        });
+      });
+    });
   });
 
   unsigned n_threads = std::max(2u, std::thread::hardware_concurrency());
@@ -140,5 +156,12 @@ int main(int argc, char** argv) {
   for (unsigned t = 1; t < n_threads; ++t) threads.emplace_back([&] { io.run(); });
   io.run();
   for (auto& t : threads) t.join();
+  if (stop_signal != 0) {
+    // As etcd (osutil.HandleInterrupts): after the clean shutdown, die of the signal itself, so
+    // the parent sees "terminated by SIGTERM" rather than exit status 0.
+    signals.clear();
+    std::signal(stop_signal, SIG_DFL);
+    std::raise(stop_signal);
+  }
   return 0;
 }

@@ -308,6 +308,7 @@ struct Core : std::enable_shared_from_this<Core> {
   bool ready_in_flight = false;  // a Ready is being persisted: no ready() before its advance()
   bool pump_scheduled = false;
   bool removed = false;
+  bool removal_noticed = false;  // on_removed ran (applied removal or a peer's refusal)
   bool members_dirty = true;
 
   uint64_t next_request_id = 0;
@@ -371,6 +372,8 @@ struct Core : std::enable_shared_from_this<Core> {
   void answer_get(const v2::GetRequest& req, const Node::Callback& cb);
   void do_conf_change(raft::ConfChangeType type, uint64_t id, std::vector<std::string> urls,
                       Node::MemberCallback cb);
+  bool strict_reconfig_allows(raft::ConfChangeType type, uint64_t id,
+                              const std::vector<MemberInfo>& all) const;
   std::vector<MemberInfo> members() const;
   std::vector<uint64_t> removed_ids() const;
   void sync_peers();
@@ -571,7 +574,7 @@ Status Core::recover_and_start() {
   const auto hb = std::max<int64_t>(config.heartbeat_interval.count(), 1);
   rc.election_ticks = std::max<int>(2, static_cast<int>(config.election_timeout.count() / hb));
   rc.heartbeat_ticks = 1;
-  rc.pre_vote = true;
+  rc.pre_vote = config.pre_vote;
   rc.check_quorum = true;
   rc.applied = applied;
   rc.seed = static_cast<uint64_t>(now_ns());
@@ -751,7 +754,8 @@ void Core::finish_ready(raft::Ready& rd) {
   }
   if (removed && config.on_removed) {
     removed = false;
-    config.on_removed();
+    if (!removal_noticed) config.on_removed();
+    removal_noticed = true;
   }
   schedule_pump();
 }
@@ -874,6 +878,10 @@ bool Core::apply_entry(const raft::Entry& e) {
       Waiter w = std::move(it->second);
       waiters.erase(it);
       answer_get(w.req, w.cb);
+    } else if (it != waiters.end() && it->second.kind == Waiter::Kind::kInternal) {
+      Waiter w = std::move(it->second);
+      waiters.erase(it);
+      w.done(true);  // a quorum probe
     }
     return true;
   }
@@ -1122,6 +1130,74 @@ void Core::do_get(v2::GetRequest req, Node::Callback cb) {
   propose_data(id, encode_read_barrier(id));
 }
 
+// --strict-reconfig-check, as etcd 3.4's mayAddMember and mayRemoveMember. A member is started
+// once it published its name. Adding needs a quorum of the grown cluster started (a one-member
+// cluster may always grow) and every peer connected for health_interval (etcd's
+// isConnectedFullySince HealthInterval). Removing needs a quorum of the remaining members
+// started and, unless the member to remove is down (not connected), enough connected members
+// left for a quorum. Logs why it refuses.
+bool Core::strict_reconfig_allows(raft::ConfChangeType type, uint64_t id,
+                                  const std::vector<MemberInfo>& all) const {
+  const auto now = SteadyClock::now();
+  auto connected_now = [&](uint64_t peer) {
+    return peer == member_id || (link.connected && link.connected(peer));
+  };
+  auto connected_long_enough = [&](uint64_t peer) {
+    if (peer == member_id) return true;
+    if (!link.active_since) return connected_now(peer);
+    auto since = link.active_since(peer);
+    return since && *since <= now - config.health_interval;
+  };
+  if (type == raft::ConfChangeType::kAddNode) {
+    size_t members = 1;  // the new one
+    size_t started = 0;
+    bool all_connected = true;
+    for (const auto& m : all) {
+      ++members;
+      if (!m.name.empty()) ++started;
+      if (!connected_long_enough(m.id)) all_connected = false;
+    }
+    if (!(started == 1 && members == 2) && started < members / 2 + 1) {
+      spdlog::warn("rejecting member add: not enough started members ({} of {})", started,
+                   members - 1);
+      return false;
+    }
+    if (!all_connected) {
+      spdlog::warn("rejecting member add: unhealthy cluster (not every member has been "
+                   "connected for {} ms)",
+                   config.health_interval.count());
+      return false;
+    }
+    return true;
+  }
+  if (type == raft::ConfChangeType::kRemoveNode) {
+    size_t members = 0;
+    size_t started = 0;
+    for (const auto& m : all) {
+      if (m.id == id) continue;
+      ++members;
+      if (!m.name.empty()) ++started;
+    }
+    if (started < members / 2 + 1) {
+      spdlog::warn("rejecting member remove: not enough started members ({} of {} would remain)",
+                   started, members);
+      return false;
+    }
+    // A member that is down is not part of the active quorum: removing it is safe.
+    if (id != member_id && !connected_now(id)) return true;
+    size_t active = 0;
+    for (const auto& m : all) {
+      if (connected_now(m.id)) ++active;
+    }
+    if (active < 2 + (all.size() - 1) / 2) {
+      spdlog::warn("rejecting member remove: not enough connected members ({} of {})", active,
+                   all.size());
+      return false;
+    }
+  }
+  return true;
+}
+
 void Core::do_conf_change(raft::ConfChangeType type, uint64_t id, std::vector<std::string> urls,
                           Node::MemberCallback cb) {
   if (stopped.load() || !raw || write_error) return cb(MemberChange{500, "Internal Server Error", {}});
@@ -1133,6 +1209,12 @@ void Core::do_conf_change(raft::ConfChangeType type, uint64_t id, std::vector<st
     if (m.id == id) target = &m;
   }
   std::sort(urls.begin(), urls.end());
+  // etcd runs --strict-reconfig-check (mayAddMember / mayRemoveMember) before the change is
+  // validated against the member list, so an unhealthy cluster answers 500 even for a change
+  // that would then be refused with 404, 409 or 410.
+  if (config.strict_reconfig_check && !strict_reconfig_allows(type, id, all)) {
+    return cb(MemberChange{500, "Internal Server Error", {}});
+  }
   if (type != raft::ConfChangeType::kAddNode && !target) {
     if (is_removed) return cb(MemberChange{410, "Member permanently removed: " + hex_id(id), {}});
     return cb(MemberChange{404, "No such member: " + hex_id(id), {}});
@@ -1143,37 +1225,6 @@ void Core::do_conf_change(raft::ConfChangeType type, uint64_t id, std::vector<st
       if (std::find(urls.begin(), urls.end(), u) != urls.end()) {
         return cb(MemberChange{409, "membership: peerURL exists", {}});
       }
-    }
-  }
-  // --strict-reconfig-check (etcd's default): refuse a change that would leave fewer started,
-  // reachable members than the new quorum. A member is started once it published its name.
-  auto started = [&](const MemberInfo& m) {
-    if (m.name.empty()) return false;
-    return m.id == member_id || (link.connected && link.connected(m.id));
-  };
-  if (type == raft::ConfChangeType::kAddNode && all.size() > 1) {
-    size_t up = 0;
-    bool unstarted = false;
-    for (const auto& m : all) {
-      if (started(m)) ++up;
-      if (m.name.empty()) unstarted = true;
-    }
-    if (unstarted || up < (all.size() + 1) / 2 + 1) {
-      spdlog::warn("rejecting member add: unhealthy cluster ({} of {} members started)", up,
-                   all.size());
-      return cb(MemberChange{500, "Internal Server Error", {}});
-    }
-  }
-  if (type == raft::ConfChangeType::kRemoveNode) {
-    size_t up = 0;
-    for (const auto& m : all) {
-      if (m.id != id && started(m)) ++up;
-    }
-    const size_t remaining = all.size() - 1;
-    if (remaining > 0 && up < remaining / 2 + 1) {
-      spdlog::warn("rejecting member remove: not enough started members ({} of {})", up,
-                   remaining);
-      return cb(MemberChange{500, "Internal Server Error", {}});
     }
   }
   if (conf_waiter) return cb(MemberChange{500, "Internal Server Error", {}});
@@ -1267,8 +1318,10 @@ void Core::link_peer(uint64_t id, const std::vector<std::string>& urls) {
 // Tells the link about every member the store knows (after a conf change or a snapshot).
 void Core::sync_peers() {
   for (const auto& m : members()) link_peer(m.id, m.peer_urls);
+  // Every removed id, linked or not: the link refuses their connections as removed members.
   for (uint64_t id : removed_ids()) {
-    if (linked_peers.erase(id) && link.remove_peer) link.remove_peer(id);
+    linked_peers.erase(id);
+    if (link.remove_peer && id != member_id) link.remove_peer(id);
   }
 }
 
@@ -1383,6 +1436,60 @@ void Node::stop() {
   });
 }
 
+void Node::transfer_leadership_for_stop(std::chrono::milliseconds timeout,
+                                        std::function<void()> done) {
+  impl_->core->run_on_strand([timeout, done = std::move(done)](Core& c) mutable {
+    if (c.stopped.load() || !c.raw || c.role != raft::Role::kLeader) return done();
+    const raft::NodeStatus st = c.raw->status();
+    uint64_t to = raft::kNoNode;
+    uint64_t best_match = 0;
+    for (const auto& [id, pr] : st.progress) {
+      if (id == c.member_id || (c.link.connected && !c.link.connected(id))) continue;
+      if (std::find(st.conf_state.voters.begin(), st.conf_state.voters.end(), id) ==
+          st.conf_state.voters.end()) {
+        continue;
+      }
+      if (to == raft::kNoNode || pr.match_index > best_match) {
+        to = id;
+        best_match = pr.match_index;
+      }
+    }
+    if (to == raft::kNoNode) return done();
+    spdlog::info("stopping: handing leadership from {} to {} (term {})", hex_id(c.member_id),
+                 hex_id(to), c.term);
+    c.raw->transfer_leadership(to);
+    c.schedule_pump();
+    // Polled on a timer of the strand until someone else leads or the time is up.
+    auto timer = std::make_shared<boost::asio::steady_timer>(c.strand);
+    auto deadline = SteadyClock::now() + timeout;
+    auto poll = std::make_shared<std::function<void()>>();
+    std::weak_ptr<Core> weak = c.weak_from_this();
+    *poll = [weak, timer, deadline, poll, done = std::move(done)]() mutable {
+      timer->expires_after(std::chrono::milliseconds(10));
+      timer->async_wait([weak, timer, deadline, poll, done](const boost::system::error_code&) {
+        auto self = weak.lock();
+        if (!self) return done();
+        bool finished;
+        {
+          std::lock_guard lock(self->mu);
+          finished = !self->raw || (self->leader_id != raft::kNoNode &&
+                                    self->leader_id != self->member_id) ||
+                     SteadyClock::now() >= deadline;
+          if (finished && self->raw) {
+            spdlog::info("stopping: member {} leads now", hex_id(self->leader_id));
+          }
+        }
+        if (finished) {
+          auto keep = std::move(*poll);  // breaks the cycle poll -> lambda -> poll
+          return done();
+        }
+        (*poll)();
+      });
+    };
+    (*poll)();
+  });
+}
+
 void Node::propose(v2::WriteRequest req, Callback cb) {
   impl_->core->run_on_strand([req = std::move(req), cb = std::move(cb)](Core& c) mutable {
     c.do_propose(std::move(req), std::move(cb));
@@ -1392,6 +1499,19 @@ void Node::propose(v2::WriteRequest req, Callback cb) {
 void Node::get(v2::GetRequest req, Callback cb) {
   impl_->core->run_on_strand([req = std::move(req), cb = std::move(cb)](Core& c) mutable {
     c.do_get(std::move(req), std::move(cb));
+  });
+}
+
+void Node::probe_quorum(std::chrono::milliseconds timeout, std::function<void(bool)> cb) {
+  impl_->core->run_on_strand([timeout, cb = std::move(cb)](Core& c) mutable {
+    if (c.stopped.load() || !c.raw || c.write_error) return cb(false);
+    const uint64_t id = c.new_request_id();
+    Core::Waiter w;
+    w.kind = Core::Waiter::Kind::kInternal;
+    w.done = std::move(cb);
+    w.deadline = SteadyClock::now() + timeout;
+    c.waiters.emplace(id, std::move(w));
+    c.propose_data(id, encode_read_barrier(id));
   });
 }
 
@@ -1457,6 +1577,18 @@ void Node::report_unreachable(uint64_t peer) {
   impl_->core->run_on_strand([peer](Core& c) {
     if (!c.raw) return;
     c.raw->report_unreachable(peer);
+  });
+}
+
+void Node::report_removed_by(uint64_t peer) {
+  impl_->core->run_on_strand([peer](Core& c) {
+    if (!c.raw || c.removal_noticed) return;
+    c.removal_noticed = true;
+    spdlog::critical("this member ({}) has been permanently removed from the cluster (member {} "
+                     "refused it as removed); it stops serving. Its data dir must be removed "
+                     "before it can join again",
+                     hex_id(c.member_id), hex_id(peer));
+    if (c.config.on_removed) c.config.on_removed();
   });
 }
 

@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -57,6 +58,12 @@ struct NodeConfig {
   uint64_t snapshot_count = 100000;
   std::chrono::milliseconds heartbeat_interval{100};
   std::chrono::milliseconds election_timeout{1000};
+  // --pre-vote (thesis section 9.6); etcd 3.4's default is off.
+  bool pre_vote = false;
+  // --strict-reconfig-check: refuse membership changes that could cost the quorum, as etcd. A
+  // peer counts as up for it once connected for health_interval (etcd's HealthInterval).
+  bool strict_reconfig_check = true;
+  std::chrono::milliseconds health_interval{5000};
   // Runs (on the strand) once this member has applied its own removal from the cluster; the
   // process should stop serving. Must not call Node methods synchronously: post them.
   std::function<void()> on_removed;
@@ -75,6 +82,9 @@ struct PeerLink {
   std::function<void(uint64_t id, std::vector<std::string> peer_urls)> update_peer;
   std::function<void(uint64_t id)> remove_peer;
   std::function<bool(uint64_t id)> connected;
+  // When the connection to the peer was established (nullopt: not connected). Optional: without
+  // it, `connected` alone decides whether a peer is up for --strict-reconfig-check.
+  std::function<std::optional<std::chrono::steady_clock::time_point>(uint64_t id)> active_since;
   std::function<std::map<uint64_t, PeerStats>()> stats;
 };
 
@@ -105,12 +115,21 @@ class Node {
   void start();
   // Stops timers, fails pending proposals with 300 "etcdserver: server stopped", flushes.
   void stop();
+  // Before a graceful stop, as etcd's EtcdServer.Stop: if this member leads a cluster of
+  // several, hands leadership to the most up-to-date connected follower (thesis section 3.10)
+  // and waits (at most `timeout`) until another member leads. done() then runs on the strand;
+  // at once when there is nothing to hand over.
+  void transfer_leadership_for_stop(std::chrono::milliseconds timeout, std::function<void()> done);
 
   using Callback = std::function<void(StoreResult, RaftStatus)>;
   // A mutation; cb runs once it is durable and applied (or failed).
   void propose(v2::WriteRequest req, Callback cb);
   // A read; quorum reads wait until everything committed before the call has been applied.
   void get(v2::GetRequest req, Callback cb);
+
+  // An empty read through raft (etcd's QGET, as /health sends it): cb(true) once it has been
+  // committed and applied here, cb(false) if that did not happen within `timeout`.
+  void probe_quorum(std::chrono::milliseconds timeout, std::function<void(bool)> cb);
 
   using WatchStarted = std::function<void(v2::WatchResult, RaftStatus)>;
   // Registers a watch; on_started runs first (with an immediate event, an error, or the watcher
@@ -132,6 +151,10 @@ class Node {
   void step(raft::Message m);
   void step_snapshot(raft::Message m, std::string data);
   void report_unreachable(uint64_t peer);
+  // `peer` refused this member as removed from the cluster: it missed the commit of its own
+  // removal (the leader stops replicating to a member once it is removed). Stops like an
+  // applied removal does (NodeConfig::on_removed).
+  void report_removed_by(uint64_t peer);
   // GET /members on the peer port: a JSON array with decimal ids. Safe from any thread.
   std::string members_json() const;
 

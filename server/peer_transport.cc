@@ -235,6 +235,7 @@ struct Peer {
   asio::steady_timer backoff_timer;
   std::chrono::milliseconds backoff = kInitialBackoff;
   bool ever_connected = false;
+  std::optional<Clock::time_point> connected_since;  // Invariant: set iff state == kConnected
 
   std::deque<OutMessage> queue;  // Invariant: queued_bytes == sum of queue[i].bytes.size()
   uint64_t queued_bytes = 0;
@@ -302,6 +303,8 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
   std::vector<uint16_t> ports;
   std::map<uint64_t, std::shared_ptr<Peer>> peers;
   std::set<std::shared_ptr<InConn>> inbound;
+  std::set<uint64_t> removed_members;  // removed from the cluster: refused as kRemovedMember
+  bool removal_reported = false;       // Handler::on_removed was posted
   WarnLimiter warn_limiter;
   uint64_t next_snapshot_id = 1;
 
@@ -483,6 +486,9 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       code = wire::HandshakeCode::kWrongReceiver;
       reason = fmt::format("this member is {}, not {}", hex_id(config.member_id),
                            hex_id(h->receiver));
+    } else if (removed_members.count(h->sender)) {
+      code = wire::HandshakeCode::kRemovedMember;
+      reason = fmt::format("member {} has been removed from the cluster", hex_id(h->sender));
     } else if (!peers.count(h->sender)) {
       code = wire::HandshakeCode::kUnknownSender;
       reason = fmt::format("member {} is not a peer of member {}", hex_id(h->sender),
@@ -868,6 +874,13 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
                          return self->fail_connection_locked(p, "handshake reply: " +
                                                                     ec.message());
                        }
+                       if (code == wire::HandshakeCode::kRemovedMember &&
+                           !self->removal_reported && self->handler.on_removed) {
+                         self->removal_reported = true;
+                         asio::post(self->deliver, [self, peer = p->id] {
+                           if (!self->halted) self->handler.on_removed(peer);
+                         });
+                       }
                        if (code != wire::HandshakeCode::kAccept) {
                          return self->fail_connection_locked(
                              p, fmt::format("refused by {}: {}: {}", conn->url,
@@ -881,6 +894,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
   void on_accepted_locked(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& conn) {
     disarm(conn->deadline);
     p->state = Peer::State::kConnected;
+    p->connected_since = Clock::now();
     p->backoff = kInitialBackoff;
     if (!p->ever_connected) {
       spdlog::info("peer transport: connected to member {} at {}", hex_id(p->id), conn->url);
@@ -939,6 +953,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
     }
     p->writing = false;
     p->heartbeat_sent.reset();
+    p->connected_since.reset();
     uint64_t dropped = p->queue.size();
     p->stats.fail += dropped;
     p->queue.clear();
@@ -1092,6 +1107,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
 
   void remove_peer(uint64_t id) {
     std::lock_guard lk(mu);
+    removed_members.insert(id);
     auto it = peers.find(id);
     if (it == peers.end()) return;
     std::shared_ptr<Peer> p = it->second;
@@ -1228,6 +1244,13 @@ bool PeerTransport::connected(uint64_t peer) const {
   std::lock_guard lk(impl_->mu);
   auto it = impl_->peers.find(peer);
   return it != impl_->peers.end() && it->second->state == Peer::State::kConnected;
+}
+
+std::optional<Clock::time_point> PeerTransport::active_since(uint64_t peer) const {
+  std::lock_guard lk(impl_->mu);
+  auto it = impl_->peers.find(peer);
+  if (it == impl_->peers.end() || it->second->state != Peer::State::kConnected) return std::nullopt;
+  return it->second->connected_since;
 }
 
 std::map<uint64_t, PeerStats> PeerTransport::stats() const {

@@ -27,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,9 @@ class PeerTransport {
     std::function<void(uint64_t peer)> on_unreachable;
     // GET /members on the peer port: the JSON body etcd serves there (array of members).
     std::function<std::string()> members_json;
+    // A peer refused this member's handshake because this member was removed from the cluster
+    // (see remove_peer); `peer` is the one that said so. Runs at most once.
+    std::function<void(uint64_t peer)> on_removed;
   };
 
   PeerTransport(boost::asio::io_context& io, boost::asio::any_io_executor deliver,
@@ -92,6 +96,8 @@ class PeerTransport {
   // Peer set (the cluster's members other than this one), keyed by member id.
   void add_peer(uint64_t id, std::vector<std::string> peer_urls);
   void update_peer(uint64_t id, std::vector<std::string> peer_urls);
+  // Also remembers `id` (known as a peer or not) as removed: its handshakes are then refused
+  // with kRemovedMember, which tells that member to stop.
   void remove_peer(uint64_t id);
 
   // Queues messages for their `to` peers (see the contract above).
@@ -103,6 +109,9 @@ class PeerTransport {
 
   // True when a connection to `peer` is established now (for /v2/stats and health).
   bool connected(uint64_t peer) const;
+  // When the current connection to `peer` was established; nullopt while not connected (etcd's
+  // transport ActiveSince, which --strict-reconfig-check consults).
+  std::optional<std::chrono::steady_clock::time_point> active_since(uint64_t peer) const;
   std::map<uint64_t, PeerStats> stats() const;
   // The ports listen() bound, in listen URL order (useful when a URL asked for port 0).
   std::vector<uint16_t> listening_ports() const;

@@ -201,6 +201,7 @@ const char* to_string(HandshakeCode c) {
     case HandshakeCode::kWrongCluster: return "wrong cluster id";
     case HandshakeCode::kUnknownSender: return "unknown member";
     case HandshakeCode::kWrongReceiver: return "wrong receiver";
+    case HandshakeCode::kRemovedMember: return "removed member";
   }
   return "unknown";
 }
@@ -223,7 +224,7 @@ std::optional<ReplyHeader> decode_reply_header(std::string_view b) {
   ReplyHeader h;
   uint8_t code = 0;
   if (!r.u16(&h.version) || !r.u8(&code) || !r.u16(&h.reason_bytes) || !r.done() ||
-      code > static_cast<uint8_t>(HandshakeCode::kWrongReceiver)) {
+      code > static_cast<uint8_t>(HandshakeCode::kRemovedMember)) {
     return std::nullopt;
   }
   h.code = static_cast<HandshakeCode>(code);

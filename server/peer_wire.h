@@ -89,6 +89,9 @@ enum class HandshakeCode : uint8_t {
   kWrongCluster = 2,
   kUnknownSender = 3,  // the sender is not in the acceptor's peer set
   kWrongReceiver = 4,  // the acceptor is not the member the dialer asked for
+  // The sender has been removed from the cluster (etcd's rafthttp answers 410 Gone): it missed
+  // the commit of its own removal and learns it this way.
+  kRemovedMember = 5,
 };
 const char* to_string(HandshakeCode c);
 

@@ -506,5 +506,47 @@ TEST_F(NodeClusterTest, join_addedMemberStartsWithExistingStateAndCatchesUp) {
   }));
 }
 
+TEST_F(NodeClusterTest, transferLeadershipForStop_anotherMemberLeadsBeforeDone) {
+  open_all();
+  int leader = await_leader();
+  ASSERT_TRUE(put(leader, "/k", "v").ok());
+  const uint64_t old_id = nodes_[leader]->member_id();
+  auto p = std::make_shared<std::promise<void>>();
+  auto f = p->get_future();
+  nodes_[leader]->transfer_leadership_for_stop(std::chrono::seconds(5), [p] { p->set_value(); });
+  ASSERT_EQ(f.wait_for(kWait), std::future_status::ready);
+  EXPECT_NE(info(leader).leader_id, old_id);
+  int next = await_leader();
+  ASSERT_GE(next, 0);
+  EXPECT_NE(nodes_[next]->member_id(), old_id);
+  // A follower has nothing to hand over: done at once.
+  auto q = std::make_shared<std::promise<void>>();
+  auto g = q->get_future();
+  nodes_[(next + 1) % kMembers]->transfer_leadership_for_stop(std::chrono::seconds(5),
+                                                              [q] { q->set_value(); });
+  EXPECT_EQ(g.wait_for(std::chrono::seconds(1)), std::future_status::ready);
+}
+
+TEST_F(NodeClusterTest, probeQuorum_trueWithAQuorumFalseWithin1sWithout) {
+  open_all();
+  int leader = await_leader();
+  auto probe = [&](int i) {
+    auto p = std::make_shared<std::promise<bool>>();
+    auto f = p->get_future();
+    nodes_[i]->probe_quorum(std::chrono::seconds(1), [p](bool ok) { p->set_value(ok); });
+    return await(f);
+  };
+  EXPECT_TRUE(probe(leader));
+  EXPECT_TRUE(probe((leader + 1) % kMembers));
+  for (int i = 0; i < kMembers; ++i) {
+    if (i != leader) close(i);
+  }
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(probe(leader));
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, std::chrono::milliseconds(900));
+  EXPECT_LT(took, std::chrono::milliseconds(3000));
+}
+
 }  // namespace
 }  // namespace kvd::server

@@ -53,6 +53,7 @@ struct Inbox {
   std::vector<Message> messages;
   std::vector<std::pair<Message, std::string>> snapshots;
   std::vector<uint64_t> unreachable;
+  std::vector<uint64_t> removed_by;  // Handler::on_removed calls
 
   template <class Pred>
   bool wait(Pred pred, std::chrono::milliseconds timeout = kWait) {
@@ -88,6 +89,11 @@ struct Member {
     h.on_unreachable = [this](uint64_t peer) {
       std::lock_guard lk(inbox.mu);
       inbox.unreachable.push_back(peer);
+      inbox.cv.notify_all();
+    };
+    h.on_removed = [this](uint64_t peer) {
+      std::lock_guard lk(inbox.mu);
+      inbox.removed_by.push_back(peer);
       inbox.cv.notify_all();
     };
     h.members_json = [id] { return "[{\"id\":" + std::to_string(id) + "}]\n"; };
@@ -813,8 +819,26 @@ TEST_F(PeerTransportTest, removePeer_failsItsSnapshotAndRefusesItsNewConnections
   b.transport->remove_peer(1);
   RawConn raw(b.port);
   raw.write(handshake(kCluster, 1, 2));
-  EXPECT_EQ(reply_code(raw.read_to_eof()), wire::HandshakeCode::kUnknownSender);
+  EXPECT_EQ(reply_code(raw.read_to_eof()), wire::HandshakeCode::kRemovedMember);
   EXPECT_EQ(b.transport->stats().count(1), 0u);
+}
+
+TEST_F(PeerTransportTest, removePeer_theRemovedMemberHearsItOnceWhenItDialsAgain) {
+  Member a(io_, 1), b(io_, 2);
+  link(a, b);
+  ASSERT_TRUE(probe_until_delivered(a, b));
+  b.transport->remove_peer(1);
+  // a's stream is closed at its next frame; its next dial is refused as a removed member.
+  bool heard = false;
+  for (int attempt = 0; attempt < 100 && !heard; ++attempt) {
+    a.transport->send({msg(MessageType::kHeartbeat, 1, 2, 7)});
+    heard = a.inbox.wait([&] { return !a.inbox.removed_by.empty(); }, 100ms);
+  }
+  ASSERT_TRUE(heard);
+  for (int i = 0; i < 5; ++i) a.transport->send({msg(MessageType::kHeartbeat, 1, 2, 7)});
+  a.inbox.wait([] { return false; }, 300ms);
+  std::lock_guard lk(a.inbox.mu);
+  EXPECT_EQ(a.inbox.removed_by, std::vector<uint64_t>{2});
 }
 
 }  // namespace
