@@ -1,5 +1,5 @@
 // The client HTTP server: listens on the --listen-client-urls and serves HTTP/1.1 (keep-alive,
-// pipelining) and HTTP/1.0 to the ClientApi. Boost.Beast's parser on raw sockets; responses
+// pipelining) and HTTP/1.0 to a RequestHandler: the member's ClientApi, or the proxy. Boost.Beast's parser on raw sockets; responses
 // are serialized by hand in Go's header order.
 //
 // Threads: main runs the io_context on several threads. Each connection lives on its own strand;
@@ -19,6 +19,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "server/client_api.h"
 #include "server/node.h"
 #include "storage/status.h"
 
@@ -37,7 +38,10 @@ struct ClientServerConfig {
 
 class ClientServer {
  public:
+  // Serves the member's client API (owns a ClientApi on node).
   ClientServer(boost::asio::io_context& io, Node& node, ClientServerConfig cfg);
+  // Serves `handler`, which must outlive the io_context's last handler.
+  ClientServer(boost::asio::io_context& io, RequestHandler& handler, ClientServerConfig cfg);
   ~ClientServer();
   ClientServer(const ClientServer&) = delete;
   ClientServer& operator=(const ClientServer&) = delete;
