@@ -708,7 +708,9 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
     close_after_ = r.close || !keep_alive_ || state_stopping();
     tail_.clear();
     const bool body_allowed = r.status >= 200 && r.status != 204 && r.status != 304;
-    if (r.content_length || r.body.size() <= kGoResponseBuffer || !body_allowed) {
+    if (!r.content_length && r.body.empty() && req_.method == "HEAD" && body_allowed) {
+      compose_headers(r, Framing::kNone);  // Go: a HEAD answer that wrote nothing has no length
+    } else if (r.content_length || r.body.size() <= kGoResponseBuffer || !body_allowed) {
       compose_headers(r, Framing::kLength);
     } else if (r.omit_body) {
       compose_headers(r, Framing::kNone);  // HEAD: Go has sent the headers before the end
