@@ -861,7 +861,13 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
       buf_.consume(buf_.size());
       return start_bg_read();
     }
-    if (streaming_) return start_bg_read();
+    if (streaming_) {
+      // Bytes while streaming are the client's next request, possibly sent as soon as it saw
+      // the stream's last chunk, before that write's completion ended the stream here: keep
+      // them for finish_request() to parse, which it does at once when no read is pending.
+      if (buf_.size() == 0) start_bg_read();
+      return;
+    }
     if (resume_after_bg_read_) {
       resume_after_bg_read_ = false;
       read_request();
