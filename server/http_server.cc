@@ -1021,8 +1021,11 @@ std::optional<ParsedUrl> parse_listen_url(const std::string& url, std::string* e
 }
 
 void accept_loop(const std::shared_ptr<ClientServer::State>& state, size_t i) {
+  asio::any_io_executor executor = state->cfg.connection_executor
+                                       ? asio::any_io_executor(asio::make_strand(state->cfg.connection_executor()))
+                                       : asio::any_io_executor(asio::make_strand(state->io));
   state->acceptors[i]->async_accept(
-      asio::make_strand(state->io),
+      executor,
       asio::bind_executor(state->accept_strand, [state, i](error_code ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted || state->stopped) return;
         if (ec) {

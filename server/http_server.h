@@ -12,10 +12,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
@@ -34,6 +36,10 @@ struct ClientServerConfig {
   std::chrono::seconds read_header_timeout{30};
   // Tests only: overrides read_header_timeout when non-zero.
   std::chrono::milliseconds read_timeout_override{0};
+  // Where each new connection runs: a strand on the executor this returns (say, one of several
+  // single-threaded io_contexts, round robin). Unset: a strand on the server's io_context.
+  // Called on the accept strand.
+  std::function<boost::asio::any_io_executor()> connection_executor;
 };
 
 class ClientServer {

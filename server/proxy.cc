@@ -47,6 +47,7 @@
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -99,8 +100,18 @@ struct Metrics {
 
 }  // namespace
 
-// Idle keep-alive connections to one member. Thread-safe. Connections are bound to the
-// io_context (not a strand): whoever took one is its only user until it gives it back.
+// The proxy's event loops: one single-threaded io_context per thread. A client connection, the
+// calls it makes and the member connections they use all live on one of them, so a request is
+// served without crossing threads.
+struct Loops {
+  std::vector<std::unique_ptr<asio::io_context>> ios;
+};
+// Which of the loops the current thread runs (set by each thread of run_proxy).
+thread_local size_t t_loop = 0;
+
+// Idle keep-alive connections to one member, one list per loop. Thread-safe. A connection is
+// bound to its loop's io_context (not a strand): whoever took one is its only user until it
+// gives it back.
 class UpstreamPool {
  public:
   struct Conn {
@@ -110,37 +121,40 @@ class UpstreamPool {
     Clock::time_point idle_since{};
   };
 
-  UpstreamPool(asio::io_context& io, tcp::endpoint address) : io_(io), address_(address) {}
+  UpstreamPool(Loops& loops, tcp::endpoint address) : loops_(loops), address_(address) {
+    for (size_t i = 0; i < loops.ios.size(); ++i) slots_.push_back(std::make_unique<Slot>());
+  }
 
-  asio::io_context& io() { return io_; }
+  asio::io_context& io(size_t loop) { return *loops_.ios[loop]; }
   const tcp::endpoint& address() const { return address_; }
 
-  // An idle connection, or null.
-  std::unique_ptr<Conn> take() {
+  // An idle connection of `loop`, or null.
+  std::unique_ptr<Conn> take(size_t loop) {
     const auto now = Clock::now();
-    std::lock_guard lock(mu_);
-    while (!idle_.empty()) {
-      auto c = std::move(idle_.back());
-      idle_.pop_back();
+    Slot& slot = *slots_[loop];
+    std::lock_guard lock(slot.mu);
+    while (!slot.idle.empty()) {
+      auto c = std::move(slot.idle.back());
+      slot.idle.pop_back();
       if (now - c->idle_since < kMaxIdleTime) return c;
     }
     return nullptr;
   }
-  void give_back(std::unique_ptr<Conn> c) {
+  void give_back(size_t loop, std::unique_ptr<Conn> c) {
     c->idle_since = Clock::now();
-    std::lock_guard lock(mu_);
-    if (idle_.size() < kMaxIdlePerMember) idle_.push_back(std::move(c));
-  }
-  size_t idle_count() {
-    std::lock_guard lock(mu_);
-    return idle_.size();
+    Slot& slot = *slots_[loop];
+    std::lock_guard lock(slot.mu);
+    if (slot.idle.size() < kMaxIdlePerMember) slot.idle.push_back(std::move(c));
   }
 
  private:
-  asio::io_context& io_;
+  struct Slot {
+    std::mutex mu;
+    std::vector<std::unique_ptr<Conn>> idle;  // guarded by mu; most recently used last
+  };
+  Loops& loops_;
   const tcp::endpoint address_;
-  std::mutex mu_;
-  std::vector<std::unique_ptr<Conn>> idle_;  // guarded by mu_; most recently used last
+  std::vector<std::unique_ptr<Slot>> slots_;  // one per loop; the vector itself is const
 };
 
 namespace {
@@ -212,9 +226,9 @@ struct Settings {
 
 // What the calls share. Outlives every call (run_proxy drains the io_context before it goes).
 struct Shared {
-  Shared(asio::io_context& io_, Settings s, Clock::duration failure_wait)
-      : io(io_), settings(s), endpoints(failure_wait) {}
-  asio::io_context& io;
+  Shared(Loops& loops_, Settings s, Clock::duration failure_wait)
+      : loops(loops_), settings(s), endpoints(failure_wait) {}
+  Loops& loops;
   const Settings settings;
   EndpointSet endpoints;
   Metrics metrics;
@@ -224,10 +238,12 @@ struct Shared {
 // on strand_. Invariant: at most one socket operation and one timer wait pending.
 class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
  public:
-  ProxyCall(Shared& shared, std::shared_ptr<Exchange> ex, std::string request, bool head,
-            std::vector<std::shared_ptr<Endpoint>> endpoints)
+  // REQUIRES: on a thread of loop `loop`.
+  ProxyCall(Shared& shared, size_t loop, std::shared_ptr<Exchange> ex, std::string request,
+            bool head, std::vector<std::shared_ptr<Endpoint>> endpoints)
       : shared_(shared),
-        strand_(asio::make_strand(shared.io)),
+        loop_(loop),
+        strand_(asio::make_strand(*shared.loops.ios[loop])),
         timer_(strand_),
         ex_(std::move(ex)),
         request_(std::move(request)),
@@ -257,7 +273,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     }
     endpoint_ = endpoints_[next_++];
     retried_fresh_ = false;
-    conn_ = endpoint_->pool->take();
+    conn_ = endpoint_->pool->take(loop_);
     if (conn_) {
       reused_ = true;
       return send();
@@ -267,7 +283,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
 
   void connect() {
     reused_ = false;
-    conn_ = std::make_unique<Conn>(endpoint_->pool->io());
+    conn_ = std::make_unique<Conn>(endpoint_->pool->io(loop_));
     shared_.metrics.upstream_dials.fetch_add(1, std::memory_order_relaxed);
     arm(shared_.settings.dial_timeout);
     conn_->socket.async_connect(
@@ -447,7 +463,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
   void recycle_conn() {
     if (!conn_) return;
     if (conn_->buffer.size() != 0) return drop_conn();  // bytes past the response: out of step
-    endpoint_->pool->give_back(std::move(conn_));
+    endpoint_->pool->give_back(loop_, std::move(conn_));
   }
 
   void drop_conn() {
@@ -476,6 +492,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
   }
 
   Shared& shared_;
+  const size_t loop_;  // the loop of the client connection; member connections come from it
   asio::strand<asio::io_context::executor_type> strand_;
   asio::steady_timer timer_;
   uint64_t timer_gen_ = 0;
@@ -529,7 +546,7 @@ class Forwarder final : public RequestHandler {
       return ex->reply(proxy_error(503, "zero endpoints currently available"));
     }
     auto call = std::make_shared<ProxyCall>(
-        shared_, ex, build_upstream_request(r.method, r.target, r.raw_header, r.body, r.remote_ip),
+        shared_, t_loop, ex, build_upstream_request(r.method, r.target, r.raw_header, r.body, r.remote_ip),
         r.method == "HEAD", std::move(endpoints));
     call->start();
   }
@@ -766,7 +783,7 @@ class Refresher {
     auto ep = std::make_shared<Endpoint>();
     ep->url = url;
     ep->address = *hp;
-    ep->pool = std::make_shared<UpstreamPool>(shared_.io, results.begin()->endpoint());
+    ep->pool = std::make_shared<UpstreamPool>(shared_.loops, results.begin()->endpoint());
     return ep;
   }
 
@@ -852,18 +869,25 @@ int run_proxy(const Flags& flags) {
   }
   spdlog::info("proxy: this proxy supports v2 API only!");
 
-  asio::io_context io;
+  Loops loops;
+  const unsigned n_loops = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n_loops; ++i) loops.ios.push_back(std::make_unique<asio::io_context>(1));
+  asio::io_context& io = *loops.ios[0];  // also the acceptors', signals' loop
   Settings settings;
   settings.mode = flags.proxy;
   settings.dial_timeout = flags.proxy_dial_timeout;
   settings.write_timeout = flags.proxy_write_timeout;
   settings.read_timeout = flags.proxy_read_timeout;
-  Shared shared(io, settings, flags.proxy_failure_wait);
+  Shared shared(loops, settings, flags.proxy_failure_wait);
   Forwarder forwarder(shared);
 
   ClientServerConfig server_config;
   server_config.listen_urls = flags.listen_client_urls;
   server_config.cors = flags.cors;
+  auto next_loop = std::make_shared<std::atomic<size_t>>(0);
+  server_config.connection_executor = [&loops, next_loop]() -> asio::any_io_executor {
+    return loops.ios[next_loop->fetch_add(1) % loops.ios.size()]->get_executor();
+  };
   ClientServer server(io, forwarder, server_config);
   if (auto st = server.listen(); !st.is_ok()) {
     spdlog::critical("cannot listen for clients: {}", st.message());
@@ -885,12 +909,19 @@ int run_proxy(const Flags& flags) {
     if (ec) return;
     spdlog::info("received signal {}, shutting down", sig);
     server.stop();
-    io.stop();
+    for (auto& l : loops.ios) l->stop();
   });
 
-  unsigned n_threads = std::max(2u, std::thread::hardware_concurrency());
+  // A loop whose thread is idle must not return from run() before shutdown.
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  for (auto& l : loops.ios) guards.push_back(asio::make_work_guard(*l));
   std::vector<std::thread> threads;
-  for (unsigned t = 1; t < n_threads; ++t) threads.emplace_back([&] { io.run(); });
+  for (size_t i = 1; i < loops.ios.size(); ++i)
+    threads.emplace_back([&loops, i] {
+      t_loop = i;
+      loops.ios[i]->run();
+    });
+  t_loop = 0;
   io.run();
   for (auto& t : threads) t.join();
   refresher.stop();
