@@ -9,6 +9,9 @@
 //     OPTIONS, /v2/config/local/proxy, /metrics) and starts a ProxyCall for everything else.
 //   - ProxyCall: one client request on its way to a member and back, on a strand of its own.
 //   - UpstreamPool: idle keep-alive connections to one member, reused across requests.
+//   - Loops: one single-threaded io_context per core. The client server puts each accepted
+//     connection on one of them (round robin); its calls and the member connections they take
+//     from the pool stay on that loop, so a request crosses no thread.
 //
 // Forwarding (spec v2-proxy.md §3): a call tries the endpoints available when it starts, in
 // order; a transport failure (refused, dial/write/read timeout, reset before the response

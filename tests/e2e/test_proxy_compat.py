@@ -4,7 +4,8 @@ etcd behind etcd), plus both in front of one fake member that echoes what it rec
 forwarding of every API family, /v2/config/local/proxy, OPTIONS, readonly mode's 501 for every
 non-GET method, the request headers a member gets, the response headers a client gets (CORS
 once with kvd, twice with etcd: a listed difference), a proxy whose cluster cannot be reached,
-and the 502-then-503 answers when every member is down, then recovery when they return."""
+--proxy-read-timeout against a member that does not answer, and the 502-then-503 answers
+when every member is down, then recovery when they return."""
 import http.server
 import json
 import os
@@ -68,6 +69,9 @@ class FakeMember:
             protocol_version = "HTTP/1.1"
 
             def echo(self):
+                if self.path == "/hang":  # an answer that never comes (read timeouts)
+                    time.sleep(4)
+                    return
                 n = int(self.headers.get("Content-Length") or 0)
                 got = self.rfile.read(n) if n else b""
                 body = json.dumps({"method": self.command, "path": self.path,
@@ -223,6 +227,26 @@ def check_headers_forwarded(workdir):
         fake.stop()
 
 
+def check_read_timeout(workdir):
+    """--proxy-read-timeout: a member that does not answer in time counts as failed."""
+    fake = FakeMember()
+    args = ["--proxy-read-timeout", "300"]
+    kp = ph.Proxy("kvd", fake.initial_cluster, workdir, name="rtproxy", extra_args=args).start()
+    ep = ph.Proxy("etcd", fake.initial_cluster, workdir, name="rtproxy", extra_args=args).start()
+    try:
+        for p in (kp, ep):
+            t0 = time.monotonic()
+            s, _, b = raw(p, raw_req("GET", "/hang"))
+            took = time.monotonic() - t0
+            R.check((s, b) == (502, b'{"message":"httpproxy: unable to get response from 1 endpoint(s)"}'),
+                    f"{p.kind}: member slower than the read timeout: {s} {b!r}")
+            R.check(took < 2.5, f"{p.kind}: read timeout answered after {took:.2f}s")
+    finally:
+        kp.kill()
+        ep.kill()
+        fake.stop()
+
+
 def check_unreachable(workdir):
     dead = f"x=http://127.0.0.1:{harness.free_port()}"
     kp = ph.Proxy("kvd", dead, workdir, name="deadproxy")
@@ -285,6 +309,7 @@ def main():
         check_local_answers(kp, ep, kc, ec)
         check_readonly(kr, er)
         check_headers_forwarded(workdir)
+        check_read_timeout(workdir)
         check_unreachable(workdir)
         check_all_down(kp, ep, kc, ec)
     finally:
