@@ -174,9 +174,11 @@ def check_readonly(kr, er):
 
 def check_headers_forwarded(workdir):
     fake = FakeMember()
-    kp = ph.Proxy("kvd", fake.initial_cluster, workdir, name="fakeproxy").start()
-    ep = ph.Proxy("etcd", fake.initial_cluster, workdir, name="fakeproxy").start()
+    kp = ph.Proxy("kvd", fake.initial_cluster, workdir, name="fakeproxy")
+    ep = ph.Proxy("etcd", fake.initial_cluster, workdir, name="fakeproxy")
     try:
+        kp.start()
+        ep.start()
         req = (b"PUT /v2/keys/h?x=1 HTTP/1.1\r\nHost: proxy.example:1234\r\n"
                b"Authorization: Basic dXNlcjpwdw==\r\nX-Forwarded-For: 1.2.3.4\r\n"
                b"X-Custom: yes\r\nConnection: close, X-Dropme\r\nX-Dropme: 1\r\n"
@@ -231,9 +233,11 @@ def check_read_timeout(workdir):
     """--proxy-read-timeout: a member that does not answer in time counts as failed."""
     fake = FakeMember()
     args = ["--proxy-read-timeout", "300"]
-    kp = ph.Proxy("kvd", fake.initial_cluster, workdir, name="rtproxy", extra_args=args).start()
-    ep = ph.Proxy("etcd", fake.initial_cluster, workdir, name="rtproxy", extra_args=args).start()
+    kp = ph.Proxy("kvd", fake.initial_cluster, workdir, name="rtproxy", extra_args=args)
+    ep = ph.Proxy("etcd", fake.initial_cluster, workdir, name="rtproxy", extra_args=args)
     try:
+        kp.start()
+        ep.start()
         for p in (kp, ep):
             t0 = time.monotonic()
             s, _, b = raw(p, raw_req("GET", "/hang"))
@@ -300,11 +304,13 @@ def main():
     try:
         kc.start()
         ec.start()
-        kp = ph.Proxy("kvd", kc.initial_cluster(), workdir).start(want_endpoints=3)
-        ep = ph.Proxy("etcd", ec.initial_cluster(), workdir).start(want_endpoints=3)
-        kr = ph.Proxy("kvd", kc.initial_cluster(), workdir, mode="readonly", name="ro").start(3)
-        er = ph.Proxy("etcd", ec.initial_cluster(), workdir, mode="readonly", name="ro").start(3)
+        kp = ph.Proxy("kvd", kc.initial_cluster(), workdir)
+        ep = ph.Proxy("etcd", ec.initial_cluster(), workdir)
+        kr = ph.Proxy("kvd", kc.initial_cluster(), workdir, mode="readonly", name="ro")
+        er = ph.Proxy("etcd", ec.initial_cluster(), workdir, mode="readonly", name="ro")
         procs = [kp, ep, kr, er]
+        for p in procs:
+            p.start(want_endpoints=3)
         check_forwarding(kp, ep)
         check_local_answers(kp, ep, kc, ec)
         check_readonly(kr, er)

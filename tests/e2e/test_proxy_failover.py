@@ -61,8 +61,9 @@ def check_failover(kp, cluster):
 
 
 def check_readonly(cluster, workdir):
-    ro = ph.Proxy("kvd", cluster.initial_cluster(), workdir, mode="readonly", name="ro").start(3)
+    ro = ph.Proxy("kvd", cluster.initial_cluster(), workdir, mode="readonly", name="ro")
     try:
+        ro.start(3)
         s, h, b = ph.try_request("PUT", ro.url + "/v2/keys/ro", body="value=1")
         R.check((s, b) == (501, b""), f"readonly PUT: {s} {b!r}")
         R.check("access-control-allow-origin" not in h, "readonly 501 has no CORS headers")
@@ -129,7 +130,8 @@ def main():
         kc.start()
         kp = ph.Proxy("kvd", kc.initial_cluster(), workdir,
                       extra_args=["--proxy-failure-wait", str(FAILURE_WAIT_MS),
-                                  "--proxy-refresh-interval", str(REFRESH_MS)]).start(3)
+                                  "--proxy-refresh-interval", str(REFRESH_MS)])
+        kp.start(3)
         check_pooling(kp)
         check_failover(kp, kc)
         check_readonly(kc, workdir)

@@ -189,9 +189,11 @@ def main():
     try:
         kc.start()
         ec.start()
-        kp = ph.Proxy("kvd", kc.initial_cluster(), workdir).start(want_endpoints=3)
-        ep = ph.Proxy("etcd", ec.initial_cluster(), workdir).start(want_endpoints=3)
+        kp = ph.Proxy("kvd", kc.initial_cluster(), workdir)
+        ep = ph.Proxy("etcd", ec.initial_cluster(), workdir)
         procs = [kp, ep]
+        for p in procs:
+            p.start(want_endpoints=3)
         check_stream_and_headers(kp)
         check_no_leaked_watches(kp, kc)
         check_recursive_order(kp)
