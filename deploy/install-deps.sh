@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what kvd needs to build, test and benchmark on Debian 12 (all Debian packages),
-# including the real etcd used as the reference in the end-to-end tests.
+# including the real etcd used as the reference in the end-to-end tests, and nginx for the
+# switchover demo (deploy/switchover-demo.sh, run by tests/e2e/test_proxy_switchover.py).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -10,4 +11,4 @@ $SUDO apt-get install -y -q --no-install-recommends \
   build-essential cmake ninja-build pkg-config \
   libboost-dev libboost-program-options-dev librocksdb-dev nlohmann-json3-dev libspdlog-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
-  etcd-server etcd-client python3 python3-etcd curl wrk bc
+  etcd-server etcd-client python3 python3-etcd curl wrk bc nginx-light

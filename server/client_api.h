@@ -3,9 +3,10 @@
 // specs: v2-keys-api.md §1, §3, §4, §8 and v2-cluster-api.md §1-§5.
 //
 // Transport-free: the connection (server/http_server.cc) parses a request into an HttpRequest and
-// hands it to ClientApi::handle together with an Exchange through which the answer comes back,
-// possibly later and from another thread (the node's strand). ClientApi keeps no per-request
-// state; it is owned by the ClientServer and is safe to call from any thread.
+// hands it to a RequestHandler (ClientApi here, the proxy's forwarder in proxy mode) together
+// with an Exchange through which the answer comes back, possibly later and from another thread
+// (the node's strand). ClientApi keeps no per-request state; it is owned by the ClientServer
+// (or by main) and is safe to call from any thread.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +29,10 @@ struct HttpRequest {
   std::string_view body;
   std::string_view body_error;  // the body broke off (Go's reader error text), else empty
   int version = 11;  // 10 or 11
+  // The whole header block as received, normalized to CRLF lines: the request line, the
+  // fields in the client's order, the blank line. For handlers that pass headers on (proxy).
+  std::string_view raw_header;
+  std::string_view remote_ip;  // the client's address, "127.0.0.1"
 };
 
 // One response, serialized by the connection. Headers are written in Go's order (CORS, then the
@@ -50,6 +55,13 @@ struct HttpResponse {
   // Go's answer to a request it could not read (e.g. a bad escape in the path): the status
   // line, Content-Type and "Connection: close", then the body; no Date or Content-Length.
   bool unreadable_request = false;
+  // Pass-through (proxy): header lines ("Name: value\r\n" each) written as given after CORS,
+  // in place of the typed fields above, which should then be left empty.
+  std::string raw_headers;
+  bool date = true;  // false: no Date of our own (raw_headers carries the origin's)
+  // Frame with this Content-Length whatever the size of body (which must match it, or be
+  // empty for HEAD); unset: Go's rule (Content-Length up to 2048 bytes, else chunked).
+  std::optional<uint64_t> content_length;
 };
 
 // How a handler answers. Implemented by the connection; any thread may call these, in this
@@ -64,16 +76,32 @@ class Exchange {
   // disconnect, slow client (more than kMaxQueuedChunks queued), server stop.
   virtual void begin_stream(HttpResponse headers, std::function<void()> on_close) = 0;
   virtual void send_chunk(std::string data) = 0;
+  // The same; `written` runs (on the connection's strand) once the chunk has been handed to the
+  // socket, so a producer can wait for it before making more (back-pressure). It does not run
+  // if the stream closes first; on_close does.
+  virtual void send_chunk(std::string data, std::function<void()> written) = 0;
   virtual void end_stream() = 0;
+  // Before the answer starts: watch the client connection, and run on_close once (on the
+  // connection's strand) if the client leaves before reply() or begin_stream(). For handlers
+  // whose answer may take long, such as a proxied request. begin_stream's on_close replaces it.
+  virtual void notify_close(std::function<void()> on_close) = 0;
 
   static constexpr size_t kMaxQueuedChunks = 100;
 };
 
-class ClientApi {
+// What the client server hands each parsed request to. Implementations are called from any
+// of the io_context's threads, concurrently, and answer through the Exchange.
+class RequestHandler {
+ public:
+  virtual ~RequestHandler() = default;
+  virtual void handle(const HttpRequest& request, const std::shared_ptr<Exchange>& exchange) = 0;
+};
+
+class ClientApi final : public RequestHandler {
  public:
   ClientApi(Node& node);
 
-  void handle(const HttpRequest& request, const std::shared_ptr<Exchange>& exchange);
+  void handle(const HttpRequest& request, const std::shared_ptr<Exchange>& exchange) override;
 
  private:
   void handle_keys(const HttpRequest& r, std::string_view method,

@@ -47,6 +47,7 @@
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/status.hpp>
 #include <spdlog/spdlog.h>
 
 #include "server/client_api.h"
@@ -91,9 +92,12 @@ std::string_view reason(int status) {
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
   }
-  return "";
+  auto r = http::obsolete_reason(static_cast<http::status>(status));
+  return {r.data(), r.size()};
 }
 
 void append_uint(std::string& out, uint64_t v, int base = 10) {
@@ -338,8 +342,10 @@ class Connection;
 }  // namespace
 
 struct ClientServer::State {
-  State(asio::io_context& io_, Node& node_, ClientServerConfig cfg_)
-      : io(io_), node(node_), cfg(std::move(cfg_)), api(node_), accept_strand(asio::make_strand(io_)) {
+  State(asio::io_context& io_, RequestHandler& handler_, std::unique_ptr<ClientApi> api_,
+        ClientServerConfig cfg_)
+      : io(io_), cfg(std::move(cfg_)), api(std::move(api_)), handler(handler_),
+        accept_strand(asio::make_strand(io_)) {
     cors_any = std::find(cfg.cors.begin(), cfg.cors.end(), "*") != cfg.cors.end();
     read_timeout = cfg.read_timeout_override.count() > 0
                        ? std::chrono::duration_cast<Clock::duration>(cfg.read_timeout_override)
@@ -347,9 +353,9 @@ struct ClientServer::State {
   }
 
   asio::io_context& io;
-  Node& node;
   const ClientServerConfig cfg;
-  ClientApi api;
+  std::unique_ptr<ClientApi> api;  // when serving a member; then handler is *api
+  RequestHandler& handler;
   bool cors_any = false;
   Clock::duration read_timeout{};
 
@@ -377,7 +383,11 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
       : state_(std::move(state)),
         socket_(std::move(socket)),
         timer_(socket_.get_executor()),
-        buf_(2 * kHeaderLimit) {}
+        buf_(2 * kHeaderLimit) {
+    error_code ec;
+    auto ep = socket_.remote_endpoint(ec);
+    if (!ec) remote_ip_ = ep.address().to_string();
+  }
 
   ~Connection() override {
     std::lock_guard lock(state_->mu);
@@ -420,11 +430,22 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   }
   void send_chunk(std::string data) override {
     asio::dispatch(socket_.get_executor(), [self = shared_from_this(), d = std::move(data)]() mutable {
-      self->do_send_chunk(std::move(d));
+      self->do_send_chunk(std::move(d), nullptr);
+    });
+  }
+  void send_chunk(std::string data, std::function<void()> written) override {
+    asio::dispatch(socket_.get_executor(), [self = shared_from_this(), d = std::move(data),
+                                            w = std::move(written)]() mutable {
+      self->do_send_chunk(std::move(d), std::move(w));
     });
   }
   void end_stream() override {
     asio::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->do_end_stream(); });
+  }
+  void notify_close(std::function<void()> on_close) override {
+    asio::dispatch(socket_.get_executor(), [self = shared_from_this(), f = std::move(on_close)]() mutable {
+      self->do_notify_close(std::move(f));
+    });
   }
 
  private:
@@ -583,8 +604,10 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
     r.body = req_.body;
     r.body_error = body_error_;
     r.version = req_.version;
+    r.raw_header = header_;
+    r.remote_ip = remote_ip_;
     set_handling(true);
-    state_->api.handle(r, shared_from_this());
+    state_->handler.handle(r, shared_from_this());
   }
 
   void set_handling(bool on) {
@@ -646,6 +669,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
         out_ += "\r\n";
       }
     }
+    out_ += r.raw_headers;
     if (!r.allow.empty()) {
       out_ += "Allow: ";
       out_ += r.allow;
@@ -682,12 +706,12 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
       append_uint(out_, *r.raft_term);
       out_ += "\r\n";
     }
-    append_date_header(out_);
+    if (r.date) append_date_header(out_);
     if (framing == Framing::kChunked) {
       if (version_ >= 11) out_ += "Transfer-Encoding: chunked\r\n";
     } else if (framing == Framing::kLength) {
       out_ += "Content-Length: ";
-      append_uint(out_, r.body.size());
+      append_uint(out_, r.content_length ? *r.content_length : r.body.size());
       out_ += "\r\n";
     }
     if (close_after_) {
@@ -701,6 +725,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   void do_reply(HttpResponse r) {
     if (closed_ || streaming_ || writing_) return;
     set_handling(false);
+    on_close_ = nullptr;
     if (r.unreadable_request) {
       std::string status_text = std::to_string(r.status) + " " + std::string(reason(r.status));
       return write_raw_and_close(status_text, r.body);
@@ -708,7 +733,9 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
     close_after_ = r.close || !keep_alive_ || state_stopping();
     tail_.clear();
     const bool body_allowed = r.status >= 200 && r.status != 204 && r.status != 304;
-    if (r.body.size() <= kGoResponseBuffer || !body_allowed) {
+    if (!r.content_length && r.body.empty() && req_.method == "HEAD" && body_allowed) {
+      compose_headers(r, Framing::kNone);  // Go: a HEAD answer that wrote nothing has no length
+    } else if (r.content_length || r.body.size() <= kGoResponseBuffer || !body_allowed) {
       compose_headers(r, Framing::kLength);
     } else if (r.omit_body) {
       compose_headers(r, Framing::kNone);  // HEAD: Go has sent the headers before the end
@@ -769,7 +796,18 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
     start_bg_read();
   }
 
-  void do_send_chunk(std::string data) {
+  // The pending read that notices a client leaving is the one a stream uses (start_bg_read).
+  void do_notify_close(std::function<void()> on_close) {
+    if (closed_) {
+      if (on_close) on_close();
+      return;
+    }
+    if (streaming_ || writing_) return;  // already answering
+    on_close_ = std::move(on_close);
+    start_bg_read();
+  }
+
+  void do_send_chunk(std::string data, std::function<void()> written) {
     if (closed_ || !streaming_ || stream_ending_) return;
     if (chunked_) {
       std::string framed;
@@ -782,6 +820,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
     } else {
       queue_.push_back(std::move(data));
     }
+    if (written) written_.push_back(std::move(written));
     if (queue_.size() > kMaxQueuedChunks) {
       spdlog::debug("closing a watch stream: client too slow ({} events queued)", queue_.size());
       return close();
@@ -813,11 +852,16 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
       batch_.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
+    batch_written_.clear();
+    batch_written_.swap(written_);  // every queued chunk is in this batch
     batch_bufs_.clear();
     for (const auto& s : batch_) batch_bufs_.push_back(asio::buffer(s));
     asio::async_write(socket_, batch_bufs_, [self = shared_from_this()](error_code ec, size_t) {
       self->writing_ = false;
       if (ec || self->closed_) return self->close();
+      auto written = std::move(self->batch_written_);
+      self->batch_written_.clear();
+      for (auto& f : written) f();
       self->flush();
     });
   }
@@ -843,7 +887,13 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
       buf_.consume(buf_.size());
       return start_bg_read();
     }
-    if (streaming_) return start_bg_read();
+    if (streaming_) {
+      // Bytes while streaming are the client's next request, possibly sent as soon as it saw
+      // the stream's last chunk, before that write's completion ended the stream here: keep
+      // them for finish_request() to parse, which it does at once when no read is pending.
+      if (buf_.size() == 0) start_bg_read();
+      return;
+    }
     if (resume_after_bg_read_) {
       resume_after_bg_read_ = false;
       read_request();
@@ -872,6 +922,8 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
     timer_.cancel();
     streaming_ = false;
     queue_.clear();
+    written_.clear();
+    batch_written_.clear();
     if (on_close_) {
       auto f = std::move(on_close_);
       on_close_ = nullptr;
@@ -927,12 +979,15 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   size_t header_scanned_ = 0;  // bytes of buf_ already searched for the header's end
   std::string body_error_;   // why the body could not be read (Go's text), else empty
 
-  // Streaming (watch) state. Invariant: on_close_ is set only while streaming_.
+  // Streaming (watch) state. Invariant: on_close_ is set only while streaming_, or between
+  // notify_close() and the answer.
   bool streaming_ = false;
   bool stream_ending_ = false;
   bool chunked_ = true;
   std::function<void()> on_close_;
   std::deque<std::string> queue_;  // not yet handed to the socket
+  // send_chunk's callbacks for the chunks in queue_, and for those in the batch being written.
+  std::vector<std::function<void()>> written_, batch_written_;
   std::vector<std::string> batch_;  // being written
   std::vector<asio::const_buffer> batch_bufs_;
 
@@ -940,6 +995,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   bool resume_after_bg_read_ = false;
   bool lingering_ = false;
   bool closed_ = false;
+  std::string remote_ip_;
 
   Clock::time_point deadline_ = Clock::time_point::max();
   bool timer_armed_ = false;
@@ -993,8 +1049,11 @@ std::optional<ParsedUrl> parse_listen_url(const std::string& url, std::string* e
 }
 
 void accept_loop(const std::shared_ptr<ClientServer::State>& state, size_t i) {
+  asio::any_io_executor executor = state->cfg.connection_executor
+                                       ? asio::any_io_executor(asio::make_strand(state->cfg.connection_executor()))
+                                       : asio::any_io_executor(asio::make_strand(state->io));
   state->acceptors[i]->async_accept(
-      asio::make_strand(state->io),
+      executor,
       asio::bind_executor(state->accept_strand, [state, i](error_code ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted || state->stopped) return;
         if (ec) {
@@ -1024,8 +1083,14 @@ void accept_loop(const std::shared_ptr<ClientServer::State>& state, size_t i) {
 
 }  // namespace
 
-ClientServer::ClientServer(asio::io_context& io, Node& node, ClientServerConfig cfg)
-    : state_(std::make_shared<State>(io, node, std::move(cfg))) {}
+ClientServer::ClientServer(asio::io_context& io, Node& node, ClientServerConfig cfg) {
+  auto api = std::make_unique<ClientApi>(node);
+  RequestHandler& handler = *api;
+  state_ = std::make_shared<State>(io, handler, std::move(api), std::move(cfg));
+}
+
+ClientServer::ClientServer(asio::io_context& io, RequestHandler& handler, ClientServerConfig cfg)
+    : state_(std::make_shared<State>(io, handler, nullptr, std::move(cfg))) {}
 
 ClientServer::~ClientServer() { stop(); }
 

@@ -1,5 +1,5 @@
 // The client HTTP server: listens on the --listen-client-urls and serves HTTP/1.1 (keep-alive,
-// pipelining) and HTTP/1.0 to the ClientApi. Boost.Beast's parser on raw sockets; responses
+// pipelining) and HTTP/1.0 to a RequestHandler: the member's ClientApi, or the proxy. Boost.Beast's parser on raw sockets; responses
 // are serialized by hand in Go's header order.
 //
 // Threads: main runs the io_context on several threads. Each connection lives on its own strand;
@@ -17,9 +17,11 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "server/client_api.h"
 #include "server/node.h"
 #include "storage/status.h"
 
@@ -34,11 +36,18 @@ struct ClientServerConfig {
   std::chrono::seconds read_header_timeout{30};
   // Tests only: overrides read_header_timeout when non-zero.
   std::chrono::milliseconds read_timeout_override{0};
+  // Where each new connection runs: a strand on the executor this returns (say, one of several
+  // single-threaded io_contexts, round robin). Unset: a strand on the server's io_context.
+  // Called on the accept strand.
+  std::function<boost::asio::any_io_executor()> connection_executor;
 };
 
 class ClientServer {
  public:
+  // Serves the member's client API (owns a ClientApi on node).
   ClientServer(boost::asio::io_context& io, Node& node, ClientServerConfig cfg);
+  // Serves `handler`, which must outlive the io_context's last handler.
+  ClientServer(boost::asio::io_context& io, RequestHandler& handler, ClientServerConfig cfg);
   ~ClientServer();
   ClientServer(const ClientServer&) = delete;
   ClientServer& operator=(const ClientServer&) = delete;
