@@ -3,14 +3,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <functional>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -60,7 +63,20 @@ int main(int argc, char** argv) {
 
   if (flags.proxy != ProxyMode::kOff) return run_proxy(flags);
 
-  boost::asio::io_context io;
+  // One single-threaded event loop per core. Loop 0 (`io`) runs the node's strand, the peer
+  // transport, the acceptors and the signals; client connections are spread over all loops,
+  // round robin, each staying on its loop. A single-threaded io_context takes no locks for its
+  // own handlers, and a connection's reads, parsing and writes never cross threads: only the
+  // hand-off to the node's strand and back does.
+  std::vector<std::unique_ptr<boost::asio::io_context>> loops;
+  const unsigned n_loops = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n_loops; ++i) {
+    loops.push_back(std::make_unique<boost::asio::io_context>(1));
+  }
+  boost::asio::io_context& io = *loops[0];
+  auto stop_loops = [&loops] {
+    for (auto& l : loops) l->stop();
+  };
 
   NodeConfig node_config;
   node_config.name = flags.name;
@@ -108,6 +124,10 @@ int main(int argc, char** argv) {
   ClientServerConfig server_config;
   server_config.listen_urls = flags.listen_client_urls;
   server_config.cors = flags.cors;
+  auto next_loop = std::make_shared<std::atomic<size_t>>(0);
+  server_config.connection_executor = [&loops, next_loop]() -> boost::asio::any_io_executor {
+    return loops[next_loop->fetch_add(1) % loops.size()]->get_executor();
+  };
   ClientServer server(io, *node, server_config);
   if (auto st = server.listen(); !st.is_ok()) {
     spdlog::critical("cannot listen for clients: {}", st.message());
@@ -125,7 +145,7 @@ int main(int argc, char** argv) {
     server.stop();
     stop_transport();
     node->stop();
-    io.stop();
+    stop_loops();
   };
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -145,15 +165,17 @@ int main(int argc, char** argv) {
           server.stop();
           stop_transport();
           node->stop();
-          io.stop();
+          stop_loops();
         });
       });
     });
   });
 
-  unsigned n_threads = std::max(2u, std::thread::hardware_concurrency());
+  // A loop with no connection yet must not return from run() before shutdown.
+  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards;
+  for (auto& l : loops) guards.push_back(boost::asio::make_work_guard(*l));
   std::vector<std::thread> threads;
-  for (unsigned t = 1; t < n_threads; ++t) threads.emplace_back([&] { io.run(); });
+  for (size_t i = 1; i < loops.size(); ++i) threads.emplace_back([&loops, i] { loops[i]->run(); });
   io.run();
   for (auto& t : threads) t.join();
   if (stop_signal != 0) {

@@ -86,8 +86,17 @@ def check_readonly(cluster, workdir):
 
 def check_member_added(kp, cluster):
     new = harness.Member("kvd", name="m3", workdir=cluster.workdir)
-    r = subprocess.run([harness.KVCTL_BIN, "-C", cluster.members[0].url, "member", "add", "m3",
-                        new.peer_url], capture_output=True, text=True, timeout=30)
+    # With --strict-reconfig-check (on by default, as in etcd) a member is added only once every
+    # member has been connected to the leader for 5 s; the member restarted by check_failover
+    # may not be yet, and then the add is refused with a 5xx, as etcd's is. Retry, bounded.
+    def add():
+        return subprocess.run([harness.KVCTL_BIN, "-C", cluster.members[0].url, "member", "add",
+                               "m3", new.peer_url], capture_output=True, text=True, timeout=30)
+    r = add()
+    deadline = time.monotonic() + 20.0
+    while r.returncode != 0 and "has no leader" in r.stderr and time.monotonic() < deadline:
+        time.sleep(0.2)
+        r = add()
     R.check(r.returncode == 0, f"member add: {r.stdout}{r.stderr}")
     members = cluster.initial_cluster() + f",m3={new.peer_url}"
     new.extra_args = ["--initial-cluster", members, "--initial-cluster-state", "existing",
