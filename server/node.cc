@@ -681,6 +681,12 @@ void Core::pump() {
       link_peer(cc->node_id, context_peer_urls(cc->context));
     }
   }
+  // A leader sends its appends before its own fsync, so that the followers' writes run in
+  // parallel with it (Raft thesis §10.2.1; etcd's server does the same). This is safe: the
+  // leader counts its own entries for commitment, but a commit index that depends on them
+  // reaches nobody before this Ready is on disk (the next Ready is taken only after that), and
+  // a leader's votes were persisted before it became one.
+  if (role == raft::Role::kLeader) send_messages(std::exchange(rd->messages, {}));
   ready_in_flight = true;
   if (!rd->snapshot && rd->entries.empty() && !rd->hard_state) {
     run_on_strand([rd](Core& c) {

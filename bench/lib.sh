@@ -1,0 +1,202 @@
+# Shared by the bench/run*.sh scripts (sourced, not run): settings, checks, process cleanup,
+# free ports, the wrk Lua scripts, one wrk run recorded in $RESULTS, medians and ratios.
+#
+# The sourcing script sets DEFAULT_ROUNDS, DEFAULT_DURATION and WORK_PREFIX first, then calls
+# bench_init, which checks the tools and settings, makes $WORK and installs the exit trap.
+# Environment read here (defaults in brackets): KVD_BIN [build/server/kvd] ETCD_BIN
+# [/usr/bin/etcd] ROUNDS DURATION CONNS [64] THREADS [2] VALUE_BYTES [64] BENCH_DIR [/var/tmp]
+# KEEP [0].
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KVD_BIN="${KVD_BIN:-$REPO_DIR/build/server/kvd}"
+ETCD_BIN="${ETCD_BIN:-/usr/bin/etcd}"
+ROUNDS="${ROUNDS:-${DEFAULT_ROUNDS:-3}}"
+DURATION="${DURATION:-${DEFAULT_DURATION:-5}}"
+CONNS="${CONNS:-64}"
+THREADS="${THREADS:-2}"
+VALUE_BYTES="${VALUE_BYTES:-64}"
+BENCH_DIR="${BENCH_DIR:-/var/tmp}"
+KEEP="${KEEP:-0}"
+
+declare -A PID=()
+
+die() { echo "bench: $*" >&2; exit 2; }
+
+# kill_pid NAME: SIGTERM, up to 5 s, then SIGKILL; forgets the process.
+kill_pid() {
+  local name=$1 pid="${PID[$1]:-}" i
+  [[ -n "$pid" ]] || return 0
+  unset "PID[$name]"
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+bench_cleanup() {
+  local name
+  for name in "${!PID[@]}"; do kill_pid "$name"; done
+  if [[ "$KEEP" == 1 ]]; then echo "bench: work dir kept: $WORK" >&2; else rm -rf "$WORK"; fi
+}
+
+bench_init() {
+  local tool n
+  for tool in wrk curl python3 bc; do
+    command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install $tool)"
+  done
+  [[ -x "$ETCD_BIN" ]] || die "etcd not found at $ETCD_BIN (apt-get install etcd-server, or set ETCD_BIN)"
+  [[ -x "$KVD_BIN" ]] || die "kvd binary not found at $KVD_BIN: build it (ninja -C build kvd) or set KVD_BIN"
+  for n in "$ROUNDS" "$DURATION" "$CONNS" "$THREADS" "$VALUE_BYTES"; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS, DURATION, CONNS, THREADS and VALUE_BYTES must be positive integers"
+  done
+  (( THREADS <= CONNS )) || die "THREADS ($THREADS) must not exceed CONNS ($CONNS)"
+  WORK="$(mktemp -d "$BENCH_DIR/${WORK_PREFIX:-kvd-bench}.XXXXXX")"
+  RESULTS="$WORK/results.tsv"   # round, target, metric, value
+  : >"$RESULTS"
+  VALUE="$(head -c "$VALUE_BYTES" /dev/zero | tr '\0' x)"
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+  write_lua_scripts
+}
+
+# free_ports N: N distinct free 127.0.0.1 ports on one line, all held open while chosen.
+free_ports() {
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+EOF
+}
+
+# start_member NAME BINARY CLIENT_PORT PEER_PORT INITIAL_CLUSTER TOKEN: same flags for kvd and
+# etcd (kvd accepts and ignores --enable-v2); logs to $WORK/NAME.log.
+start_member() {
+  local name=$1 bin=$2 c="http://127.0.0.1:$3" p="http://127.0.0.1:$4"
+  "$bin" --name "$name" --data-dir "$WORK/$name.data" \
+    --listen-client-urls "$c" --advertise-client-urls "$c" \
+    --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
+    --initial-cluster "$5" --initial-cluster-token "$6" --initial-cluster-state new \
+    --enable-v2 --log-level error >>"$WORK/$name.log" 2>&1 &
+  PID[$name]=$!
+}
+
+# wait_write NAME URL: until a write of /bench-read through URL succeeds, at most 60 s.
+wait_write() {
+  local name=$1 url=$2 i
+  for ((i = 0; i < 600; i++)); do
+    if [[ -n "${PID[$name]:-}" ]] && ! kill -0 "${PID[$name]}" 2>/dev/null; then
+      tail -n 20 "$WORK/$name.log" >&2
+      die "$name exited during start-up (log above)"
+    fi
+    if curl -sf -o /dev/null --max-time 2 -X PUT "$url/v2/keys/bench-read" \
+         --data-urlencode "value=$VALUE"; then return 0; fi
+    sleep 0.1
+  done
+  tail -n 20 "$WORK/$name.log" >&2
+  die "$name did not accept a write on $url within 60 s"
+}
+
+# read.lua: GETs of the URL given. write.lua: PUT /v2/keys/bench/<run>-<thread>-<n>, distinct
+# across threads and runs (args: run name, value bytes). Both print one RESULT line.
+write_lua_scripts() {
+  cat >"$WORK/report.lua" <<'EOF'
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT rps=%.1f p50_us=%d p99_us=%d errors=%d requests=%d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout, summary.requests))
+end
+EOF
+  cat "$WORK/report.lua" >"$WORK/read.lua"
+  cat >"$WORK/write.lua" <<'EOF'
+local next_thread = 0
+function setup(thread)
+  next_thread = next_thread + 1
+  thread:set("tid", next_thread)
+end
+function init(args)
+  run = args[1]
+  body = "value=" .. string.rep("x", tonumber(args[2]))
+  headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }
+  n = 0
+end
+function request()
+  n = n + 1
+  return wrk.format("PUT", "/v2/keys/bench/" .. run .. "-" .. tid .. "-" .. n, headers, body)
+end
+EOF
+  cat "$WORK/report.lua" >>"$WORK/write.lua"
+}
+
+# result_field LINE NAME: one field of a RESULT line.
+result_field() { sed -E "s/.* $2=([^ ]+).*/\\1/" <<<"$1"; }
+
+# record ROUND TARGET WORKLOAD RPS P50_US P99_US ERRORS: prints the run on stderr and appends
+# its metrics (WORKLOAD_rps, _p50_ms, _p99_ms, _errors) to $RESULTS.
+record() {
+  local round=$1 target=$2 workload=$3 rps=$4 p50 p99 errors=$7
+  p50=$(bc -l <<<"$5/1000")
+  p99=$(bc -l <<<"$6/1000")
+  printf 'round %d %-12s %-8s %10.1f req/s  p50 %8.3f ms  p99 %8.3f ms  errors %d\n' \
+    "$round" "$target" "$workload" "$rps" "$p50" "$p99" "$errors" >&2
+  printf '%s\t%s\t%s_rps\t%s\n' "$round" "$target" "$workload" "$rps" >>"$RESULTS"
+  printf '%s\t%s\t%s_p50_ms\t%s\n' "$round" "$target" "$workload" "$p50" >>"$RESULTS"
+  printf '%s\t%s\t%s_p99_ms\t%s\n' "$round" "$target" "$workload" "$p99" >>"$RESULTS"
+  printf '%s\t%s\t%s_errors\t%s\n' "$round" "$target" "$workload" "$errors" >>"$RESULTS"
+}
+
+# wrk_result TARGET WORKLOAD WRK_ARGS...: runs wrk and prints its RESULT line.
+wrk_result() {
+  local target=$1 workload=$2 out line
+  shift 2
+  out=$(wrk --timeout 10s "$@") || die "$target $workload: wrk failed: $out"
+  line=$(grep '^RESULT ' <<<"$out") || die "$target $workload: no result from wrk: $out"
+  echo "$line"
+}
+
+# run_wrk ROUND TARGET WORKLOAD URL: one of the standard workloads against URL, recorded.
+#   reads   GET /v2/keys/bench-read, $CONNS connections     read1   the same on one connection
+#   writes  PUT distinct keys, $CONNS connections            write1  the same on one connection
+run_wrk() {
+  local round=$1 target=$2 workload=$3 url=$4 line
+  case "$workload" in
+    reads)  line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
+                     -s "$WORK/read.lua" "$url/v2/keys/bench-read") ;;
+    read1)  line=$(wrk_result "$target" "$workload" -t1 -c1 -d"${DURATION}s" \
+                     -s "$WORK/read.lua" "$url/v2/keys/bench-read") ;;
+    writes) line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
+                     -s "$WORK/write.lua" "$url" -- "w$round-$target" "$VALUE_BYTES") ;;
+    write1) line=$(wrk_result "$target" "$workload" -t1 -c1 -d"${DURATION}s" \
+                     -s "$WORK/write.lua" "$url" -- "l$round-$target" "$VALUE_BYTES") ;;
+    *) die "unknown workload $workload" ;;
+  esac
+  record "$round" "$target" "$workload" "$(result_field "$line" rps)" \
+    "$(result_field "$line" p50_us)" "$(result_field "$line" p99_us)" "$(result_field "$line" errors)"
+}
+
+# median TARGET METRIC: the median over rounds.
+median() {
+  awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m { print $4 }' "$RESULTS" | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# ratio A B: A/B with two decimals, n/a when B is 0.
+ratio() { if [[ $(bc -l <<<"$2 == 0") == 1 ]]; then echo "n/a"; else printf '%.2f' "$(bc -l <<<"$1 / $2")"; fi; }
+
+# total_errors: failed requests over every run recorded.
+total_errors() { awk -F'\t' '$3 ~ /_errors$/ { t += $4 } END { print t + 0 }' "$RESULTS"; }
+
+# warn_on_errors: prints a warning and exits 1 when any request failed.
+warn_on_errors() {
+  local errors
+  errors=$(total_errors)
+  if (( errors > 0 )); then
+    echo "WARNING: $errors failed requests (non-2xx/3xx, timeouts, socket errors); the numbers above are not comparable."
+    exit 1
+  fi
+}
