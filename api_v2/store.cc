@@ -29,12 +29,14 @@
 #include "api_v2/store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <list>
 #include <set>
 #include <unordered_map>
+#include <utility>
 
 #include "api_v2/render.h"
 
@@ -144,12 +146,16 @@ bool starts_with(std::string_view s, std::string_view prefix) {
 // ---- binary image helpers ----
 
 void put_u8(std::string& out, uint8_t v) { out.push_back(static_cast<char>(v)); }
-void put_u32(std::string& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+// Little-endian, built in a register-sized buffer and appended at once (save() writes a few of
+// these per node of a store that may hold millions).
+template <size_t N>
+void put_le(std::string& out, uint64_t v) {
+  char buf[N];
+  for (size_t i = 0; i < N; ++i) buf[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out.append(buf, N);
 }
-void put_u64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
+void put_u32(std::string& out, uint32_t v) { put_le<4>(out, v); }
+void put_u64(std::string& out, uint64_t v) { put_le<8>(out, v); }
 void put_str(std::string& out, std::string_view s) {
   put_u32(out, static_cast<uint32_t>(s.size()));
   out.append(s);
@@ -281,7 +287,17 @@ struct Store::Impl {
   uint64_t index = 0;
   std::set<Node*, TtlOrder> ttl;
   std::map<std::string, std::string> internal;
-  StoreStats stats;
+  StoreStats stats;  // gets_* excluded: they are counted in the atomics below
+  // Reads run concurrently with each other (Store::get is const), so they count here.
+  mutable std::atomic<uint64_t> gets_success{0}, gets_fail{0};
+  mutable size_t last_image_bytes = 0;  // size of the last save(), to reserve the next
+  // stats with the read counters folded in.
+  StoreStats full_stats() const {
+    StoreStats s = stats;
+    s.gets_success += gets_success.load(std::memory_order_relaxed);
+    s.gets_fail += gets_fail.load(std::memory_order_relaxed);
+    return s;
+  }
   // Invariant: size <= kHistoryCapacity, indexes strictly increasing.
   std::deque<HistoryEntry> history;
 
@@ -299,7 +315,12 @@ struct Store::Impl {
   // ---- tree ----
 
   std::variant<Node*, Error> find(std::string_view key) {
-    Node* cur = root.get();
+    auto found = std::as_const(*this).find(key);
+    if (auto* e = std::get_if<Error>(&found)) return *e;
+    return const_cast<Node*>(std::get<const Node*>(found));
+  }
+  std::variant<const Node*, Error> find(std::string_view key) const {
+    const Node* cur = root.get();
     std::optional<Error> err;
     for_each_component(key, [&](std::string_view c) {
       if (!cur->dir) {
@@ -821,16 +842,16 @@ std::variant<Event, Error> Store::apply(const Command& cmd) {
 }
 
 std::variant<Event, Error> Store::get(std::string_view key, bool recursive, bool sorted,
-                                      int64_t now_ns) {
+                                      int64_t now_ns) const {
   (void)sorted;  // listings are always in byte-wise key order
-  Impl& s = *impl_;
+  const Impl& s = *impl_;
   std::string path = clean_key(key);
   auto found = s.find(path);
   if (auto* e = std::get_if<Error>(&found)) {
-    ++s.stats.gets_fail;
+    s.gets_fail.fetch_add(1, std::memory_order_relaxed);
     return *e;
   }
-  const Node* n = std::get<Node*>(found);
+  const Node* n = std::get<const Node*>(found);
   Event ev;
   ev.action = Action::kGet;
   ev.node.key = Impl::view_key(n);
@@ -844,7 +865,7 @@ std::variant<Event, Error> Store::get(std::string_view key, bool recursive, bool
     ev.node.value = n->value;
   }
   s.set_expiration(ev.node, n, now_ns);
-  ++s.stats.gets_success;
+  s.gets_success.fetch_add(1, std::memory_order_relaxed);
   return ev;
 }
 
@@ -925,10 +946,10 @@ std::optional<int64_t> Store::next_expiration_ns() const {
 
 const std::map<std::string, std::string>& Store::internal() const { return impl_->internal; }
 
-const StoreStats& Store::stats() const { return impl_->stats; }
+StoreStats Store::stats() const { return impl_->full_stats(); }
 
 std::string Store::stats_json() const {
-  const StoreStats& s = impl_->stats;
+  const StoreStats s = impl_->full_stats();
   std::string out;
   out.reserve(512);
   auto field = [&](const char* name, uint64_t v, bool first = false) {
@@ -964,10 +985,13 @@ std::string Store::check_invariants() const { return impl_->check_invariants(); 
 std::string Store::save() const {
   const Impl& s = *impl_;
   std::string out;
+  // The last image's size is a good guess for this one: no copying while the string grows.
+  out.reserve(s.last_image_bytes + s.last_image_bytes / 8 + 4096);
   out.append(kImageMagic, sizeof(kImageMagic) - 1);
   put_u8(out, kImageVersion);
   put_u64(out, s.index);
-  for (auto field : kStatFields) put_u64(out, s.stats.*field);
+  const StoreStats stats = s.full_stats();
+  for (auto field : kStatFields) put_u64(out, stats.*field);
   put_u32(out, static_cast<uint32_t>(s.internal.size()));
   for (const auto& [k, v] : s.internal) {
     put_str(out, k);
@@ -1012,6 +1036,7 @@ std::string Store::save() const {
     put_u8(out, ev.prev_node ? 1 : 0);
     if (ev.prev_node) put_view(out, *ev.prev_node);
   }
+  s.last_image_bytes = out.size();
   return out;
 }
 
@@ -1112,7 +1137,9 @@ bool Store::recover(std::string_view image) {
   std::swap(cur.index, s.index);
   std::swap(cur.ttl, s.ttl);
   std::swap(cur.internal, s.internal);
-  std::swap(cur.stats, s.stats);
+  std::swap(cur.stats, s.stats);  // the image's counters include its reads
+  cur.gets_success.store(0, std::memory_order_relaxed);
+  cur.gets_fail.store(0, std::memory_order_relaxed);
   std::swap(cur.history, s.history);
   return true;
 }

@@ -101,9 +101,10 @@ class Store {
   // an empty node; each expired node produced its own event for watchers and history.
   std::variant<Event, Error> apply(const Command& cmd);
 
-  // A read. now_ns computes the ttl fields.
+  // A read. now_ns computes the ttl fields. Const: any number of threads may read at once, as
+  // long as no mutation (apply, watch, unwatch, recover) runs meanwhile.
   std::variant<Event, Error> get(std::string_view key, bool recursive, bool sorted,
-                                 int64_t now_ns);
+                                 int64_t now_ns) const;
 
   // Registers a watch on key (recursive: also its subtree). since_index 0 means "from the next
   // event". Non-stream watchers are removed after their first event; stream watchers stay until
@@ -120,7 +121,7 @@ class Store {
   // Cluster-internal records written with Op::kInternal (key -> value).
   const std::map<std::string, std::string>& internal() const;
 
-  const StoreStats& stats() const;
+  StoreStats stats() const;
   std::string stats_json() const;  // /v2/stats/store body (no trailing newline), incl. watchers
 
   // Checks the internal invariants (tree keys and parents, indexes <= index(), TTL index matches

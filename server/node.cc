@@ -33,6 +33,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <unordered_map>
 #include <utility>
@@ -279,7 +280,10 @@ struct Core : std::enable_shared_from_this<Core> {
   const NodeConfig config;
   const std::string db_dir;
   const std::chrono::milliseconds request_timeout;
-  std::mutex mu;
+  // Held exclusively by every task on the strand (so by every mutation of the store and the
+  // raft state), shared by plain GETs, which read the store on their caller's thread: reads run
+  // in parallel with each other and cost no hop to the strand.
+  std::shared_mutex mu;
   std::atomic<bool> stopped{false};
 
   // Read by the raft core (on the strand) and written by the WAL thread; closed by stop().
@@ -1503,6 +1507,19 @@ void Node::propose(v2::WriteRequest req, Callback cb) {
 }
 
 void Node::get(v2::GetRequest req, Callback cb) {
+  if (!req.quorum) {
+    // A local read (etcd v2's default): straight from the store, under the shared lock, on
+    // this thread. cb runs after the lock is released.
+    Core& c = *impl_->core;
+    std::optional<StoreResult> result;
+    RaftStatus st;
+    {
+      std::shared_lock lock(c.mu);
+      result.emplace(c.store.get(req.key, req.recursive, req.sorted, now_ns()));
+      st = c.status();
+    }
+    return cb(std::move(*result), st);
+  }
   impl_->core->run_on_strand([req = std::move(req), cb = std::move(cb)](Core& c) mutable {
     c.do_get(std::move(req), std::move(cb));
   });

@@ -1,7 +1,9 @@
 // The member's core: owns the v2 Store and the durable raft log and is the only code that touches
 // them. All state lives on one strand (the "raft strand"); HTTP handlers call the public methods
-// from any thread, and every callback is invoked on that strand, so a handler must post its own
-// follow-up work (writing a response) to its connection's executor.
+// from any thread, and every callback but a plain get()'s is invoked on that strand, so a
+// handler must post its own follow-up work (writing a response) to its connection's executor.
+// Plain gets read the store on the caller's thread under a shared lock that every strand task
+// holds exclusively.
 //
 // Write path: propose() encodes a v2::Command into a raft entry and hands it to the raft core
 // (raft::RawNode, forwarded to the leader when this member follows). The strand drives the core's
@@ -124,7 +126,9 @@ class Node {
   using Callback = std::function<void(StoreResult, RaftStatus)>;
   // A mutation; cb runs once it is durable and applied (or failed).
   void propose(v2::WriteRequest req, Callback cb);
-  // A read; quorum reads wait until everything committed before the call has been applied.
+  // A read; quorum reads wait until everything committed before the call has been applied (cb
+  // on the strand). A plain read is answered from this member's store at once: cb runs on the
+  // calling thread, before get() returns.
   void get(v2::GetRequest req, Callback cb);
 
   // An empty read through raft (etcd's QGET, as /health sends it): cb(true) once it has been

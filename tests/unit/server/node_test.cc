@@ -341,6 +341,58 @@ TEST_F(NodeTest, propose_concurrentProposalsShareFsyncs) {
   RecordProperty("wal_appends", static_cast<int>(appends));
 }
 
+TEST_F(NodeTest, get_plainReadsOnCallerThreadsWhileWritesApply) {
+  open();
+  ASSERT_TRUE(std::holds_alternative<v2::Event>(put("/counter", "0").result));
+  // Writers bump /counter; readers on their own threads see it from the store directly: the
+  // callback runs on the calling thread, before get() returns, and what it sees never goes
+  // backwards (value and X-Etcd-Index agree with the last applied write).
+  constexpr int kWrites = 300;
+  std::atomic<bool> writing{true};
+  std::thread writer([&] {
+    for (int i = 1; i <= kWrites; ++i) put("/counter", std::to_string(i));
+    writing = false;
+  });
+  std::atomic<int> bad{0}, reads{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&] {
+      int last_value = -1;
+      uint64_t last_index = 0;
+      while (writing.load() || reads.load() < 100) {
+        v2::GetRequest req;
+        req.key = "/counter";
+        bool called = false;
+        const auto me = std::this_thread::get_id();
+        node_->get(req, [&](StoreResult r, RaftStatus st) {
+          called = std::this_thread::get_id() == me;
+          auto* ev = std::get_if<v2::Event>(&r);
+          if (!ev) {
+            bad.fetch_add(1);
+            return;
+          }
+          int v = std::stoi(ev->node.value);
+          if (v < last_value || st.etcd_index < last_index ||
+              ev->node.modified_index > st.etcd_index) {
+            bad.fetch_add(1);
+          }
+          last_value = v;
+          last_index = st.etcd_index;
+        });
+        if (!called) bad.fetch_add(1);
+        reads.fetch_add(1);
+      }
+    });
+  }
+  writer.join();
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_GE(reads.load(), 100);
+  Reply last = get("/counter");
+  ASSERT_TRUE(std::holds_alternative<v2::Event>(last.result));
+  EXPECT_EQ(std::get<v2::Event>(last.result).node.value, std::to_string(kWrites));
+}
+
 TEST_F(NodeTest, stop_failsLaterProposalsWith300) {
   open();
   ASSERT_TRUE(put("/a", "1").ok());
