@@ -11,6 +11,7 @@ so that the survivor is a follower that loses its leader. Then, on the survivor:
   PUT and GET ?quorum=true -> 500 {"errorCode":300,...,"cause":"etcdserver: request timed out"}
                               after the request timeout (5 s + 2 x election timeout = 7 s here)
   kvctl/etcdctl cluster-health -> "cluster is unavailable", exit 5; member list -> exit 1
+(with only the first of the two down, cluster-health says "cluster is degraded", exit 5)
 
 After one killed member restarts, the survivor becomes healthy again and writes succeed without
 restarting it; data written before the loss is intact. The same scenario runs against a
@@ -84,9 +85,19 @@ def steps(kind, c, out, survivor_role):
         dead = c.followers(lead)
     else:
         survivor = c.followers(lead)[0]
-        dead = [m for m in c.members if m is not survivor]
-    for m in dead:
-        c.kill(m)
+        # The other follower first (the degraded check below needs a leader), then the leader.
+        dead = [m for m in c.members if m is not survivor and m is not lead] + [lead]
+    # One member down: degraded, still a quorum.
+    c.kill(dead[0])
+    rc, so, se = run_tool(harness.KVCTL_BIN, ["cluster-health"], survivor.url)
+    rc2, so2, se2 = run_tool(harness.ETCDCTL_BIN, ["cluster-health"], survivor.url)
+    R.check((rc, so, se) == (rc2, so2, se2),
+            f"{kind}: cluster-health, one member down: kvctl and etcdctl agree:\n  "
+            f"{(rc, so, se)}\n  {(rc2, so2, se2)}")
+    R.check(rc == 5 and so.endswith("cluster is degraded\n") and so.count("is healthy") == 2,
+            f"{kind}: cluster-health says degraded, exit 5: {rc} {so!r}")
+    out["cluster_health_degraded"] = (rc, generic(c, so), generic(c, se))
+    c.kill(dead[1])
     t_loss = time.monotonic()
 
     # Reads from the local store keep working, at once.
