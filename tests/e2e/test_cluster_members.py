@@ -5,10 +5,13 @@ writing through the founding members:
   member list and cluster-health (kvctl and etcdctl against the same cluster: identical output);
   member add NAME PEERURL (output: the ETCD_* lines), the unstarted member in member list, the
   new member started with --initial-cluster-state existing and the printed ETCD_INITIAL_CLUSTER,
-  catching up to the others' store; errors (peer URL in use, unknown id);
+  catching up to the others' store; errors (adding the same peer URL again while the new member
+  is unstarted: refused as unhealthy before the peer URL is checked, as etcd does; unknown id);
   member add and remove of a member that never starts, with the other tool, same output shape;
   member remove ID of a founding member: the removed member stops serving (its process exits)
-  and logs why; the cluster keeps serving writes; no acknowledged write is lost.
+  and logs why, and stops again when restarted from its data dir; the cluster keeps serving
+  writes; no acknowledged write is lost. member add is retried (bounded) while the cluster
+  refuses it as unhealthy: peers connected for less than 5 s (etcd's HealthInterval).
 
 The scenario runs on kvd (kvctl adds, etcdctl lists too) and on etcd (etcdctl adds, kvctl lists
 too); after normalising names, URLs and ids, every output must be the same on both.
