@@ -133,6 +133,12 @@ def steps(kind, c, out, survivor_role):
             f"{kind}: /v2/members lists all three: {status} {body[:200]!r}")
     status, j, body = cluster.get_json(survivor, "/v2/stats/self")
     R.check(status == 200, f"{kind}: /v2/stats/self answers: {status}")
+    # etcd's stats/self follows raft traffic, not the raft role: a member that lost its quorum
+    # (its raft state changed, no append came since) says StateLeader, led by itself.
+    if j:
+        out["stats_self"] = (j["state"], j["leaderInfo"]["leader"] == c.ids[survivor.name])
+        R.check(out["stats_self"] == ("StateLeader", True),
+                f"{kind}: stats/self during the loss: {body[:300]!r}")
 
     # A write and a quorum read fail after the request timeout, concurrently.
     results = {}
