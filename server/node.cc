@@ -346,7 +346,9 @@ struct Core : std::enable_shared_from_this<Core> {
 
   // --- strand ---------------------------------------------------------------------------------
 
-  RaftStatus status() const { return RaftStatus{store.index(), committed, term}; }
+  // X-Raft-Term is, as etcd's RaftTimer.Term(), the term of the last applied entry, not the
+  // current raft term: a member campaigning without a quorum keeps answering the old term.
+  RaftStatus status() const { return RaftStatus{store.index(), committed, applied_term}; }
 
   void stats_become_leader() {
     if (stats_leader_state) return;

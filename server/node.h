@@ -99,7 +99,7 @@ struct MemberChange {
 struct RaftStatus {
   uint64_t etcd_index = 0;
   uint64_t raft_index = 0;  // committed raft index
-  uint64_t raft_term = 0;
+  uint64_t raft_term = 0;   // term of the last applied entry (etcd's RaftTimer.Term)
 };
 
 using StoreResult = std::variant<v2::Event, v2::Error>;

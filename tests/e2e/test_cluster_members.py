@@ -195,6 +195,11 @@ def steps(kind, c, main_tool, other_tool, out):
                 R.check(shape(res2[1]) == shape(out["add"][1]) and res2[2] == "",
                         f"{kind}: member add by either tool prints the same shape:\n  "
                         f"{res2[1]!r}\n  {out['add'][1]!r}")
+                # member remove lists the members first, from any member: wait until every
+                # member has applied the add.
+                R.check(cluster.wait_for(lambda: all(
+                    c.ids[slot2.name] in cluster.get_json(x, "/v2/members")[2].decode()
+                    for x in c.running()), 10), f"{kind}: every member lists the fifth member")
                 rc, so, se = run_tool(other_tool, ["member", "remove", c.ids[slot2.name]], ep)
                 R.check(rc == 0 and so == f"Removed member {c.ids[slot2.name]} from cluster\n",
                         f"{kind}: the other tool removes the unstarted member: {rc} {so!r} {se!r}")

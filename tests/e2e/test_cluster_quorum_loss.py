@@ -104,6 +104,7 @@ def steps(kind, c, out, survivor_role):
     (status, hdrs, body), took = timed(lambda: cluster.get(survivor, "/q/before"))
     R.check(status == 200 and json.loads(body)["node"]["value"] == "kept" and took < 2,
             f"{kind}: plain GET on the survivor: {status} {body[:200]!r} in {took:.2f}s")
+    term_at_loss = int(hdrs.get("x-raft-term", "0"))
 
     # /health turns false once the survivor knows it has no quorum (check quorum: within an
     # election timeout or two; bounded here by three plus slack).
@@ -177,6 +178,13 @@ def steps(kind, c, out, survivor_role):
                 f"({cluster.REQUEST_TIMEOUT_S:.0f}s): {took:.2f}s")
         print(f"{kind}: {name} -> {status} after {took:.2f}s", flush=True)
 
+    # X-Raft-Term is the term of the last applied entry: unchanged while nothing commits.
+    _, hdrs, _ = cluster.get(survivor, "/q/before")
+    term_now = int(hdrs.get("x-raft-term", "0"))
+    out["term_during_loss"] = term_now == term_at_loss
+    R.check(term_now == term_at_loss,
+            f"{kind}: X-Raft-Term unchanged during the loss: {term_at_loss} -> {term_now}")
+
     # One member back: healthy again, writes succeed, no restart of the survivor.
     back = dead[0]
     t_back = time.monotonic()
@@ -188,6 +196,12 @@ def steps(kind, c, out, survivor_role):
     (status, hdrs, body), took = timed(lambda: cluster.put(survivor, "/q/after", "ok"))
     R.check(status == 201 and took < 3,
             f"{kind}: a write through the survivor succeeds: {status} {body[:200]!r} {took:.2f}s")
+    # Without --pre-vote (etcd's default) the lone survivor kept campaigning, raising its term:
+    # the write is committed in a later term than two elections after the loss.
+    term_after = int(hdrs.get("x-raft-term", "0"))
+    out["term_after_recovery"] = term_after > term_at_loss + 2
+    R.check(term_after > term_at_loss + 2,
+            f"{kind}: the term rose while the survivor campaigned: {term_at_loss} -> {term_after}")
     status, _, body = cluster.get(survivor, "/q/before", quorum=True)
     R.check(status == 200 and b'"value":"kept"' in body,
             f"{kind}: data from before the loss is intact: {status} {body[:200]!r}")
