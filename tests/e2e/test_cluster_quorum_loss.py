@@ -127,7 +127,12 @@ def steps(kind, c, out, survivor_role):
         print(f"{kind}: /health false {took:.2f}s after the loss", flush=True)
     (status, hdrs, body), took = timed(
         lambda: harness.request("GET", survivor.url + "/health", timeout=5))
-    R.check(status == 503 and took < 1.5, f"{kind}: /health answers 503 fast: {status} in {took:.2f}s")
+    if kind.startswith("kvd"):
+        R.check(status == 503 and took < 1.5,
+                f"{kind}: /health answers 503 fast: {status} in {took:.2f}s")
+    else:
+        # The reference: etcd answers in ~20 ms, but was once seen to take over 5 s here.
+        print(f"{kind}: /health again: {status} in {took:.2f}s", flush=True)
     status, _, body = harness.request("GET", survivor.url + "/v2/members/leader")
     out["members_leader"] = (status, body)
     R.check(status == 503 and body == b'{"message":"During election"}',
