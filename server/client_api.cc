@@ -467,14 +467,14 @@ void ClientApi::handle(const HttpRequest& r, const std::shared_ptr<Exchange>& ex
       b = "{\"name\":";
       v2::append_json_string(b, info.name);
       b += ",\"id\":\"" + hex_id(info.member_id) + "\",\"state\":\"";
-      b += info.is_leader ? "StateLeader" : "StateFollower";
+      b += info.stats_state_leader ? "StateLeader" : "StateFollower";
       b += "\",\"startTime\":\"" + format_rfc3339_nano(info.start_time);
       b += "\",\"leaderInfo\":{\"leader\":\"";
-      if (info.leader_id != 0) b += hex_id(info.leader_id);
-      auto uptime = std::chrono::system_clock::now() - info.leader_since;
+      if (info.stats_leader != 0) b += hex_id(info.stats_leader);
+      auto uptime = std::chrono::system_clock::now() - info.stats_leader_since;
       b += "\",\"uptime\":\"" +
            format_go_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(uptime).count());
-      b += "\",\"startTime\":\"" + format_rfc3339_nano(info.leader_since);
+      b += "\",\"startTime\":\"" + format_rfc3339_nano(info.stats_leader_since);
       b += "\"},\"recvAppendRequestCnt\":" + std::to_string(info.recv_append_requests);
       b += ",\"sendAppendRequestCnt\":" + std::to_string(info.send_append_requests) + "}";
       ex->reply(std::move(resp));

@@ -300,6 +300,14 @@ struct Core : std::enable_shared_from_this<Core> {
   std::string cluster_token;  // for ids of members added at run time
   Clock::time_point start_time = Clock::now();
   Clock::time_point leader_since = Clock::now();
+  // /v2/stats/self's state and leaderInfo, kept as etcd 3.4's ServerStats does (from raft
+  // traffic, not from the raft role): sending an append, and every raft state change (etcd's
+  // updateLeadership calls BecomeLeader unconditionally), make it "StateLeader" led by this
+  // member; receiving an append makes it "StateFollower" led by the sender. So a member that
+  // lost its quorum reports StateLeader, as etcd's does.
+  bool stats_leader_state = false;
+  uint64_t stats_leader = 0;
+  Clock::time_point stats_leader_since = Clock::now();
 
   // Invariant: snapshot_index <= applied <= committed
   uint64_t applied = 0;
@@ -342,7 +350,23 @@ struct Core : std::enable_shared_from_this<Core> {
 
   // --- strand ---------------------------------------------------------------------------------
 
-  RaftStatus status() const { return RaftStatus{store.index(), committed, term}; }
+  // X-Raft-Term is, as etcd's RaftTimer.Term(), the term of the last applied entry, not the
+  // current raft term: a member campaigning without a quorum keeps answering the old term.
+  RaftStatus status() const { return RaftStatus{store.index(), committed, applied_term}; }
+
+  void stats_become_leader() {
+    if (stats_leader_state) return;
+    stats_leader_state = true;
+    stats_leader = member_id;
+    stats_leader_since = Clock::now();
+  }
+  void stats_received_append(uint64_t from) {
+    stats_leader_state = false;
+    if (from != stats_leader) {
+      stats_leader = from;
+      stats_leader_since = Clock::now();
+    }
+  }
 
   uint64_t new_request_id() {
     uint64_t id = ++next_request_id;
@@ -665,6 +689,7 @@ void Core::note_ready(const raft::Ready& rd) {
     }
     leader_id = ss.lead;
     role = ss.role;
+    stats_become_leader();
   }
 }
 
@@ -775,7 +800,10 @@ void Core::send_messages(std::vector<raft::Message> msgs) {
   std::vector<raft::Message> plain;
   plain.reserve(msgs.size());
   for (auto& m : msgs) {
-    if (m.type == raft::MessageType::kApp) ++send_append_requests;
+    if (m.type == raft::MessageType::kApp) {
+      ++send_append_requests;
+      stats_become_leader();
+    }
     if (m.type != raft::MessageType::kSnap) {
       plain.push_back(std::move(m));
       continue;
@@ -1575,7 +1603,10 @@ boost::asio::any_io_executor Node::executor() const { return impl_->core->strand
 void Node::step(raft::Message m) {
   impl_->core->run_on_strand([m = std::move(m)](Core& c) mutable {
     if (!c.raw) return;
-    if (m.type == raft::MessageType::kApp) ++c.recv_append_requests;
+    if (m.type == raft::MessageType::kApp) {
+      ++c.recv_append_requests;
+      c.stats_received_append(m.from);
+    }
     if (raft::Error err = c.raw->step(std::move(m)); err != raft::Error::kOk) {
       spdlog::debug("raft refused a peer message: {}", raft::to_string(err));
     }
@@ -1632,6 +1663,9 @@ void Node::info(std::function<void(Info)> cb) {
     info.name = c.config.name;
     info.start_time = c.start_time;
     info.leader_since = c.leader_since;
+    info.stats_state_leader = c.stats_leader_state;
+    info.stats_leader = c.stats_leader;
+    info.stats_leader_since = c.stats_leader_since;
     info.recv_append_requests = c.recv_append_requests;
     info.send_append_requests = c.send_append_requests;
     info.store_stats_json = c.store.stats_json();

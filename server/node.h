@@ -101,7 +101,7 @@ struct MemberChange {
 struct RaftStatus {
   uint64_t etcd_index = 0;
   uint64_t raft_index = 0;  // committed raft index
-  uint64_t raft_term = 0;
+  uint64_t raft_term = 0;   // term of the last applied entry (etcd's RaftTimer.Term)
 };
 
 using StoreResult = std::variant<v2::Event, v2::Error>;
@@ -172,6 +172,10 @@ class Node {
     std::string name;
     std::chrono::system_clock::time_point start_time;
     std::chrono::system_clock::time_point leader_since;
+    // /v2/stats/self as etcd's ServerStats reports it (from raft traffic; see node.cc).
+    bool stats_state_leader = false;
+    uint64_t stats_leader = 0;
+    std::chrono::system_clock::time_point stats_leader_since;
     uint64_t recv_append_requests = 0;
     uint64_t send_append_requests = 0;
     std::string store_stats_json;

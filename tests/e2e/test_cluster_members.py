@@ -5,9 +5,13 @@ writing through the founding members:
   member list and cluster-health (kvctl and etcdctl against the same cluster: identical output);
   member add NAME PEERURL (output: the ETCD_* lines), the unstarted member in member list, the
   new member started with --initial-cluster-state existing and the printed ETCD_INITIAL_CLUSTER,
-  catching up to the others' store; errors (peer URL in use, unknown id);
+  catching up to the others' store; errors (adding the same peer URL again while the new member
+  is unstarted: refused as unhealthy before the peer URL is checked, as etcd does; unknown id);
+  member add and remove of a member that never starts, with the other tool, same output shape;
   member remove ID of a founding member: the removed member stops serving (its process exits)
-  and logs why; the cluster keeps serving writes; no acknowledged write is lost.
+  and logs why, and stops again when restarted from its data dir; the cluster keeps serving
+  writes; no acknowledged write is lost. member add is retried (bounded) while the cluster
+  refuses it as unhealthy: peers connected for less than 5 s (etcd's HealthInterval).
 
 The scenario runs on kvd (kvctl adds, etcdctl lists too) and on etcd (etcdctl adds, kvctl lists
 too); after normalising names, URLs and ids, every output must be the same on both.
@@ -83,6 +87,7 @@ def steps(kind, c, main_tool, other_tool, out):
             return out
         founders = list(c.members)
         ep = lead.url
+        ep_member = lead
         t_started = time.monotonic()
 
         def step(name, tool, args, endpoint=None, want_rc=0):
@@ -173,6 +178,35 @@ def steps(kind, c, main_tool, other_tool, out):
             step("list4", main_tool, ["member", "list"])
             step("health4", main_tool, ["cluster-health"])
             R.check(w.wait_acks(10, 30), f"{kind}: writes acknowledged after the join")
+
+            # The other tool against this cluster: add a fifth member (left unstarted), then
+            # remove it; the outputs have the same shape as the main tool's.
+            slot2 = c.new_member_slot(f"{kind}4")
+            c.members.append(slot2)
+            res2 = wait_slowly(lambda: (lambda r: r if r[0] == 0 else None)(
+                run_tool(other_tool, ["member", "add", slot2.name, slot2.peer_url], ep)), 20)
+            R.check(res2 is not None, f"{kind}: the other tool's member add accepted")
+            if res2:
+                m2 = re.search(r"with ID ([0-9a-f]+) to cluster", res2[1])
+                c.ids[slot2.name] = m2.group(1) if m2 else "?"
+                shape = lambda t: re.sub(r'ETCD_INITIAL_CLUSTER="[^"]*"', "<IC>",
+                                         re.sub(r"\b[0-9a-f]{10,16}\b", "<id>",
+                                                re.sub(r"(kvd|etcd)\d", "<name>", t)))
+                R.check(shape(res2[1]) == shape(out["add"][1]) and res2[2] == "",
+                        f"{kind}: member add by either tool prints the same shape:\n  "
+                        f"{res2[1]!r}\n  {out['add'][1]!r}")
+                # member remove lists the members first, from any member: wait until every
+                # member has applied the add.
+                R.check(cluster.wait_for(lambda: all(
+                    c.ids[slot2.name] in cluster.get_json(x, "/v2/members")[2].decode()
+                    for x in c.running()), 10), f"{kind}: every member lists the fifth member")
+                rc, so, se = run_tool(other_tool, ["member", "remove", c.ids[slot2.name]], ep)
+                R.check(rc == 0 and so == f"Removed member {c.ids[slot2.name]} from cluster\n",
+                        f"{kind}: the other tool removes the unstarted member: {rc} {so!r} {se!r}")
+            c.members.remove(slot2)
+            R.check(cluster.wait_for(lambda: len(cluster.get_json(ep_member, "/v2/members")[1]
+                                                 ["members"]) == 4, 10),
+                    f"{kind}: four members again")
 
             # Remove a founding follower.
             lead = c.leader()

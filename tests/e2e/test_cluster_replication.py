@@ -3,7 +3,8 @@
 quorum=true (and, once applied, with a plain GET); every member reports the same store and
 X-Etcd-Index; /v2/stats/self and /v2/stats/leader carry real figures (one leader, followers that
 received appends, per-follower success counts and latencies). The same scenario runs against a
-3-member etcd cluster, and the shapes of the stats answers must match.
+3-member etcd cluster, and the shapes of the stats answers must match. Both run with
+--pre-vote=true --strict-reconfig-check=true (accepted as etcd 3.4 accepts them).
 """
 import json
 import os
@@ -31,7 +32,9 @@ def shape(v):
 
 def scenario(kind):
     out = {}
-    with cluster.Cluster(kind, 3) as c:
+    # etcd 3.4's --pre-vote and --strict-reconfig-check are accepted (Go's bool syntax).
+    with cluster.Cluster(kind, 3, extra_args=["--pre-vote=true",
+                                              "--strict-reconfig-check=true"]) as c:
         lead = c.leader()
         R.check(lead is not None, f"{kind}: the three members agree on a leader")
         if lead is None:

@@ -138,6 +138,7 @@ class NodeClusterTest : public ::testing::Test {
     c.heartbeat_interval = std::chrono::milliseconds(10);
     c.election_timeout = std::chrono::milliseconds(100);
     c.snapshot_count = snapshot_count_;
+    c.health_interval = health_interval_;
     return c;
   }
   static std::string peer_url(int i) {
@@ -149,7 +150,14 @@ class NodeClusterTest : public ::testing::Test {
     ASSERT_TRUE(r.is_ok()) << r.status().message();
     nodes_[i] = std::move(r.value());
     Node* n = nodes_[i].get();
-    n->attach_peers(net_.link(n->member_id()));
+    PeerLink l = net_.link(n->member_id());
+    if (report_active_since_) {
+      // Every reachable peer has been connected since the test started.
+      l.active_since = [connected = l.connected, since = test_start_](uint64_t id) {
+        return connected(id) ? std::optional(since) : std::nullopt;
+      };
+    }
+    n->attach_peers(std::move(l));
     net_.attach(n->member_id(), n);
     n->start();
   }
@@ -235,6 +243,9 @@ class NodeClusterTest : public ::testing::Test {
   }
 
   uint64_t snapshot_count_ = 100000;
+  std::chrono::milliseconds health_interval_{0};
+  bool report_active_since_ = false;
+  const std::chrono::steady_clock::time_point test_start_ = std::chrono::steady_clock::now();
   fs::path dir_;
   boost::asio::io_context io_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_{
@@ -546,6 +557,34 @@ TEST_F(NodeClusterTest, probeQuorum_trueWithAQuorumFalseWithin1sWithout) {
   auto took = std::chrono::steady_clock::now() - start;
   EXPECT_GE(took, std::chrono::milliseconds(900));
   EXPECT_LT(took, std::chrono::milliseconds(3000));
+}
+
+TEST_F(NodeClusterTest, strictReconfig_addRefusedUntilPeersConnectedForHealthIntervalFirst) {
+  health_interval_ = std::chrono::minutes(10);
+  report_active_since_ = true;
+  open_all();
+  int leader = await_leader();
+  ASSERT_TRUE(wait_until([&] {
+    for (const auto& m : info(leader).members) {
+      if (m.name.empty()) return false;
+    }
+    return true;
+  }));
+  Node* n = nodes_[leader].get();
+  // etcd's mayAddMember: peers connected for less than HealthInterval make the cluster unhealthy.
+  MemberChange added = change(
+      [&](Node::MemberCallback cb) { n->add_member({"http://127.0.0.1:23999"}, std::move(cb)); });
+  EXPECT_EQ(added.http_status, 500);
+  EXPECT_EQ(added.message, "Internal Server Error");
+  // ... and it is checked before the peer URL, as etcd does.
+  MemberChange dup =
+      change([&](Node::MemberCallback cb) { n->add_member({peer_url(1)}, std::move(cb)); });
+  EXPECT_EQ(dup.http_status, 500);
+  // Removing a member that is not connected (here: unknown) passes the check and is then 404.
+  MemberChange unknown =
+      change([&](Node::MemberCallback cb) { n->remove_member(0x1234, std::move(cb)); });
+  EXPECT_EQ(unknown.http_status, 404);
+  EXPECT_EQ(info(leader).members.size(), 3u);
 }
 
 }  // namespace
