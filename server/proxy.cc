@@ -253,11 +253,16 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
         head_(head),
         endpoints_(std::move(endpoints)) {}
 
-  void start() {
-    std::weak_ptr<ProxyCall> weak = weak_from_this();
-    ex_->notify_close([weak] {
-      if (auto self = weak.lock()) asio::post(self->strand_, [self] { self->cancel(); });
-    });
+  // watch: the request is a long poll (wait=true), whose answer may not start for a long time;
+  // the client leaving before then must end it on the member too. Other requests are answered
+  // in moments, and what a member has begun (a write) is not undone by hanging up anyway.
+  void start(bool watch) {
+    if (watch) {
+      std::weak_ptr<ProxyCall> weak = weak_from_this();
+      ex_->notify_close([weak] {
+        if (auto self = weak.lock()) asio::post(self->strand_, [self] { self->cancel(); });
+      });
+    }
     asio::post(strand_, [self = shared_from_this()] { self->try_next(); });
   }
 
@@ -297,6 +302,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
           if (ec) return self->endpoint_failed("dial", ec);
           error_code ignored;
           self->conn_->socket.set_option(tcp::no_delay(true), ignored);
+          self->conn_->socket.non_blocking(true, ignored);
           self->send();
         }));
   }
@@ -321,8 +327,19 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
   // ---- the exchange with the member ----
 
   void send() {
+    // A request almost always fits the socket's send buffer: written here at once, with no
+    // timer and no completion handler (the socket is non-blocking). The rest, if any, goes out
+    // asynchronously under the write timeout.
+    error_code ec;
+    size_t n = conn_->socket.write_some(asio::buffer(request_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      n = 0;
+      ec = {};
+    }
+    if (ec) return endpoint_failed("write", ec);
+    if (n == request_.size()) return start_response();
     arm(shared_.settings.write_timeout);
-    asio::async_write(conn_->socket, asio::buffer(request_),
+    asio::async_write(conn_->socket, asio::buffer(request_.data() + n, request_.size() - n),
                       asio::bind_executor(strand_, [self = shared_from_this()](error_code ec, size_t) {
                         self->disarm();
                         if (self->done_) return;
@@ -551,7 +568,7 @@ class Forwarder final : public RequestHandler {
     auto call = std::make_shared<ProxyCall>(
         shared_, t_loop, ex, build_upstream_request(r.method, r.target, r.raw_header, r.body, r.remote_ip),
         r.method == "HEAD", std::move(endpoints));
-    call->start();
+    call->start(query_flag(r.target, "wait"));
   }
 
  private:
