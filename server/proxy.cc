@@ -87,7 +87,7 @@ constexpr std::string_view kJson = "application/json";
 // An idle pooled connection older than this is closed instead of reused: kvd members close
 // idle client connections after 30 s.
 constexpr auto kMaxIdleTime = std::chrono::seconds(20);
-constexpr size_t kMaxIdlePerMember = 1024;  // as etcd's transport without timeouts
+constexpr size_t kMaxIdlePerMember = 1024;  // per member and loop
 constexpr auto kMembersTimeout = std::chrono::seconds(10);  // etcd's GetClusterFromRemotePeers
 constexpr uint32_t kUpstreamHeaderLimit = 1u << 20;
 
