@@ -238,7 +238,9 @@ struct Shared {
 };
 
 // One proxied request. Owned by the shared_ptrs in its pending handlers; all its methods run
-// on strand_. Invariant: at most one socket operation and one timer wait pending.
+// on its loop's only thread (loop_), which also runs the client connection: handing the answer
+// to the connection, and its callbacks back, run inline. Invariant: at most one socket operation
+// and one timer wait pending.
 class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
  public:
   // REQUIRES: on a thread of loop `loop`.
@@ -246,8 +248,8 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
             bool head, std::vector<std::shared_ptr<Endpoint>> endpoints)
       : shared_(shared),
         loop_(loop),
-        strand_(asio::make_strand(*shared.loops.ios[loop])),
-        timer_(strand_),
+        loop_executor_(shared.loops.ios[loop]->get_executor()),
+        timer_(loop_executor_),
         ex_(std::move(ex)),
         request_(std::move(request)),
         head_(head),
@@ -260,10 +262,10 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     if (watch) {
       std::weak_ptr<ProxyCall> weak = weak_from_this();
       ex_->notify_close([weak] {
-        if (auto self = weak.lock()) asio::post(self->strand_, [self] { self->cancel(); });
+        if (auto self = weak.lock()) asio::post(self->loop_executor_, [self] { self->cancel(); });
       });
     }
-    asio::post(strand_, [self = shared_from_this()] { self->try_next(); });
+    try_next();  // on the loop's thread already
   }
 
  private:
@@ -296,7 +298,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     arm(shared_.settings.dial_timeout);
     conn_->socket.async_connect(
         endpoint_->pool->address(),
-        asio::bind_executor(strand_, [self = shared_from_this()](error_code ec) {
+        asio::bind_executor(loop_executor_, [self = shared_from_this()](error_code ec) {
           self->disarm();
           if (self->done_) return;
           if (ec) return self->endpoint_failed("dial", ec);
@@ -340,7 +342,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     if (n == request_.size()) return start_response();
     arm(shared_.settings.write_timeout);
     asio::async_write(conn_->socket, asio::buffer(request_.data() + n, request_.size() - n),
-                      asio::bind_executor(strand_, [self = shared_from_this()](error_code ec, size_t) {
+                      asio::bind_executor(loop_executor_, [self = shared_from_this()](error_code ec, size_t) {
                         self->disarm();
                         if (self->done_) return;
                         if (ec) return self->endpoint_failed("write", ec);
@@ -362,7 +364,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
   void read_some() {
     arm(shared_.settings.read_timeout);
     http::async_read_some(conn_->socket, conn_->buffer, *parser_,
-                          asio::bind_executor(strand_, [self = shared_from_this()](error_code ec, size_t) {
+                          asio::bind_executor(loop_executor_, [self = shared_from_this()](error_code ec, size_t) {
                             self->disarm();
                             self->on_read(ec);
                           }));
@@ -408,7 +410,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     streaming_ = true;
     std::weak_ptr<ProxyCall> weak = weak_from_this();
     ex_->begin_stream(client_headers(), [weak] {
-      if (auto self = weak.lock()) asio::post(self->strand_, [self] { self->cancel(); });
+      if (auto self = weak.lock()) asio::post(self->loop_executor_, [self] { self->cancel(); });
     });
     forward_body();
   }
@@ -421,7 +423,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
       // Holds the call alive until the client connection has taken the piece; dropped
       // unrun if that connection closes first.
       ex_->send_chunk(std::move(piece), [self = shared_from_this()] {
-        asio::post(self->strand_, [self] { self->after_piece(); });
+        asio::post(self->loop_executor_, [self] { self->after_piece(); });
       });
       return;
     }
@@ -513,7 +515,8 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
 
   Shared& shared_;
   const size_t loop_;  // the loop of the client connection; member connections come from it
-  asio::strand<asio::io_context::executor_type> strand_;
+  // The loop's executor: one thread, so no strand is needed to serialize the handlers.
+  asio::io_context::executor_type loop_executor_;
   asio::steady_timer timer_;
   uint64_t timer_gen_ = 0;
   bool timed_out_ = false;
