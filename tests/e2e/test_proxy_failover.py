@@ -40,6 +40,8 @@ def check_failover(kp, cluster):
     eps = kp.endpoints()
     victim = cluster.by_url(eps[0])
     ph.put(kp.url, "fo", "1")
+    # Every member has applied it (a follower's local read may lag the leader's answer).
+    ph.wait_for(lambda: all(ph.get(m.url, "fo")[0] == 200 for m in cluster.members), 10.0)
     victim.kill()
     t0 = time.monotonic()
     s, _, b = ph.get(kp.url, "fo", timeout=10.0)
