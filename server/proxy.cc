@@ -7,7 +7,7 @@
 //     installs the new endpoint list.
 //   - Forwarder (a RequestHandler): answers what the proxy answers itself (readonly refusals,
 //     OPTIONS, /v2/config/local/proxy, /metrics) and starts a ProxyCall for everything else.
-//   - ProxyCall: one client request on its way to a member and back, on a strand of its own.
+//   - ProxyCall: one client request on its way to a member and back, on its client's loop.
 //   - UpstreamPool: idle keep-alive connections to one member, reused across requests.
 //   - Loops: one single-threaded io_context per core. The client server puts each accepted
 //     connection on one of them (round robin); its calls and the member connections they take
@@ -56,7 +56,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -113,8 +112,7 @@ struct Loops {
 thread_local size_t t_loop = 0;
 
 // Idle keep-alive connections to one member, one list per loop. Thread-safe. A connection is
-// bound to its loop's io_context (not a strand): whoever took one is its only user until it
-// gives it back.
+// bound to its loop's io_context: whoever took one is its only user until it gives it back.
 class UpstreamPool {
  public:
   struct Conn {
