@@ -36,6 +36,7 @@ log() { echo "[$(date +%H:%M:%S)] $*"; }
 [[ -x "$NGINX_BIN" ]] || die "nginx not found (apt-get install nginx-light, or set NGINX_BIN)"
 [[ -x "$KVCTL_BIN" ]] || die "no kvctl at $KVCTL_BIN (deploy/build.sh, or set KVCTL_BIN)"
 command -v python3 >/dev/null || die "python3 is needed for the backends and the client"
+command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
 
 declare -A PID=()
 OWN_CLUSTER=0
@@ -71,6 +72,17 @@ for n in 1 2; do
   python3 -m http.server "${!port_var}" --bind 127.0.0.1 --directory "$DEMO_DIR/backend$n" \
     >"$DEMO_DIR/backend$n.log" 2>&1 &
   PID[backend$n]=$!
+done
+# Both backends answer before anything is routed to them.
+for n in 1 2; do
+  port_var="BACKEND${n}_PORT"
+  for ((i = 0; i < STAGE_TIMEOUT * 10; i++)); do
+    curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:${!port_var}/" && break
+    kill -0 "${PID[backend$n]}" 2>/dev/null || die "backend $n exited (log $DEMO_DIR/backend$n.log)"
+    sleep 0.1
+  done
+  curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:${!port_var}/" ||
+    die "backend $n does not answer on port ${!port_var}"
 done
 
 # ---- nginx, as this user, under the demo dir ----
@@ -130,9 +142,10 @@ with open(log, "a", buffering=1) as out:
             r = c.getresponse()
             body = r.read().decode(errors="replace").strip()
             c.close()
-            out.write(f"{r.status} {body}\n" if r.status == 200 else f"FAIL {r.status} {body[:60]}\n")
+            one_line = " ".join(body.split())
+            out.write(f"{r.status} {one_line}\n" if r.status == 200 else f"FAIL {r.status} {one_line[:60]}\n")
         except Exception as e:  # noqa: BLE001 - any failure counts
-            out.write(f"FAIL {type(e).__name__}: {e}\n")
+            out.write(f"FAIL {type(e).__name__}: {' '.join(str(e).split())}\n")
         time.sleep(0.005)
 EOF
 PID[client]=$!

@@ -375,8 +375,9 @@ struct ClientServer::State {
 namespace {
 
 // One client connection. Owned by the shared_ptrs held by its pending operations and by
-// handlers answering its current request. REQUIRES: every private method runs on the strand of
-// socket_; the Exchange methods may be called from any thread and dispatch to it.
+// handlers answering its current request. REQUIRES: every private method runs on the executor
+// of socket_ (a strand, or a single-threaded loop); the Exchange methods may be called from any
+// thread and dispatch to it.
 class Connection final : public Exchange, public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<ClientServer::State> state, tcp::socket socket)
@@ -1050,7 +1051,7 @@ std::optional<ParsedUrl> parse_listen_url(const std::string& url, std::string* e
 
 void accept_loop(const std::shared_ptr<ClientServer::State>& state, size_t i) {
   asio::any_io_executor executor = state->cfg.connection_executor
-                                       ? asio::any_io_executor(asio::make_strand(state->cfg.connection_executor()))
+                                       ? state->cfg.connection_executor()
                                        : asio::any_io_executor(asio::make_strand(state->io));
   state->acceptors[i]->async_accept(
       executor,

@@ -36,9 +36,9 @@ struct ClientServerConfig {
   std::chrono::seconds read_header_timeout{30};
   // Tests only: overrides read_header_timeout when non-zero.
   std::chrono::milliseconds read_timeout_override{0};
-  // Where each new connection runs: a strand on the executor this returns (say, one of several
-  // single-threaded io_contexts, round robin). Unset: a strand on the server's io_context.
-  // Called on the accept strand.
+  // Where each new connection runs: the executor this returns, which must not run two handlers
+  // at once (a strand, or an io_context run by one thread; say, one of several such, round
+  // robin). Unset: a new strand on the server's io_context. Called on the accept strand.
   std::function<boost::asio::any_io_executor()> connection_executor;
 };
 

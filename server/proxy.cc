@@ -7,7 +7,7 @@
 //     installs the new endpoint list.
 //   - Forwarder (a RequestHandler): answers what the proxy answers itself (readonly refusals,
 //     OPTIONS, /v2/config/local/proxy, /metrics) and starts a ProxyCall for everything else.
-//   - ProxyCall: one client request on its way to a member and back, on a strand of its own.
+//   - ProxyCall: one client request on its way to a member and back, on its client's loop.
 //   - UpstreamPool: idle keep-alive connections to one member, reused across requests.
 //   - Loops: one single-threaded io_context per core. The client server puts each accepted
 //     connection on one of them (round robin); its calls and the member connections they take
@@ -56,7 +56,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -87,7 +86,7 @@ constexpr std::string_view kJson = "application/json";
 // An idle pooled connection older than this is closed instead of reused: kvd members close
 // idle client connections after 30 s.
 constexpr auto kMaxIdleTime = std::chrono::seconds(20);
-constexpr size_t kMaxIdlePerMember = 1024;  // as etcd's transport without timeouts
+constexpr size_t kMaxIdlePerMember = 1024;  // per member and loop
 constexpr auto kMembersTimeout = std::chrono::seconds(10);  // etcd's GetClusterFromRemotePeers
 constexpr uint32_t kUpstreamHeaderLimit = 1u << 20;
 
@@ -113,8 +112,7 @@ struct Loops {
 thread_local size_t t_loop = 0;
 
 // Idle keep-alive connections to one member, one list per loop. Thread-safe. A connection is
-// bound to its loop's io_context (not a strand): whoever took one is its only user until it
-// gives it back.
+// bound to its loop's io_context: whoever took one is its only user until it gives it back.
 class UpstreamPool {
  public:
   struct Conn {
@@ -238,7 +236,9 @@ struct Shared {
 };
 
 // One proxied request. Owned by the shared_ptrs in its pending handlers; all its methods run
-// on strand_. Invariant: at most one socket operation and one timer wait pending.
+// on its loop's only thread (loop_), which also runs the client connection: handing the answer
+// to the connection, and its callbacks back, run inline. Invariant: at most one socket operation
+// and one timer wait pending.
 class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
  public:
   // REQUIRES: on a thread of loop `loop`.
@@ -246,19 +246,24 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
             bool head, std::vector<std::shared_ptr<Endpoint>> endpoints)
       : shared_(shared),
         loop_(loop),
-        strand_(asio::make_strand(*shared.loops.ios[loop])),
-        timer_(strand_),
+        loop_executor_(shared.loops.ios[loop]->get_executor()),
+        timer_(loop_executor_),
         ex_(std::move(ex)),
         request_(std::move(request)),
         head_(head),
         endpoints_(std::move(endpoints)) {}
 
-  void start() {
-    std::weak_ptr<ProxyCall> weak = weak_from_this();
-    ex_->notify_close([weak] {
-      if (auto self = weak.lock()) asio::post(self->strand_, [self] { self->cancel(); });
-    });
-    asio::post(strand_, [self = shared_from_this()] { self->try_next(); });
+  // watch: the request is a long poll (wait=true), whose answer may not start for a long time;
+  // the client leaving before then must end it on the member too. Other requests are answered
+  // in moments, and what a member has begun (a write) is not undone by hanging up anyway.
+  void start(bool watch) {
+    if (watch) {
+      std::weak_ptr<ProxyCall> weak = weak_from_this();
+      ex_->notify_close([weak] {
+        if (auto self = weak.lock()) asio::post(self->loop_executor_, [self] { self->cancel(); });
+      });
+    }
+    try_next();  // on the loop's thread already
   }
 
  private:
@@ -291,12 +296,13 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     arm(shared_.settings.dial_timeout);
     conn_->socket.async_connect(
         endpoint_->pool->address(),
-        asio::bind_executor(strand_, [self = shared_from_this()](error_code ec) {
+        asio::bind_executor(loop_executor_, [self = shared_from_this()](error_code ec) {
           self->disarm();
           if (self->done_) return;
           if (ec) return self->endpoint_failed("dial", ec);
           error_code ignored;
           self->conn_->socket.set_option(tcp::no_delay(true), ignored);
+          self->conn_->socket.non_blocking(true, ignored);
           self->send();
         }));
   }
@@ -321,9 +327,20 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
   // ---- the exchange with the member ----
 
   void send() {
+    // A request almost always fits the socket's send buffer: written here at once, with no
+    // timer and no completion handler (the socket is non-blocking). The rest, if any, goes out
+    // asynchronously under the write timeout.
+    error_code ec;
+    size_t n = conn_->socket.write_some(asio::buffer(request_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      n = 0;
+      ec = {};
+    }
+    if (ec) return endpoint_failed("write", ec);
+    if (n == request_.size()) return start_response();
     arm(shared_.settings.write_timeout);
-    asio::async_write(conn_->socket, asio::buffer(request_),
-                      asio::bind_executor(strand_, [self = shared_from_this()](error_code ec, size_t) {
+    asio::async_write(conn_->socket, asio::buffer(request_.data() + n, request_.size() - n),
+                      asio::bind_executor(loop_executor_, [self = shared_from_this()](error_code ec, size_t) {
                         self->disarm();
                         if (self->done_) return;
                         if (ec) return self->endpoint_failed("write", ec);
@@ -345,7 +362,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
   void read_some() {
     arm(shared_.settings.read_timeout);
     http::async_read_some(conn_->socket, conn_->buffer, *parser_,
-                          asio::bind_executor(strand_, [self = shared_from_this()](error_code ec, size_t) {
+                          asio::bind_executor(loop_executor_, [self = shared_from_this()](error_code ec, size_t) {
                             self->disarm();
                             self->on_read(ec);
                           }));
@@ -391,7 +408,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     streaming_ = true;
     std::weak_ptr<ProxyCall> weak = weak_from_this();
     ex_->begin_stream(client_headers(), [weak] {
-      if (auto self = weak.lock()) asio::post(self->strand_, [self] { self->cancel(); });
+      if (auto self = weak.lock()) asio::post(self->loop_executor_, [self] { self->cancel(); });
     });
     forward_body();
   }
@@ -404,7 +421,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
       // Holds the call alive until the client connection has taken the piece; dropped
       // unrun if that connection closes first.
       ex_->send_chunk(std::move(piece), [self = shared_from_this()] {
-        asio::post(self->strand_, [self] { self->after_piece(); });
+        asio::post(self->loop_executor_, [self] { self->after_piece(); });
       });
       return;
     }
@@ -496,7 +513,8 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
 
   Shared& shared_;
   const size_t loop_;  // the loop of the client connection; member connections come from it
-  asio::strand<asio::io_context::executor_type> strand_;
+  // The loop's executor: one thread, so no strand is needed to serialize the handlers.
+  asio::io_context::executor_type loop_executor_;
   asio::steady_timer timer_;
   uint64_t timer_gen_ = 0;
   bool timed_out_ = false;
@@ -551,7 +569,7 @@ class Forwarder final : public RequestHandler {
     auto call = std::make_shared<ProxyCall>(
         shared_, t_loop, ex, build_upstream_request(r.method, r.target, r.raw_header, r.body, r.remote_ip),
         r.method == "HEAD", std::move(endpoints));
-    call->start();
+    call->start(query_flag(r.target, "wait"));
   }
 
  private:

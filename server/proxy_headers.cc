@@ -125,4 +125,22 @@ std::string build_upstream_request(std::string_view method, std::string_view tar
   return out;
 }
 
+bool query_flag(std::string_view target, std::string_view name) {
+  size_t q = target.find('?');
+  if (q == std::string_view::npos) return false;
+  std::string_view query = target.substr(q + 1);
+  bool value = false;
+  while (!query.empty()) {  // the first occurrence wins, as url.Values.Get
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != name) continue;
+    std::string_view v = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+    value = v == "1" || v == "t" || v == "T" || v == "true" || v == "TRUE" || v == "True";
+    break;
+  }
+  return value;
+}
+
 }  // namespace kvd::server::proxy

@@ -31,4 +31,8 @@ std::string build_upstream_request(std::string_view method, std::string_view tar
                                    std::string_view raw_header, std::string_view body,
                                    std::string_view remote_ip);
 
+// Whether the query of `target` sets `name` to true as Go's strconv.ParseBool reads it
+// ("wait=true", "wait=1"), as etcd parses its keys flags.
+bool query_flag(std::string_view target, std::string_view name);
+
 }  // namespace kvd::server::proxy

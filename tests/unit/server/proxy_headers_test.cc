@@ -65,5 +65,15 @@ TEST(ProxyHeadersTest, buildUpstreamRequest_chunkedBodyGetsLength) {
   EXPECT_EQ(out, "POST /v2/keys/q HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
 }
 
+TEST(ProxyHeadersTest, queryFlag_goParseBool) {
+  EXPECT_TRUE(query_flag("/v2/keys/a?wait=true", "wait"));
+  EXPECT_TRUE(query_flag("/v2/keys/a?recursive=true&wait=1", "wait"));
+  EXPECT_TRUE(query_flag("/v2/keys/a?wait=T&wait=false", "wait"));
+  EXPECT_FALSE(query_flag("/v2/keys/a?wait=false&wait=true", "wait"));
+  EXPECT_FALSE(query_flag("/v2/keys/a?waitIndex=3", "wait"));
+  EXPECT_FALSE(query_flag("/v2/keys/a", "wait"));
+  EXPECT_FALSE(query_flag("/v2/keys/a?wait=yes", "wait"));
+}
+
 }  // namespace
 }  // namespace kvd::server::proxy
