@@ -25,8 +25,16 @@
 //     entries inside open().
 #include "server/node.h"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
@@ -259,6 +267,7 @@ struct Core : std::enable_shared_from_this<Core> {
         request_timeout(std::chrono::seconds(5) + 2 * config.election_timeout),
         log(std::move(raft_log)),
         tick_timer(strand),
+        snapshot_child_timer(strand),
         expiry_timer(strand) {}
 
   struct Waiter {
@@ -335,6 +344,16 @@ struct Core : std::enable_shared_from_this<Core> {
   uint64_t recv_append_requests = 0;
   uint64_t send_append_requests = 0;
   boost::asio::steady_timer tick_timer;
+  // A store image being written by a child process (see maybe_snapshot): its pid (0: none),
+  // the snapshot it belongs to (data empty until read back), and where it writes.
+  pid_t snapshot_child = 0;
+  raft::Snapshot child_snapshot;
+  uint64_t snapshot_index_before_child = 0;
+  std::string child_image_path;  // set by open(): <member dir>/snapshot.tmp
+  boost::asio::steady_timer snapshot_child_timer;
+  size_t last_image_bytes = 0;  // size of the last store image, to choose inline or child
+  bool child_snapshots_failed = false;  // after a failure, images are made inline
+  uint64_t child_snapshots_saved = 0;
   boost::asio::steady_timer expiry_timer;
 
   mutable std::mutex cache_mu;
@@ -387,6 +406,11 @@ struct Core : std::enable_shared_from_this<Core> {
   void fail_all_waiters(const std::string& cause);
   void expire_waiters();
   void maybe_snapshot();
+  void save_snapshot(raft::Snapshot snap);
+  bool start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_before);
+  void poll_snapshot_child();
+  void reap_snapshot_child(bool wait);
+  void kill_snapshot_child();
   void maybe_publish();
   void schedule_tick();
   void on_tick();
@@ -944,16 +968,151 @@ bool Core::apply_entry(const raft::Entry& e) {
 
 void Core::maybe_snapshot() {
   // Like etcd: a snapshot once more than snapshot_count entries were applied since the last.
-  if (!raw || applied - snapshot_index <= config.snapshot_count || write_error) return;
+  if (!raw || applied - snapshot_index <= config.snapshot_count || write_error ||
+      snapshot_child != 0) {
+    return;
+  }
   raft::Snapshot snap;
   snap.metadata.index = applied;
   snap.metadata.term = applied_term;
   snap.metadata.conf_state = raw->applied_conf_state();
-  snap.data = store.save();
+  const uint64_t before = snapshot_index;
   snapshot_index = applied;
+  if (!child_snapshots_failed && !child_image_path.empty() &&
+      last_image_bytes >= config.child_snapshot_min_bytes &&
+      start_snapshot_child(std::move(snap), before)) {
+    return;
+  }
+  snap.data = store.save();
+  last_image_bytes = snap.data.size();
+  save_snapshot(std::move(snap));
+}
+
+void Core::save_snapshot(raft::Snapshot snap) {
   if (!wal->save_snapshot(std::move(snap))) {
     spdlog::warn("snapshot not saved: the log no longer accepts writes");
   }
+}
+
+namespace {
+
+bool write_all(int fd, const std::string& data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Reads a whole file with one read() per chunk into a string sized up front.
+bool read_file(const std::string& path, std::string* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st {};
+  bool ok = ::fstat(fd, &st) == 0;
+  if (ok) out->resize(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (ok && done < out->size()) {
+    ssize_t n = ::read(fd, out->data() + done, out->size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) ok = false;
+    else done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
+// A large store takes long to serialize (about 0.4 us a key), and the strand would stall every
+// request meanwhile. So, as Redis does, a child process made by fork() writes the image from
+// its copy-on-write view of the store at this applied index, and the strand goes on. The child
+// only serializes and write()s: glibc keeps malloc usable after fork, and it touches no lock
+// another thread may hold, logs nothing and leaves with _exit(). The parent polls for it and
+// then saves the image as an inline snapshot would be.
+bool Core::start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_before) {
+  int fd = ::open(child_image_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    spdlog::warn("snapshot: cannot create {}: {}; writing the image inline",
+                 child_image_path, std::strerror(errno));
+    return false;
+  }
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    int rc = 1;
+    try {
+      std::string image = store.save();
+      if (write_all(fd, image) && ::fsync(fd) == 0) rc = 0;
+    } catch (...) {
+    }
+    ::_exit(rc);
+  }
+  ::close(fd);
+  if (pid < 0) {
+    spdlog::warn("snapshot: fork failed: {}; writing the image inline", std::strerror(errno));
+    return false;
+  }
+  snapshot_child = pid;
+  child_snapshot = std::move(snap);
+  snapshot_index_before_child = snapshot_index_before;
+  poll_snapshot_child();
+  return true;
+}
+
+void Core::poll_snapshot_child() {
+  snapshot_child_timer.expires_after(std::chrono::milliseconds(5));
+  std::weak_ptr<Core> weak = weak_from_this();
+  snapshot_child_timer.async_wait([weak](const boost::system::error_code& ec) {
+    if (ec) return;
+    auto self = weak.lock();
+    if (!self) return;
+    std::lock_guard lock(self->mu);
+    if (self->stopped.load() || !self->raw || self->snapshot_child == 0) return;
+    self->reap_snapshot_child(false);
+  });
+}
+
+// Collects the child if it has exited (or, with `wait`, waits for it) and saves its image.
+void Core::reap_snapshot_child(bool wait) {
+  int status = 0;
+  pid_t r;
+  do {
+    r = ::waitpid(snapshot_child, &status, wait ? 0 : WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) return poll_snapshot_child();
+  snapshot_child = 0;
+  std::string image;
+  bool ok = r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (ok) ok = read_file(child_image_path, &image);
+  std::error_code ec;
+  fs::remove(child_image_path, ec);
+  if (!ok || image.empty()) {
+    spdlog::warn("snapshot: the child writing {} failed (status {}); images are made inline "
+                 "from now on",
+                 child_image_path, status);
+    child_snapshots_failed = true;
+    snapshot_index = std::min(snapshot_index, snapshot_index_before_child);
+    return;
+  }
+  last_image_bytes = image.size();
+  ++child_snapshots_saved;
+  raft::Snapshot snap = std::move(child_snapshot);
+  snap.data = std::move(image);
+  save_snapshot(std::move(snap));
+}
+
+// On stop: the image of a child still running is abandoned.
+void Core::kill_snapshot_child() {
+  if (snapshot_child == 0) return;
+  ::kill(snapshot_child, SIGKILL);
+  while (::waitpid(snapshot_child, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  snapshot_child = 0;
+  std::error_code ec;
+  fs::remove(child_image_path, ec);
 }
 
 void Core::fail_writes(const Status& st) {
@@ -1415,6 +1574,10 @@ Result<std::unique_ptr<Node>> Node::open(boost::asio::io_context& io, NodeConfig
   auto core = std::make_shared<Core>(io, std::move(config), std::move(opened.value()), db_dir);
   {
     std::lock_guard lock(core->mu);
+    // An image a child was writing when the process died is of no use: the snapshot it belonged
+    // to was never recorded.
+    core->child_image_path = (member_dir / "snapshot.tmp").string();
+    fs::remove(core->child_image_path, ec);
     if (Status st = core->recover_and_start(); !st.is_ok()) return st;
     std::weak_ptr<Core> weak = core;
     core->wal = std::make_unique<WalWriter>(
@@ -1460,6 +1623,8 @@ void Node::stop() {
   {
     std::lock_guard lock(c.mu);
     if (c.stopped.exchange(true)) return;
+    c.kill_snapshot_child();
+    c.snapshot_child_timer.cancel();
     // Writes what is queued; its completions find the raft core gone and do nothing.
     if (c.wal) c.wal->stop();
     c.raw.reset();
@@ -1671,6 +1836,7 @@ void Node::info(std::function<void(Info)> cb) {
     info.store_stats_json = c.store.stats_json();
     info.status = c.status();
     info.wal_append_calls = c.wal ? c.wal->append_calls() : 0;
+    info.child_snapshots = c.child_snapshots_saved;
     if (info.is_leader && c.link.stats) info.follower_stats = c.link.stats();
     cb(std::move(info));
   });

@@ -58,6 +58,9 @@ struct NodeConfig {
   std::string initial_cluster_state = "new";
   std::string initial_cluster_token = "etcd-cluster";
   uint64_t snapshot_count = 100000;
+  // Store images of at least this size (judged by the previous one) are written by a child
+  // process so the strand does not stall; smaller ones inline. 0: always a child (tests).
+  size_t child_snapshot_min_bytes = 8 << 20;
   std::chrono::milliseconds heartbeat_interval{100};
   std::chrono::milliseconds election_timeout{1000};
   // --pre-vote (thesis section 9.6); etcd 3.4's default is off.
@@ -181,6 +184,7 @@ class Node {
     std::string store_stats_json;
     RaftStatus status;
     uint64_t wal_append_calls = 0;  // RaftLog appends (fsyncs) since open(): group commit shows here
+    uint64_t child_snapshots = 0;   // snapshot images written by a child process and saved
     std::vector<uint64_t> removed_ids;  // members removed from the cluster (410 on DELETE)
     std::map<uint64_t, PeerStats> follower_stats;  // leader only: /v2/stats/leader
   };

@@ -393,6 +393,49 @@ TEST_F(NodeTest, get_plainReadsOnCallerThreadsWhileWritesApply) {
   EXPECT_EQ(std::get<v2::Event>(last.result).node.value, std::to_string(kWrites));
 }
 
+TEST_F(NodeTest, snapshot_imageWrittenByChildProcessRecoversOnRestart) {
+  NodeConfig c = config();
+  c.snapshot_count = 5;
+  c.child_snapshot_min_bytes = 0;  // every image from a child process
+  open(c);
+  int written = 0;
+  // Writes go on while children write images; at least one must be saved (bounded).
+  for (int round = 0; round < 200 && info().child_snapshots < 2; ++round) {
+    for (int i = 0; i < 10; ++i, ++written) {
+      ASSERT_TRUE(put("/c/" + std::to_string(written), std::to_string(written)).ok());
+    }
+  }
+  ASSERT_GE(info().child_snapshots, 2u);
+  node_.reset();
+  EXPECT_FALSE(fs::exists(fs::path(c.data_dir) / "member" / "snapshot.tmp"));
+  {
+    auto log = storage::RaftLog::open((fs::path(c.data_dir) / "member" / "kvd").string());
+    ASSERT_TRUE(log.is_ok()) << log.status().message();
+    raft::Snapshot snap;
+    ASSERT_EQ(log.value()->snapshot(&snap), raft::StorageError::kOk);
+    EXPECT_GT(snap.metadata.index, 5u);
+    EXPECT_FALSE(snap.data.empty());
+  }
+  open(c);
+  for (int i = 0; i < written; ++i) {
+    Reply r = get("/c/" + std::to_string(i));
+    ASSERT_TRUE(r.ok()) << i;
+    EXPECT_EQ(r.event().node.value, std::to_string(i));
+  }
+}
+
+TEST_F(NodeTest, open_removesAnAbandonedChildImage) {
+  NodeConfig c = config();
+  open(c);
+  ASSERT_TRUE(put("/k", "v").ok());
+  node_.reset();
+  const fs::path stale = fs::path(c.data_dir) / "member" / "snapshot.tmp";
+  { std::ofstream(stale) << "half an image"; }
+  open(c);
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_EQ(get("/k").event().node.value, "v");
+}
+
 TEST_F(NodeTest, stop_failsLaterProposalsWith300) {
   open();
   ASSERT_TRUE(put("/a", "1").ok());
