@@ -27,6 +27,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1042,6 +1043,11 @@ bool Core::start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_bef
   }
   const pid_t pid = ::fork();
   if (pid == 0) {
+    // Hold none of the parent's sockets (a killed parent's ports must come free at once), and
+    // die with it.
+    if (fd > 3) ::close_range(3, static_cast<unsigned>(fd) - 1, 0);
+    ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     int rc = 1;
     try {
       std::string image = store.save();
