@@ -1685,7 +1685,12 @@ void Node::transfer_leadership_for_stop(std::chrono::milliseconds timeout,
                                     self->leader_id != self->member_id) ||
                      SteadyClock::now() >= deadline;
           if (finished && self->raw) {
-            spdlog::info("stopping: member {} leads now", hex_id(self->leader_id));
+            if (self->leader_id != raft::kNoNode && self->leader_id != self->member_id) {
+              spdlog::info("stopping: member {} leads now", hex_id(self->leader_id));
+            } else {
+              spdlog::warn("stopping: leadership was not handed over in time (no other member "
+                           "took it); the others elect a leader after their election timeout");
+            }
           }
         }
         if (finished) {
