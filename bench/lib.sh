@@ -185,6 +185,14 @@ median() {
     awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# row LABEL METRIC FORMAT: a table row of the medians for targets kvd and etcd and their ratio.
+row() {
+  local k e
+  k=$(median kvd "$2")
+  e=$(median etcd "$2")
+  printf "| %s | $3 | $3 | %s |\n" "$1" "$k" "$e" "$(ratio "$k" "$e")"
+}
+
 # ratio A B: A/B with two decimals, n/a when B is 0.
 ratio() { if [[ $(bc -l <<<"$2 == 0") == 1 ]]; then echo "n/a"; else printf '%.2f' "$(bc -l <<<"$1 / $2")"; fi; }
 

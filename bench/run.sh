@@ -44,13 +44,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
   done
 done
 
-row() {  # LABEL METRIC FORMAT
-  local k e
-  k=$(median kvd "$2")
-  e=$(median etcd "$2")
-  printf "| %s | $3 | $3 | %s |\n" "$1" "$k" "$e" "$(ratio "$k" "$e")"
-}
-
 echo
 echo "Medians over $ROUNDS rounds of ${DURATION}s; value ${VALUE_BYTES} bytes."
 echo

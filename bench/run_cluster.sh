@@ -148,13 +148,6 @@ restart_follower() {
 restart_follower kvd
 restart_follower etcd
 
-row() {  # LABEL METRIC FORMAT
-  local k e
-  k=$(median kvd "$2")
-  e=$(median etcd "$2")
-  printf "| %s | $3 | $3 | %s |\n" "$1" "$k" "$e" "$(ratio "$k" "$e")"
-}
-
 echo
 echo "Three-member clusters; medians over $ROUNDS rounds of ${DURATION}s; value ${VALUE_BYTES} bytes."
 echo

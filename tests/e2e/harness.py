@@ -38,7 +38,23 @@ def require_etcd():
         sys.exit(SKIP)
 
 
-class Member:
+class Process:
+    """A server process of a test: `proc` (a Popen or None) writing to `log_path`."""
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+
+
+class Member(Process):
     """One server process (kvd or etcd) with its own data dir and ports."""
 
     def __init__(self, kind, name="default", workdir=None, extra_args=(), client_port=None,
@@ -98,17 +114,6 @@ class Member:
             time.sleep(0.02)
         raise RuntimeError(f"{self.kind} not ready after {timeout}s; log:\n" + self.read_log())
 
-    def read_log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            self.proc.wait(timeout=30)
 
     def stop(self):
         self.kill(signal.SIGTERM)

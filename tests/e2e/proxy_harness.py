@@ -4,7 +4,6 @@ processes on 127.0.0.1 with free ports, killed by PID (see harness.py)."""
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -114,7 +113,7 @@ def spawn(member):
     log.close()
 
 
-class Proxy:
+class Proxy(harness.Process):
     """A kvd or etcd proxy (--proxy on|readonly) in front of a cluster."""
 
     def __init__(self, kind, initial_cluster, workdir, mode="on", extra_args=(), name="proxy"):
@@ -160,17 +159,6 @@ class Proxy:
         j = get_json(self.url, "/v2/config/local/proxy", timeout=2.0)
         return None if j is None else j.get("endpoints")
 
-    def read_log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            self.proc.wait(timeout=30)
 
 
 def raw_exchange(port, data, timeout=5.0, until=None):
