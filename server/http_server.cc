@@ -1125,40 +1125,40 @@ Status ClientServer::listen() {
   return Status::ok();
 }
 
-void ClientServer::stop() {
+namespace {
+
+// Stops accepting (the listeners close on the accept strand) and returns the open connections.
+// Returns nothing when `once` and a stop already ran.
+std::vector<std::shared_ptr<Connection>> stop_accepting(
+    const std::shared_ptr<ClientServer::State>& state, bool once) {
   std::vector<std::shared_ptr<Connection>> conns;
   {
-    std::lock_guard lock(state_->mu);
-    if (state_->stop_done) return;
-    state_->stop_done = true;
-    state_->stopped = true;
-    for (auto& [ptr, weak] : state_->connections)
+    std::lock_guard lock(state->mu);
+    if (once) {
+      if (state->stop_done) return conns;
+      state->stop_done = true;
+    }
+    state->stopped = true;
+    for (auto& [ptr, weak] : state->connections)
       if (auto c = weak.lock()) conns.push_back(std::move(c));
   }
-  asio::post(state_->accept_strand, [state = state_] {
+  asio::post(state->accept_strand, [state] {
     for (auto& a : state->acceptors) {
       error_code ignored;
       a->close(ignored);
     }
   });
-  for (auto& c : conns) c->stop();
+  return conns;
+}
+
+}  // namespace
+
+void ClientServer::stop() {
+  for (auto& c : stop_accepting(state_, true)) c->stop();
 }
 
 void ClientServer::shutdown(std::chrono::milliseconds timeout, std::function<void()> done) {
-  std::vector<std::shared_ptr<Connection>> conns;
-  {
-    std::lock_guard lock(state_->mu);
-    state_->stopped = true;
-    for (auto& [ptr, weak] : state_->connections)
-      if (auto c = weak.lock()) conns.push_back(std::move(c));
-  }
-  asio::post(state_->accept_strand, [state = state_] {
-    for (auto& a : state->acceptors) {
-      error_code ignored;
-      a->close(ignored);
-    }
-  });
-  for (auto& c : conns) c->stop_if_idle();
+  for (auto& c : stop_accepting(state_, false)) c->stop_if_idle();
   // Polled: the answers come from the node's strand, which has no hook for "all answered".
   auto timer = std::make_shared<asio::steady_timer>(state_->accept_strand);
   auto deadline = Clock::now() + timeout;

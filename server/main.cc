@@ -13,7 +13,6 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -21,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/cluster_api.h"
+#include "server/event_loops.h"
 #include "server/flags.h"
 #include "server/http_server.h"
 #include "server/node.h"
@@ -63,20 +63,13 @@ int main(int argc, char** argv) {
 
   if (flags.proxy != ProxyMode::kOff) return run_proxy(flags);
 
-  // One single-threaded event loop per core. Loop 0 (`io`) runs the node's strand, the peer
-  // transport, the acceptors and the signals; client connections are spread over all loops,
-  // round robin, each staying on its loop. A single-threaded io_context takes no locks for its
-  // own handlers, and a connection's reads, parsing and writes never cross threads: only the
-  // hand-off to the node's strand and back does.
-  std::vector<std::unique_ptr<boost::asio::io_context>> loops;
-  const unsigned n_loops = std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n_loops; ++i) {
-    loops.push_back(std::make_unique<boost::asio::io_context>(1));
-  }
-  boost::asio::io_context& io = *loops[0];
-  auto stop_loops = [&loops] {
-    for (auto& l : loops) l->stop();
-  };
+  // One single-threaded event loop per core (server/event_loops.h). Loop 0 (`io`) runs the
+  // node's strand, the peer transport, the acceptors and the signals; client connections are
+  // spread over all loops, round robin, each staying on its loop: a connection's reads, parsing
+  // and writes never cross threads, only the hand-off to the node's strand and back does.
+  EventLoops loops;
+  boost::asio::io_context& io = loops[0];
+  auto stop_loops = [&loops] { loops.stop(); };
 
   NodeConfig node_config;
   node_config.name = flags.name;
@@ -124,10 +117,7 @@ int main(int argc, char** argv) {
   ClientServerConfig server_config;
   server_config.listen_urls = flags.listen_client_urls;
   server_config.cors = flags.cors;
-  auto next_loop = std::make_shared<std::atomic<size_t>>(0);
-  server_config.connection_executor = [&loops, next_loop]() -> boost::asio::any_io_executor {
-    return loops[next_loop->fetch_add(1) % loops.size()]->get_executor();
-  };
+  server_config.connection_executor = [&loops] { return loops.next_executor(); };
   ClientServer server(io, *node, server_config);
   if (auto st = server.listen(); !st.is_ok()) {
     spdlog::critical("cannot listen for clients: {}", st.message());
@@ -171,13 +161,7 @@ int main(int argc, char** argv) {
     });
   });
 
-  // A loop with no connection yet must not return from run() before shutdown.
-  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards;
-  for (auto& l : loops) guards.push_back(boost::asio::make_work_guard(*l));
-  std::vector<std::thread> threads;
-  for (size_t i = 1; i < loops.size(); ++i) threads.emplace_back([&loops, i] { loops[i]->run(); });
-  io.run();
-  for (auto& t : threads) t.join();
+  loops.run();
   if (stop_signal != 0) {
     // As etcd (osutil.HandleInterrupts): after the clean shutdown, die of the signal itself, so
     // the parent sees "terminated by SIGTERM" rather than exit status 0.

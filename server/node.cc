@@ -1715,14 +1715,14 @@ void Node::get(v2::GetRequest req, Callback cb) {
     // A local read (etcd v2's default): straight from the store, under the shared lock, on
     // this thread. cb runs after the lock is released.
     Core& c = *impl_->core;
-    std::optional<StoreResult> result;
+    StoreResult result;
     RaftStatus st;
     {
       std::shared_lock lock(c.mu);
-      result.emplace(c.store.get(req.key, req.recursive, req.sorted, now_ns()));
+      result = c.store.get(req.key, req.recursive, req.sorted, now_ns());
       st = c.status();
     }
-    return cb(std::move(*result), st);
+    return cb(std::move(result), st);
   }
   impl_->core->run_on_strand([req = std::move(req), cb = std::move(cb)](Core& c) mutable {
     c.do_get(std::move(req), std::move(cb));

@@ -67,6 +67,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/client_api.h"
+#include "server/event_loops.h"
 #include "server/http_server.h"
 #include "server/proxy_endpoints.h"
 #include "server/proxy_headers.h"
@@ -102,12 +103,10 @@ struct Metrics {
 
 }  // namespace
 
-// The proxy's event loops: one single-threaded io_context per thread. A client connection, the
-// calls it makes and the member connections they use all live on one of them, so a request is
-// served without crossing threads.
-struct Loops {
-  std::vector<std::unique_ptr<asio::io_context>> ios;
-};
+// The proxy's event loops (server/event_loops.h). A client connection, the calls it makes and
+// the member connections they use all live on one of them, so a request is served without
+// crossing threads.
+using Loops = EventLoops;
 // Which of the loops the current thread runs (set by each thread of run_proxy).
 thread_local size_t t_loop = 0;
 
@@ -123,10 +122,10 @@ class UpstreamPool {
   };
 
   UpstreamPool(Loops& loops, tcp::endpoint address) : loops_(loops), address_(address) {
-    for (size_t i = 0; i < loops.ios.size(); ++i) slots_.push_back(std::make_unique<Slot>());
+    for (size_t i = 0; i < loops.size(); ++i) slots_.push_back(std::make_unique<Slot>());
   }
 
-  asio::io_context& io(size_t loop) { return *loops_.ios[loop]; }
+  asio::io_context& io(size_t loop) { return loops_[loop]; }
   const tcp::endpoint& address() const { return address_; }
 
   // An idle connection of `loop`, or null.
@@ -246,7 +245,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
             bool head, std::vector<std::shared_ptr<Endpoint>> endpoints)
       : shared_(shared),
         loop_(loop),
-        loop_executor_(shared.loops.ios[loop]->get_executor()),
+        loop_executor_(shared.loops[loop].get_executor()),
         timer_(loop_executor_),
         ex_(std::move(ex)),
         request_(std::move(request)),
@@ -891,9 +890,7 @@ int run_proxy(const Flags& flags) {
   spdlog::info("proxy: this proxy supports v2 API only!");
 
   Loops loops;
-  const unsigned n_loops = std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n_loops; ++i) loops.ios.push_back(std::make_unique<asio::io_context>(1));
-  asio::io_context& io = *loops.ios[0];  // also the acceptors', signals' loop
+  asio::io_context& io = loops[0];  // also the acceptors', signals' loop
   Settings settings;
   settings.mode = flags.proxy;
   settings.dial_timeout = flags.proxy_dial_timeout;
@@ -905,10 +902,7 @@ int run_proxy(const Flags& flags) {
   ClientServerConfig server_config;
   server_config.listen_urls = flags.listen_client_urls;
   server_config.cors = flags.cors;
-  auto next_loop = std::make_shared<std::atomic<size_t>>(0);
-  server_config.connection_executor = [&loops, next_loop]() -> asio::any_io_executor {
-    return loops.ios[next_loop->fetch_add(1) % loops.ios.size()]->get_executor();
-  };
+  server_config.connection_executor = [&loops] { return loops.next_executor(); };
   ClientServer server(io, forwarder, server_config);
   if (auto st = server.listen(); !st.is_ok()) {
     spdlog::critical("cannot listen for clients: {}", st.message());
@@ -930,21 +924,10 @@ int run_proxy(const Flags& flags) {
     if (ec) return;
     spdlog::info("received signal {}, shutting down", sig);
     server.stop();
-    for (auto& l : loops.ios) l->stop();
+    loops.stop();
   });
 
-  // A loop whose thread is idle must not return from run() before shutdown.
-  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
-  for (auto& l : loops.ios) guards.push_back(asio::make_work_guard(*l));
-  std::vector<std::thread> threads;
-  for (size_t i = 1; i < loops.ios.size(); ++i)
-    threads.emplace_back([&loops, i] {
-      t_loop = i;
-      loops.ios[i]->run();
-    });
-  t_loop = 0;
-  io.run();
-  for (auto& t : threads) t.join();
+  loops.run([](size_t i) { t_loop = i; });
   refresher.stop();
   return 0;
 }

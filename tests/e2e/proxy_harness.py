@@ -167,22 +167,26 @@ def raw_exchange(port, data, timeout=5.0, until=None):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         s.sendall(data)
-        out = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if until is not None and until in out:
-                break
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
+        return recv_until(s, until, timeout)
     finally:
         s.close()
+
+
+def recv_until(s, marker, timeout):
+    """Reads from socket s until marker (bytes; None: no marker) is in the data, the peer
+    closes, or timeout; returns the data."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while (marker is None or marker not in out) and time.monotonic() < deadline:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
 
 
 def parse_head(raw):

@@ -25,20 +25,7 @@ def open_watch(port, path):
     return s
 
 
-def recv_until(s, marker, timeout):
-    """Reads until marker is in the data, the peer closes, or timeout; returns the data."""
-    out = b""
-    deadline = time.monotonic() + timeout
-    while marker not in out and time.monotonic() < deadline:
-        s.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            chunk = s.recv(65536)
-        except socket.timeout:
-            break
-        if not chunk:
-            break
-        out += chunk
-    return out
+recv_until = ph.recv_until
 
 
 def watchers(cluster):

@@ -1,0 +1,65 @@
+// Event loops for kvd's processes (member and proxy): one single-threaded io_context per core.
+// A single-threaded io_context takes no locks for its own handlers; code that keeps a client
+// connection and everything it uses on one loop serves a request without crossing threads.
+//
+// Threads: construct and call run() on one thread (loop 0 runs there, the others on threads of
+// their own); next_executor() and stop() from any thread.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+namespace kvd::server {
+
+class EventLoops {
+ public:
+  explicit EventLoops(unsigned n = std::max(1u, std::thread::hardware_concurrency())) {
+    for (unsigned i = 0; i < std::max(1u, n); ++i) {
+      ios_.push_back(std::make_unique<boost::asio::io_context>(1));
+    }
+  }
+
+  size_t size() const { return ios_.size(); }
+  boost::asio::io_context& operator[](size_t i) { return *ios_[i]; }
+
+  // The loops in turn, round robin (for ClientServerConfig::connection_executor).
+  boost::asio::any_io_executor next_executor() {
+    return ios_[next_.fetch_add(1) % ios_.size()]->get_executor();
+  }
+
+  // Runs every loop until stop(): loop 0 on this thread, the others on threads of their own;
+  // on_thread(i) runs first on the thread of loop i. Returns once all have stopped.
+  void run(const std::function<void(size_t)>& on_thread = {}) {
+    // A loop whose thread is idle must not return from run() before stop().
+    std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards;
+    for (auto& l : ios_) guards.push_back(boost::asio::make_work_guard(*l));
+    std::vector<std::thread> threads;
+    for (size_t i = 1; i < ios_.size(); ++i) {
+      threads.emplace_back([this, i, &on_thread] {
+        if (on_thread) on_thread(i);
+        ios_[i]->run();
+      });
+    }
+    if (on_thread) on_thread(0);
+    ios_[0]->run();
+    for (auto& t : threads) t.join();
+  }
+
+  void stop() {
+    for (auto& l : ios_) l->stop();
+  }
+
+ private:
+  std::vector<std::unique_ptr<boost::asio::io_context>> ios_;
+  std::atomic<size_t> next_{0};
+};
+
+}  // namespace kvd::server
