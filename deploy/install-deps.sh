@@ -10,5 +10,6 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
   build-essential cmake ninja-build pkg-config \
   libboost-dev libboost-program-options-dev librocksdb-dev nlohmann-json3-dev libspdlog-dev \
+  libgoogle-perftools-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   etcd-server etcd-client python3 python3-etcd curl wrk bc nginx-light
