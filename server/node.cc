@@ -350,11 +350,12 @@ struct Core : std::enable_shared_from_this<Core> {
   pid_t snapshot_child = 0;
   raft::Snapshot child_snapshot;
   uint64_t snapshot_index_before_child = 0;
-  std::string child_image_path;  // set by open(): <member dir>/snapshot.tmp
+  std::string child_image_dir;   // set by open(): the member dir
+  std::string child_image_path;  // the running child's: <member dir>/snapshot-<index>.tmp
   boost::asio::steady_timer snapshot_child_timer;
   size_t last_image_bytes = 0;  // size of the last store image, to choose inline or child
   bool child_snapshots_failed = false;  // after a failure, images are made inline
-  uint64_t child_snapshots_saved = 0;
+  std::atomic<uint64_t> child_snapshots_saved{0};
   boost::asio::steady_timer expiry_timer;
 
   mutable std::mutex cache_mu;
@@ -979,7 +980,7 @@ void Core::maybe_snapshot() {
   snap.metadata.conf_state = raw->applied_conf_state();
   const uint64_t before = snapshot_index;
   snapshot_index = applied;
-  if (!child_snapshots_failed && !child_image_path.empty() &&
+  if (!child_snapshots_failed && !child_image_dir.empty() &&
       last_image_bytes >= config.child_snapshot_min_bytes &&
       start_snapshot_child(std::move(snap), before)) {
     return;
@@ -1008,24 +1009,6 @@ bool write_all(int fd, const std::string& data) {
   return true;
 }
 
-// Reads a whole file with one read() per chunk into a string sized up front.
-bool read_file(const std::string& path, std::string* out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  struct stat st {};
-  bool ok = ::fstat(fd, &st) == 0;
-  if (ok) out->resize(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (ok && done < out->size()) {
-    ssize_t n = ::read(fd, out->data() + done, out->size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) ok = false;
-    else done += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  return ok;
-}
-
 }  // namespace
 
 // A large store takes long to serialize (about 0.4 us a key), and the strand would stall every
@@ -1033,8 +1016,12 @@ bool read_file(const std::string& path, std::string* out) {
 // its copy-on-write view of the store at this applied index, and the strand goes on. The child
 // only serializes and write()s: glibc keeps malloc usable after fork, and it touches no lock
 // another thread may hold, logs nothing and leaves with _exit(). The parent polls for it and
-// then saves the image as an inline snapshot would be.
+// hands the file to the WAL writer, whose image thread puts it into the log as one SST file
+// (the parent never holds the image in memory).
 bool Core::start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_before) {
+  child_image_path =
+      (fs::path(child_image_dir) / ("snapshot-" + std::to_string(snap.metadata.index) + ".tmp"))
+          .string();
   int fd = ::open(child_image_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
     spdlog::warn("snapshot: cannot create {}: {}; writing the image inline",
@@ -1090,12 +1077,12 @@ void Core::reap_snapshot_child(bool wait) {
   } while (r < 0 && errno == EINTR);
   if (r == 0) return poll_snapshot_child();
   snapshot_child = 0;
-  std::string image;
   bool ok = r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  if (ok) ok = read_file(child_image_path, &image);
-  std::error_code ec;
-  fs::remove(child_image_path, ec);
-  if (!ok || image.empty()) {
+  struct stat st {};
+  if (ok) ok = ::stat(child_image_path.c_str(), &st) == 0 && st.st_size > 0;
+  if (!ok) {
+    std::error_code ec;
+    fs::remove(child_image_path, ec);
     spdlog::warn("snapshot: the child writing {} failed (status {}); images are made inline "
                  "from now on",
                  child_image_path, status);
@@ -1103,11 +1090,25 @@ void Core::reap_snapshot_child(bool wait) {
     snapshot_index = std::min(snapshot_index, snapshot_index_before_child);
     return;
   }
-  last_image_bytes = image.size();
-  ++child_snapshots_saved;
-  raft::Snapshot snap = std::move(child_snapshot);
-  snap.data = std::move(image);
-  save_snapshot(std::move(snap));
+  last_image_bytes = static_cast<size_t>(st.st_size);
+  // The WAL writer's image thread puts the file into the log; appends go on meanwhile.
+  const uint64_t index = child_snapshot.metadata.index;
+  std::weak_ptr<Core> weak = weak_from_this();
+  if (!wal->save_snapshot_file(child_snapshot.metadata, child_image_path,
+                               [weak, index](Status saved) {
+                                 auto self = weak.lock();
+                                 if (saved.is_ok()) {
+                                   spdlog::info("saved snapshot at index {}", index);
+                                   if (self) self->child_snapshots_saved.fetch_add(1);
+                                 } else {
+                                   spdlog::error("saving snapshot at index {} failed: {}", index,
+                                                 saved.message());
+                                 }
+                               })) {
+    std::error_code ec;
+    fs::remove(child_image_path, ec);
+    spdlog::warn("snapshot not saved: the log no longer accepts writes");
+  }
 }
 
 // On stop: the image of a child still running is abandoned.
@@ -1582,8 +1583,17 @@ Result<std::unique_ptr<Node>> Node::open(boost::asio::io_context& io, NodeConfig
     std::lock_guard lock(core->mu);
     // An image a child was writing when the process died is of no use: the snapshot it belonged
     // to was never recorded.
-    core->child_image_path = (member_dir / "snapshot.tmp").string();
-    fs::remove(core->child_image_path, ec);
+    core->child_image_dir = member_dir.string();
+    for (auto it = fs::directory_iterator(member_dir, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.rfind("snapshot", 0) == 0 && name.size() > 4 &&
+          name.compare(name.size() - 4, 4, ".tmp") == 0) {
+        std::error_code rm;
+        fs::remove(it->path(), rm);
+      }
+    }
+    ec.clear();
     if (Status st = core->recover_and_start(); !st.is_ok()) return st;
     std::weak_ptr<Core> weak = core;
     core->wal = std::make_unique<WalWriter>(
@@ -1847,7 +1857,7 @@ void Node::info(std::function<void(Info)> cb) {
     info.store_stats_json = c.store.stats_json();
     info.status = c.status();
     info.wal_append_calls = c.wal ? c.wal->append_calls() : 0;
-    info.child_snapshots = c.child_snapshots_saved;
+    info.child_snapshots = c.child_snapshots_saved.load();
     if (info.is_leader && c.link.stats) info.follower_stats = c.link.stats();
     cb(std::move(info));
   });

@@ -1,5 +1,6 @@
 #include "server/node_log.h"
 
+#include <filesystem>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -9,6 +10,7 @@ namespace kvd::server {
 WalWriter::WalWriter(storage::RaftLog* log, AppendDone on_appended, SnapshotDone on_snapshot)
     : log_(log), on_appended_(std::move(on_appended)), on_snapshot_(std::move(on_snapshot)) {
   thread_ = std::thread([this] { run(); });
+  image_thread_ = std::thread([this] { run_images(); });
 }
 
 WalWriter::~WalWriter() { stop(); }
@@ -17,7 +19,10 @@ bool WalWriter::append(std::vector<raft::Entry> entries, raft::HardState hs) {
   {
     std::lock_guard lock(mu_);
     if (stopping_ || failed_) return false;
-    queue_.push_back(Op{std::move(entries), hs, std::nullopt, nullptr, std::nullopt});
+    Op op;
+    op.entries = std::move(entries);
+    op.hs = hs;
+    queue_.push_back(std::move(op));
   }
   cv_.notify_one();
   return true;
@@ -44,19 +49,74 @@ bool WalWriter::save_snapshot(raft::Snapshot snap) {
   {
     std::lock_guard lock(mu_);
     if (stopping_ || failed_) return false;
-    queue_.push_back(Op{{}, {}, std::move(snap), nullptr, std::nullopt});
+    Op op;
+    op.snapshot = std::move(snap);
+    queue_.push_back(std::move(op));
   }
   cv_.notify_one();
   return true;
 }
 
+bool WalWriter::save_snapshot_file(raft::SnapshotMetadata meta, std::string path, Done done) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || images_stopping_ || failed_) return false;
+    image_queue_.push_back(ImageOp{std::move(meta), std::move(path), std::move(done)});
+  }
+  image_cv_.notify_one();
+  return true;
+}
+
 void WalWriter::stop() {
+  // The image thread first: what it writes still goes through the WAL thread.
+  {
+    std::lock_guard lock(mu_);
+    images_stopping_ = true;
+  }
+  image_cv_.notify_one();
+  if (image_thread_.joinable()) image_thread_.join();
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
   cv_.notify_one();
   if (thread_.joinable()) thread_.join();
+}
+
+void WalWriter::run_images() {
+  for (;;) {
+    ImageOp op;
+    {
+      std::unique_lock lock(mu_);
+      image_cv_.wait(lock, [this] { return images_stopping_ || !image_queue_.empty(); });
+      if (image_queue_.empty()) return;  // stopping, and every image queued is written
+      op = std::move(image_queue_.front());
+      image_queue_.pop_front();
+    }
+    Result<storage::ImageInfo> image = log_->write_image_file(op.meta.index, op.path);
+    std::error_code ec;
+    std::filesystem::remove(op.path, ec);
+    if (!image.is_ok()) {
+      op.done(image.status());
+      continue;
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (!stopping_ && !failed_) {
+        Op record;
+        record.image = image.value();
+        record.image_meta = std::move(op.meta);
+        record.image_done = std::move(op.done);
+        queue_.push_back(std::move(record));
+        op.done = nullptr;
+      }
+    }
+    if (op.done) {
+      op.done(Status::error("the raft log no longer accepts writes"));
+    } else {
+      cv_.notify_one();
+    }
+  }
 }
 
 void WalWriter::run() {
@@ -72,6 +132,12 @@ void WalWriter::run() {
     std::vector<raft::Entry> pending;
     raft::HardState hs;
     for (Op& op : batch) {
+      if (op.image) {
+        flush_append(&pending, hs);
+        Status st = log_->save_snapshot(op.image_meta, *op.image);
+        op.image_done(std::move(st));
+        continue;
+      }
       if (op.done) {
         flush_append(&pending, hs);
         run_persist(op);

@@ -4,7 +4,8 @@
 // hard state) to persist() and only sends, applies and advances once its callback ran: one Ready
 // is in flight at a time, and everything proposed while its fsync runs collects in the raft core
 // and goes out in the next Ready with one fsync (group commit). append() and save_snapshot()
-// queue writes the same way, ordered with persist() calls around them.
+// queue writes the same way, ordered with persist() calls around them. save_snapshot_file()
+// writes a large store image on a second thread, so that appends do not wait behind it.
 //
 // Threads: WalWriter's public methods may be called from any thread; its callbacks run on its
 // own thread.
@@ -54,8 +55,15 @@ class WalWriter {
   using Done = std::function<void(Status)>;
   bool persist(std::optional<raft::Snapshot> snapshot, std::vector<raft::Entry> entries,
                std::optional<raft::HardState> hs, bool sync, Done done);
+  // Queues the snapshot at meta whose store image is the file at path (written and fsynced by a
+  // snapshot child): the image thread writes it into the log (RaftLog::write_image_file) and
+  // removes the file while the WAL thread goes on with appends; then the WAL thread records the
+  // snapshot (RaftLog::save_snapshot(meta, image)) and done(status) runs there (on the image
+  // thread if the image could not be written). Same return as append(); when false, done never
+  // runs and the file is left to the caller.
+  bool save_snapshot_file(raft::SnapshotMetadata meta, std::string path, Done done);
 
-  // Writes what is queued, then joins the thread. Idempotent.
+  // Writes what is queued (images included), then joins the threads. Idempotent.
   void stop();
 
   // Number of synced RaftLog::append calls made so far (each is one fsync).
@@ -69,8 +77,17 @@ class WalWriter {
     Done done;  // set: a persist() (snapshot is then the one to install, hs optional)
     std::optional<raft::HardState> ready_hs;
     bool sync = true;  // persist() only
+    std::optional<storage::ImageInfo> image;  // set: record the snapshot at image_meta
+    raft::SnapshotMetadata image_meta;
+    Done image_done;
+  };
+  struct ImageOp {
+    raft::SnapshotMetadata meta;
+    std::string path;
+    Done done;
   };
   void run();
+  void run_images();
   // REQUIRES: on the WAL thread.
   void flush_append(std::vector<raft::Entry>* entries, const raft::HardState& hs);
   // REQUIRES: on the WAL thread.
@@ -86,7 +103,11 @@ class WalWriter {
   std::deque<Op> queue_;  // guarded by mu_
   bool stopping_ = false;  // guarded by mu_
   bool failed_ = false;    // guarded by mu_; set after a failed append: nothing more is written
+  std::deque<ImageOp> image_queue_;  // guarded by mu_
+  bool images_stopping_ = false;     // guarded by mu_
+  std::condition_variable image_cv_;
   std::thread thread_;
+  std::thread image_thread_;
 };
 
 }  // namespace kvd::server

@@ -1,6 +1,6 @@
 // storage::RaftLog on RocksDB.
 //
-// On-disk format (format version 1). The directory is one RocksDB database with two column
+// On-disk format (format version 1). The directory is one RocksDB database with three column
 // families; every integer is fixed-width, little-endian unless said otherwise.
 //
 //   column family "default" (small records):
@@ -9,13 +9,21 @@
 //                     no record at all: that is a creation interrupted by a crash) or with another
 //                     version.
 //     "hard_state"    u64 term, u64 vote, u64 commit.
-//     "snapshot_meta" u64 index, u64 term, u64 voter count n, n x u64 voter id.
-//     "snapshot_data" the state machine image, opaque.
+//     "snapshot_meta" u64 index, u64 term, u64 voter count n, n x u64 voter id, then u64 image
+//                     bytes, u32 image chunks: the image is in "images". Without these last two
+//                     fields (as written by earlier kvd) the image is "snapshot_data".
+//     "snapshot_data" the state machine image, opaque (earlier kvd; removed by the next snapshot).
 //     "applied"       u64 applied index.
 //     "meta/" + key   free-form metadata (put_meta), value as given.
 //   column family "entries" (the log):
 //     key   u64 index, BIG-endian, so that RocksDB's bytewise order is index order.
 //     value u64 term, u8 type (raft::EntryType), then the entry data.
+//   column family "images" (state machine images):
+//     key   u64 snapshot index, u32 chunk number, both BIG-endian.
+//     value chunk bytes (1 MiB, the last one shorter); the image is the chunks in order.
+//     Each image is one SST file built with SstFileWriter and ingested (moved) into the family,
+//     which takes no other writes and is never compacted: an image is written once, and
+//     dropped as a whole file (DeleteFilesInRange) once a later snapshot replaces it.
 //
 // Invariants (checked by open(), kept by every write):
 //   - the entries present are exactly [snapshot index + 1, last index], without a gap;
@@ -25,7 +33,8 @@
 // WriteOptions::sync, so it is entirely in RocksDB's write-ahead log and fsynced before the call
 // returns, or it is not there at all after a crash. append() puts the new entries, deletes the
 // entries of a replaced suffix (DeleteRange) and puts the hard state in one batch; save_snapshot()
-// puts the snapshot and deletes the entries it covers in one batch.
+// puts the snapshot metadata and deletes the entries it covers in one batch, after the image it
+// names was ingested (an SST file is synced before ingestion, and ingestion syncs the MANIFEST).
 //
 // What a crash can leave behind:
 //   - a torn last record in RocksDB's WAL (*.log): the write it belonged to was never acknowledged,
@@ -35,6 +44,9 @@
 //     record, so damage inside the WAL also loses the records after it; the invariants above are
 //     re-checked afterwards, so a log that lost its middle is refused rather than served.
 //   - a database created without its "format" record: recognized because it holds no record.
+//   - an image ingested without the snapshot metadata naming it, or a replaced image not yet
+//     dropped: open() drops every image but the snapshot's; an image file being built
+//     (image-<index>.sst.tmp) is removed.
 //   - orphan SST or WAL files of an interrupted flush or compaction: RocksDB ignores and deletes
 //     them (they are not in the MANIFEST).
 // Anything else that does not decode (a corrupt SST block, MANIFEST or CURRENT, a record of the
@@ -43,10 +55,13 @@
 
 #include "storage/raft_log.h"
 
+#include <fcntl.h>
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
@@ -54,10 +69,12 @@
 #include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <set>
+#include <unistd.h>
 #include <string_view>
 
 namespace kvd::storage {
@@ -69,6 +86,8 @@ namespace fs = std::filesystem;
 constexpr uint32_t kFormatVersion = 1;
 constexpr std::string_view kFormatMagic = "kvd-raft-log";
 constexpr char kEntriesFamily[] = "entries";
+constexpr char kImagesFamily[] = "images";
+constexpr size_t kImageChunkBytes = 1 << 20;
 
 constexpr std::string_view kFormatKey = "format";
 constexpr std::string_view kHardStateKey = "hard_state";
@@ -101,6 +120,12 @@ bool get_le(std::string_view* in, T* v) {
 std::string entry_key(uint64_t index) {
   std::string k(8, '\0');
   for (int i = 0; i < 8; ++i) k[i] = static_cast<char>((index >> (8 * (7 - i))) & 0xff);
+  return k;
+}
+
+std::string image_key(uint64_t index, uint32_t chunk) {
+  std::string k = entry_key(index);
+  for (int i = 3; i >= 0; --i) k.push_back(static_cast<char>((chunk >> (8 * i)) & 0xff));
   return k;
 }
 
@@ -152,24 +177,31 @@ bool decode_hard_state(std::string_view v, raft::HardState* hs) {
   return get_le(&v, &hs->term) && get_le(&v, &hs->vote) && get_le(&v, &hs->commit) && v.empty();
 }
 
-std::string encode_snapshot_meta(const raft::SnapshotMetadata& m) {
+std::string encode_snapshot_meta(const raft::SnapshotMetadata& m, const ImageInfo& image) {
   std::string v;
   put_u64(&v, m.index);
   put_u64(&v, m.term);
   put_u64(&v, m.conf_state.voters.size());
   for (raft::NodeId id : m.conf_state.voters) put_u64(&v, id);
+  put_u64(&v, image.bytes);
+  put_u32(&v, image.chunks);
   return v;
 }
 
-bool decode_snapshot_meta(std::string_view v, raft::SnapshotMetadata* m) {
+// *legacy: the record has no image fields (the image is "snapshot_data").
+bool decode_snapshot_meta(std::string_view v, raft::SnapshotMetadata* m, ImageInfo* image,
+                          bool* legacy) {
   uint64_t n = 0;
   if (!get_le(&v, &m->index) || !get_le(&v, &m->term) || !get_le(&v, &n)) return false;
-  if (v.size() != n * 8) return false;
+  if (v.size() != n * 8 && v.size() != n * 8 + 12) return false;
   m->conf_state.voters.resize(n);
   for (auto& id : m->conf_state.voters) {
     if (!get_le(&v, &id)) return false;
   }
-  return true;
+  *image = ImageInfo{m->index, 0, 0};
+  *legacy = v.empty();
+  if (*legacy) return true;
+  return get_le(&v, &image->bytes) && get_le(&v, &image->chunks) && image->chunks > 0;
 }
 
 std::string encode_u64(uint64_t x) {
@@ -237,6 +269,8 @@ struct RaftLog::Impl {
   struct View {
     raft::HardState hard_state;
     raft::SnapshotMetadata snapshot;  // index 0: none
+    ImageInfo image;                  // the snapshot's image in "images", unless legacy_image
+    bool legacy_image = false;        // the image is the "snapshot_data" record
     uint64_t applied = 0;
     // Invariant: snapshot.index <= last_index; the log holds [snapshot.index + 1, last_index].
     uint64_t last_index = 0;
@@ -258,6 +292,8 @@ struct RaftLog::Impl {
   std::unique_ptr<rocksdb::DB> db;
   rocksdb::ColumnFamilyHandle* meta_cf = nullptr;     // owned by db
   rocksdb::ColumnFamilyHandle* entries_cf = nullptr;  // owned by db
+  rocksdb::ColumnFamilyHandle* images_cf = nullptr;   // owned by db
+  rocksdb::Options image_options;                     // the images family's, for SstFileWriter
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
 
   // Serializes writers (the contract allows one, but put_meta may come from elsewhere at start).
@@ -268,6 +304,8 @@ struct RaftLog::Impl {
 
   mutable std::mutex view_mu;
   std::shared_ptr<const View> view;  // GUARDED_BY(view_mu); never null after open
+  // Indexes of the images snapshot() is reading now (their files must stay).
+  mutable std::multiset<uint64_t> image_readers;  // GUARDED_BY(view_mu)
 
   ~Impl() {
     {
@@ -317,6 +355,58 @@ struct RaftLog::Impl {
   }
 
   Status load(bool fresh);
+
+  // Drops the image files whose keys all lie in [image_key(lo, 0), image_key(hi, 0)).
+  void drop_images(uint64_t lo, uint64_t hi) {
+    const std::string b = image_key(lo, 0), e = image_key(hi, 0);
+    rocksdb::Slice bs(b), es(e);
+    rocksdb::Status s = rocksdb::DeleteFilesInRange(db.get(), images_cf, &bs, &es, false);
+    if (!s.ok()) spdlog::warn("{}: dropping images [{}, {}): {}", dir, lo, hi, s.ToString());
+  }
+
+  // Builds one image SST (image-<index>.sst.tmp in the database directory) and ingests it.
+  class ImageWriter {
+   public:
+    ImageWriter(Impl& m, uint64_t index)
+        : m_(m), tmp_(m.dir + "/image-" + std::to_string(index) + ".sst.tmp"),
+          writer_(rocksdb::EnvOptions(), m.image_options, m.images_cf) {
+      info_.index = index;
+    }
+    ~ImageWriter() {
+      std::error_code ec;
+      fs::remove(tmp_, ec);
+    }
+    Status open() { return check(writer_.Open(tmp_), "creating"); }
+    Status add(std::string_view chunk) {
+      Status st = check(writer_.Put(image_key(info_.index, info_.chunks), slice(chunk)), "writing");
+      ++info_.chunks;
+      info_.bytes += chunk.size();
+      return st;
+    }
+    Result<ImageInfo> finish() {
+      if (info_.chunks == 0) {
+        if (Status st = add({}); !st.is_ok()) return st;
+      }
+      if (Status st = check(writer_.Finish(), "finishing"); !st.is_ok()) return st;
+      rocksdb::IngestExternalFileOptions io;
+      io.move_files = true;
+      if (Status st = check(m_.db->IngestExternalFile(m_.images_cf, {tmp_}, io), "ingesting");
+          !st.is_ok()) {
+        return st;
+      }
+      return info_;
+    }
+
+   private:
+    Status check(const rocksdb::Status& s, const char* what) {
+      if (s.ok()) return Status::ok();
+      return m_.fail(std::string(what) + " the image " + tmp_ + ": " + s.ToString());
+    }
+    Impl& m_;
+    const std::string tmp_;
+    rocksdb::SstFileWriter writer_;
+    ImageInfo info_;
+  };
 };
 
 namespace {
@@ -408,7 +498,8 @@ Status RaftLog::Impl::load(bool fresh) {
   }
   if (Status st = read_record(kSnapshotMetaKey,
                               [&](std::string_view x) {
-                                return decode_snapshot_meta(x, &next.snapshot);
+                                return decode_snapshot_meta(x, &next.snapshot, &next.image,
+                                                            &next.legacy_image);
                               });
       !st.is_ok()) {
     return st;
@@ -455,6 +546,22 @@ Status RaftLog::Impl::load(bool fresh) {
   }
   if (!it->status().ok()) return fail("reading the raft log: " + it->status().ToString());
   it.reset();
+
+  // Images other than the snapshot's: ingested before a crash kept their snapshot from being
+  // recorded, or replaced but not dropped yet. Image files being built are left-overs too.
+  const bool keep = next.snapshot.index != 0 && !next.legacy_image;
+  drop_images(0, keep ? next.snapshot.index : ~uint64_t{0});
+  if (keep) drop_images(next.snapshot.index + 1, ~uint64_t{0});
+  std::error_code ec;
+  for (auto entry = fs::directory_iterator(dir, ec); !ec && entry != fs::directory_iterator();
+       entry.increment(ec)) {
+    const std::string name = entry->path().filename().string();
+    if (name.rfind("image-", 0) == 0 && name.size() > 8 &&
+        name.compare(name.size() - 8, 8, ".sst.tmp") == 0) {
+      std::error_code rm;
+      fs::remove(entry->path(), rm);
+    }
+  }
 
   next.db_snapshot = take_db_snapshot();
   view = std::make_shared<const View>(std::move(next));
@@ -541,21 +648,30 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir, rocksdb::
     rocksdb::Status s = rocksdb::DB::ListColumnFamilies(options, dir, &families);
     if (!s.ok()) return Status::error(dir + ": cannot open RocksDB: " + s.ToString());
     std::set<std::string> got(families.begin(), families.end());
-    std::set<std::string> want = {rocksdb::kDefaultColumnFamilyName, kEntriesFamily};
-    if (got != want) {
+    std::set<std::string> want = {rocksdb::kDefaultColumnFamilyName, kEntriesFamily,
+                                  kImagesFamily};
+    // A database of an earlier kvd has no "images" family yet: it is created.
+    std::set<std::string> earlier = {rocksdb::kDefaultColumnFamilyName, kEntriesFamily};
+    if (got == earlier) options.create_missing_column_families = true;
+    if (got != want && got != earlier) {
       std::string names;
       for (const auto& f : families) names += (names.empty() ? "" : ", ") + f;
       // The family list comes from the MANIFEST that CURRENT names: a truncated or overwritten
       // MANIFEST usually still parses as a shorter list, so the damaged file is that one.
       return Status::error(dir + ": not a kvd raft log, or its MANIFEST is damaged: " +
                            current_manifest_path(path) + " lists column families [" + names +
-                           "], expected [default, entries]");
+                           "], expected [default, entries, images]");
     }
   }
 
   rocksdb::ColumnFamilyOptions cf_options(options);
+  rocksdb::ColumnFamilyOptions image_cf_options(options);
+  image_cf_options.disable_auto_compactions = true;
+  impl->image_options = rocksdb::Options(rocksdb::DBOptions(options), image_cf_options);
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
-      {rocksdb::kDefaultColumnFamilyName, cf_options}, {kEntriesFamily, cf_options}};
+      {rocksdb::kDefaultColumnFamilyName, cf_options},
+      {kEntriesFamily, cf_options},
+      {kImagesFamily, image_cf_options}};
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(rocksdb::DBOptions(options), dir, descriptors,
                                         &impl->handles, &raw);
@@ -563,6 +679,7 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir, rocksdb::
   impl->db.reset(raw);
   impl->meta_cf = impl->handles[0];
   impl->entries_cf = impl->handles[1];
+  impl->images_cf = impl->handles[2];
 
   // Reads every SST block: a damaged file is refused now, not found at some later read.
   s = impl->db->VerifyChecksum();
@@ -631,22 +748,73 @@ Status RaftLog::append(const std::vector<raft::Entry>& entries,
 }
 
 Status RaftLog::save_snapshot(const raft::Snapshot& snap) {
+  if (snap.metadata.index == 0) return impl_->fail("save_snapshot: snapshot index 0");
+  if (const uint64_t stored = impl_->current()->snapshot.index; snap.metadata.index < stored) {
+    return impl_->fail("save_snapshot: snapshot at " + std::to_string(snap.metadata.index) +
+                       " is older than the stored one at " + std::to_string(stored));
+  }
+  Result<ImageInfo> image = write_image(snap.metadata.index, snap.data);
+  if (!image.is_ok()) return image.status();
+  return save_snapshot(snap.metadata, image.value());
+}
+
+Result<ImageInfo> RaftLog::write_image(uint64_t index, std::string_view data) {
+  Impl::ImageWriter w(*impl_, index);
+  if (Status st = w.open(); !st.is_ok()) return st;
+  for (size_t at = 0; at < data.size(); at += kImageChunkBytes) {
+    if (Status st = w.add(data.substr(at, kImageChunkBytes)); !st.is_ok()) return st;
+  }
+  return w.finish();
+}
+
+Result<ImageInfo> RaftLog::write_image_file(uint64_t index, const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::error(path + ": " + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  Impl::ImageWriter w(*impl_, index);
+  if (Status st = w.open(); !st.is_ok()) return st;
+  std::string chunk(kImageChunkBytes, '\0');
+  for (;;) {
+    size_t got = 0;
+    while (got < chunk.size()) {
+      ssize_t n = ::read(fd, chunk.data() + got, chunk.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Status::error(path + ": " + std::strerror(errno));
+      if (n == 0) break;
+      got += static_cast<size_t>(n);
+    }
+    if (got == 0) break;
+    if (Status st = w.add(std::string_view(chunk.data(), got)); !st.is_ok()) return st;
+    if (got < chunk.size()) break;
+  }
+  return w.finish();
+}
+
+Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInfo& image) {
   Impl& m = *impl_;
   std::lock_guard wl(m.write_mu);
   Impl::View next = *m.current();
-  const uint64_t index = snap.metadata.index;
+  const uint64_t index = meta.index;
   if (index == 0) return m.fail("save_snapshot: snapshot index 0");
-  if (index < next.snapshot.index) {
-    return m.fail("save_snapshot: snapshot at " + std::to_string(index) +
-                  " is older than the stored one at " + std::to_string(next.snapshot.index));
+  if (image.index != index || image.chunks == 0) {
+    return m.fail("save_snapshot: the image given is of index " + std::to_string(image.index) +
+                  ", not " + std::to_string(index));
+  }
+  if (index <= next.snapshot.index) {
+    // The same snapshot again keeps the image it has (the new one holds the same keys);
+    // an older one is dropped.
+    if (index < next.snapshot.index) m.drop_images(index, index + 1);
+    return Status::ok();
   }
   rocksdb::WriteBatch batch;
-  batch.Put(m.meta_cf, slice(kSnapshotMetaKey), encode_snapshot_meta(snap.metadata))
+  batch.Put(m.meta_cf, slice(kSnapshotMetaKey), encode_snapshot_meta(meta, image))
       .PermitUncheckedError();
-  batch.Put(m.meta_cf, slice(kSnapshotDataKey), snap.data).PermitUncheckedError();
+  if (next.legacy_image) batch.Delete(m.meta_cf, slice(kSnapshotDataKey)).PermitUncheckedError();
   const uint64_t first = next.snapshot.index + 1;
-  if (index <= next.last_index && index > next.snapshot.index &&
-      next.term_at(index) == snap.metadata.term) {
+  if (index <= next.last_index && next.term_at(index) == meta.term) {
     // The snapshot covers a prefix of our log: drop the prefix, keep the rest.
     batch.DeleteRange(m.entries_cf, entry_key(first), entry_key(index + 1)).PermitUncheckedError();
     std::vector<TermRun> runs;
@@ -657,7 +825,7 @@ Status RaftLog::save_snapshot(const raft::Snapshot& snap) {
       runs.push_back({std::max(next.runs[i].start, index + 1), next.runs[i].term});
     }
     next.runs = std::move(runs);
-  } else if (index > next.snapshot.index) {
+  } else {
     // The snapshot is beyond our log or disagrees with it (Raft thesis §5.4 / §3.10 "install
     // snapshot": discard the entire log).
     if (next.last_index >= first) {
@@ -667,8 +835,18 @@ Status RaftLog::save_snapshot(const raft::Snapshot& snap) {
     next.runs.clear();
     next.last_index = index;
   }
-  next.snapshot = snap.metadata;
-  return m.commit(&batch, std::move(next), "save_snapshot");
+  next.snapshot = meta;
+  next.image = image;
+  next.legacy_image = false;
+  if (Status st = m.commit(&batch, std::move(next), "save_snapshot"); !st.is_ok()) return st;
+  // Older images go, except one snapshot() is reading now.
+  uint64_t bound = index;
+  {
+    std::lock_guard lk(m.view_mu);
+    if (!m.image_readers.empty()) bound = std::min(bound, *m.image_readers.begin());
+  }
+  m.drop_images(0, bound);
+  return Status::ok();
 }
 
 Status RaftLog::set_applied(uint64_t index) {
@@ -741,15 +919,57 @@ uint64_t RaftLog::first_index() const { return impl_->current()->snapshot.index 
 uint64_t RaftLog::last_index() const { return impl_->current()->last_index; }
 
 raft::StorageError RaftLog::snapshot(raft::Snapshot* out) const {
-  auto v = impl_->current();
+  Impl& m = *impl_;
+  std::shared_ptr<const Impl::View> v;
+  {
+    std::lock_guard lk(m.view_mu);
+    v = m.view;
+    if (v->snapshot.index != 0 && !v->legacy_image) m.image_readers.insert(v->snapshot.index);
+  }
+  struct Unregister {
+    Impl& m;
+    const Impl::View& v;
+    ~Unregister() {
+      if (v.snapshot.index == 0 || v.legacy_image) return;
+      std::lock_guard lk(m.view_mu);
+      m.image_readers.erase(m.image_readers.find(v.snapshot.index));
+    }
+  } unregister{m, *v};
   out->metadata = v->snapshot;
   out->data.clear();
   if (v->snapshot.index == 0) return raft::StorageError::kOk;
   rocksdb::ReadOptions ro;
   ro.snapshot = v->db_snapshot.get();
-  rocksdb::Status s = impl_->db->Get(ro, impl_->meta_cf, slice(kSnapshotDataKey), &out->data);
-  if (!s.ok()) {
-    spdlog::error("{}: reading the snapshot data: {}", impl_->dir, s.ToString());
+  if (v->legacy_image) {
+    rocksdb::Status s = m.db->Get(ro, m.meta_cf, slice(kSnapshotDataKey), &out->data);
+    if (!s.ok()) {
+      spdlog::error("{}: reading the snapshot data: {}", m.dir, s.ToString());
+      return raft::StorageError::kIo;
+    }
+    return raft::StorageError::kOk;
+  }
+  const ImageInfo& image = v->image;
+  const std::string upper = image_key(image.index, image.chunks);
+  rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(m.db->NewIterator(ro, m.images_cf));
+  out->data.reserve(image.bytes);
+  uint32_t chunk = 0;
+  for (it->Seek(image_key(image.index, 0)); it->Valid() && chunk < image.chunks;
+       it->Next(), ++chunk) {
+    if (it->key() != image_key(image.index, chunk)) break;
+    out->data.append(it->value().data(), it->value().size());
+  }
+  if (!it->status().ok()) {
+    spdlog::error("{}: reading the image of the snapshot at index {}: {}", m.dir, image.index,
+                  it->status().ToString());
+    return raft::StorageError::kIo;
+  }
+  if (chunk != image.chunks || out->data.size() != image.bytes) {
+    spdlog::error("{}: the image of the snapshot at index {} is incomplete: {} of {} chunks, {} "
+                  "of {} bytes",
+                  m.dir, image.index, chunk, image.chunks, out->data.size(), image.bytes);
+    out->data.clear();
     return raft::StorageError::kIo;
   }
   return raft::StorageError::kOk;

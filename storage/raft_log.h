@@ -1,5 +1,5 @@
 // Durable raft state in RocksDB: log entries, hard state, snapshot (metadata + state machine
-// image) and the applied index. Implements raft::LogStorage for the core's reads; the host writes
+// image, the image as an SST file of its own ingested into the database) and the applied index. Implements raft::LogStorage for the core's reads; the host writes
 // through append()/save_snapshot()/set_applied(). Only this module includes RocksDB headers.
 //
 // Thread-safety: one writer thread at a time (the server's WAL thread) may call the mutating
@@ -22,6 +22,14 @@ class Env;
 
 namespace kvd::storage {
 
+// A store image written into the database under its snapshot index by write_image*(), not yet
+// the snapshot (save_snapshot(meta, image) makes it that).
+struct ImageInfo {
+  uint64_t index = 0;
+  uint64_t bytes = 0;
+  uint32_t chunks = 0;
+};
+
 class RaftLog : public raft::LogStorage {
  public:
   // Opens (creating if absent) the database in dir. A directory holding something that is not a
@@ -42,8 +50,23 @@ class RaftLog : public raft::LogStorage {
   Status append(const std::vector<raft::Entry>& entries, const std::optional<raft::HardState>& hs,
                 bool sync = true);
 
-  // Stores a snapshot and deletes the log entries it covers (index <= snapshot index), synced.
+  // Stores a snapshot and deletes the log entries it covers (index <= snapshot index), synced:
+  // write_image(snap.data) then save_snapshot(snap.metadata, image). A snapshot older than the
+  // stored one is refused.
   Status save_snapshot(const raft::Snapshot& snap);
+
+  // Writes a store image as one SST file (1 MiB values) and ingests it into the database: the
+  // bytes go to disk once, bypassing RocksDB's write-ahead log and memtables, and an image a
+  // later snapshot replaces is dropped as a whole file. write_image_file reads the image from
+  // the file at path in chunks (and leaves the file alone). Safe on any thread, concurrently
+  // with the writer thread; the image is unused until save_snapshot(meta, image).
+  Result<ImageInfo> write_image(uint64_t index, std::string_view data);
+  Result<ImageInfo> write_image_file(uint64_t index, const std::string& path);
+  // Makes an image written by write_image* the snapshot at meta (meta.index == image.index) and
+  // compacts the log as save_snapshot(snap) does, synced; the previous image is deleted. An image
+  // at or below the stored snapshot's index is dropped instead (a newer snapshot, e.g. one from
+  // the leader, was installed meanwhile): returns ok.
+  Status save_snapshot(const raft::SnapshotMetadata& meta, const ImageInfo& image);
 
   // Records the applied index (synced with the state it belongs to by the caller's ordering).
   Status set_applied(uint64_t index);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -112,6 +113,50 @@ TEST_F(WalWriterTest, saveSnapshot_orderedWithAppends) {
   EXPECT_EQ(got.data, "image");
   EXPECT_EQ(log_->first_index(), 6u);
   EXPECT_EQ(log_->last_index(), 11u);
+}
+
+TEST_F(WalWriterTest, saveSnapshotFile_imageThreadWritesItWhileAppendsGoOn) {
+  const fs::path image = dir_ / "snapshot-5.tmp";
+  const std::string data(3 << 20, 'i');  // three image chunks
+  {
+    std::ofstream out(image, std::ios::binary);
+    out << data;
+  }
+  std::promise<Status> saved;
+  auto saved_f = saved.get_future();
+  {
+    WalWriter wal(
+        log_.get(), [](uint64_t, Status st) { EXPECT_TRUE(st.is_ok()) << st.message(); },
+        [](uint64_t, Status) { ADD_FAILURE() << "not a save_snapshot()"; });
+    for (uint64_t i = 1; i <= 10; ++i) ASSERT_TRUE(wal.append({entry(i)}, {1, 7, i}));
+    ASSERT_TRUE(wal.save_snapshot_file(raft::SnapshotMetadata{5, 1, {{1}}}, image.string(),
+                                       [&](Status st) { saved.set_value(std::move(st)); }));
+    for (uint64_t i = 11; i <= 20; ++i) ASSERT_TRUE(wal.append({entry(i)}, {1, 7, i}));
+    ASSERT_EQ(saved_f.wait_for(kWait), std::future_status::ready);
+  }
+  Status st = saved_f.get();
+  EXPECT_TRUE(st.is_ok()) << st.message();
+  EXPECT_FALSE(fs::exists(image));
+  raft::Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), raft::StorageError::kOk);
+  EXPECT_EQ(got.metadata.index, 5u);
+  EXPECT_TRUE(got.data == data) << got.data.size() << " bytes";
+  EXPECT_EQ(log_->first_index(), 6u);
+  EXPECT_EQ(log_->last_index(), 20u);
+}
+
+TEST_F(WalWriterTest, saveSnapshotFile_missingFileReportsTheError) {
+  std::promise<Status> saved;
+  auto saved_f = saved.get_future();
+  WalWriter wal(log_.get(), [](uint64_t, Status) {}, [](uint64_t, Status) {});
+  ASSERT_TRUE(wal.save_snapshot_file(raft::SnapshotMetadata{5, 1, {{1}}},
+                                     (dir_ / "gone.tmp").string(),
+                                     [&](Status st) { saved.set_value(std::move(st)); }));
+  ASSERT_EQ(saved_f.wait_for(kWait), std::future_status::ready);
+  Status st = saved_f.get();
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("gone.tmp"), std::string::npos) << st.message();
+  EXPECT_EQ(log_->first_index(), 1u);
 }
 
 TEST_F(WalWriterTest, persist_installsSnapshotThenWritesEntriesAndHardState) {

@@ -407,7 +407,9 @@ TEST_F(NodeTest, snapshot_imageWrittenByChildProcessRecoversOnRestart) {
   }
   ASSERT_GE(info().child_snapshots, 2u);
   node_.reset();
-  EXPECT_FALSE(fs::exists(fs::path(c.data_dir) / "member" / "snapshot.tmp"));
+  for (const auto& f : fs::directory_iterator(fs::path(c.data_dir) / "member")) {
+    EXPECT_EQ(f.path().extension(), "") << f.path() << " was left behind";
+  }
   {
     auto log = storage::RaftLog::open((fs::path(c.data_dir) / "member" / "kvd").string());
     ASSERT_TRUE(log.is_ok()) << log.status().message();
@@ -429,7 +431,7 @@ TEST_F(NodeTest, open_removesAnAbandonedChildImage) {
   open(c);
   ASSERT_TRUE(put("/k", "v").ok());
   node_.reset();
-  const fs::path stale = fs::path(c.data_dir) / "member" / "snapshot.tmp";
+  const fs::path stale = fs::path(c.data_dir) / "member" / "snapshot-123.tmp";
   { std::ofstream(stale) << "half an image"; }
   open(c);
   EXPECT_FALSE(fs::exists(stale));

@@ -6,9 +6,11 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
+#include <rocksdb/write_batch.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,6 +34,7 @@ using raft::Entry;
 using raft::EntryType;
 using raft::HardState;
 using raft::Snapshot;
+using raft::SnapshotMetadata;
 using raft::StorageError;
 
 Entry make_entry(uint64_t index, uint64_t term, std::string data = "") {
@@ -80,13 +83,15 @@ void flip_byte(const fs::path& p, size_t offset) {
 // plant records or force SST files. Closes in the destructor.
 class RawDb {
  public:
-  explicit RawDb(const std::string& dir) {
+  // images = false: the families of an earlier kvd (no "images").
+  explicit RawDb(const std::string& dir, bool images = true) {
     rocksdb::Options options;
     options.create_if_missing = true;
     options.create_missing_column_families = true;
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
         {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
         {"entries", rocksdb::ColumnFamilyOptions()}};
+    if (images) cfs.push_back({"images", rocksdb::ColumnFamilyOptions()});
     rocksdb::DB* raw = nullptr;
     status = rocksdb::DB::Open(rocksdb::DBOptions(options), dir, cfs, &handles, &raw);
     db.reset(raw);
@@ -426,6 +431,199 @@ TEST_F(RaftLogTest, saveSnapshot_olderRejected) {
   ASSERT_FALSE(st.is_ok());
   EXPECT_NE(st.message().find("older"), std::string::npos) << st.message();
   EXPECT_EQ(log_->first_index(), 9u);
+}
+
+// SST files of the "images" family, as RocksDB lists them.
+size_t image_files(const std::string& dir) {
+  RawDb raw(dir);
+  EXPECT_TRUE(raw.status.ok()) << raw.status.ToString();
+  if (!raw.status.ok()) return 0;
+  rocksdb::ColumnFamilyMetaData md;
+  raw.db->GetColumnFamilyMetaData(raw.handles[2], &md);
+  return md.file_count;
+}
+
+// Bytes that differ from chunk to chunk, so that a lost or reordered chunk shows.
+std::string image_of(size_t n, char seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + (i * 131) % 251);
+  return s;
+}
+
+TEST_F(RaftLogTest, saveSnapshot_largeImageInChunksSurvivesReopen) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
+  Snapshot snap;
+  snap.metadata = {8, 1, {{1, 2, 3}}};
+  snap.data = image_of((3 << 20) + 12345, 'a');  // four chunks, the last one short
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  open_log();
+  Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), StorageError::kOk);
+  EXPECT_EQ(got.metadata, snap.metadata);
+  EXPECT_TRUE(got.data == snap.data) << got.data.size() << " bytes read back";
+  EXPECT_EQ(log_->first_index(), 9u);
+  log_.reset();
+  EXPECT_EQ(image_files(dir_), 1u);
+}
+
+TEST_F(RaftLogTest, saveSnapshot_replacedImageFileIsDropped) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 21, 1), std::nullopt).is_ok());
+  Snapshot snap;
+  snap.metadata = {5, 1, {{1}}};
+  snap.data = image_of(2 << 20, 'x');
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  snap.metadata.index = 15;
+  snap.data = "the newer image";
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), StorageError::kOk);
+  EXPECT_EQ(got.data, "the newer image");
+  log_.reset();
+  EXPECT_EQ(image_files(dir_), 1u);
+  open_log();
+  ASSERT_EQ(log_->snapshot(&got), StorageError::kOk);
+  EXPECT_EQ(got.metadata.index, 15u);
+  EXPECT_EQ(got.data, "the newer image");
+}
+
+TEST_F(RaftLogTest, writeImageFile_thenSaveSnapshotMakesItTheSnapshot) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
+  const std::string image = image_of((1 << 20) * 2 + 7, 'k');
+  const std::string path = (root_ / "image.tmp").string();
+  write_file(path, image);
+  auto written = log_->write_image_file(6, path);
+  ASSERT_TRUE(written.is_ok()) << written.status().message();
+  EXPECT_EQ(written.value().index, 6u);
+  EXPECT_EQ(written.value().bytes, image.size());
+  EXPECT_EQ(written.value().chunks, 3u);
+  EXPECT_TRUE(fs::exists(path));  // the source file is left alone
+  // Written but not saved: still no snapshot.
+  EXPECT_EQ(log_->first_index(), 1u);
+  ASSERT_TRUE(log_->save_snapshot(SnapshotMetadata{6, 1, {{1}}}, written.value()).is_ok());
+  EXPECT_EQ(log_->first_index(), 7u);
+  open_log();
+  Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), StorageError::kOk);
+  EXPECT_EQ(got.metadata.index, 6u);
+  EXPECT_TRUE(got.data == image);
+}
+
+TEST_F(RaftLogTest, writeImageFile_missingFileFailsNamingIt) {
+  open_log();
+  auto written = log_->write_image_file(3, (root_ / "nope").string());
+  ASSERT_FALSE(written.is_ok());
+  EXPECT_NE(written.status().message().find("nope"), std::string::npos)
+      << written.status().message();
+}
+
+TEST_F(RaftLogTest, saveSnapshotImage_olderThanStoredIsDroppedNotSaved) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
+  auto early = log_->write_image(4, "image at 4");
+  ASSERT_TRUE(early.is_ok());
+  Snapshot snap;  // e.g. the leader's, installed while the image at 4 was being written
+  snap.metadata = {8, 1, {{1}}};
+  snap.data = "image at 8";
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  ASSERT_TRUE(log_->save_snapshot(SnapshotMetadata{4, 1, {{1}}}, early.value()).is_ok());
+  Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), StorageError::kOk);
+  EXPECT_EQ(got.metadata.index, 8u);
+  EXPECT_EQ(got.data, "image at 8");
+  EXPECT_EQ(log_->first_index(), 9u);
+  log_.reset();
+  EXPECT_EQ(image_files(dir_), 1u);
+}
+
+TEST_F(RaftLogTest, open_dropsImagesNoSnapshotNames) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
+  Snapshot snap;
+  snap.metadata = {5, 1, {{1}}};
+  snap.data = "kept";
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  // A crash between ingesting an image and recording its snapshot leaves this one behind.
+  ASSERT_TRUE(log_->write_image(9, "orphan").is_ok());
+  write_file(dir_ + "/image-10.sst.tmp", "half-built image file");
+  log_.reset();
+  EXPECT_EQ(image_files(dir_), 2u);
+  open_log();
+  EXPECT_FALSE(fs::exists(dir_ + "/image-10.sst.tmp"));
+  Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), StorageError::kOk);
+  EXPECT_EQ(got.metadata.index, 5u);
+  EXPECT_EQ(got.data, "kept");
+  log_.reset();
+  EXPECT_EQ(image_files(dir_), 1u);
+}
+
+TEST_F(RaftLogTest, open_earlierDatabaseWithImageRecordReadsAndUpgrades) {
+  // As an earlier kvd wrote it: two column families, the image in "snapshot_data" and the
+  // snapshot metadata without image fields.
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
+  log_.reset();
+  {
+    RawDb raw(dir_);
+    ASSERT_TRUE(raw.status.ok()) << raw.status.ToString();
+    ASSERT_TRUE(raw.db->DropColumnFamily(raw.handles[2]).ok());
+  }
+  {
+    RawDb raw(dir_, /*images=*/false);
+    ASSERT_TRUE(raw.status.ok()) << raw.status.ToString();
+    std::string meta;
+    for (uint64_t x : {uint64_t{6}, uint64_t{1}, uint64_t{1}, uint64_t{1}}) {
+      for (int i = 0; i < 8; ++i) meta.push_back(static_cast<char>((x >> (8 * i)) & 0xff));
+    }
+    rocksdb::WriteBatch b;
+    ASSERT_TRUE(b.Put(raw.handles[0], "snapshot_meta", meta).ok());
+    ASSERT_TRUE(b.Put(raw.handles[0], "snapshot_data", "earlier image").ok());
+    for (uint64_t i = 1; i <= 6; ++i) ASSERT_TRUE(b.Delete(raw.handles[1], RawDb::key(i)).ok());
+    ASSERT_TRUE(raw.db->Write(rocksdb::WriteOptions(), &b).ok());
+  }
+  open_log();
+  Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), StorageError::kOk);
+  EXPECT_EQ(got.metadata.index, 6u);
+  EXPECT_EQ(got.data, "earlier image");
+  EXPECT_EQ(log_->first_index(), 7u);
+  Snapshot snap;
+  snap.metadata = {9, 1, {{1}}};
+  snap.data = "new image";
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  open_log();
+  ASSERT_EQ(log_->snapshot(&got), StorageError::kOk);
+  EXPECT_EQ(got.data, "new image");
+  log_.reset();
+  RawDb raw(dir_);
+  std::string v;
+  EXPECT_TRUE(raw.db->Get(rocksdb::ReadOptions(), raw.handles[0], "snapshot_data", &v).IsNotFound());
+}
+
+TEST_F(RaftLogTest, snapshot_missingImageFileIsAnErrorNotAnEmptyImage) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
+  Snapshot snap;
+  snap.metadata = {5, 1, {{1}}};
+  snap.data = image_of(3 << 20, 'm');
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  log_.reset();
+  {
+    RawDb raw(dir_);
+    ASSERT_TRUE(raw.status.ok()) << raw.status.ToString();
+    const std::string b = std::string(8, '\0') + std::string(4, '\0');
+    const std::string e(12, '\xff');
+    rocksdb::Slice bs(b), es(e);
+    ASSERT_TRUE(rocksdb::DeleteFilesInRange(raw.db.get(), raw.handles[2], &bs, &es).ok());
+  }
+  open_log();
+  Snapshot got;
+  EXPECT_EQ(log_->snapshot(&got), StorageError::kIo);
+  EXPECT_TRUE(got.data.empty());
+  log_.reset();  // the invariant check in TearDown would read the missing image
 }
 
 TEST_F(RaftLogTest, entries_maxBytes) {
