@@ -621,8 +621,14 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir, rocksdb::
   options.paranoid_checks = true;
   options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   options.manual_wal_flush = false;
+  // RocksDB's info LOG: at most 4 files of 4 MiB.
   options.keep_log_file_num = 4;
   options.max_log_file_size = 4 << 20;
+  // The write-ahead log. Every write puts the hard state into the small default family, whose
+  // memtable would otherwise keep every WAL file alive (up to 4x the memtables, 576 MiB) and make
+  // a restart replay them all: past 32 MiB of WAL, RocksDB flushes the families holding the oldest
+  // one. (WAL file reuse, recycle_log_file_num, is not available with point-in-time recovery.)
+  options.max_total_wal_size = 32 << 20;
   options.max_background_jobs = 2;
   options.max_open_files = 256;
   // A raft log is small (compacted by snapshots) and written append-only: modest memtables, no
