@@ -150,6 +150,21 @@ record() {
   printf '%s\t%s\t%s_errors\t%s\n' "$round" "$target" "$workload" "$errors" >>"$RESULTS"
 }
 
+# quiesce: waits (up to 15 s) until the machine is at least 90% idle over a quarter second, so
+# that no run pays for the background work (flushes, snapshots, compactions) the previous run
+# left to either server.
+quiesce() {
+  local i a b
+  for ((i = 0; i < 60; i++)); do
+    a=$(awk '/^cpu /{ print $2 + $3 + $4 + $5 + $6 + $7 + $8, $5 + $6 }' /proc/stat)
+    sleep 0.25
+    b=$(awk '/^cpu /{ print $2 + $3 + $4 + $5 + $6 + $7 + $8, $5 + $6 }' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+      t = y[1] - x[1]; exit !(t > 0 && (y[2] - x[2]) / t >= 0.9) }' && return 0
+  done
+  echo "bench: the machine did not settle within 15 s; measuring anyway" >&2
+}
+
 # wrk_result TARGET WORKLOAD WRK_ARGS...: runs wrk and prints its RESULT line.
 wrk_result() {
   local target=$1 workload=$2 out line
@@ -159,11 +174,13 @@ wrk_result() {
   echo "$line"
 }
 
-# run_wrk ROUND TARGET WORKLOAD URL: one of the standard workloads against URL, recorded.
+# run_wrk ROUND TARGET WORKLOAD URL: one of the standard workloads against URL, recorded, on a
+# quiet machine (quiesce).
 #   reads   GET /v2/keys/bench-read, $CONNS connections     read1   the same on one connection
 #   writes  PUT distinct keys, $CONNS connections            write1  the same on one connection
 run_wrk() {
   local round=$1 target=$2 workload=$3 url=$4 line
+  quiesce
   case "$workload" in
     reads)  line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
                      -s "$WORK/read.lua" "$url/v2/keys/bench-read") ;;

@@ -70,6 +70,7 @@ echo "bench: kvd=$KVD_BIN etcd=$ETCD_BIN rounds=$ROUNDS duration=${DURATION}s co
 # spread_reads ROUND KIND: three wrk processes at once, one per member.
 spread_reads() {
   local round=$1 kind=$2 i per=$((CONNS / 3)) rps=0 p50=0 p99=0 errors=0 line
+  quiesce
   for i in 0 1 2; do
     wrk --timeout 10s -t1 -c"$per" -d"${DURATION}s" -s "$WORK/read.lua" \
       "${CLIENT[$kind$i]}/v2/keys/bench-read" >"$WORK/spread-$i.out" 2>&1 &

@@ -34,6 +34,7 @@
 #include "server/peer_transport.h"
 
 #include <algorithm>
+#include <cstring>
 #include <array>
 #include <atomic>
 #include <cmath>
@@ -262,6 +263,9 @@ struct InConn {
   std::array<char, wire::kFrameHeaderBytes> frame_header{};
   std::string body;
   wire::FrameHeader header;
+  // Bytes read from the stream past the handshake and not consumed yet: [rpos, rbuf.size()).
+  std::string rbuf;
+  size_t rpos = 0;
 
   // Snapshot being received.
   struct Assembly {
@@ -535,12 +539,45 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
                       });
   }
 
+  // Frames are read through c->rbuf: one read takes whatever the stream holds (under load, many
+  // frames), so that a frame costs no system call of its own.
+  static constexpr size_t kReadChunk = 64 << 10;
+
+  // Fills [out, out + n) from the stream, then done(ec, bytes filled) runs on c's executor:
+  // posted when the buffer already held everything (the caller may hold mu), else from the
+  // read's completion. filled: bytes of out already filled.
+  // REQUIRES: no other read pending on c.
+  template <class Done>
+  void read_buffered(const std::shared_ptr<InConn>& c, char* out, size_t n, size_t filled,
+                     bool may_call_inline, Done done) {
+    const size_t take = std::min(n - filled, c->rbuf.size() - c->rpos);
+    std::memcpy(out + filled, c->rbuf.data() + c->rpos, take);
+    c->rpos += take;
+    filled += take;
+    if (filled == n) {
+      if (may_call_inline) return done(error_code{}, n);
+      asio::post(c->socket.get_executor(),
+                 [done = std::move(done), n]() mutable { done(error_code{}, n); });
+      return;
+    }
+    c->rbuf.resize(kReadChunk);  // drained: the read starts at its beginning
+    c->rpos = 0;
+    c->socket.async_read_some(
+        asio::buffer(c->rbuf.data(), c->rbuf.size()),
+        [self = shared_from_this(), c, out, n, filled, done = std::move(done)](
+            error_code ec, size_t got) mutable {
+          c->rbuf.resize(got);
+          if (ec) return done(ec, filled);
+          self->read_buffered(c, out, n, filled, true, std::move(done));
+        });
+  }
+
   // REQUIRES: mu held.
   void read_frame_header_locked(const std::shared_ptr<InConn>& c) {
-    asio::async_read(c->socket, asio::buffer(c->frame_header),
-                     [self = shared_from_this(), c](error_code ec, size_t n) {
-                       self->on_frame_header(c, ec, n);
-                     });
+    read_buffered(c, c->frame_header.data(), c->frame_header.size(), 0, false,
+                  [self = shared_from_this(), c](error_code ec, size_t n) {
+                    self->on_frame_header(c, ec, n);
+                  });
   }
 
   void on_frame_header(const std::shared_ptr<InConn>& c, error_code ec, size_t n) {
@@ -573,10 +610,10 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
     }
     c->header = *h;
     c->body.resize(h->body_bytes);
-    asio::async_read(c->socket, asio::buffer(c->body),
-                     [self = shared_from_this(), c](error_code ec, size_t) {
-                       self->on_frame_body(c, ec);
-                     });
+    read_buffered(c, c->body.data(), c->body.size(), 0, false,
+                  [self = shared_from_this(), c](error_code ec, size_t) {
+                    self->on_frame_body(c, ec);
+                  });
   }
 
   // Sends a negative ack for the snapshot being received and closes after it.

@@ -645,6 +645,34 @@ class PeerPortRefusalTest : public PeerTransportTest {
   std::unique_ptr<Member> a_, b_;
 };
 
+// Frames arrive however TCP cuts the stream: many in one read, one over many reads.
+TEST_F(PeerPortRefusalTest, frames_manyInOneWriteOrCutAnywhereArriveInOrder) {
+  std::string stream = handshake(kCluster, 1, 2);
+  for (uint64_t i = 0; i < 200; ++i) {
+    std::string body(i % 7 == 0 ? 3000 : 40, 'p');  // some frames longer than a cut
+    Message m = msg(MessageType::kApp, 1, 2, 1000 + i);
+    m.entries.push_back(raft::Entry{1, 1000 + i, raft::EntryType::kNormal, std::move(body)});
+    wire::append_frame(stream, wire::FrameType::kMessages, wire::encode_messages_body({m}));
+  }
+  RawConn raw(b_->port);
+  raw.write(std::string_view(stream).substr(0, stream.size() / 2));  // half the frames at once
+  for (size_t at = stream.size() / 2; at < stream.size(); at += 97) {  // the rest in pieces
+    raw.write(std::string_view(stream).substr(at, 97));
+  }
+  auto from_raw = [&] {  // REQUIRES: b_->inbox.mu held
+    std::vector<uint64_t> got;
+    for (const Message& m : b_->inbox.messages) {
+      if (m.from == 1 && m.index >= 1000) got.push_back(m.index);
+    }
+    return got;
+  };
+  ASSERT_TRUE(b_->inbox.wait([&] { return from_raw().size() >= 200; }));
+  std::vector<uint64_t> want;
+  for (uint64_t i = 0; i < 200; ++i) want.push_back(1000 + i);
+  std::lock_guard lk(b_->inbox.mu);
+  EXPECT_EQ(from_raw(), want);
+}
+
 TEST_F(PeerPortRefusalTest, garbage_isClosedAndLogged) {
   RawConn raw(b_->port);
   raw.write("\x16\x03\x01 this is not kvd\r\n\r\n");
