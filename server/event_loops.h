@@ -86,6 +86,8 @@ class EventLoops {
           last = now;
         } else if (now - last >= spin_) {
           break;
+        } else {
+          std::this_thread::yield();  // a thread waiting for this core goes first
         }
       }
     }
