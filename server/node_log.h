@@ -55,8 +55,8 @@ class WalWriter {
   using Done = std::function<void(Status)>;
   bool persist(std::optional<raft::Snapshot> snapshot, std::vector<raft::Entry> entries,
                std::optional<raft::HardState> hs, bool sync, Done done);
-  // Queues the snapshot at meta whose store image is the file at path (written and fsynced by a
-  // snapshot child): the image thread writes it into the log (RaftLog::write_image_file) and
+  // Queues the snapshot at meta whose store image is the file at path (written by a snapshot
+  // child; it need not be synced): the image thread writes it into the log (RaftLog::write_image_file) and
   // removes the file while the WAL thread goes on with appends; then the WAL thread records the
   // snapshot (RaftLog::save_snapshot(meta, image)) and done(status) runs there (on the image
   // thread if the image could not be written). Same return as append(); when false, done never
