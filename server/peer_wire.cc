@@ -147,7 +147,7 @@ bool decode_message(Reader& r, raft::Message* m) {
 
 }  // namespace
 
-uint32_t crc32c(uint32_t crc, const void* data, size_t n) {
+uint32_t crc32c_portable(uint32_t crc, const void* data, size_t n) {
   const auto& t = crc_tables().t;
   const auto* p = static_cast<const uint8_t*>(data);
   uint32_t c = ~crc;
@@ -168,6 +168,35 @@ uint32_t crc32c(uint32_t crc, const void* data, size_t n) {
   }
   while (n-- > 0) c = (c >> 8) ^ t[0][(c ^ *p++) & 0xff];
   return ~c;
+}
+
+namespace {
+
+#if defined(__x86_64__)
+// The same function with SSE 4.2's crc32 instruction (CRC-32C's polynomial), 8 bytes a step.
+__attribute__((target("sse4.2"))) uint32_t crc32c_sse42(uint32_t crc, const void* data,
+                                                        size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  uint64_t c = ~crc;
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    c = __builtin_ia32_crc32di(c, v);
+  }
+  uint32_t c32 = static_cast<uint32_t>(c);
+  for (; n > 0; ++p, --n) c32 = __builtin_ia32_crc32qi(c32, *p);
+  return ~c32;
+}
+#endif
+
+}  // namespace
+
+uint32_t crc32c(uint32_t crc, const void* data, size_t n) {
+#if defined(__x86_64__)
+  static const bool sse42 = __builtin_cpu_supports("sse4.2");
+  if (sse42) return crc32c_sse42(crc, data, n);
+#endif
+  return crc32c_portable(crc, data, n);
 }
 
 std::string encode_handshake(const Handshake& h) {

@@ -70,6 +70,8 @@ inline constexpr size_t kFrameHeaderBytes = 9;
 // CRC32C (Castagnoli polynomial, reflected), as used by iSCSI and RocksDB. `crc` is the value
 // returned by a previous call (0 to start), so data can be checksummed in pieces.
 uint32_t crc32c(uint32_t crc, const void* data, size_t n);
+// The same without the CPU's crc32 instruction (crc32c uses it where the CPU has SSE 4.2).
+uint32_t crc32c_portable(uint32_t crc, const void* data, size_t n);
 inline uint32_t crc32c(std::string_view s) { return crc32c(0, s.data(), s.size()); }
 
 struct Handshake {
