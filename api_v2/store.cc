@@ -290,7 +290,6 @@ struct Store::Impl {
   StoreStats stats;  // gets_* excluded: they are counted in the atomics below
   // Reads run concurrently with each other (Store::get is const), so they count here.
   mutable std::atomic<uint64_t> gets_success{0}, gets_fail{0};
-  mutable size_t last_image_bytes = 0;  // size of the last save(), to reserve the next
   // stats with the read counters folded in.
   StoreStats full_stats() const {
     StoreStats s = stats;
@@ -982,11 +981,10 @@ std::string Store::stats_json() const {
 
 std::string Store::check_invariants() const { return impl_->check_invariants(); }
 
-std::string Store::save() const {
+std::string Store::save(size_t size_hint) const {
   const Impl& s = *impl_;
   std::string out;
-  // The last image's size is a good guess for this one: no copying while the string grows.
-  out.reserve(s.last_image_bytes + s.last_image_bytes / 8 + 4096);
+  out.reserve(size_hint + size_hint / 8 + 4096);
   out.append(kImageMagic, sizeof(kImageMagic) - 1);
   put_u8(out, kImageVersion);
   put_u64(out, s.index);
@@ -1036,7 +1034,6 @@ std::string Store::save() const {
     put_u8(out, ev.prev_node ? 1 : 0);
     if (ev.prev_node) put_view(out, *ev.prev_node);
   }
-  s.last_image_bytes = out.size();
   return out;
 }
 

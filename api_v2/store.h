@@ -130,7 +130,9 @@ class Store {
   std::string check_invariants() const;
 
   // Whole-state image for snapshots: tree, index, internal records and event history.
-  std::string save() const;
+  // size_hint: the expected size (say, the last image's), reserved up front so that the image
+  // is not copied while it grows.
+  std::string save(size_t size_hint = 0) const;
   // Replaces the state with a saved image. Returns false if the image is malformed (the store is
   // then unchanged). Watchers are kept.
   [[nodiscard]] bool recover(std::string_view image);

@@ -27,6 +27,7 @@
 // a final answer the write side is shut down and the rest of the client's data is drained for
 // a short time, so the client reads the answer instead of a reset.
 #include "server/http_server.h"
+#include "server/poll_until.h"
 
 #include <algorithm>
 #include <array>
@@ -1160,21 +1161,15 @@ void ClientServer::stop() {
 void ClientServer::shutdown(std::chrono::milliseconds timeout, std::function<void()> done) {
   for (auto& c : stop_accepting(state_, false)) c->stop_if_idle();
   // Polled: the answers come from the node's strand, which has no hook for "all answered".
-  auto timer = std::make_shared<asio::steady_timer>(state_->accept_strand);
-  auto deadline = Clock::now() + timeout;
-  auto poll = std::make_shared<std::function<void()>>();
-  *poll = [state = state_, timer, deadline, poll, done = std::move(done)]() mutable {
-    if (state->handling.load() <= 0 || Clock::now() >= deadline) {
-      auto keep = std::move(*poll);  // breaks the cycle poll -> lambda -> poll
-      if (state->handling.load() > 0) {
-        spdlog::warn("stopping with {} client requests unanswered", state->handling.load());
-      }
-      return done();
-    }
-    timer->expires_after(std::chrono::milliseconds(10));
-    timer->async_wait([poll](error_code) { (*poll)(); });
-  };
-  asio::post(state_->accept_strand, [poll] { (*poll)(); });
+  poll_until(
+      state_->accept_strand, std::chrono::milliseconds(10), Clock::now() + timeout,
+      [state = state_] { return state->handling.load() <= 0; },
+      [state = state_, done = std::move(done)] {
+        if (state->handling.load() > 0) {
+          spdlog::warn("stopping with {} client requests unanswered", state->handling.load());
+        }
+        done();
+      });
 }
 
 std::vector<tcp::endpoint> ClientServer::local_endpoints() const { return state_->endpoints; }

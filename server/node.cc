@@ -61,6 +61,7 @@
 #include "api_v2/command.h"
 #include "raft/raw_node.h"
 #include "server/node_log.h"
+#include "server/poll_until.h"
 #include "storage/raft_log.h"
 
 namespace kvd::server {
@@ -75,6 +76,16 @@ constexpr uint8_t kCommandTag = 0x01;
 constexpr std::string_view kClusterVersion = "3.4.0";
 constexpr std::string_view kVersionKey = "version";
 constexpr auto kExpiryInterval = std::chrono::milliseconds(500);
+
+// The outcome of saving a snapshot. A failure loses only compaction: the log still holds every
+// entry the snapshot would have covered, so recovery stays correct.
+void log_snapshot_saved(uint64_t index, Status st) {
+  if (st.is_ok()) {
+    spdlog::info("saved snapshot at index {}", index);
+  } else {
+    spdlog::error("saving snapshot at index {} failed: {}", index, st.message());
+  }
+}
 constexpr uint64_t kReplayBatchBytes = 64 << 20;
 const char* const kMetaMemberId = "member_id";
 const char* const kMetaClusterId = "cluster_id";
@@ -346,9 +357,9 @@ struct Core : std::enable_shared_from_this<Core> {
   uint64_t send_append_requests = 0;
   boost::asio::steady_timer tick_timer;
   // A store image being written by a child process (see maybe_snapshot): its pid (0: none),
-  // the snapshot it belongs to (data empty until read back), and where it writes.
+  // the snapshot it belongs to, and where it writes.
   pid_t snapshot_child = 0;
-  raft::Snapshot child_snapshot;
+  raft::SnapshotMetadata child_snapshot;
   uint64_t snapshot_index_before_child = 0;
   std::string child_image_dir;   // set by open(): the member dir
   std::string child_image_path;  // the running child's: <member dir>/snapshot-<index>.tmp
@@ -389,6 +400,22 @@ struct Core : std::enable_shared_from_this<Core> {
     }
   }
 
+  // Runs fn(*this) under mu once `timer` (one of this Core's, on the strand) fires after d,
+  // unless the wait was cancelled, the Core is gone or the node stopped.
+  template <class Duration, class Fn>
+  void run_after(boost::asio::steady_timer& timer, Duration d, Fn fn) {
+    timer.expires_after(d);
+    std::weak_ptr<Core> weak = weak_from_this();
+    timer.async_wait([weak, fn = std::move(fn)](const boost::system::error_code& ec) mutable {
+      if (ec) return;
+      auto self = weak.lock();
+      if (!self) return;
+      std::lock_guard lock(self->mu);
+      if (self->stopped.load() || !self->raw) return;
+      fn(*self);
+    });
+  }
+
   uint64_t new_request_id() {
     uint64_t id = ++next_request_id;
     return id == 0 ? ++next_request_id : id;
@@ -411,7 +438,7 @@ struct Core : std::enable_shared_from_this<Core> {
   void save_snapshot(raft::Snapshot snap);
   bool start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_before);
   void poll_snapshot_child();
-  void reap_snapshot_child(bool wait);
+  void reap_snapshot_child();
   void kill_snapshot_child();
   void maybe_publish();
   void schedule_tick();
@@ -424,6 +451,7 @@ struct Core : std::enable_shared_from_this<Core> {
   void do_propose(v2::WriteRequest req, Node::Callback cb);
   void do_get(v2::GetRequest req, Node::Callback cb);
   void answer_get(const v2::GetRequest& req, const Node::Callback& cb);
+  void propose_read_barrier(Waiter w);
   void do_conf_change(raft::ConfChangeType type, uint64_t id, std::vector<std::string> urls,
                       Node::MemberCallback cb);
   bool strict_reconfig_allows(raft::ConfChangeType type, uint64_t id,
@@ -985,7 +1013,7 @@ void Core::maybe_snapshot() {
       start_snapshot_child(std::move(snap), before)) {
     return;
   }
-  snap.data = store.save();
+  snap.data = store.save(last_image_bytes);
   last_image_bytes = snap.data.size();
   save_snapshot(std::move(snap));
 }
@@ -1037,7 +1065,7 @@ bool Core::start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_bef
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     int rc = 1;
     try {
-      std::string image = store.save();
+      std::string image = store.save(last_image_bytes);
       // No fsync: the file only carries the image to the parent, which writes it into the log
       // as an SST file that is synced; a crash before that loses nothing recorded (the file is
       // removed at start), and unsynced pages of a file removed soon may never reach the disk.
@@ -1052,31 +1080,24 @@ bool Core::start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_bef
     return false;
   }
   snapshot_child = pid;
-  child_snapshot = std::move(snap);
+  child_snapshot = std::move(snap.metadata);
   snapshot_index_before_child = snapshot_index_before;
   poll_snapshot_child();
   return true;
 }
 
 void Core::poll_snapshot_child() {
-  snapshot_child_timer.expires_after(std::chrono::milliseconds(5));
-  std::weak_ptr<Core> weak = weak_from_this();
-  snapshot_child_timer.async_wait([weak](const boost::system::error_code& ec) {
-    if (ec) return;
-    auto self = weak.lock();
-    if (!self) return;
-    std::lock_guard lock(self->mu);
-    if (self->stopped.load() || !self->raw || self->snapshot_child == 0) return;
-    self->reap_snapshot_child(false);
+  run_after(snapshot_child_timer, std::chrono::milliseconds(5), [](Core& c) {
+    if (c.snapshot_child != 0) c.reap_snapshot_child();
   });
 }
 
-// Collects the child if it has exited (or, with `wait`, waits for it) and saves its image.
-void Core::reap_snapshot_child(bool wait) {
+// Collects the child if it has exited and saves its image.
+void Core::reap_snapshot_child() {
   int status = 0;
   pid_t r;
   do {
-    r = ::waitpid(snapshot_child, &status, wait ? 0 : WNOHANG);
+    r = ::waitpid(snapshot_child, &status, WNOHANG);
   } while (r < 0 && errno == EINTR);
   if (r == 0) return poll_snapshot_child();
   snapshot_child = 0;
@@ -1095,19 +1116,13 @@ void Core::reap_snapshot_child(bool wait) {
   }
   last_image_bytes = static_cast<size_t>(st.st_size);
   // The WAL writer's image thread puts the file into the log; appends go on meanwhile.
-  const uint64_t index = child_snapshot.metadata.index;
+  const uint64_t index = child_snapshot.index;
   std::weak_ptr<Core> weak = weak_from_this();
-  if (!wal->save_snapshot_file(child_snapshot.metadata, child_image_path,
-                               [weak, index](Status saved) {
-                                 auto self = weak.lock();
-                                 if (saved.is_ok()) {
-                                   spdlog::info("saved snapshot at index {}", index);
-                                   if (self) self->child_snapshots_saved.fetch_add(1);
-                                 } else {
-                                   spdlog::error("saving snapshot at index {} failed: {}", index,
-                                                 saved.message());
-                                 }
-                               })) {
+  if (!wal->save_snapshot_file(child_snapshot, child_image_path, [weak, index](Status saved) {
+        const bool ok = saved.is_ok();
+        log_snapshot_saved(index, std::move(saved));
+        if (auto self = weak.lock(); self && ok) self->child_snapshots_saved.fetch_add(1);
+      })) {
     std::error_code ec;
     fs::remove(child_image_path, ec);
     spdlog::warn("snapshot not saved: the log no longer accepts writes");
@@ -1245,16 +1260,7 @@ void Core::maybe_publish() {
 }
 
 void Core::schedule_tick() {
-  tick_timer.expires_after(config.heartbeat_interval);
-  std::weak_ptr<Core> weak = weak_from_this();
-  tick_timer.async_wait([weak](const boost::system::error_code& ec) {
-    if (ec) return;
-    auto self = weak.lock();
-    if (!self) return;
-    std::lock_guard lock(self->mu);
-    if (self->stopped.load() || !self->raw) return;
-    self->on_tick();
-  });
+  run_after(tick_timer, config.heartbeat_interval, [](Core& c) { c.on_tick(); });
 }
 
 void Core::on_tick() {
@@ -1266,15 +1272,7 @@ void Core::on_tick() {
 }
 
 void Core::schedule_expiry() {
-  expiry_timer.expires_after(kExpiryInterval);
-  std::weak_ptr<Core> weak = weak_from_this();
-  expiry_timer.async_wait([weak](const boost::system::error_code& ec) {
-    if (ec) return;
-    auto self = weak.lock();
-    if (!self) return;
-    std::lock_guard lock(self->mu);
-    self->tick_expiry();
-  });
+  run_after(expiry_timer, kExpiryInterval, [](Core& c) { c.tick_expiry(); });
 }
 
 void Core::tick_expiry() {
@@ -1327,12 +1325,17 @@ void Core::do_get(v2::GetRequest req, Node::Callback cb) {
   if (!req.quorum) return answer_get(req, cb);
   if (stopped.load() || !raw) return cb(raft_error(kStoppedCause), status());
   if (write_error) return cb(raft_error(*write_error), status());
-  const uint64_t id = new_request_id();
   Waiter w;
   w.kind = Waiter::Kind::kRead;
   w.cb = std::move(cb);
   w.req = std::move(req);
   w.deadline = SteadyClock::now() + request_timeout;
+  propose_read_barrier(std::move(w));
+}
+
+// Proposes an empty read barrier; w is answered when it is applied (ReadIndex's log variant).
+void Core::propose_read_barrier(Waiter w) {
+  const uint64_t id = new_request_id();
   waiters.emplace(id, std::move(w));
   propose_data(id, encode_read_barrier(id));
 }
@@ -1601,15 +1604,7 @@ Result<std::unique_ptr<Node>> Node::open(boost::asio::io_context& io, NodeConfig
     std::weak_ptr<Core> weak = core;
     core->wal = std::make_unique<WalWriter>(
         core->log.get(), [](uint64_t, Status) {},
-        [](uint64_t index, Status st) {
-          // The log still holds every entry the snapshot would have covered, so recovery stays
-          // correct; only compaction is lost.
-          if (st.is_ok()) {
-            spdlog::info("saved snapshot at index {}", index);
-          } else {
-            spdlog::error("saving snapshot at index {} failed: {}", index, st.message());
-          }
-        });
+        log_snapshot_saved);
     core->refresh_members_cache();
     spdlog::info("member {} of cluster {} started at raft index {} term {}, etcd index {}",
                  hex_id(core->member_id), hex_id(core->cluster_id), core->applied, core->term,
@@ -1681,39 +1676,30 @@ void Node::transfer_leadership_for_stop(std::chrono::milliseconds timeout,
                  hex_id(to), c.term);
     c.raw->transfer_leadership(to);
     c.schedule_pump();
-    // Polled on a timer of the strand until someone else leads or the time is up.
-    auto timer = std::make_shared<boost::asio::steady_timer>(c.strand);
-    auto deadline = SteadyClock::now() + timeout;
-    auto poll = std::make_shared<std::function<void()>>();
+    // Polled on the strand until someone else leads or the time is up.
     std::weak_ptr<Core> weak = c.weak_from_this();
-    *poll = [weak, timer, deadline, poll, done = std::move(done)]() mutable {
-      timer->expires_after(std::chrono::milliseconds(10));
-      timer->async_wait([weak, timer, deadline, poll, done](const boost::system::error_code&) {
-        auto self = weak.lock();
-        if (!self) return done();
-        bool finished;
-        {
-          std::lock_guard lock(self->mu);
-          finished = !self->raw || (self->leader_id != raft::kNoNode &&
-                                    self->leader_id != self->member_id) ||
-                     SteadyClock::now() >= deadline;
-          if (finished && self->raw) {
-            if (self->leader_id != raft::kNoNode && self->leader_id != self->member_id) {
-              spdlog::info("stopping: member {} leads now", hex_id(self->leader_id));
-            } else {
-              spdlog::warn("stopping: leadership was not handed over in time (no other member "
-                           "took it); the others elect a leader after their election timeout");
-            }
-          }
-        }
-        if (finished) {
-          auto keep = std::move(*poll);  // breaks the cycle poll -> lambda -> poll
-          return done();
-        }
-        (*poll)();
-      });
+    auto handed_over = [weak] {  // or the node is gone: nothing left to wait for
+      auto self = weak.lock();
+      if (!self) return true;
+      std::lock_guard lock(self->mu);
+      return !self->raw ||
+             (self->leader_id != raft::kNoNode && self->leader_id != self->member_id);
     };
-    (*poll)();
+    poll_until(c.strand, std::chrono::milliseconds(10), SteadyClock::now() + timeout,
+               handed_over, [weak, done = std::move(done)] {
+                 if (auto self = weak.lock()) {
+                   std::lock_guard lock(self->mu);
+                   if (self->raw && self->leader_id != raft::kNoNode &&
+                       self->leader_id != self->member_id) {
+                     spdlog::info("stopping: member {} leads now", hex_id(self->leader_id));
+                   } else if (self->raw) {
+                     spdlog::warn("stopping: leadership was not handed over in time (no other "
+                                  "member took it); the others elect a leader after their "
+                                  "election timeout");
+                   }
+                 }
+                 done();
+               });
   });
 }
 
@@ -1745,13 +1731,11 @@ void Node::get(v2::GetRequest req, Callback cb) {
 void Node::probe_quorum(std::chrono::milliseconds timeout, std::function<void(bool)> cb) {
   impl_->core->run_on_strand([timeout, cb = std::move(cb)](Core& c) mutable {
     if (c.stopped.load() || !c.raw || c.write_error) return cb(false);
-    const uint64_t id = c.new_request_id();
     Core::Waiter w;
     w.kind = Core::Waiter::Kind::kInternal;
     w.done = std::move(cb);
     w.deadline = SteadyClock::now() + timeout;
-    c.waiters.emplace(id, std::move(w));
-    c.propose_data(id, encode_read_barrier(id));
+    c.propose_read_barrier(std::move(w));
   });
 }
 

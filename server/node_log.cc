@@ -100,6 +100,7 @@ void WalWriter::run_images() {
       op.done(image.status());
       continue;
     }
+    bool queued = false;
     {
       std::lock_guard lock(mu_);
       if (!stopping_ && !failed_) {
@@ -108,14 +109,14 @@ void WalWriter::run_images() {
         record.image_meta = std::move(op.meta);
         record.image_done = std::move(op.done);
         queue_.push_back(std::move(record));
-        op.done = nullptr;
+        queued = true;
       }
     }
-    if (op.done) {
+    if (!queued) {
       op.done(Status::error("the raft log no longer accepts writes"));
-    } else {
-      cv_.notify_one();
+      continue;
     }
+    cv_.notify_one();
   }
 }
 

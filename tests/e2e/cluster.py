@@ -74,11 +74,15 @@ def get_json(m, path, timeout=5.0):
 
 class Cluster:
     """N members of one kind ("kvd" or "etcd") bootstrapped together. Owns their processes and
-    one work dir; cleanup() kills what still runs (by PID) and removes the work dir."""
+    one work dir; cleanup() kills what still runs (by PID) and removes the work dir. As a context
+    manager it prints the members' log tails when the block raises or, given `results`
+    (harness.Results), when a check failed inside the block."""
 
     def __init__(self, kind, n=3, token=None, snapshot_count=None, extra_args=(),
-                 heartbeat_ms=HEARTBEAT_MS, election_ms=ELECTION_MS, prefix=None):
+                 heartbeat_ms=HEARTBEAT_MS, election_ms=ELECTION_MS, prefix=None, results=None):
         self.kind = kind
+        self.results = results
+        self.failed_before = 0
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.workdir = tempfile.mkdtemp(prefix=f"{prefix or kind}-cluster-")
@@ -241,6 +245,8 @@ class Cluster:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self):
+        if self.results is not None:
+            self.failed_before = self.results.failed
         try:
             return self.start()
         except BaseException:
@@ -249,7 +255,8 @@ class Cluster:
             raise
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
+        if exc_type is not None or (self.results is not None and
+                                    self.results.failed > self.failed_before):
             self.dump_logs()
         self.cleanup()
 

@@ -22,7 +22,7 @@ KIND = os.environ.get("KVD_E2E_KIND", "kvd")
 
 def main():
     t_start = time.monotonic()
-    with cluster.Cluster(KIND, 3) as c:
+    with cluster.Cluster(KIND, 3, results=R) as c:
         lead = c.leader()
         if not R.check(lead is not None, "three members agree on a leader"):
             c.dump_logs()
@@ -76,8 +76,6 @@ def main():
                 "after the restart the three members agree on a leader")
         R.check(KIND != "kvd" or "ignoring --initial-cluster" in lead.read_log(),
                 f"{lead.name} (was {old_id}) restarted from its data dir")
-        if R.failed:
-            c.dump_logs()
     print(f"took {time.monotonic() - t_start:.1f}s")
     R.finish()
 

@@ -69,13 +69,8 @@ class Normalizer:
 def scenario(kind, main_tool, other_tool):
     """Returns {step: normalised (rc, stdout, stderr)} for comparison with the other kind."""
     out = {}
-    with cluster.Cluster(kind, 3) as c:
-        failed_before = R.failed
-        try:
-            steps(kind, c, main_tool, other_tool, out)
-        finally:
-            if R.failed > failed_before:
-                c.dump_logs()
+    with cluster.Cluster(kind, 3, results=R) as c:
+        steps(kind, c, main_tool, other_tool, out)
         return {k: (v[0], generic_text(c, v[1]), generic_text(c, v[2])) for k, v in out.items()}
 
 

@@ -69,13 +69,9 @@ def scenario(kind, survivor_role):
     # The follower variant runs with --pre-vote=true: the lone survivor then never wins a
     # pre-vote, so its term stays; without it (etcd's default) the term rises with each try.
     pre_vote = survivor_role == "follower"
-    with cluster.Cluster(kind, 3, extra_args=[f"--pre-vote={str(pre_vote).lower()}"]) as c:
-        failed_before = R.failed
-        try:
-            steps(f"{kind} ({survivor_role} survives)", c, out, survivor_role)
-        finally:
-            if R.failed > failed_before:
-                c.dump_logs()
+    with cluster.Cluster(kind, 3, extra_args=[f"--pre-vote={str(pre_vote).lower()}"],
+                         results=R) as c:
+        steps(f"{kind} ({survivor_role} survives)", c, out, survivor_role)
     return out
 
 

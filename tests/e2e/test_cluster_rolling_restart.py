@@ -26,7 +26,7 @@ def local_index(m):
 
 def main():
     t_start = time.monotonic()
-    with cluster.Cluster(KIND, 3) as c:
+    with cluster.Cluster(KIND, 3, results=R) as c:
         R.check(c.leader() is not None, "three members agree on a leader")
         w = cluster.Writers(c.members, threads=4, prefix="roll").start()
         try:
@@ -67,8 +67,6 @@ def main():
                     f"e.g. {list(missing.items())[:3]}")
             status, _, body = harness.request("GET", m.url + "/health")
             R.check(status == 200, f"{m.name} healthy at the end: {status} {body!r}")
-        if R.failed:
-            c.dump_logs()
     print(f"took {time.monotonic() - t_start:.1f}s")
     R.finish()
 

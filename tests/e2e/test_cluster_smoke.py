@@ -14,7 +14,8 @@ R = harness.Results()
 
 
 def main():
-    with cluster.Cluster("kvd", 3, heartbeat_ms=50, election_ms=500, prefix="kvd-smoke") as c:
+    with cluster.Cluster("kvd", 3, heartbeat_ms=50, election_ms=500, prefix="kvd-smoke",
+                         results=R) as c:
         ms = c.members
         lead = c.leader()
         R.check(lead is not None, "three members agree on a leader")
@@ -60,8 +61,6 @@ def main():
         R.check(caught, f"{lead.name} caught up after restart")
         R.check("ignoring --initial-cluster" in lead.read_log(),
                 "a restart from an existing data dir ignores the initial-cluster flags")
-        if R.failed:
-            c.dump_logs()
     R.finish()
 
 

@@ -242,6 +242,14 @@ class NodeClusterTest : public ::testing::Test {
     return leader;
   }
 
+  // Every member on member i's list has published its name.
+  bool all_named(int i) {
+    for (const auto& m : info(i).members) {
+      if (m.name.empty()) return false;
+    }
+    return true;
+  }
+
   uint64_t snapshot_count_ = 100000;
   std::chrono::milliseconds health_interval_{0};
   bool report_active_since_ = false;
@@ -386,12 +394,7 @@ TEST_F(NodeClusterTest, snapshot_laggingMemberCatchesUpBySnapshot) {
 TEST_F(NodeClusterTest, members_addUpdateRemove) {
   open_all();
   int leader = await_leader();
-  ASSERT_TRUE(wait_until([&] {
-    for (const auto& m : info(leader).members) {
-      if (m.name.empty()) return false;
-    }
-    return true;
-  }));
+  ASSERT_TRUE(wait_until([&] { return all_named(leader); }));
   Node* n = nodes_[leader].get();
   MemberChange dup =
       change([&](Node::MemberCallback cb) { n->add_member({peer_url(1)}, std::move(cb)); });
@@ -475,12 +478,7 @@ TEST_F(NodeClusterTest, join_addedMemberStartsWithExistingStateAndCatchesUp) {
   open_all();
   int leader = await_leader();
   for (int i = 0; i < 12; ++i) ASSERT_TRUE(put(leader, "/j/" + std::to_string(i), "v").ok());
-  ASSERT_TRUE(wait_until([&] {
-    for (const auto& m : info(leader).members) {
-      if (m.name.empty()) return false;
-    }
-    return true;
-  }));
+  ASSERT_TRUE(wait_until([&] { return all_named(leader); }));
   MemberChange added = change([&](Node::MemberCallback cb) {
     nodes_[leader]->add_member({peer_url(3)}, std::move(cb));
   });
@@ -564,12 +562,7 @@ TEST_F(NodeClusterTest, strictReconfig_addRefusedUntilPeersConnectedForHealthInt
   report_active_since_ = true;
   open_all();
   int leader = await_leader();
-  ASSERT_TRUE(wait_until([&] {
-    for (const auto& m : info(leader).members) {
-      if (m.name.empty()) return false;
-    }
-    return true;
-  }));
+  ASSERT_TRUE(wait_until([&] { return all_named(leader); }));
   Node* n = nodes_[leader].get();
   // etcd's mayAddMember: peers connected for less than HealthInterval make the cluster unhealthy.
   MemberChange added = change(
