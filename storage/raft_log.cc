@@ -70,6 +70,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -304,6 +305,76 @@ struct RaftLog::Impl {
 
   mutable std::mutex view_mu;
   std::shared_ptr<const View> view;  // GUARDED_BY(view_mu); never null after open
+
+  // The newest entries written, contiguous (at most kCacheEntries of them and kCacheBytes of
+  // data, at least one): entries() answers from here what the raft core reads most (committed
+  // entries to apply, appends for followers that keep up) without a RocksDB iterator. Kept in
+  // step with the log by the writer after each successful write; a reader checks the terms of
+  // what it takes against its own view (an entry with the same index and term is the same
+  // entry, Raft's Log Matching), so a write racing the read cannot hand it an entry its view
+  // does not have.
+  static constexpr size_t kCacheEntries = 16384;
+  static constexpr size_t kCacheBytes = 16 << 20;
+  mutable std::mutex cache_mu;
+  std::deque<raft::Entry> cache;  // GUARDED_BY(cache_mu)
+  size_t cache_bytes = 0;         // GUARDED_BY(cache_mu)
+
+  // After entries[skip..] were written (replacing the log from entries[skip].index on).
+  void cache_appended(const std::vector<raft::Entry>& entries, size_t skip) {
+    std::lock_guard lk(cache_mu);
+    const uint64_t start = entries[skip].index;
+    if (!cache.empty() && (start < cache.front().index || start > cache.back().index + 1)) {
+      cache.clear();
+      cache_bytes = 0;
+    }
+    while (!cache.empty() && cache.back().index >= start) {
+      cache_bytes -= cache.back().data.size();
+      cache.pop_back();
+    }
+    for (size_t i = skip; i < entries.size(); ++i) {
+      cache.push_back(entries[i]);
+      cache_bytes += entries[i].data.size();
+    }
+    while (cache.size() > 1 && (cache.size() > kCacheEntries || cache_bytes > kCacheBytes)) {
+      cache_bytes -= cache.front().data.size();
+      cache.pop_front();
+    }
+  }
+
+  // After a snapshot at index was recorded: entries up to it are gone from the log; all of
+  // them when the log was discarded.
+  void cache_compacted(uint64_t index, bool discarded) {
+    std::lock_guard lk(cache_mu);
+    while (!cache.empty() && (discarded || cache.front().index <= index)) {
+      cache_bytes -= cache.front().data.size();
+      cache.pop_front();
+    }
+  }
+
+  // entries() from the cache: true if [lo, hi) is all there and agrees with v (out then holds
+  // what the RocksDB read would give, max_bytes applied as there); false leaves out as it was.
+  // REQUIRES: v.snapshot.index < lo < hi <= v.last_index + 1.
+  bool cached_entries(const View& v, uint64_t lo, uint64_t hi, uint64_t max_bytes,
+                      std::vector<raft::Entry>* out) const {
+    std::lock_guard lk(cache_mu);
+    if (cache.empty() || lo < cache.front().index || hi > cache.back().index + 1) return false;
+    const size_t before = out->size();
+    auto run = std::upper_bound(v.runs.begin(), v.runs.end(), lo,
+                                [](uint64_t x, const TermRun& r) { return x < r.start; });
+    uint64_t bytes = 0;
+    for (uint64_t i = lo; i < hi; ++i) {
+      while (run != v.runs.end() && run->start <= i) ++run;
+      const raft::Entry& e = cache[i - cache.front().index];
+      if (e.term != std::prev(run)->term) {
+        out->resize(before);
+        return false;
+      }
+      bytes += e.data.size();
+      if (i > lo && bytes > max_bytes) break;
+      out->push_back(e);
+    }
+    return true;
+  }
   // Indexes of the images snapshot() is reading now (their files must stay).
   mutable std::multiset<uint64_t> image_readers;  // GUARDED_BY(view_mu)
 
@@ -750,7 +821,9 @@ Status RaftLog::append(const std::vector<raft::Entry>& entries,
     next.hard_state = *hs;
   }
   if (batch.Count() == 0) return Status::ok();
-  return m.commit(&batch, std::move(next), "append", sync || !entries.empty());
+  Status st = m.commit(&batch, std::move(next), "append", sync || !entries.empty());
+  if (st.is_ok() && skip < entries.size()) m.cache_appended(entries, skip);
+  return st;
 }
 
 Status RaftLog::save_snapshot(const raft::Snapshot& snap) {
@@ -841,10 +914,12 @@ Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInf
     next.runs.clear();
     next.last_index = index;
   }
+  const bool discarded = next.runs.empty();
   next.snapshot = meta;
   next.image = image;
   next.legacy_image = false;
   if (Status st = m.commit(&batch, std::move(next), "save_snapshot"); !st.is_ok()) return st;
+  m.cache_compacted(index, discarded);
   // Older images go, except one snapshot() is reading now.
   uint64_t bound = index;
   {
@@ -878,6 +953,7 @@ raft::StorageError RaftLog::entries(uint64_t lo, uint64_t hi, uint64_t max_bytes
   if (lo <= v->snapshot.index) return raft::StorageError::kCompacted;
   if (hi > v->last_index + 1) return raft::StorageError::kUnavailable;
   if (lo >= hi) return raft::StorageError::kOk;
+  if (impl_->cached_entries(*v, lo, hi, max_bytes, out)) return raft::StorageError::kOk;
 
   rocksdb::ReadOptions ro;
   ro.snapshot = v->db_snapshot.get();
