@@ -1024,28 +1024,14 @@ void Core::save_snapshot(raft::Snapshot snap) {
   }
 }
 
-namespace {
-
-bool write_all(int fd, const std::string& data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-}  // namespace
-
 // A large store takes long to serialize (about 0.4 us a key), and the strand would stall every
 // request meanwhile. So, as Redis does, a child process made by fork() writes the image from
 // its copy-on-write view of the store at this applied index, and the strand goes on. The child
-// only serializes and write()s: glibc keeps malloc usable after fork, and it touches no lock
+// only serializes and writes the image file (RaftLog::build_image: RocksDB's SST file writer, no
+// database, no logger): tcmalloc keeps malloc usable after fork, and the child touches no lock
 // another thread may hold, logs nothing and leaves with _exit(). The parent polls for it and
-// hands the file to the WAL writer, whose image thread puts it into the log as one SST file
-// (the parent never holds the image in memory).
+// hands the file to the WAL writer, whose image thread moves it into the log (the parent never
+// holds the image in memory, and its bytes are written once).
 bool Core::start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_before) {
   child_image_path =
       (fs::path(child_image_dir) / ("snapshot-" + std::to_string(snap.metadata.index) + ".tmp"))
@@ -1066,10 +1052,11 @@ bool Core::start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_bef
     int rc = 1;
     try {
       std::string image = store.save(last_image_bytes);
-      // No fsync: the file only carries the image to the parent, which writes it into the log
-      // as an SST file that is synced; a crash before that loses nothing recorded (the file is
-      // removed at start), and unsynced pages of a file removed soon may never reach the disk.
-      if (write_all(fd, image)) rc = 0;
+      // The image file in its final form (a synced SST file, which the parent moves into the
+      // log without copying it): the image's bytes are written once, here. A crash before the
+      // parent records it loses nothing recorded (snapshot*.tmp files are removed at start).
+      ::close(fd);
+      if (log->build_image(snap.metadata.index, image, child_image_path).is_ok()) rc = 0;
     } catch (...) {
     }
     ::_exit(rc);

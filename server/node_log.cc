@@ -93,7 +93,7 @@ void WalWriter::run_images() {
       op = std::move(image_queue_.front());
       image_queue_.pop_front();
     }
-    Result<storage::ImageInfo> image = log_->write_image_file(op.meta.index, op.path);
+    Result<storage::ImageInfo> image = log_->ingest_image(op.meta.index, op.path);
     std::error_code ec;
     std::filesystem::remove(op.path, ec);
     if (!image.is_ok()) {

@@ -55,12 +55,12 @@ class WalWriter {
   using Done = std::function<void(Status)>;
   bool persist(std::optional<raft::Snapshot> snapshot, std::vector<raft::Entry> entries,
                std::optional<raft::HardState> hs, bool sync, Done done);
-  // Queues the snapshot at meta whose store image is the file at path (written by a snapshot
-  // child; it need not be synced): the image thread writes it into the log (RaftLog::write_image_file) and
-  // removes the file while the WAL thread goes on with appends; then the WAL thread records the
-  // snapshot (RaftLog::save_snapshot(meta, image)) and done(status) runs there (on the image
-  // thread if the image could not be written). Same return as append(); when false, done never
-  // runs and the file is left to the caller.
+  // Queues the snapshot at meta whose store image is the file at path, made by
+  // RaftLog::build_image (in a snapshot child): the image thread moves it into the log
+  // (RaftLog::ingest_image; the file is removed either way) while the WAL thread goes on with
+  // appends; then the WAL thread records the snapshot (RaftLog::save_snapshot(meta, image)) and
+  // done(status) runs there (on the image thread if the image could not be ingested). Same
+  // return as append(); when false, done never runs and the file is left to the caller.
   bool save_snapshot_file(raft::SnapshotMetadata meta, std::string path, Done done);
 
   // Writes what is queued (images included), then joins the threads. Idempotent.

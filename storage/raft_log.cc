@@ -61,6 +61,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
+#include <rocksdb/sst_file_reader.h>
 #include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
@@ -294,7 +295,10 @@ struct RaftLog::Impl {
   rocksdb::ColumnFamilyHandle* meta_cf = nullptr;     // owned by db
   rocksdb::ColumnFamilyHandle* entries_cf = nullptr;  // owned by db
   rocksdb::ColumnFamilyHandle* images_cf = nullptr;   // owned by db
-  rocksdb::Options image_options;                     // the images family's, for SstFileWriter
+  rocksdb::Options image_options;                     // the images family's
+  // image_options without the database's logger, for image files: ImageWriter may run in a
+  // forked child, where the logger's locks may be held by threads the child does not have.
+  rocksdb::Options image_file_options;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
 
   // Serializes writers (the contract allows one, but put_meta may come from elsewhere at start).
@@ -435,19 +439,22 @@ struct RaftLog::Impl {
     if (!s.ok()) spdlog::warn("{}: dropping images [{}, {}): {}", dir, lo, hi, s.ToString());
   }
 
-  // Builds one image SST (image-<index>.sst.tmp in the database directory) and ingests it.
+  // Builds one image SST file at path: chunks of at most kImageChunkBytes under image keys of
+  // index, synced by finish(). Uses no database, only the images family's table options (so it
+  // may run in a forked child). The file is removed unless finish() succeeded and keep() was
+  // called.
   class ImageWriter {
    public:
-    ImageWriter(Impl& m, uint64_t index)
-        : m_(m), tmp_(m.dir + "/image-" + std::to_string(index) + ".sst.tmp"),
-          writer_(rocksdb::EnvOptions(), m.image_options, m.images_cf) {
+    ImageWriter(const Impl& m, uint64_t index, std::string path)
+        : m_(m), path_(std::move(path)), writer_(rocksdb::EnvOptions(), m.image_file_options) {
       info_.index = index;
     }
     ~ImageWriter() {
+      if (keep_) return;
       std::error_code ec;
-      fs::remove(tmp_, ec);
+      fs::remove(path_, ec);
     }
-    Status open() { return check(writer_.Open(tmp_), "creating"); }
+    Status open() { return check(writer_.Open(path_), "creating"); }
     Status add(std::string_view chunk) {
       Status st = check(writer_.Put(image_key(info_.index, info_.chunks), slice(chunk)), "writing");
       ++info_.chunks;
@@ -459,25 +466,44 @@ struct RaftLog::Impl {
         if (Status st = add({}); !st.is_ok()) return st;
       }
       if (Status st = check(writer_.Finish(), "finishing"); !st.is_ok()) return st;
-      rocksdb::IngestExternalFileOptions io;
-      io.move_files = true;
-      if (Status st = check(m_.db->IngestExternalFile(m_.images_cf, {tmp_}, io), "ingesting");
-          !st.is_ok()) {
-        return st;
-      }
       return info_;
     }
+    void keep() { keep_ = true; }
+    const std::string& path() const { return path_; }
 
    private:
     Status check(const rocksdb::Status& s, const char* what) {
       if (s.ok()) return Status::ok();
-      return m_.fail(std::string(what) + " the image " + tmp_ + ": " + s.ToString());
+      return m_.fail(std::string(what) + " the image " + path_ + ": " + s.ToString());
     }
-    Impl& m_;
-    const std::string tmp_;
+    const Impl& m_;
+    const std::string path_;
     rocksdb::SstFileWriter writer_;
     ImageInfo info_;
+    bool keep_ = false;
   };
+
+  // Writes data as an image file at path (ImageWriter).
+  Result<ImageInfo> build_image(uint64_t index, std::string_view data, const std::string& path,
+                                bool keep) const {
+    ImageWriter w(*this, index, path);
+    if (Status st = w.open(); !st.is_ok()) return st;
+    for (size_t at = 0; at < data.size(); at += kImageChunkBytes) {
+      if (Status st = w.add(data.substr(at, kImageChunkBytes)); !st.is_ok()) return st;
+    }
+    Result<ImageInfo> info = w.finish();
+    if (info.is_ok() && keep) w.keep();
+    return info;
+  }
+
+  // Moves the image file at path into the images family (a hard link, no copy).
+  Status ingest(const std::string& path) {
+    rocksdb::IngestExternalFileOptions io;
+    io.move_files = true;
+    rocksdb::Status s = db->IngestExternalFile(images_cf, {path}, io);
+    if (!s.ok()) return fail("ingesting the image " + path + ": " + s.ToString());
+    return Status::ok();
+  }
 };
 
 namespace {
@@ -745,6 +771,8 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir, rocksdb::
   rocksdb::ColumnFamilyOptions image_cf_options(options);
   image_cf_options.disable_auto_compactions = true;
   impl->image_options = rocksdb::Options(rocksdb::DBOptions(options), image_cf_options);
+  impl->image_file_options = impl->image_options;
+  impl->image_file_options.info_log.reset();
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
       {rocksdb::kDefaultColumnFamilyName, cf_options},
       {kEntriesFamily, cf_options},
@@ -838,38 +866,49 @@ Status RaftLog::save_snapshot(const raft::Snapshot& snap) {
 }
 
 Result<ImageInfo> RaftLog::write_image(uint64_t index, std::string_view data) {
-  Impl::ImageWriter w(*impl_, index);
-  if (Status st = w.open(); !st.is_ok()) return st;
-  for (size_t at = 0; at < data.size(); at += kImageChunkBytes) {
-    if (Status st = w.add(data.substr(at, kImageChunkBytes)); !st.is_ok()) return st;
-  }
-  return w.finish();
+  const std::string tmp = impl_->dir + "/image-" + std::to_string(index) + ".sst.tmp";
+  Result<ImageInfo> info = impl_->build_image(index, data, tmp, true);
+  if (!info.is_ok()) return info;
+  Status st = impl_->ingest(tmp);
+  std::error_code ec;
+  fs::remove(tmp, ec);  // gone already once ingested (moved); left by a failed ingestion
+  if (!st.is_ok()) return st;
+  return info;
 }
 
-Result<ImageInfo> RaftLog::write_image_file(uint64_t index, const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::error(path + ": " + std::strerror(errno));
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  Impl::ImageWriter w(*impl_, index);
-  if (Status st = w.open(); !st.is_ok()) return st;
-  std::string chunk(kImageChunkBytes, '\0');
-  for (;;) {
-    size_t got = 0;
-    while (got < chunk.size()) {
-      ssize_t n = ::read(fd, chunk.data() + got, chunk.size() - got);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Status::error(path + ": " + std::strerror(errno));
-      if (n == 0) break;
-      got += static_cast<size_t>(n);
-    }
-    if (got == 0) break;
-    if (Status st = w.add(std::string_view(chunk.data(), got)); !st.is_ok()) return st;
-    if (got < chunk.size()) break;
+Status RaftLog::build_image(uint64_t index, std::string_view data, const std::string& path) const {
+  Result<ImageInfo> info = impl_->build_image(index, data, path, true);
+  return info.is_ok() ? Status::ok() : info.status();
+}
+
+Result<ImageInfo> RaftLog::ingest_image(uint64_t index, const std::string& path) {
+  Impl& m = *impl_;
+  rocksdb::SstFileReader reader(m.image_file_options);
+  if (rocksdb::Status s = reader.Open(path); !s.ok()) {
+    return m.fail("reading the image " + path + ": " + s.ToString());
   }
-  return w.finish();
+  const std::shared_ptr<const rocksdb::TableProperties> props = reader.GetTableProperties();
+  ImageInfo info;
+  info.index = index;
+  info.chunks = props ? static_cast<uint32_t>(props->num_entries) : 0;
+  info.bytes = props ? props->raw_value_size : 0;
+  // Its keys must be exactly chunks 0 .. chunks-1 of this index (it is then a build_image file).
+  std::unique_ptr<rocksdb::Iterator> it(reader.NewIterator(rocksdb::ReadOptions()));
+  bool ok = info.chunks > 0 && props->num_entries == info.chunks;
+  if (ok) {
+    it->SeekToFirst();
+    ok = it->Valid() && it->key() == image_key(index, 0);
+  }
+  if (ok) {
+    it->SeekToLast();
+    ok = it->Valid() && it->key() == image_key(index, info.chunks - 1);
+  }
+  if (!ok || !it->status().ok()) {
+    return m.fail("the file " + path + " is not a store image of index " + std::to_string(index));
+  }
+  it.reset();
+  if (Status st = m.ingest(path); !st.is_ok()) return st;
+  return info;
 }
 
 Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInfo& image) {

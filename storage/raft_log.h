@@ -57,11 +57,16 @@ class RaftLog : public raft::LogStorage {
 
   // Writes a store image as one SST file (1 MiB values) and ingests it into the database: the
   // bytes go to disk once, bypassing RocksDB's write-ahead log and memtables, and an image a
-  // later snapshot replaces is dropped as a whole file. write_image_file reads the image from
-  // the file at path in chunks (and leaves the file alone). Safe on any thread, concurrently
-  // with the writer thread; the image is unused until save_snapshot(meta, image).
+  // later snapshot replaces is dropped as a whole file. Safe on any thread, concurrently with
+  // the writer thread; the image is unused until save_snapshot(meta, image).
   Result<ImageInfo> write_image(uint64_t index, std::string_view data);
-  Result<ImageInfo> write_image_file(uint64_t index, const std::string& path);
+  // The same in two steps, so that the file can be made elsewhere: build_image writes the image
+  // file at path (synced) and touches nothing else: no database state, no logger, no thread, so
+  // a forked child may call it. ingest_image then moves such a file into the database (a hard
+  // link, no copy); a file that is not an image of index made by build_image is refused,
+  // naming it. Same thread rules as write_image.
+  Status build_image(uint64_t index, std::string_view data, const std::string& path) const;
+  Result<ImageInfo> ingest_image(uint64_t index, const std::string& path);
   // Makes an image written by write_image* the snapshot at meta (meta.index == image.index) and
   // compacts the log as save_snapshot(snap) does, synced; the previous image is deleted. An image
   // at or below the stored snapshot's index is dropped instead (a newer snapshot, e.g. one from

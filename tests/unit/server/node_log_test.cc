@@ -118,10 +118,7 @@ TEST_F(WalWriterTest, saveSnapshot_orderedWithAppends) {
 TEST_F(WalWriterTest, saveSnapshotFile_imageThreadWritesItWhileAppendsGoOn) {
   const fs::path image = dir_ / "snapshot-5.tmp";
   const std::string data(3 << 20, 'i');  // three image chunks
-  {
-    std::ofstream out(image, std::ios::binary);
-    out << data;
-  }
+  ASSERT_TRUE(log_->build_image(5, data, image.string()).is_ok());
   std::promise<Status> saved;
   auto saved_f = saved.get_future();
   {

@@ -491,19 +491,20 @@ TEST_F(RaftLogTest, saveSnapshot_replacedImageFileIsDropped) {
   EXPECT_EQ(got.data, "the newer image");
 }
 
-TEST_F(RaftLogTest, writeImageFile_thenSaveSnapshotMakesItTheSnapshot) {
+TEST_F(RaftLogTest, buildImageThenIngest_saveSnapshotMakesItTheSnapshot) {
   open_log();
   ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
   const std::string image = image_of((1 << 20) * 2 + 7, 'k');
-  const std::string path = (root_ / "image.tmp").string();
-  write_file(path, image);
-  auto written = log_->write_image_file(6, path);
+  const std::string path = (root_ / "snapshot-6.tmp").string();
+  ASSERT_TRUE(log_->build_image(6, image, path).is_ok());
+  ASSERT_TRUE(fs::exists(path));
+  auto written = log_->ingest_image(6, path);
   ASSERT_TRUE(written.is_ok()) << written.status().message();
   EXPECT_EQ(written.value().index, 6u);
   EXPECT_EQ(written.value().bytes, image.size());
   EXPECT_EQ(written.value().chunks, 3u);
-  EXPECT_TRUE(fs::exists(path));  // the source file is left alone
-  // Written but not saved: still no snapshot.
+  EXPECT_FALSE(fs::exists(path));  // moved into the database, not copied
+  // Ingested but not saved: still no snapshot.
   EXPECT_EQ(log_->first_index(), 1u);
   ASSERT_TRUE(log_->save_snapshot(SnapshotMetadata{6, 1, {{1}}}, written.value()).is_ok());
   EXPECT_EQ(log_->first_index(), 7u);
@@ -514,12 +515,41 @@ TEST_F(RaftLogTest, writeImageFile_thenSaveSnapshotMakesItTheSnapshot) {
   EXPECT_TRUE(got.data == image);
 }
 
-TEST_F(RaftLogTest, writeImageFile_missingFileFailsNamingIt) {
+TEST_F(RaftLogTest, buildImage_emptyImageIsOneEmptyChunk) {
   open_log();
-  auto written = log_->write_image_file(3, (root_ / "nope").string());
-  ASSERT_FALSE(written.is_ok());
-  EXPECT_NE(written.status().message().find("nope"), std::string::npos)
-      << written.status().message();
+  const std::string path = (root_ / "empty.tmp").string();
+  ASSERT_TRUE(log_->build_image(2, "", path).is_ok());
+  auto written = log_->ingest_image(2, path);
+  ASSERT_TRUE(written.is_ok()) << written.status().message();
+  EXPECT_EQ(written.value().chunks, 1u);
+  EXPECT_EQ(written.value().bytes, 0u);
+}
+
+TEST_F(RaftLogTest, ingestImage_missingGarbageOrOtherIndexRefusedNamingTheFile) {
+  open_log();
+  auto missing = log_->ingest_image(3, (root_ / "nope").string());
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_NE(missing.status().message().find("nope"), std::string::npos)
+      << missing.status().message();
+  const std::string garbage = (root_ / "garbage.tmp").string();
+  write_file(garbage, std::string(5000, 'g'));
+  auto bad = log_->ingest_image(3, garbage);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("garbage.tmp"), std::string::npos)
+      << bad.status().message();
+  const std::string other = (root_ / "other.tmp").string();
+  ASSERT_TRUE(log_->build_image(4, "image at 4", other).is_ok());
+  auto wrong = log_->ingest_image(3, other);
+  ASSERT_FALSE(wrong.is_ok());
+  EXPECT_NE(wrong.status().message().find("not a store image of index 3"), std::string::npos)
+      << wrong.status().message();
+  // Nothing of them reached the database: a snapshot at 3 still needs its own image.
+  auto good = log_->write_image(3, "image at 3");
+  ASSERT_TRUE(good.is_ok());
+  ASSERT_TRUE(log_->save_snapshot(SnapshotMetadata{3, 1, {{1}}}, good.value()).is_ok());
+  Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), StorageError::kOk);
+  EXPECT_EQ(got.data, "image at 3");
 }
 
 TEST_F(RaftLogTest, saveSnapshotImage_olderThanStoredIsDroppedNotSaved) {
