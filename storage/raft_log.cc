@@ -296,7 +296,7 @@ struct RaftLog::Impl {
   rocksdb::ColumnFamilyHandle* entries_cf = nullptr;  // owned by db
   rocksdb::ColumnFamilyHandle* images_cf = nullptr;   // owned by db
   rocksdb::Options image_options;                     // the images family's
-  // image_options without the database's logger, for image files: ImageWriter may run in a
+  // image_options without the database's logger, for image files: build_image may run in a
   // forked child, where the logger's locks may be held by threads the child does not have.
   rocksdb::Options image_file_options;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -439,61 +439,32 @@ struct RaftLog::Impl {
     if (!s.ok()) spdlog::warn("{}: dropping images [{}, {}): {}", dir, lo, hi, s.ToString());
   }
 
-  // Builds one image SST file at path: chunks of at most kImageChunkBytes under image keys of
-  // index, synced by finish(). Uses no database, only the images family's table options (so it
-  // may run in a forked child). The file is removed unless finish() succeeded and keep() was
-  // called.
-  class ImageWriter {
-   public:
-    ImageWriter(const Impl& m, uint64_t index, std::string path)
-        : m_(m), path_(std::move(path)), writer_(rocksdb::EnvOptions(), m.image_file_options) {
-      info_.index = index;
+  // Writes data as one image SST file at path: chunks of at most kImageChunkBytes under image
+  // keys of index, synced. Uses no database, only the images family's table options (so it may
+  // run in a forked child). A failure removes the file.
+  Result<ImageInfo> build_image(uint64_t index, std::string_view data,
+                                const std::string& path) const {
+    rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), image_file_options);
+    ImageInfo info;
+    info.index = index;
+    rocksdb::Status s = writer.Open(path);
+    const char* what = "creating";
+    // An empty image is one empty chunk.
+    for (size_t at = 0; s.ok() && (at < data.size() || info.chunks == 0); at += kImageChunkBytes) {
+      const std::string_view chunk = data.substr(std::min(at, data.size()), kImageChunkBytes);
+      s = writer.Put(image_key(index, info.chunks), slice(chunk));
+      what = "writing";
+      ++info.chunks;
+      info.bytes += chunk.size();
     }
-    ~ImageWriter() {
-      if (keep_) return;
-      std::error_code ec;
-      fs::remove(path_, ec);
+    if (s.ok()) {
+      s = writer.Finish();
+      what = "finishing";
     }
-    Status open() { return check(writer_.Open(path_), "creating"); }
-    Status add(std::string_view chunk) {
-      Status st = check(writer_.Put(image_key(info_.index, info_.chunks), slice(chunk)), "writing");
-      ++info_.chunks;
-      info_.bytes += chunk.size();
-      return st;
-    }
-    Result<ImageInfo> finish() {
-      if (info_.chunks == 0) {
-        if (Status st = add({}); !st.is_ok()) return st;
-      }
-      if (Status st = check(writer_.Finish(), "finishing"); !st.is_ok()) return st;
-      return info_;
-    }
-    void keep() { keep_ = true; }
-    const std::string& path() const { return path_; }
-
-   private:
-    Status check(const rocksdb::Status& s, const char* what) {
-      if (s.ok()) return Status::ok();
-      return m_.fail(std::string(what) + " the image " + path_ + ": " + s.ToString());
-    }
-    const Impl& m_;
-    const std::string path_;
-    rocksdb::SstFileWriter writer_;
-    ImageInfo info_;
-    bool keep_ = false;
-  };
-
-  // Writes data as an image file at path (ImageWriter).
-  Result<ImageInfo> build_image(uint64_t index, std::string_view data, const std::string& path,
-                                bool keep) const {
-    ImageWriter w(*this, index, path);
-    if (Status st = w.open(); !st.is_ok()) return st;
-    for (size_t at = 0; at < data.size(); at += kImageChunkBytes) {
-      if (Status st = w.add(data.substr(at, kImageChunkBytes)); !st.is_ok()) return st;
-    }
-    Result<ImageInfo> info = w.finish();
-    if (info.is_ok() && keep) w.keep();
-    return info;
+    if (s.ok()) return info;
+    std::error_code ec;
+    fs::remove(path, ec);
+    return fail(std::string(what) + " the image " + path + ": " + s.ToString());
   }
 
   // Moves the image file at path into the images family (a hard link, no copy).
@@ -867,7 +838,7 @@ Status RaftLog::save_snapshot(const raft::Snapshot& snap) {
 
 Result<ImageInfo> RaftLog::write_image(uint64_t index, std::string_view data) {
   const std::string tmp = impl_->dir + "/image-" + std::to_string(index) + ".sst.tmp";
-  Result<ImageInfo> info = impl_->build_image(index, data, tmp, true);
+  Result<ImageInfo> info = impl_->build_image(index, data, tmp);
   if (!info.is_ok()) return info;
   Status st = impl_->ingest(tmp);
   std::error_code ec;
@@ -877,7 +848,7 @@ Result<ImageInfo> RaftLog::write_image(uint64_t index, std::string_view data) {
 }
 
 Status RaftLog::build_image(uint64_t index, std::string_view data, const std::string& path) const {
-  Result<ImageInfo> info = impl_->build_image(index, data, path, true);
+  Result<ImageInfo> info = impl_->build_image(index, data, path);
   return info.is_ok() ? Status::ok() : info.status();
 }
 
