@@ -5,7 +5,7 @@
 # bench_init, which checks the tools and settings, makes $WORK and installs the exit trap.
 # Environment read here (defaults in brackets): KVD_BIN [build/server/kvd] ETCD_BIN
 # [/usr/bin/etcd] ROUNDS DURATION CONNS [64] THREADS [2] VALUE_BYTES [64] BENCH_DIR [/var/tmp]
-# KEEP [0].
+# KEEP [0] READ_PAUSE_MS [4] WRITE_PAUSE_MS [16].
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KVD_BIN="${KVD_BIN:-$REPO_DIR/build/server/kvd}"
@@ -17,6 +17,8 @@ THREADS="${THREADS:-2}"
 VALUE_BYTES="${VALUE_BYTES:-64}"
 BENCH_DIR="${BENCH_DIR:-/var/tmp}"
 KEEP="${KEEP:-0}"
+READ_PAUSE_MS="${READ_PAUSE_MS:-4}"
+WRITE_PAUSE_MS="${WRITE_PAUSE_MS:-16}"
 
 declare -A PID=()
 
@@ -49,8 +51,8 @@ bench_init() {
   done
   [[ -x "$ETCD_BIN" ]] || die "etcd not found at $ETCD_BIN (apt-get install etcd-server, or set ETCD_BIN)"
   [[ -x "$KVD_BIN" ]] || die "kvd binary not found at $KVD_BIN: build it (ninja -C build kvd) or set KVD_BIN"
-  for n in "$ROUNDS" "$DURATION" "$CONNS" "$THREADS" "$VALUE_BYTES"; do
-    [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS, DURATION, CONNS, THREADS and VALUE_BYTES must be positive integers"
+  for n in "$ROUNDS" "$DURATION" "$CONNS" "$THREADS" "$VALUE_BYTES" "$READ_PAUSE_MS" "$WRITE_PAUSE_MS"; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS, DURATION, CONNS, THREADS, VALUE_BYTES, READ_PAUSE_MS and WRITE_PAUSE_MS must be positive integers"
   done
   (( THREADS <= CONNS )) || die "THREADS ($THREADS) must not exceed CONNS ($CONNS)"
   WORK="$(mktemp -d "$BENCH_DIR/${WORK_PREFIX:-kvd-bench}.XXXXXX")"
@@ -102,7 +104,10 @@ wait_write() {
 }
 
 # read.lua: GETs of the URL given. write.lua: PUT /v2/keys/bench/<run>-<thread>-<n>, distinct
-# across threads and runs (args: run name, value bytes). Both print one RESULT line.
+# across threads and runs (args: run name, value bytes). readp.lua and writep.lua: the same, each
+# connection pausing a given number of milliseconds before each request (the last argument), so
+# that the load is set by the pause and not by how fast the server answers. All print one RESULT
+# line.
 write_lua_scripts() {
   cat >"$WORK/report.lua" <<'EOF'
 function done(summary, latency, requests)
@@ -131,6 +136,13 @@ function request()
 end
 EOF
   cat "$WORK/report.lua" >>"$WORK/write.lua"
+  cat >"$WORK/readp.lua" <<'EOF'
+function init(args) pause = tonumber(args[1]) end
+function delay() return pause end
+EOF
+  cat "$WORK/report.lua" >>"$WORK/readp.lua"
+  sed 's/^  n = 0$/  n = 0\n  pause = tonumber(args[3])/' "$WORK/write.lua" >"$WORK/writep.lua"
+  echo 'function delay() return pause end' >>"$WORK/writep.lua"
 }
 
 # result_field LINE NAME: one field of a RESULT line.
@@ -178,6 +190,8 @@ wrk_result() {
 # quiet machine (quiesce).
 #   reads   GET /v2/keys/bench-read, $CONNS connections     read1   the same on one connection
 #   writes  PUT distinct keys, $CONNS connections            write1  the same on one connection
+#   readp   reads, each connection pausing $READ_PAUSE_MS before each request
+#   writep  writes, each connection pausing $WRITE_PAUSE_MS before each request
 run_wrk() {
   local round=$1 target=$2 workload=$3 url=$4 line
   quiesce
@@ -190,6 +204,10 @@ run_wrk() {
                      -s "$WORK/write.lua" "$url" -- "w$round-$target" "$VALUE_BYTES") ;;
     write1) line=$(wrk_result "$target" "$workload" -t1 -c1 -d"${DURATION}s" \
                      -s "$WORK/write.lua" "$url" -- "l$round-$target" "$VALUE_BYTES") ;;
+    readp)  line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
+                     -s "$WORK/readp.lua" "$url/v2/keys/bench-read" -- "$READ_PAUSE_MS") ;;
+    writep) line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
+                     -s "$WORK/writep.lua" "$url" -- "p$round-$target" "$VALUE_BYTES" "$WRITE_PAUSE_MS") ;;
     *) die "unknown workload $workload" ;;
   esac
   record "$round" "$target" "$workload" "$(result_field "$line" rps)" \

@@ -9,6 +9,9 @@
 #   writes    PUT /v2/keys/bench/<distinct key>, $CONNS connections
 #   read1     the reads on one connection (latency)
 #   write1    the writes on one connection (latency)
+#   readp     the reads, each connection pausing READ_PAUSE_MS before each request (latency at
+#             a load well below either proxy's throughput, set by the pause)
+#   writep    the writes, each connection pausing WRITE_PAUSE_MS before each request
 # Each round runs each workload on every target back to back, the order rotating between rounds;
 # the table shows medians over rounds: throughput, p50 latency, the latency a proxy adds over
 # going to the member directly, and kvd's proxy against etcd's. Processes are killed by PID.
@@ -16,6 +19,7 @@
 # Environment (defaults in brackets):
 #   KVD_BIN [build/server/kvd]  ETCD_BIN [/usr/bin/etcd]  ROUNDS [3]  DURATION [5] seconds per
 #   run  CONNS [64]  THREADS [2] wrk threads  VALUE_BYTES [64]  BENCH_DIR [/var/tmp]  KEEP [0]
+#   READ_PAUSE_MS [4]  WRITE_PAUSE_MS [16]
 set -euo pipefail
 
 DEFAULT_ROUNDS=3
@@ -58,7 +62,7 @@ echo "bench: kvd=$KVD_BIN etcd=$ETCD_BIN rounds=$ROUNDS duration=${DURATION}s co
      "threads=$THREADS value=${VALUE_BYTES}B data=$WORK" >&2
 TARGETS=(kvd-proxy kvd-direct etcd-proxy etcd-direct)
 for ((round = 1; round <= ROUNDS; round++)); do
-  for workload in reads writes read1 write1; do
+  for workload in reads writes read1 write1 readp writep; do
     for ((k = 0; k < 4; k++)); do
       target="${TARGETS[(k + round - 1) % 4]}"
       run_wrk "$round" "$target" "$workload" "${URL[$target]}"
@@ -98,6 +102,12 @@ row_lat "write latency, 1 conn, p50 (ms)" write1_p50_ms
 row_lat "write latency, 1 conn, p99 (ms)" write1_p99_ms
 row_lat "read latency, $CONNS conns, p50 (ms)" reads_p50_ms
 row_lat "write latency, $CONNS conns, p50 (ms)" writes_p50_ms
+row_rps "reads, $CONNS conns pausing ${READ_PAUSE_MS} ms (req/s)" readp
+row_lat "read latency, $CONNS conns pausing ${READ_PAUSE_MS} ms, p50 (ms)" readp_p50_ms
+row_lat "read latency, $CONNS conns pausing ${READ_PAUSE_MS} ms, p99 (ms)" readp_p99_ms
+row_rps "writes, $CONNS conns pausing ${WRITE_PAUSE_MS} ms (req/s)" writep
+row_lat "write latency, $CONNS conns pausing ${WRITE_PAUSE_MS} ms, p50 (ms)" writep_p50_ms
+row_lat "write latency, $CONNS conns pausing ${WRITE_PAUSE_MS} ms, p99 (ms)" writep_p99_ms
 echo
 echo "(latency rows: the proxy/direct columns give the latency the proxy adds over the direct member)"
 warn_on_errors

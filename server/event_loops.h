@@ -54,15 +54,15 @@ class EventLoops {
     for (auto& t : threads) t.join();
   }
 
-  // Busy polling, set before run(): once handlers ran on loop i, while worth_it(i) (called on
-  // that loop's thread) holds, the loop keeps polling its sockets without blocking until `spin`
-  // passes with nothing to run. An answer expected within microseconds (a member's, for the
-  // proxy) is then taken without the thread going to sleep and being woken, which costs tens of
-  // microseconds on virtual machines. worth_it must only hold while the loop is lightly loaded:
-  // a polling thread takes a core from everything else.
-  void set_spin(std::chrono::microseconds spin, std::function<bool(size_t)> worth_it) {
-    spin_ = spin;
-    worth_it_ = std::move(worth_it);
+  // Busy polling, set before run(): once handlers ran on loop i, the loop keeps polling its
+  // sockets without blocking for as long as spin_for(i) (called on that loop's thread) says,
+  // counted from the last handler that ran; zero means block. An answer expected within a
+  // millisecond (a member's, for the proxy) is then taken without the thread going to sleep and
+  // being woken, which costs tens of microseconds on virtual machines. spin_for must say zero
+  // unless the loop is lightly loaded: a polling thread takes a core from everything else (it
+  // yields between polls, so a thread waiting for the core goes first).
+  void set_spin(std::function<std::chrono::microseconds(size_t)> spin_for) {
+    spin_for_ = std::move(spin_for);
   }
 
   void stop() {
@@ -72,29 +72,30 @@ class EventLoops {
  private:
   void run_loop(size_t i) {
     boost::asio::io_context& io = *ios_[i];
-    if (spin_.count() <= 0 || !worth_it_) {
+    if (!spin_for_) {
       io.run();
       return;
     }
     using Clock = std::chrono::steady_clock;
     while (io.run_one() > 0) {  // blocks until a handler ran; 0 once stopped
       Clock::time_point last = Clock::now();
-      while (!io.stopped() && worth_it_(i)) {
+      while (!io.stopped()) {
+        const std::chrono::microseconds spin = spin_for_(i);
+        if (spin.count() <= 0) break;
         const size_t ran = io.poll();
         const Clock::time_point now = Clock::now();
         if (ran > 0) {
           last = now;
-        } else if (now - last >= spin_) {
+        } else if (now - last >= spin) {
           break;
         } else {
-          std::this_thread::yield();  // a thread waiting for this core goes first
+          std::this_thread::yield();
         }
       }
     }
   }
 
-  std::chrono::microseconds spin_{0};
-  std::function<bool(size_t)> worth_it_;
+  std::function<std::chrono::microseconds(size_t)> spin_for_;
   std::vector<std::unique_ptr<boost::asio::io_context>> ios_;
   std::atomic<size_t> next_{0};
 };

@@ -224,12 +224,19 @@ struct Settings {
   Clock::duration read_timeout{};  // zero: none
 };
 
-// How busy one loop is, for busy polling (EventLoops::set_spin): the proxy polls for a member's
-// answer instead of sleeping only while few requests are in flight on the loop and none of the
-// last kQuietAfterBusy was busy. Used by the loop's own thread only.
+// How busy one loop is, for busy polling (EventLoops::set_spin). While at most kFewCalls
+// proxied requests are in flight on the loop (and none of the last kQuietAfterBusy was busy),
+// the loop polls for the member's answer for up to kAwaitSpin instead of sleeping: one sleep
+// and wake-up less per request, which on a virtual machine is a good part of what a proxy hop
+// costs. kAwaitSpin covers a cluster write's commit (fsyncs on two members); a 40 us poll, which
+// only a read's answer beat, made one-connection writes slower than not polling at all. Once none
+// is in flight, the loop polls only kIdleSpin for the client's next request. Used by the loop's
+// own thread only.
 struct LoopLoad {
   static constexpr int kFewCalls = 2;
   static constexpr auto kQuietAfterBusy = std::chrono::milliseconds(100);
+  static constexpr auto kAwaitSpin = std::chrono::microseconds(2000);
+  static constexpr auto kIdleSpin = std::chrono::microseconds(50);
   int calls = 0;  // proxied requests in flight, long polls excluded
   Clock::time_point busy_until{};
 
@@ -237,9 +244,11 @@ struct LoopLoad {
     if (++calls > kFewCalls) busy_until = now + kQuietAfterBusy;
   }
   void ended() { --calls; }
-  bool light(Clock::time_point now) const { return calls <= kFewCalls && now >= busy_until; }
+  std::chrono::microseconds spin(Clock::time_point now) const {
+    if (calls > kFewCalls || now < busy_until) return std::chrono::microseconds(0);
+    return calls > 0 ? kAwaitSpin : kIdleSpin;
+  }
 };
-constexpr auto kProxySpin = std::chrono::microseconds(40);
 
 // What the calls share. Outlives every call (run_proxy drains the io_context before it goes).
 struct Shared {
@@ -946,7 +955,7 @@ int run_proxy(const Flags& flags) {
   spdlog::info("kvd proxy ({}) serving clients on {}",
                flags.proxy == ProxyMode::kReadonly ? "readonly" : "on", urls);
 
-  loops.set_spin(kProxySpin, [&shared](size_t i) { return shared.load[i].light(Clock::now()); });
+  loops.set_spin([&shared](size_t i) { return shared.load[i].spin(Clock::now()); });
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const error_code& ec, int sig) {

@@ -65,9 +65,9 @@ TEST(EventLoopsTest, run_runsHandlersOnEveryLoopUntilStop) {
 TEST(EventLoopsTest, setSpin_pollingLoopsRunHandlersAndTimersAndStop) {
   EventLoops loops(2);
   std::atomic<int> asked{0};
-  loops.set_spin(std::chrono::microseconds(200), [&asked](size_t) {
+  loops.set_spin([&asked](size_t) {
     asked.fetch_add(1);
-    return true;
+    return std::chrono::microseconds(200);
   });
   auto running = run_async(loops);
   auto pp = ping_pong(loops, 1000);
@@ -81,18 +81,50 @@ TEST(EventLoopsTest, setSpin_pollingLoopsRunHandlersAndTimersAndStop) {
   ASSERT_EQ(running.wait_for(kWait), std::future_status::ready);
 }
 
-TEST(EventLoopsTest, setSpin_notWorthItBlocksAsWithout) {
+TEST(EventLoopsTest, setSpin_zeroBlocksAsWithout) {
   EventLoops loops(1);
   std::atomic<int> asked{0};
-  loops.set_spin(std::chrono::microseconds(200), [&asked](size_t) {
+  loops.set_spin([&asked](size_t) {
     asked.fetch_add(1);
-    return false;
+    return std::chrono::microseconds(0);
   });
   auto running = run_async(loops);
   auto pp = ping_pong(loops, 100);
   ASSERT_EQ(pp.wait_for(kWait), std::future_status::ready);
-  // Idle now: a loop that is told polling is not worth it asks once per wake-up, not in a loop.
+  // Idle now: a loop that is told to poll for zero time asks once per wake-up, not in a loop.
   const int before = asked.load();
+  ASSERT_EQ(timer_on(loops, 0, std::chrono::milliseconds(20)).wait_for(kWait),
+            std::future_status::ready);
+  EXPECT_LE(asked.load() - before, 3);
+  loops.stop();
+  ASSERT_EQ(running.wait_for(kWait), std::future_status::ready);
+}
+
+// The polling time is asked for again while polling: when it drops to zero the loop blocks at
+// once, however long it was told to poll before.
+TEST(EventLoopsTest, setSpin_pollingTimeIsAskedWhilePolling) {
+  EventLoops loops(1);
+  std::atomic<bool> poll{true};
+  std::atomic<int> asked{0};
+  loops.set_spin([&](size_t) {
+    asked.fetch_add(1);
+    return poll.load() ? std::chrono::microseconds(std::chrono::hours(1)) : std::chrono::microseconds(0);
+  });
+  auto running = run_async(loops);
+  auto pp = ping_pong(loops, 10);
+  ASSERT_EQ(pp.wait_for(kWait), std::future_status::ready);
+  // Polling for an hour: asked over and over. Bounded wait for the count to grow.
+  const int first = asked.load();
+  for (int i = 0; i < 20000 && asked.load() < first + 100; ++i) std::this_thread::yield();
+  EXPECT_GE(asked.load(), first + 100);
+  poll = false;
+  // Blocked now: a 20 ms timer sees at most a couple of questions (one per wake-up).
+  int before = asked.load();
+  for (int i = 0; i < 20000; ++i) {  // the loop may be mid-poll when poll turns false
+    std::this_thread::yield();
+    if (asked.load() == before) break;
+    before = asked.load();
+  }
   ASSERT_EQ(timer_on(loops, 0, std::chrono::milliseconds(20)).wait_for(kWait),
             std::future_status::ready);
   EXPECT_LE(asked.load() - before, 3);
