@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -399,8 +400,11 @@ TEST_F(NodeTest, snapshot_imageWrittenByChildProcessRecoversOnRestart) {
   c.child_snapshot_min_bytes = 0;  // every image from a child process
   open(c);
   int written = 0;
-  // Writes go on while children write images; at least one must be saved (bounded).
-  for (int round = 0; round < 200 && info().child_snapshots < 2; ++round) {
+  // Writes go on while children write images until two were saved (at most 30 s: how many
+  // writes that takes depends on how fast a child gets the core, and 2,000 were once too few
+  // with the machine busy).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (info().child_snapshots < 2 && std::chrono::steady_clock::now() < deadline) {
     for (int i = 0; i < 10; ++i, ++written) {
       ASSERT_TRUE(put("/c/" + std::to_string(written), std::to_string(written)).ok());
     }
