@@ -145,6 +145,20 @@ bool probe_until_delivered(Member& from, Member& to) {
   return false;
 }
 
+// link(a, b), then waits until both directions deliver, and empties both inboxes of the
+// probes: a member may dial the other before it knows the dialer, and sends are dropped while
+// the dialer backs off. Once a probe has arrived, every earlier one has arrived or was dropped,
+// so nothing of the probing arrives after the inboxes are emptied.
+bool link_delivering(Member& a, Member& b) {
+  link(a, b);
+  if (!probe_until_delivered(a, b) || !probe_until_delivered(b, a)) return false;
+  for (Member* m : {&a, &b}) {
+    std::lock_guard lk(m->inbox.mu);
+    m->inbox.messages.clear();
+  }
+  return true;
+}
+
 // Captures spdlog output for the test's duration.
 class LogCapture {
  public:
@@ -281,25 +295,19 @@ void expect_same(const Message& a, const Message& b) {
 
 TEST_F(PeerTransportTest, send_everyMessageTypeRoundTripsExactly) {
   Member a(io_, 1), b(io_, 2);
-  link(a, b);
-  // A member may dial the other before it knows the dialer, and sends are dropped while the
-  // dialer backs off: wait until both directions deliver.
-  ASSERT_TRUE(probe_until_delivered(a, b));
-  ASSERT_TRUE(probe_until_delivered(b, a));
-  const size_t a_base = a.inbox.message_count();
-  const size_t b_base = b.inbox.message_count();
+  ASSERT_TRUE(link_delivering(a, b));
   auto to_b = every_wire_message(1, 2);
   auto to_a = every_wire_message(2, 1);
   a.transport->send(to_b);
   b.transport->send(to_a);
-  ASSERT_TRUE(b.inbox.wait([&] { return b.inbox.messages.size() >= b_base + to_b.size(); }));
-  ASSERT_TRUE(a.inbox.wait([&] { return a.inbox.messages.size() >= a_base + to_a.size(); }));
+  ASSERT_TRUE(b.inbox.wait([&] { return b.inbox.messages.size() >= to_b.size(); }));
+  ASSERT_TRUE(a.inbox.wait([&] { return a.inbox.messages.size() >= to_a.size(); }));
   std::lock_guard lk(b.inbox.mu);
-  ASSERT_EQ(b.inbox.messages.size(), b_base + to_b.size());
-  for (size_t i = 0; i < to_b.size(); ++i) expect_same(to_b[i], b.inbox.messages[b_base + i]);
+  ASSERT_EQ(b.inbox.messages.size(), to_b.size());
+  for (size_t i = 0; i < to_b.size(); ++i) expect_same(to_b[i], b.inbox.messages[i]);
   std::lock_guard lk2(a.inbox.mu);
-  ASSERT_EQ(a.inbox.messages.size(), a_base + to_a.size());
-  for (size_t i = 0; i < to_a.size(); ++i) expect_same(to_a[i], a.inbox.messages[a_base + i]);
+  ASSERT_EQ(a.inbox.messages.size(), to_a.size());
+  for (size_t i = 0; i < to_a.size(); ++i) expect_same(to_a[i], a.inbox.messages[i]);
   EXPECT_TRUE(a.transport->connected(2));
   EXPECT_TRUE(b.transport->connected(1));
 }
@@ -352,34 +360,26 @@ TEST_F(PeerTransportTest, send_everythingQueuedGoesInOneWrite) {
 
 TEST_F(PeerTransportTest, send_threeMembersEachGetTheirOwnStreamInOrder) {
   Member a(io_, 1), b(io_, 2), c(io_, 3);
-  link(a, b);
-  link(a, c);
-  link(b, c);
-  // As above: a member may dial another before it knows the dialer, and sends are dropped while
-  // the dialer backs off. Wait until every link delivers.
-  ASSERT_TRUE(probe_until_delivered(a, b));
-  ASSERT_TRUE(probe_until_delivered(a, c));
-  ASSERT_TRUE(probe_until_delivered(b, c));
-  const size_t b_base = b.inbox.message_count();
-  const size_t c_base = c.inbox.message_count();
+  ASSERT_TRUE(link_delivering(a, b));
+  ASSERT_TRUE(link_delivering(a, c));
+  ASSERT_TRUE(link_delivering(b, c));
   constexpr uint64_t kCount = 5000;
   for (uint64_t i = 1; i <= kCount; ++i) {
     a.transport->send({msg(MessageType::kApp, 1, 2, i), msg(MessageType::kApp, 1, 3, i)});
     b.transport->send({msg(MessageType::kAppResp, 2, 3, i)});
   }
-  ASSERT_TRUE(b.inbox.wait([&] { return b.inbox.messages.size() >= b_base + kCount; }));
-  ASSERT_TRUE(c.inbox.wait([&] { return c.inbox.messages.size() >= c_base + 2 * kCount; }));
+  ASSERT_TRUE(b.inbox.wait([&] { return b.inbox.messages.size() >= kCount; }));
+  ASSERT_TRUE(c.inbox.wait([&] { return c.inbox.messages.size() >= 2 * kCount; }));
   std::lock_guard lk(b.inbox.mu);
-  ASSERT_EQ(b.inbox.messages.size(), b_base + kCount);
+  ASSERT_EQ(b.inbox.messages.size(), kCount);
   for (uint64_t i = 0; i < kCount; ++i) {
-    ASSERT_EQ(b.inbox.messages[b_base + i].from, 1u);
-    ASSERT_EQ(b.inbox.messages[b_base + i].index, i + 1);
+    ASSERT_EQ(b.inbox.messages[i].from, 1u);
+    ASSERT_EQ(b.inbox.messages[i].index, i + 1);
   }
   std::lock_guard lk2(c.inbox.mu);
-  ASSERT_EQ(c.inbox.messages.size(), c_base + 2 * kCount);
+  ASSERT_EQ(c.inbox.messages.size(), 2 * kCount);
   uint64_t next_from_a = 1, next_from_b = 1;
-  for (size_t k = c_base; k < c.inbox.messages.size(); ++k) {
-    const auto& m = c.inbox.messages[k];
+  for (const auto& m : c.inbox.messages) {
     ASSERT_EQ(m.index, m.from == 1 ? next_from_a++ : next_from_b++);
   }
   EXPECT_EQ(next_from_a, kCount + 1);
