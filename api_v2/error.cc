@@ -1,6 +1,6 @@
 #include "api_v2/error.h"
 
-#include "api_v2/store.h"
+#include "common/go.h"
 
 namespace kvd::v2 {
 
@@ -63,10 +63,10 @@ std::string Error::to_json() const {
   std::string out = "{\"errorCode\":";
   out += std::to_string(static_cast<int>(code));
   out += ",\"message\":";
-  append_json_string(out, message());
+  go::append_json_string(out, message());
   if (!cause.empty()) {
     out += ",\"cause\":";
-    append_json_string(out, cause);
+    go::append_json_string(out, cause);
   }
   out += ",\"index\":";
   out += std::to_string(index);

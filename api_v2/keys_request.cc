@@ -15,6 +15,8 @@
 //   strconv.Quote does, so non-printable characters appear as \n, \xff, \u0085.
 #include "api_v2/keys_request.h"
 
+#include "common/go.h"
+
 #include <array>
 #include <limits>
 #include <set>
@@ -25,103 +27,6 @@ namespace {
 constexpr std::string_view kKeysPrefix = "/v2/keys";
 constexpr std::string_view kFormMediaType = "application/x-www-form-urlencoded";
 constexpr size_t kMaxFormBytes = size_t{10} << 20;  // net/http parsePostForm's default
-
-// ---- UTF-8 and strconv.Quote ------------------------------------------------------------------
-
-// Decodes one rune at s[i] the way Go's utf8.DecodeRuneInString does. Returns the rune and sets
-// *width, or returns -1 with *width = 1 for an invalid or truncated sequence.
-int32_t decode_rune(std::string_view s, size_t i, size_t* width) {
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char b0 = byte(i);
-  *width = 1;
-  if (b0 < 0x80) return b0;
-  auto cont = [&](size_t k, unsigned char lo = 0x80, unsigned char hi = 0xBF) {
-    return k < s.size() && byte(k) >= lo && byte(k) <= hi;
-  };
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    if (!cont(i + 1)) return -1;
-    *width = 2;
-    return ((b0 & 0x1F) << 6) | (byte(i + 1) & 0x3F);
-  }
-  if (b0 >= 0xE0 && b0 <= 0xEF) {
-    unsigned char lo = b0 == 0xE0 ? 0xA0 : 0x80;
-    unsigned char hi = b0 == 0xED ? 0x9F : 0xBF;
-    if (!cont(i + 1, lo, hi) || !cont(i + 2)) return -1;
-    *width = 3;
-    return ((b0 & 0x0F) << 12) | ((byte(i + 1) & 0x3F) << 6) | (byte(i + 2) & 0x3F);
-  }
-  if (b0 >= 0xF0 && b0 <= 0xF4) {
-    unsigned char lo = b0 == 0xF0 ? 0x90 : 0x80;
-    unsigned char hi = b0 == 0xF4 ? 0x8F : 0xBF;
-    if (!cont(i + 1, lo, hi) || !cont(i + 2) || !cont(i + 3)) return -1;
-    *width = 4;
-    return ((b0 & 0x07) << 18) | ((byte(i + 1) & 0x3F) << 12) | ((byte(i + 2) & 0x3F) << 6) |
-           (byte(i + 3) & 0x3F);
-  }
-  return -1;
-}
-
-// Go's unicode.IsPrint for runes U+0080..U+07FF (Unicode 13, as in Go 1.19): the ranges below
-// are the separators, controls, format characters and unassigned code points of that block.
-// Quoted strings here are at most 3 bytes starting with '%', so no longer rune can occur; longer
-// runes are treated as printable.
-bool is_print_non_ascii(int32_t r) {
-  static constexpr std::array<std::pair<int32_t, int32_t>, 20> kNotPrint = {{
-      {0x0080, 0x00A0}, {0x00AD, 0x00AD}, {0x0378, 0x0379}, {0x0380, 0x0383}, {0x038B, 0x038B},
-      {0x038D, 0x038D}, {0x03A2, 0x03A2}, {0x0530, 0x0530}, {0x0557, 0x0558}, {0x058B, 0x058C},
-      {0x0590, 0x0590}, {0x05C8, 0x05CF}, {0x05EB, 0x05EE}, {0x05F5, 0x0605}, {0x061C, 0x061D},
-      {0x06DD, 0x06DD}, {0x070E, 0x070F}, {0x074B, 0x074C}, {0x07B2, 0x07BF}, {0x07FB, 0x07FC},
-  }};
-  for (const auto& [lo, hi] : kNotPrint) {
-    if (r >= lo && r <= hi) return false;
-  }
-  return true;
-}
-
-// strconv.Quote (see is_print_non_ascii for its limit).
-std::string go_quote(std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "\"";
-  for (size_t i = 0; i < s.size();) {
-    size_t width = 1;
-    int32_t r = decode_rune(s, i, &width);
-    if (r < 0) {
-      auto b = static_cast<unsigned char>(s[i]);
-      out += "\\x";
-      out += kHex[b >> 4];
-      out += kHex[b & 0xF];
-    } else if (r == '"' || r == '\\') {
-      out += '\\';
-      out += static_cast<char>(r);
-    } else if (r >= 0x20 && r < 0x7F) {
-      out += static_cast<char>(r);
-    } else if (r < 0x80) {
-      switch (r) {
-        case '\a': out += "\\a"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\v': out += "\\v"; break;
-        default:
-          out += "\\x";
-          out += kHex[r >> 4];
-          out += kHex[r & 0xF];
-      }
-    } else if (r >= 0x800 || is_print_non_ascii(r)) {
-      out.append(s.substr(i, width));
-    } else {
-      out += "\\u0";
-      out += kHex[(r >> 8) & 0xF];
-      out += kHex[(r >> 4) & 0xF];
-      out += kHex[r & 0xF];
-    }
-    i += width;
-  }
-  out += '"';
-  return out;
-}
 
 // ---- percent-decoding -------------------------------------------------------------------------
 
@@ -141,7 +46,7 @@ bool unescape(std::string_view s, bool plus_is_space, std::string* out, std::str
     char c = s[i];
     if (c == '%') {
       if (i + 2 >= s.size() || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0) {
-        *error = "invalid URL escape " + go_quote(s.substr(i, 3));
+        *error = "invalid URL escape " + go::quote(s.substr(i, 3));
         return false;
       }
       out->push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
@@ -160,7 +65,7 @@ bool unescape(std::string_view s, bool plus_is_space, std::string* out, std::str
 // Width of the Unicode white-space rune (unicode.IsSpace) at s[i], 0 if there is none.
 size_t space_width(std::string_view s, size_t i) {
   size_t width = 1;
-  int32_t r = decode_rune(s, i, &width);
+  int32_t r = go::decode_rune(s, i, &width);
   switch (r) {
     case '\t': case '\n': case '\v': case '\f': case '\r': case ' ':
     case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
@@ -185,7 +90,7 @@ std::string_view trim_space(std::string_view s) {
     size_t w = space_width(s, i);
     if (w == 0) {
       size_t width;
-      decode_rune(s, i, &width);
+      go::decode_rune(s, i, &width);
       i += width;
       end = i;
     } else {
@@ -327,15 +232,6 @@ MediaType parse_media_type(std::string_view v) {
 }
 
 // ---- Go's strconv and path --------------------------------------------------------------------
-
-// strconv.ParseBool.
-std::optional<bool> parse_bool(std::string_view s) {
-  if (s == "1" || s == "t" || s == "T" || s == "TRUE" || s == "true" || s == "True") return true;
-  if (s == "0" || s == "f" || s == "F" || s == "FALSE" || s == "false" || s == "False") {
-    return false;
-  }
-  return std::nullopt;
-}
 
 // strconv.ParseUint(s, 10, 64): decimal digits only, no sign, no underscores, no overflow.
 std::optional<uint64_t> parse_uint64(std::string_view s) {
@@ -517,7 +413,7 @@ KeysRequest parse_keys_request(const HttpInput& in) {
   auto get_bool = [&](std::string_view name, bool* out) {
     auto v = form.get(name);
     if (!v) return true;
-    auto b = parse_bool(*v);
+    auto b = go::parse_bool(*v);
     if (!b) return false;
     *out = *b;
     return true;
@@ -564,13 +460,13 @@ KeysRequest parse_keys_request(const HttpInput& in) {
   }
   std::optional<bool> prev_exist;
   if (form.has("prevExist")) {
-    auto b = parse_bool(*form.get("prevExist"));
+    auto b = go::parse_bool(*form.get("prevExist"));
     if (!b) return param_error(ErrorCode::kInvalidField, "invalid value for prevExist");
     prev_exist = *b;
   }
   bool refresh = false;
   if (form.has("refresh")) {
-    auto b = parse_bool(*form.get("refresh"));
+    auto b = go::parse_bool(*form.get("refresh"));
     if (!b) return param_error(ErrorCode::kInvalidField, "invalid value for refresh");
     refresh = *b;
     if (refresh) {

@@ -1,5 +1,7 @@
-// Rendering helpers shared by the keys handler and the store: etcd's JSON shapes written straight
-// into a std::string. Pure functions; any thread may call them.
+// JSON rendering of what the v2 store returns, in etcd's exact shapes, written straight into a
+// std::string: keys events (the keys handler's bodies and every watch delivery) and the store's
+// statistics. Strings are escaped as Go's encoding/json does (common/go.h). Pure functions; any
+// thread may call them.
 #pragma once
 
 #include <cstdint>
@@ -9,10 +11,13 @@
 
 namespace kvd::v2 {
 
-// Appends Go's time.Time JSON form of a Unix-nanosecond instant, without quotes: RFC 3339 in UTC
-// with nanoseconds, trailing fractional zeros dropped, no fraction when it is 0
-// ("2026-11-23T10:50:30.13098912Z").
-void append_rfc3339_nano(std::string& out, int64_t unix_ns);
+// Body for a successful keys response: {"action":..,"node":..[,"prevNode":..]}\n with Go's JSON
+// escaping. With no_value, only {"action":"<name>"}\n (noValueOnSuccess).
+std::string render_event(const Event& ev, bool no_value = false);
+
+// The /v2/stats/store body (no trailing newline): the counters in etcd's field order, then the
+// number of watchers.
+std::string render_store_stats(const StoreStats& stats, size_t watchers);
 
 // Appends one node object in spec §3 field order. with_value=false leaves out "value" even for a
 // file (the node of a delete, compareAndDelete or expire event).

@@ -3,8 +3,11 @@
 // spec v2-keys-api.md), made deterministic: mutations arrive only through apply(), whose time
 // comes from the command, so every member that applies the same commands holds the same tree.
 //
-// Owned by the server's raft strand; not thread-safe. REQUIRES: every call on that strand.
-// Watch callbacks are invoked synchronously from apply() on the same strand.
+// Threads: owned by the member's raft strand. Mutations (apply, watch, unwatch, recover) run on
+// that strand only; get() is const and may run on any number of threads at once, provided no
+// mutation runs meanwhile (the member holds a shared lock for gets, an exclusive one for
+// everything else). Watch callbacks are invoked synchronously from apply() on the strand.
+// JSON rendering of what the store returns is api_v2/render.h's.
 #pragma once
 
 #include <cstdint>
@@ -57,13 +60,6 @@ struct Event {
   // True when this event was a "set" of a key that did not exist: HTTP 201 like create.
   bool created() const;
 };
-
-// Body for a successful keys response: {"action":..,"node":..[,"prevNode":..]}\n with Go's JSON
-// escaping. With no_value, only {"action":"<name>"}\n (noValueOnSuccess).
-std::string render_event(const Event& ev, bool no_value = false);
-// Appends Go-escaped JSON string (with quotes) to out: <>& as \u003c.., U+2028/9, invalid UTF-8
-// as \ufffd.
-void append_json_string(std::string& out, std::string_view s);
 
 using WatcherId = uint64_t;
 using WatchCallback = std::function<void(const Event&)>;
@@ -122,7 +118,6 @@ class Store {
   const std::map<std::string, std::string>& internal() const;
 
   StoreStats stats() const;
-  std::string stats_json() const;  // /v2/stats/store body (no trailing newline), incl. watchers
 
   // Checks the internal invariants (tree keys and parents, indexes <= index(), TTL index matches
   // the tree, history order, watcher index). Returns "" when they hold, else what is broken.

@@ -1,12 +1,40 @@
 #include "cli/etcd_client.h"
+#include "common/go.h"
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "cli/go_compat.h"
 
 namespace kvd::cli {
 namespace {
+
+// etcd's CanonicalURLPath: path.Clean that keeps a trailing slash; "" becomes "/".
+std::string canonical_url_path(std::string_view p) {
+  if (p.empty()) return "/";
+  std::string in = p[0] == '/' ? std::string(p) : "/" + std::string(p);
+  // path.Clean on a rooted path: drop empty and "." elements, resolve "..".
+  std::vector<std::string_view> parts;
+  std::string_view rest = in;
+  while (!rest.empty()) {
+    std::size_t slash = rest.find('/');
+    std::string_view elem = rest.substr(0, slash);
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    if (elem.empty() || elem == ".") continue;
+    if (elem == "..") {
+      if (!parts.empty()) parts.pop_back();
+      continue;
+    }
+    parts.push_back(elem);
+  }
+  std::string out;
+  for (auto e : parts) {
+    out += '/';
+    out.append(e);
+  }
+  if (out.empty()) return "/";
+  if (in.back() == '/') out += '/';
+  return out;
+}
 
 using json = nlohmann::json;
 
@@ -41,7 +69,7 @@ std::string encode_values(std::vector<std::pair<std::string, std::string>> kv) {
   std::string out;
   for (const auto& [k, v] : kv) {
     if (!out.empty()) out += '&';
-    out += go_query_escape(k) + "=" + go_query_escape(v);
+    out += go::query_escape(k) + "=" + go::query_escape(v);
   }
   return out;
 }
@@ -139,7 +167,7 @@ std::string peer_urls_body(const std::vector<std::string>& urls) {
   std::string body = "{\"peerURLs\":[";
   for (std::size_t i = 0; i < sorted.size(); ++i) {
     if (i) body += ',';
-    body += go_json_quote(sorted[i]);
+    body += go::json_quote(sorted[i]);
   }
   return body + "]}";
 }
@@ -180,7 +208,7 @@ std::optional<std::string> validate_peer_urls(const std::vector<std::string>& ur
     while (!in.empty() && std::isspace(static_cast<unsigned char>(in.front()))) in.erase(0, 1);
     while (!in.empty() && std::isspace(static_cast<unsigned char>(in.back()))) in.pop_back();
     std::string err;
-    auto u = parse_endpoint(in, &err, /*default_http=*/false);
+    auto u = url::parse(in, &err, /*default_http=*/false);
     if (!u) return err;
     if (u->scheme != "http" && u->scheme != "https" && u->scheme != "unix" && u->scheme != "unixs") {
       return "URL scheme must be http, https, unix, or unixs: " + in;
@@ -230,7 +258,7 @@ Result<HttpResponse> EtcdClient::send(const ApiRequest& req,
     const Endpoint& ep = endpoints_[k];
     std::string path = req.join_path ? join_path(ep.path, req.path)
                                      : canonical_url_path(ep.path + req.path);
-    std::string target = go_escape_path(path.empty() ? "/" : path);
+    std::string target = go::escape_path(path.empty() ? "/" : path);
     std::string query = encode_values(req.query);
     if (!query.empty()) target += "?" + query;
 
@@ -259,7 +287,7 @@ Result<HttpResponse> EtcdClient::send(const ApiRequest& req,
     if (options_.debug) {
       std::string base = ep.text.substr(0, ep.text.size() - ep.path.size());
       std::string line = "cURL Command: curl -X " + req.method + " " + base + target;
-      if (call.body) line += " -d " + go_quote(*call.body);
+      if (call.body) line += " -d " + go::quote(*call.body);
       std::fprintf(stderr, "%s\n", line.c_str());
     }
 
@@ -348,7 +376,7 @@ std::optional<ClientError> EtcdClient::sync(std::optional<Clock::time_point> dea
   std::vector<Endpoint> parsed;
   for (const auto& s : eps) {
     std::string err;
-    auto ep = parse_endpoint(s, &err, /*default_http=*/false);
+    auto ep = url::parse(s, &err, /*default_http=*/false);
     if (!ep) return plain(err);
     parsed.push_back(*ep);
   }

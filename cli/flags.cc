@@ -1,6 +1,6 @@
 #include "cli/flags.h"
+#include "common/go.h"
 
-#include "cli/go_compat.h"
 
 namespace kvd::cli {
 namespace {
@@ -18,7 +18,7 @@ const FlagSpec* find_spec(const std::vector<FlagSpec>& specs, const std::string&
 
 bool ParsedFlags::get_bool(const std::string& name) const {
   auto it = values.find(name);
-  return it != values.end() && parse_go_bool(it->second).value_or(false);
+  return it != values.end() && go::parse_bool(it->second).value_or(false);
 }
 
 std::string ParsedFlags::get_string(const std::string& name) const {
@@ -28,13 +28,13 @@ std::string ParsedFlags::get_string(const std::string& name) const {
 
 std::int64_t ParsedFlags::get_int(const std::string& name) const {
   auto it = values.find(name);
-  return it == values.end() ? 0 : parse_go_int(it->second).value_or(0);
+  return it == values.end() ? 0 : go::parse_int(it->second).value_or(0);
 }
 
 std::chrono::nanoseconds ParsedFlags::get_duration(const std::string& name) const {
   auto it = values.find(name);
   if (it == values.end()) return std::chrono::nanoseconds(0);
-  return parse_go_duration(it->second).value_or(std::chrono::nanoseconds(0));
+  return go::parse_duration(it->second).value_or(std::chrono::nanoseconds(0));
 }
 
 std::optional<std::string> parse_go_flags(const std::vector<FlagSpec>& specs,
@@ -66,8 +66,8 @@ std::optional<std::string> parse_go_flags(const std::vector<FlagSpec>& specs,
     if (spec == nullptr) return "flag provided but not defined: -" + name;
     if (spec->type == FlagSpec::Type::kBool) {
       if (has_value) {
-        if (!parse_go_bool(value)) {
-          return "invalid boolean value " + go_quote(value) + " for -" + name + ": parse error";
+        if (!go::parse_bool(value)) {
+          return "invalid boolean value " + go::quote(value) + " for -" + name + ": parse error";
         }
       } else {
         value = "true";
@@ -78,17 +78,17 @@ std::optional<std::string> parse_go_flags(const std::vector<FlagSpec>& specs,
         has_value = true;
       }
       if (!has_value) return "flag needs an argument: -" + name;
-      if (spec->type == FlagSpec::Type::kInt && !parse_go_int(value)) {
+      if (spec->type == FlagSpec::Type::kInt && !go::parse_int(value)) {
         // strconv reports overflow separately from syntax errors.
         bool digits = !value.empty();
         for (std::size_t k = (value[0] == '-' || value[0] == '+') ? 1 : 0; k < value.size(); ++k) {
           if (value[k] < '0' || value[k] > '9') digits = false;
         }
-        return "invalid value " + go_quote(value) + " for flag -" + name + ": " +
+        return "invalid value " + go::quote(value) + " for flag -" + name + ": " +
                (digits && value.size() > 1 ? "value out of range" : "parse error");
       }
-      if (spec->type == FlagSpec::Type::kDuration && !parse_go_duration(value)) {
-        return "invalid value " + go_quote(value) + " for flag -" + name + ": parse error";
+      if (spec->type == FlagSpec::Type::kDuration && !go::parse_duration(value)) {
+        return "invalid value " + go::quote(value) + " for flag -" + name + ": parse error";
       }
     }
     out->values[spec->names[0]] = value;

@@ -13,25 +13,15 @@
 #include <variant>
 #include <vector>
 
+#include "common/url.h"
+
 namespace kvd::cli {
 
 using Clock = std::chrono::steady_clock;
 
-// One endpoint URL as etcdctl keeps it (Go's url.URL subset: scheme, host[:port], path).
-struct Endpoint {
-  std::string text;  // as url.URL.String() renders it; used in error messages
-  std::string scheme;
-  std::string host;  // without brackets for IPv6
-  std::string port;  // empty: the scheme's default
-  std::string path;  // may be empty
-};
-
-// Parses `raw` like Go's url.Parse, then defaults an empty scheme to http as etcdctl does.
-// On failure returns nullopt and sets *error to Go's message, e.g.
-// `parse "127.0.0.1:22379": first path segment in URL cannot contain colon`.
-// With default_http false the scheme stays empty when absent (plain url.Parse).
-std::optional<Endpoint> parse_endpoint(std::string_view raw, std::string* error,
-                                       bool default_http = true);
+// One endpoint URL as etcdctl keeps it (Go's url.URL subset: scheme, host[:port], path), parsed
+// by url::parse (common/url.h), whose errors are Go's.
+using Endpoint = url::Url;
 
 struct HttpResponse {
   int status = 0;

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "cli/etcd_client.h"
+#include "common/go.h"
 #include "cli/flags.h"
-#include "cli/go_compat.h"
 #include "cli/help.h"
 #include "cli/output.h"
 
@@ -154,7 +154,7 @@ EtcdClient new_client(const Context& c) {
   std::vector<Endpoint> eps;
   for (const auto& raw : endpoint_flag_value(c)) {
     std::string err;
-    auto ep = parse_endpoint(raw, &err);
+    auto ep = url::parse(raw, &err, /*default_http=*/true);
     if (!ep) {
       write_stderr(err + "\n");
       exit_now(kExitBadArgs);
@@ -249,7 +249,7 @@ ApiRequest set_request(const std::string& key, const std::string& value, std::in
     if (!prev_value.empty()) r.query.emplace_back("prevValue", prev_value);
     r.form->emplace_back("value", value);
   }
-  if (prev_index != 0) r.query.emplace_back("prevIndex", to_dec(prev_index));
+  if (prev_index != 0) r.query.emplace_back("prevIndex", std::to_string(prev_index));
   if (!prev_exist.empty()) r.query.emplace_back("prevExist", prev_exist);
   if (ttl > 0) r.form->emplace_back("ttl", std::to_string(ttl));
   return r;
@@ -321,7 +321,7 @@ void delete_like(const Context& c, bool dir, bool recursive, const std::string& 
   std::string key = require_key(c);
   ApiRequest r = keys_request("DELETE", key);
   if (!prev_value.empty()) r.query.emplace_back("prevValue", prev_value);
-  if (prev_index != 0) r.query.emplace_back("prevIndex", to_dec(prev_index));
+  if (prev_index != 0) r.query.emplace_back("prevIndex", std::to_string(prev_index));
   if (dir) r.query.emplace_back("dir", "true");
   if (recursive) r.query.emplace_back("recursive", "true");
   auto resp = must_keys(client, r, true);
@@ -405,7 +405,7 @@ class Watcher {
     for (;;) {
       ApiRequest r = keys_request("GET", key_);
       r.query = {{"wait", "true"},
-                 {"waitIndex", to_dec(wait_index_)},
+                 {"waitIndex", std::to_string(wait_index_)},
                  {"recursive", bool_str(recursive_)}};
       auto res = client_.keys(r, std::nullopt, false, true);
       if (auto* e = std::get_if<ClientError>(&res)) {
@@ -448,7 +448,7 @@ std::optional<std::string> look_path(const std::string& name, std::string* error
     std::string p = (dir.empty() ? "." : dir) + "/" + name;
     if (::access(p.c_str(), X_OK) == 0) return p;
   }
-  *error = "exec: " + go_quote(name) + ": executable file not found in $PATH";
+  *error = "exec: " + go::quote(name) + ": executable file not found in $PATH";
   return std::nullopt;
 }
 
@@ -539,7 +539,7 @@ void cmd_exec_watch(const Context& c) {
       exit_now(kExitBadArgs);
     }
     auto err = start_process(cmd, {"ETCD_WATCH_ACTION=" + resp.action,
-                                   "ETCD_WATCH_MODIFIED_INDEX=" + to_dec(resp.node.modified_index),
+                                   "ETCD_WATCH_MODIFIED_INDEX=" + std::to_string(resp.node.modified_index),
                                    "ETCD_WATCH_KEY=" + resp.node.key,
                                    "ETCD_WATCH_VALUE=" + resp.node.value});
     if (err) {
@@ -604,8 +604,8 @@ void cmd_member_add(const Context& c) {
   for (const auto& m : std::get<std::vector<Member>>(members)) {
     for (const auto& u : m.peer_urls) conf.push_back((m.id == new_id ? new_name : m.name) + "=" + u);
   }
-  write_stdout("\nETCD_NAME=" + go_quote(new_name) + "\nETCD_INITIAL_CLUSTER=" +
-               go_quote(join(conf, ",")) + "\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n");
+  write_stdout("\nETCD_NAME=" + go::quote(new_name) + "\nETCD_INITIAL_CLUSTER=" +
+               go::quote(join(conf, ",")) + "\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n");
 }
 
 void cmd_member_remove(const Context& c) {
@@ -665,14 +665,14 @@ void cmd_member_update(const Context& c) {
 std::variant<bool, std::string> check_health(const std::string& url, std::chrono::milliseconds dial) {
   std::string target_url = url + "/health";
   std::string err;
-  auto ep = parse_endpoint(target_url, &err, false);
-  if (!ep) return "parse " + go_quote(target_url) + err.substr(err.find(':'));
+  auto ep = url::parse(target_url, &err, false);
+  if (!ep) return "parse " + go::quote(target_url) + err.substr(err.find(':'));
   HttpCall call;
   call.method = "GET";
-  call.target = go_escape_path(ep->path.empty() ? "/" : ep->path);
+  call.target = go::escape_path(ep->path.empty() ? "/" : ep->path);
   call.dial_timeout = dial;
   HttpResult r = http_round_trip(*ep, call);
-  if (auto* f = std::get_if<HttpFailure>(&r)) return "Get " + go_quote(target_url) + ": " + f->message;
+  if (auto* f = std::get_if<HttpFailure>(&r)) return "Get " + go::quote(target_url) + ": " + f->message;
   return decode_health(std::get<HttpResponse>(r).body);
 }
 

@@ -1,10 +1,10 @@
 #include "cli/output.h"
+#include "common/go.h"
 
 #include <unistd.h>
 
 #include <cerrno>
 
-#include "cli/go_compat.h"
 
 namespace kvd::cli {
 namespace {
@@ -31,9 +31,9 @@ std::string normalize_time(const std::string& t) {
 }
 
 void append_node(std::string& out, const Node& n) {
-  out += "{\"key\":" + go_json_quote(n.key);
+  out += "{\"key\":" + go::json_quote(n.key);
   if (n.dir) out += ",\"dir\":true";
-  out += ",\"value\":" + go_json_quote(n.value);
+  out += ",\"value\":" + go::json_quote(n.value);
   out += ",\"nodes\":";
   if (!n.nodes) {
     out += "null";
@@ -45,9 +45,9 @@ void append_node(std::string& out, const Node& n) {
     }
     out += ']';
   }
-  out += ",\"createdIndex\":" + to_dec(n.created_index);
-  out += ",\"modifiedIndex\":" + to_dec(n.modified_index);
-  if (n.expiration) out += ",\"expiration\":" + go_json_quote(normalize_time(*n.expiration));
+  out += ",\"createdIndex\":" + std::to_string(n.created_index);
+  out += ",\"modifiedIndex\":" + std::to_string(n.modified_index);
+  if (n.expiration) out += ",\"expiration\":" + go::json_quote(normalize_time(*n.expiration));
   if (n.ttl != 0) out += ",\"ttl\":" + std::to_string(n.ttl);
   out += '}';
 }
@@ -58,7 +58,7 @@ void write_stdout(std::string_view s) { write_fd(STDOUT_FILENO, s); }
 void write_stderr(std::string_view s) { write_fd(STDERR_FILENO, s); }
 
 std::string response_json(const KeysResponse& resp) {
-  std::string out = "{\"action\":" + go_json_quote(resp.action) + ",\"node\":";
+  std::string out = "{\"action\":" + go::json_quote(resp.action) + ",\"node\":";
   append_node(out, resp.node);
   out += ",\"prevNode\":";
   if (resp.prev_node) {
@@ -80,11 +80,11 @@ void print_response(const KeysResponse& resp, const std::string& format) {
     }
   } else if (format == "extended") {
     out += "Key: " + resp.node.key + "\n";
-    out += "Created-Index: " + to_dec(resp.node.created_index) + "\n";
-    out += "Modified-Index: " + to_dec(resp.node.modified_index) + "\n";
+    out += "Created-Index: " + std::to_string(resp.node.created_index) + "\n";
+    out += "Modified-Index: " + std::to_string(resp.node.modified_index) + "\n";
     if (resp.prev_node) out += "PrevNode.Value: " + resp.prev_node->value + "\n";
     out += "TTL: " + std::to_string(resp.node.ttl) + "\n";
-    out += "Index: " + to_dec(resp.index) + "\n";
+    out += "Index: " + std::to_string(resp.index) + "\n";
     if (resp.action != "delete") out += "\n" + resp.node.value + "\n";
   } else if (format == "json") {
     out = response_json(resp) + "\n";

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/codec.h"
+
 namespace kvd::raft {
 
 const char* to_string(MessageType t) {
@@ -59,23 +61,21 @@ bool Message::is_response() const {
 std::string encode_conf_change(const ConfChange& cc) {
   std::string out;
   out.reserve(10 + cc.context.size());
-  out.push_back(1);
-  out.push_back(static_cast<char>(cc.type));
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((cc.node_id >> (8 * i)) & 0xff));
+  codec::put_u8(out, 1);
+  codec::put_u8(out, static_cast<uint8_t>(cc.type));
+  codec::put_u64(out, cc.node_id);
   out += cc.context;
   return out;
 }
 
 std::optional<ConfChange> decode_conf_change(std::string_view data) {
-  if (data.size() < 10 || data[0] != 1) return std::nullopt;
-  const auto type = static_cast<uint8_t>(data[1]);
-  if (type > static_cast<uint8_t>(ConfChangeType::kUpdateNode)) return std::nullopt;
+  codec::Reader r(data);
+  uint8_t version = 0, type = 0;
   ConfChange cc;
+  if (!r.u8(&version) || version != 1 || !r.u8(&type) || !r.u64(&cc.node_id)) return std::nullopt;
+  if (type > static_cast<uint8_t>(ConfChangeType::kUpdateNode)) return std::nullopt;
   cc.type = static_cast<ConfChangeType>(type);
-  for (int i = 0; i < 8; ++i) {
-    cc.node_id |= static_cast<uint64_t>(static_cast<uint8_t>(data[2 + i])) << (8 * i);
-  }
-  cc.context = std::string(data.substr(10));
+  cc.context = std::string(r.rest());
   return cc;
 }
 

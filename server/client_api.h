@@ -1,126 +1,49 @@
-// The client API of a member (etcd's v2http handlers): routing as Go's ServeMux does it, the keys
-// endpoint with watches, and /version, /health, /v2/machines, /v2/members, /v2/stats/*. Shared
-// specs: v2-keys-api.md §1, §3, §4, §8 and v2-cluster-api.md §1-§5.
+// The client API of a member (etcd's v2http handlers): routing as Go's ServeMux does it
+// (client_api.cc), the keys endpoint with watches (keys_handler.cc), /v2/members and
+// /v2/machines (members_handler.cc), /version, /health and /v2/stats/* (stats_handler.cc).
+// Shared specs: v2-keys-api.md §1, §3, §4, §8 and v2-cluster-api.md §1-§5.
 //
-// Transport-free: the connection (server/http_server.cc) parses a request into an HttpRequest and
-// hands it to a RequestHandler (ClientApi here, the proxy's forwarder in proxy mode) together
-// with an Exchange through which the answer comes back, possibly later and from another thread
-// (the node's strand). ClientApi keeps no per-request state; it is owned by the ClientServer
-// (or by main) and is safe to call from any thread.
+// Each handler turns an HttpRequest into a call on the Node and the Node's typed answer into
+// etcd's HTTP answer: the handlers alone choose statuses and render JSON (api_v2/render.h for
+// keys, responses.h for the shared shapes). The answer goes back through the Exchange, possibly
+// from the node's strand. ClientApi keeps no per-request state; it is owned by main and is safe
+// to call from any thread.
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <memory>
-#include <optional>
-#include <string>
 #include <string_view>
 
-#include "server/node.h"
+#include "server/http/types.h"
+#include "server/member/node.h"
 
 namespace kvd::server {
 
-// A parsed request. The views stay valid until the answer has been completed through the
-// Exchange (reply() or end_stream()) or the connection closes.
-struct HttpRequest {
-  std::string_view method;
-  std::string_view target;        // raw request-target as sent
-  std::string_view content_type;  // first Content-Type header, raw
-  std::string_view body;
-  std::string_view body_error;  // the body broke off (Go's reader error text), else empty
-  int version = 11;  // 10 or 11
-  // The whole header block as received, normalized to CRLF lines: the request line, the
-  // fields in the client's order, the blank line. For handlers that pass headers on (proxy).
-  std::string_view raw_header;
-  std::string_view remote_ip;  // the client's address, "127.0.0.1"
-};
-
-// One response, serialized by the connection. Headers are written in Go's order (CORS, then the
-// others sorted by name, Date, Content-Length or Transfer-Encoding, Connection), so answers look
-// like etcd's byte for byte apart from the Date.
-struct HttpResponse {
-  int status = 200;
-  std::string_view content_type;  // "" = none; static strings only
-  std::string_view allow;         // "" = none; static strings only
-  std::string location;           // "" = none
-  bool nosniff = false;           // X-Content-Type-Options: nosniff (Go's http.Error)
-  std::optional<uint64_t> cluster_id;  // X-Etcd-Cluster-Id, hex
-  std::optional<uint64_t> etcd_index;  // X-Etcd-Index
-  std::optional<uint64_t> raft_index;  // X-Raft-Index
-  std::optional<uint64_t> raft_term;   // X-Raft-Term
-  std::string body;
-  bool omit_body = false;   // HEAD: Content-Length of body, but no body bytes
-  bool cors = true;         // false for Go's transport-level errors (bad request line / URL)
-  bool close = false;       // close the connection after this response
-  // Go's answer to a request it could not read (e.g. a bad escape in the path): the status
-  // line, Content-Type and "Connection: close", then the body; no Date or Content-Length.
-  bool unreadable_request = false;
-  // Pass-through (proxy): header lines ("Name: value\r\n" each) written as given after CORS,
-  // in place of the typed fields above, which should then be left empty.
-  std::string raw_headers;
-  bool date = true;  // false: no Date of our own (raw_headers carries the origin's)
-  // Frame with this Content-Length whatever the size of body (which must match it, or be
-  // empty for HEAD); unset: Go's rule (Content-Length up to 2048 bytes, else chunked).
-  std::optional<uint64_t> content_length;
-};
-
-// How a handler answers. Implemented by the connection; any thread may call these, in this
-// order: either reply() once, or begin_stream(), then send_chunk() any number of times, then
-// optionally end_stream(). Calls after the client went away are ignored.
-class Exchange {
- public:
-  virtual ~Exchange() = default;
-  virtual void reply(HttpResponse response) = 0;
-  // Writes the headers at once with chunked encoding (a watch). on_close runs once (on the
-  // connection's strand) if the stream ends any other way than end_stream(): client
-  // disconnect, slow client (more than kMaxQueuedChunks queued), server stop.
-  virtual void begin_stream(HttpResponse headers, std::function<void()> on_close) = 0;
-  virtual void send_chunk(std::string data) = 0;
-  // The same; `written` runs (on the connection's strand) once the chunk has been handed to the
-  // socket, so a producer can wait for it before making more (back-pressure). It does not run
-  // if the stream closes first; on_close does.
-  virtual void send_chunk(std::string data, std::function<void()> written) = 0;
-  virtual void end_stream() = 0;
-  // Before the answer starts: watch the client connection, and run on_close once (on the
-  // connection's strand) if the client leaves before reply() or begin_stream(). For handlers
-  // whose answer may take long, such as a proxied request. begin_stream's on_close replaces it.
-  virtual void notify_close(std::function<void()> on_close) = 0;
-
-  static constexpr size_t kMaxQueuedChunks = 100;
-};
-
-// What the client server hands each parsed request to. Implementations are called from any
-// of the io_context's threads, concurrently, and answer through the Exchange.
-class RequestHandler {
- public:
-  virtual ~RequestHandler() = default;
-  virtual void handle(const HttpRequest& request, const std::shared_ptr<Exchange>& exchange) = 0;
-};
-
 class ClientApi final : public RequestHandler {
  public:
-  ClientApi(Node& node);
+  explicit ClientApi(Node& node);
 
   void handle(const HttpRequest& request, const std::shared_ptr<Exchange>& exchange) override;
 
  private:
-  void handle_keys(const HttpRequest& r, std::string_view method,
-                   const std::shared_ptr<Exchange>& ex);
-  void handle_members(const HttpRequest& r, std::string_view path,
-                      const std::shared_ptr<Exchange>& ex);
+  using ExchangePtr = std::shared_ptr<Exchange>;
+
+  // keys_handler.cc
+  void handle_keys(const HttpRequest& r, std::string_view method, const ExchangePtr& ex);
+  // members_handler.cc
+  void handle_members(const HttpRequest& r, std::string_view path, const ExchangePtr& ex);
   void handle_members_mutation(const HttpRequest& r, std::string_view method,
-                               std::string_view id_part, const std::shared_ptr<Exchange>& ex);
+                               std::string_view id_part, const ExchangePtr& ex);
+  void handle_machines(std::string_view method, const ExchangePtr& ex);
+  // stats_handler.cc
+  void handle_version(std::string_view method, const ExchangePtr& ex);
+  void handle_health(std::string_view method, const ExchangePtr& ex);
+  void handle_stats_self(std::string_view method, const ExchangePtr& ex);
+  void handle_stats_leader(std::string_view method, const ExchangePtr& ex);
+  void handle_stats_store(std::string_view method, const ExchangePtr& ex);
 
   Node& node_;
   const uint64_t cluster_id_;
 };
-
-// Helpers exposed for tests.
-// Go's time.Duration.String(): "1h2m3.5s", "29.806656311s", "1.5ms", "0s".
-std::string format_go_duration(int64_t ns);
-// RFC 3339 with nanoseconds, UTC, trailing fractional zeros dropped (Go's RFC3339Nano).
-std::string format_rfc3339_nano(std::chrono::system_clock::time_point t);
-// Percent-encodes a path as Go's url.URL.EscapedPath does for a path without a RawPath.
-std::string escape_path(std::string_view path);
 
 }  // namespace kvd::server

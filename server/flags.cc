@@ -7,6 +7,10 @@
 #include <optional>
 #include <set>
 
+#include "common/go.h"
+#include "common/url.h"
+#include "common/version.h"
+
 namespace kvd::server {
 namespace {
 
@@ -137,75 +141,13 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
-// Go's strconv.ParseBool.
-std::optional<bool> parse_go_bool(const std::string& s) {
-  static const std::set<std::string> t = {"1", "t", "T", "TRUE", "true", "True"};
-  static const std::set<std::string> f = {"0", "f", "F", "FALSE", "false", "False"};
-  if (t.count(s)) return true;
-  if (f.count(s)) return false;
-  return std::nullopt;
-}
-
-// strconv.ParseUint(s, 0, 64) for the common forms: decimal, 0x hex, leading-0 octal.
-std::optional<uint64_t> parse_go_uint(std::string s) {
-  s.erase(std::remove(s.begin(), s.end(), '_'), s.end());
-  if (s.empty()) return std::nullopt;
-  int base = 10;
-  size_t off = 0;
-  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) base = 16, off = 2;
-  else if (s.size() > 2 && s[0] == '0' && (s[1] == 'o' || s[1] == 'O')) base = 8, off = 2;
-  else if (s.size() > 2 && s[0] == '0' && (s[1] == 'b' || s[1] == 'B')) base = 2, off = 2;
-  else if (s.size() > 1 && s[0] == '0') base = 8, off = 1;
-  uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data() + off, s.data() + s.size(), v, base);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-std::optional<int64_t> parse_go_int(const std::string& s) {
-  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
-    auto u = parse_go_uint(s.substr(1));
-    if (!u || *u > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
-    return s[0] == '-' ? -static_cast<int64_t>(*u) : static_cast<int64_t>(*u);
-  }
-  auto u = parse_go_uint(s);
-  if (!u || *u > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
-  return static_cast<int64_t>(*u);
-}
-
-// Go's time.ParseDuration, enough to validate: [-+]?(number unit)+ or "0".
-bool valid_go_duration(const std::string& s) {
-  size_t i = 0;
-  if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
-  if (s.substr(i) == "0") return true;
-  if (i == s.size()) return false;
-  static const std::vector<std::string> units = {"ns", "us", "\xC2\xB5s", "\xCE\xBCs", "ms", "s", "m", "h"};
-  while (i < s.size()) {
-    size_t digits = 0;
-    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i, ++digits;
-    if (digits == 0) return false;
-    bool matched = false;
-    for (const auto& u : units) {
-      if (s.compare(i, u.size(), u) == 0) {
-        // prefer "ms" over "m"
-        if (u == "m" && s.compare(i, 2, "ms") == 0) continue;
-        i += u.size();
-        matched = true;
-        break;
-      }
-    }
-    if (!matched) return false;
-  }
-  return true;
-}
-
 std::string validate(const FlagDef& d, const std::string& value) {
   switch (d.kind) {
     case Kind::kString: return "";
-    case Kind::kUint: return parse_go_uint(value) ? "" : "parse error";
-    case Kind::kInt: return parse_go_int(value) ? "" : "parse error";
-    case Kind::kBool: return parse_go_bool(value) ? "" : "parse error";
-    case Kind::kDuration: return valid_go_duration(value) ? "" : "parse error";
+    case Kind::kUint: return go::parse_uint(value) ? "" : "parse error";
+    case Kind::kInt: return go::parse_int(value) ? "" : "parse error";
+    case Kind::kBool: return go::parse_bool(value) ? "" : "parse error";
+    case Kind::kDuration: return go::parse_duration(value).has_value() ? "" : "parse error";
     case Kind::kEnum:
       return std::find(d.choices.begin(), d.choices.end(), value) != d.choices.end()
                  ? ""
@@ -215,14 +157,14 @@ std::string validate(const FlagDef& d, const std::string& value) {
       [[fallthrough]];
     case Kind::kUrls:
       for (const auto& u : split(value, ',')) {
-        std::string err = check_url(u);
+        std::string err = url::check(u);
         if (!err.empty()) return err;
       }
       return "";
     case Kind::kOriginList:
       for (const auto& u : split(value, ',')) {
         if (u == "*") continue;
-        std::string err = check_url(u);
+        std::string err = url::check(u);
         if (!err.empty()) return err;
       }
       return "";
@@ -237,29 +179,13 @@ std::string env_name(const std::string& flag) {
 }
 
 std::chrono::milliseconds ms(const std::string& v) {
-  return std::chrono::milliseconds(static_cast<int64_t>(*parse_go_uint(v)));
+  return std::chrono::milliseconds(static_cast<int64_t>(*go::parse_uint(v)));
 }
 
 }  // namespace
 
-std::string check_url(const std::string& url) {
-  auto scheme_end = url.find("://");
-  std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
-  if (scheme != "http" && scheme != "https" && scheme != "unix" && scheme != "unixs")
-    return "URL scheme must be http, https, unix, or unixs: " + url;
-  std::string rest = url.substr(scheme_end + 3);
-  if (rest.find('/') != std::string::npos) return "URL must not contain a path: " + url;
-  // net.SplitHostPort: host may be empty or [v6], the port must be present.
-  auto colon = rest.rfind(':');
-  bool bracketed = !rest.empty() && rest[0] == '[';
-  if (colon == std::string::npos || (bracketed && rest.find(']') > colon) ||
-      (!bracketed && rest.find(':') != colon))
-    return "URL address does not have the form \"host:port\": " + url;
-  return "";
-}
-
 std::string version_text() {
-  return "etcd Version: 3.4.23\n"
+  return "etcd Version: " + std::string(version::kServer) + "\n" +
          "Git SHA: kvd\n"
          "Go Version: kvd (C++20)\n"
          "Go OS/Arch: linux/amd64\n";
@@ -324,7 +250,7 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
     if (!d) return fail(2, "flag provided but not defined: -" + name);
     if (d->kind == Kind::kBool) {
       if (!has_value) value = "true";
-      if (!parse_go_bool(value))
+      if (!go::parse_bool(value))
         return fail(2, "invalid boolean value \"" + value + "\" for -" + name + ": parse error");
     } else if (!has_value) {
       if (i + 1 >= args.size()) return fail(2, "flag needs an argument: -" + name);
@@ -337,7 +263,7 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
   if (i < args.size())
     return fail(1, "kvd: error verifying flags, '" + args[i] + "' is not a valid flag. See 'kvd --help'.");
 
-  if (set.count("version") && *parse_go_bool(set["version"])) {
+  if (set.count("version") && *go::parse_bool(set["version"])) {
     r.exit_code = 0;
     r.out = version_text();
     return r;
@@ -387,14 +313,14 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
   f.initial_advertise_peer_urls = split(get("initial-advertise-peer-urls"), ',');
   f.initial_cluster_state = get("initial-cluster-state");
   f.initial_cluster_token = get("initial-cluster-token");
-  f.snapshot_count = *parse_go_uint(get("snapshot-count"));
+  f.snapshot_count = *go::parse_uint(get("snapshot-count"));
   f.heartbeat_interval = ms(get("heartbeat-interval"));
   f.election_timeout = ms(get("election-timeout"));
-  f.max_request_bytes = *parse_go_uint(get("max-request-bytes"));
+  f.max_request_bytes = *go::parse_uint(get("max-request-bytes"));
   f.cors = split(get("cors"), ',');
-  f.log_level = *parse_go_bool(get("debug")) ? "debug" : get("log-level");
-  f.strict_reconfig_check = *parse_go_bool(get("strict-reconfig-check"));
-  f.pre_vote = *parse_go_bool(get("pre-vote"));
+  f.log_level = *go::parse_bool(get("debug")) ? "debug" : get("log-level");
+  f.strict_reconfig_check = *go::parse_bool(get("strict-reconfig-check"));
+  f.pre_vote = *go::parse_bool(get("pre-vote"));
   std::string proxy = get("proxy");
   f.proxy = proxy == "on" ? ProxyMode::kOn : proxy == "readonly" ? ProxyMode::kReadonly : ProxyMode::kOff;
   f.proxy_failure_wait = ms(get("proxy-failure-wait"));
@@ -410,7 +336,7 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
       auto eq = part.find('=');
       std::string n = eq == std::string::npos ? part : part.substr(0, eq);
       std::string u = eq == std::string::npos ? "" : part.substr(eq + 1);
-      if (std::string err = check_url(u); !err.empty())
+      if (std::string err = url::check(u); !err.empty())
         return fail(1, "kvd: error setting up initial cluster: " + err);
       f.initial_cluster.emplace_back(n, u);
     }

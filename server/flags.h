@@ -13,9 +13,9 @@
 #include <utility>
 #include <vector>
 
-namespace kvd::server {
+#include "server/proxy/proxy.h"
 
-enum class ProxyMode { kOff, kOn, kReadonly };
+namespace kvd::server {
 
 struct Flags {
   std::string name = "default";
@@ -62,8 +62,5 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
 std::string usage_text();
 std::string version_text();
 
-// Validates one URL as etcd does (scheme http, https, unix or unixs; host present). Returns an
-// empty string when valid, else etcd's error text.
-std::string check_url(const std::string& url);
 
 }  // namespace kvd::server

@@ -19,12 +19,13 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "server/cluster_api.h"
-#include "server/event_loops.h"
+#include "server/client_api.h"
 #include "server/flags.h"
-#include "server/http_server.h"
-#include "server/node.h"
-#include "server/proxy.h"
+#include "server/http/client_server.h"
+#include "server/http/event_loops.h"
+#include "server/member/node.h"
+#include "server/peer_wiring.h"
+#include "server/proxy/proxy.h"
 
 extern char** environ;
 
@@ -61,9 +62,22 @@ int main(int argc, char** argv) {
   for (const auto& n : parsed.env_notices) spdlog::info("{}", n);
   for (const auto& w : parsed.env_warnings) spdlog::warn("{}", w);
 
-  if (flags.proxy != ProxyMode::kOff) return run_proxy(flags);
+  if (flags.proxy != ProxyMode::kOff) {
+    ProxyConfig proxy;
+    proxy.mode = flags.proxy;
+    proxy.data_dir = flags.data_dir;
+    proxy.listen_client_urls = flags.listen_client_urls;
+    proxy.cors = flags.cors;
+    for (const auto& [name, url] : flags.initial_cluster) proxy.initial_peer_urls.push_back(url);
+    proxy.failure_wait = flags.proxy_failure_wait;
+    proxy.refresh_interval = flags.proxy_refresh_interval;
+    proxy.dial_timeout = flags.proxy_dial_timeout;
+    proxy.write_timeout = flags.proxy_write_timeout;
+    proxy.read_timeout = flags.proxy_read_timeout;
+    return run_proxy(proxy);
+  }
 
-  // One single-threaded event loop per core (server/event_loops.h). Loop 0 (`io`) runs the
+  // One single-threaded event loop per core (server/http/event_loops.h). Loop 0 (`io`) runs the
   // node's strand, the peer transport, the acceptors and the signals; client connections are
   // spread over all loops, round robin, each staying on its loop: a connection's reads, parsing
   // and writes never cross threads, only the hand-off to the node's strand and back does.
@@ -78,6 +92,7 @@ int main(int argc, char** argv) {
   node_config.initial_advertise_peer_urls = flags.initial_advertise_peer_urls;
   node_config.initial_cluster = flags.initial_cluster;
   node_config.initial_cluster_state = flags.initial_cluster_state;
+  node_config.fetch_cluster = fetch_remote_cluster;
   node_config.initial_cluster_token = flags.initial_cluster_token;
   node_config.snapshot_count = std::max<uint64_t>(flags.snapshot_count, 1);
   node_config.heartbeat_interval = flags.heartbeat_interval;
@@ -118,7 +133,8 @@ int main(int argc, char** argv) {
   server_config.listen_urls = flags.listen_client_urls;
   server_config.cors = flags.cors;
   server_config.connection_executor = [&loops] { return loops.next_executor(); };
-  ClientServer server(io, *node, server_config);
+  ClientApi api(*node);
+  ClientServer server(io, api, server_config);
   if (auto st = server.listen(); !st.is_ok()) {
     spdlog::critical("cannot listen for clients: {}", st.message());
     stop_transport();

@@ -13,7 +13,7 @@
 //                     bytes, u32 image chunks: the image is in "images". Without these last two
 //                     fields (as written by earlier kvd) the image is "snapshot_data".
 //     "snapshot_data" the state machine image, opaque (earlier kvd; removed by the next snapshot).
-//     "applied"       u64 applied index.
+//     "applied"       u64: an applied index, written by earlier kvd; ignored.
 //     "meta/" + key   free-form metadata (put_meta), value as given.
 //   column family "entries" (the log):
 //     key   u64 index, BIG-endian, so that RocksDB's bytewise order is index order.
@@ -55,6 +55,8 @@
 
 #include "storage/raft_log.h"
 
+#include "common/codec.h"
+
 #include <fcntl.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
@@ -95,124 +97,99 @@ constexpr std::string_view kFormatKey = "format";
 constexpr std::string_view kHardStateKey = "hard_state";
 constexpr std::string_view kSnapshotMetaKey = "snapshot_meta";
 constexpr std::string_view kSnapshotDataKey = "snapshot_data";
-constexpr std::string_view kAppliedKey = "applied";
 constexpr std::string_view kMetaPrefix = "meta/";
 
-void put_u64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-void put_u32(std::string* out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-// Reads a little-endian integer of sizeof(T) bytes from *in and advances it; false if too short.
-template <class T>
-bool get_le(std::string_view* in, T* v) {
-  if (in->size() < sizeof(T)) return false;
-  T r = 0;
-  for (size_t i = 0; i < sizeof(T); ++i) {
-    r |= static_cast<T>(static_cast<unsigned char>((*in)[i])) << (8 * i);
-  }
-  in->remove_prefix(sizeof(T));
-  *v = r;
-  return true;
-}
+using codec::put_u32;
+using codec::put_u64;
 
 std::string entry_key(uint64_t index) {
-  std::string k(8, '\0');
-  for (int i = 0; i < 8; ++i) k[i] = static_cast<char>((index >> (8 * (7 - i))) & 0xff);
+  std::string k;
+  codec::put_u64_be(k, index);
   return k;
 }
 
 std::string image_key(uint64_t index, uint32_t chunk) {
   std::string k = entry_key(index);
-  for (int i = 3; i >= 0; --i) k.push_back(static_cast<char>((chunk >> (8 * i)) & 0xff));
+  codec::put_u32_be(k, chunk);
   return k;
 }
 
 bool decode_entry_key(std::string_view k, uint64_t* index) {
-  if (k.size() != 8) return false;
-  uint64_t r = 0;
-  for (char c : k) r = (r << 8) | static_cast<unsigned char>(c);
-  *index = r;
-  return true;
+  codec::Reader r(k);
+  return r.u64_be(index) && r.done();
 }
 
 std::string encode_entry(const raft::Entry& e) {
   std::string v;
   v.reserve(9 + e.data.size());
-  put_u64(&v, e.term);
+  put_u64(v, e.term);
   v.push_back(static_cast<char>(e.type));
   v.append(e.data);
   return v;
 }
 
 bool decode_entry(std::string_view v, uint64_t index, raft::Entry* e) {
+  codec::Reader r(v);
   uint8_t type = 0;
-  if (!get_le(&v, &e->term) || !get_le(&v, &type)) return false;
+  if (!r.u64(&e->term) || !r.u8(&type)) return false;
   if (type != static_cast<uint8_t>(raft::EntryType::kNormal) &&
       type != static_cast<uint8_t>(raft::EntryType::kConfChange)) {
     return false;
   }
   e->type = static_cast<raft::EntryType>(type);
   e->index = index;
-  e->data.assign(v.data(), v.size());
+  e->data.assign(r.rest());
   return true;
 }
 
 std::string encode_format() {
   std::string v(kFormatMagic);
-  put_u32(&v, kFormatVersion);
+  put_u32(v, kFormatVersion);
   return v;
 }
 
 std::string encode_hard_state(const raft::HardState& hs) {
   std::string v;
-  put_u64(&v, hs.term);
-  put_u64(&v, hs.vote);
-  put_u64(&v, hs.commit);
+  put_u64(v, hs.term);
+  put_u64(v, hs.vote);
+  put_u64(v, hs.commit);
   return v;
 }
 
 bool decode_hard_state(std::string_view v, raft::HardState* hs) {
-  return get_le(&v, &hs->term) && get_le(&v, &hs->vote) && get_le(&v, &hs->commit) && v.empty();
+  codec::Reader r(v);
+  return r.u64(&hs->term) && r.u64(&hs->vote) && r.u64(&hs->commit) && r.done();
 }
 
 std::string encode_snapshot_meta(const raft::SnapshotMetadata& m, const ImageInfo& image) {
   std::string v;
-  put_u64(&v, m.index);
-  put_u64(&v, m.term);
-  put_u64(&v, m.conf_state.voters.size());
-  for (raft::NodeId id : m.conf_state.voters) put_u64(&v, id);
-  put_u64(&v, image.bytes);
-  put_u32(&v, image.chunks);
+  put_u64(v, m.index);
+  put_u64(v, m.term);
+  put_u64(v, m.conf_state.voters.size());
+  for (raft::NodeId id : m.conf_state.voters) put_u64(v, id);
+  put_u64(v, image.bytes);
+  put_u32(v, image.chunks);
   return v;
 }
 
 // *legacy: the record has no image fields (the image is "snapshot_data").
 bool decode_snapshot_meta(std::string_view v, raft::SnapshotMetadata* m, ImageInfo* image,
                           bool* legacy) {
+  codec::Reader r(v);
   uint64_t n = 0;
-  if (!get_le(&v, &m->index) || !get_le(&v, &m->term) || !get_le(&v, &n)) return false;
-  if (v.size() != n * 8 && v.size() != n * 8 + 12) return false;
+  if (!r.u64(&m->index) || !r.u64(&m->term) || !r.u64(&n)) return false;
+  if (r.remaining() / 8 < n || (r.remaining() != n * 8 && r.remaining() != n * 8 + 12)) {
+    return false;
+  }
   m->conf_state.voters.resize(n);
   for (auto& id : m->conf_state.voters) {
-    if (!get_le(&v, &id)) return false;
+    if (!r.u64(&id)) return false;
   }
   *image = ImageInfo{m->index, 0, 0};
-  *legacy = v.empty();
+  *legacy = r.remaining() == 0;
   if (*legacy) return true;
-  return get_le(&v, &image->bytes) && get_le(&v, &image->chunks) && image->chunks > 0;
+  return r.u64(&image->bytes) && r.u32(&image->chunks) && r.done() && image->chunks > 0;
 }
-
-std::string encode_u64(uint64_t x) {
-  std::string v;
-  put_u64(&v, x);
-  return v;
-}
-
-bool decode_u64(std::string_view v, uint64_t* x) { return get_le(&v, x) && v.empty(); }
 
 rocksdb::Slice slice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 
@@ -273,7 +250,6 @@ struct RaftLog::Impl {
     raft::SnapshotMetadata snapshot;  // index 0: none
     ImageInfo image;                  // the snapshot's image in "images", unless legacy_image
     bool legacy_image = false;        // the image is the "snapshot_data" record
-    uint64_t applied = 0;
     // Invariant: snapshot.index <= last_index; the log holds [snapshot.index + 1, last_index].
     uint64_t last_index = 0;
     // Invariant: empty iff the log is empty; runs.front().start == snapshot.index + 1; starts
@@ -536,7 +512,8 @@ Status RaftLog::Impl::load(bool fresh) {
                   std::string(kFormatMagic) + "\"");
     }
     in.remove_prefix(kFormatMagic.size());
-    if (!get_le(&in, &version) || !in.empty()) {
+    codec::Reader r(in);
+    if (!r.u32(&version) || !r.done()) {
       return fail("malformed \"format\" record (" + std::to_string(v.size()) + " bytes)");
     }
     if (version != kFormatVersion) {
@@ -569,11 +546,6 @@ Status RaftLog::Impl::load(bool fresh) {
                                 return decode_snapshot_meta(x, &next.snapshot, &next.image,
                                                             &next.legacy_image);
                               });
-      !st.is_ok()) {
-    return st;
-  }
-  if (Status st = read_record(kAppliedKey,
-                              [&](std::string_view x) { return decode_u64(x, &next.applied); });
       !st.is_ok()) {
     return st;
   }
@@ -639,10 +611,6 @@ Status RaftLog::Impl::load(bool fresh) {
 RaftLog::RaftLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RaftLog::~RaftLog() = default;
 
-Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir) {
-  return open(dir, nullptr);
-}
-
 namespace {
 
 // The MANIFEST file CURRENT points at ("<dir>/MANIFEST-000023"), or "<dir>/CURRENT" when CURRENT
@@ -659,7 +627,7 @@ std::string current_manifest_path(const fs::path& dir) {
 
 }  // namespace
 
-Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir, rocksdb::Env* env) {
+Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir) {
   std::error_code ec;
   const fs::path path(dir);
   bool fresh = false;
@@ -682,7 +650,6 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir, rocksdb::
   impl->dir = dir;
 
   rocksdb::Options options;
-  if (env) options.env = env;
   options.create_if_missing = fresh;
   options.create_missing_column_families = fresh;
   options.error_if_exists = false;
@@ -939,18 +906,6 @@ Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInf
   m.drop_images(0, bound);
   return Status::ok();
 }
-
-Status RaftLog::set_applied(uint64_t index) {
-  Impl& m = *impl_;
-  std::lock_guard wl(m.write_mu);
-  Impl::View next = *m.current();
-  next.applied = index;
-  rocksdb::WriteBatch batch;
-  batch.Put(m.meta_cf, slice(kAppliedKey), encode_u64(index)).PermitUncheckedError();
-  return m.commit(&batch, std::move(next), "set_applied");
-}
-
-uint64_t RaftLog::applied() const { return impl_->current()->applied; }
 
 std::pair<raft::HardState, raft::ConfState> RaftLog::initial_state() const {
   auto v = impl_->current();

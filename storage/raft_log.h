@@ -1,8 +1,10 @@
-// Durable raft state in RocksDB: log entries, hard state, snapshot (metadata + state machine
-// image, the image as an SST file of its own ingested into the database) and the applied index. Implements raft::LogStorage for the core's reads; the host writes
-// through append()/save_snapshot()/set_applied(). Only this module includes RocksDB headers.
+// Durable raft state in RocksDB: log entries, hard state, snapshots (metadata + state machine
+// image, the image as an SST file of its own ingested into the database) and metadata.
+// Implements raft::LogStorage for the core's reads; the member writes through append() and
+// save_snapshot(). Only this module includes RocksDB headers; the format is at the top of
+// raft_log.cc.
 //
-// Thread-safety: one writer thread at a time (the server's WAL thread) may call the mutating
+// Thread-safety: one writer thread at a time (the member's WAL thread) may call the mutating
 // methods; LogStorage reads may come from the raft strand concurrently (internally synchronized).
 #pragma once
 
@@ -12,13 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "common/status.h"
 #include "raft/log_storage.h"
 #include "raft/types.h"
-#include "storage/status.h"
-
-namespace rocksdb {
-class Env;
-}
 
 namespace kvd::storage {
 
@@ -36,9 +34,6 @@ class RaftLog : public raft::LogStorage {
   // kvd database, an unknown format version or corrupt records fail with a message naming the
   // file; a torn last write is dropped with a warning (see raft_log.cc's format notes).
   static Result<std::unique_ptr<RaftLog>> open(const std::string& dir);
-  // As open(dir), with RocksDB's file I/O going through env (nullptr: the default); for
-  // fault-injection tests. env must outlive the RaftLog.
-  static Result<std::unique_ptr<RaftLog>> open(const std::string& dir, rocksdb::Env* env);
   ~RaftLog() override;
 
   // Appends entries (replacing any conflicting suffix from entries.front().index on) and, if
@@ -72,10 +67,6 @@ class RaftLog : public raft::LogStorage {
   // at or below the stored snapshot's index is dropped instead (a newer snapshot, e.g. one from
   // the leader, was installed meanwhile): returns ok.
   Status save_snapshot(const raft::SnapshotMetadata& meta, const ImageInfo& image);
-
-  // Records the applied index (synced with the state it belongs to by the caller's ordering).
-  Status set_applied(uint64_t index);
-  uint64_t applied() const;
 
   // raft::LogStorage
   std::pair<raft::HardState, raft::ConfState> initial_state() const override;

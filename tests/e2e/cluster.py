@@ -1,12 +1,15 @@
-"""Multi-member clusters for end-to-end tests, built on harness.py: N kvd members (or N etcd
-members, through the same code) on free 127.0.0.1 ports with short raft timings; find the leader,
-kill (SIGKILL or SIGTERM) and restart members by PID, poll for conditions with bounded deadlines,
-and print every member's log tail when something failed.
+"""Cluster layer of the end-to-end tests, built on harness.py (see its docstring for the layout
+of the harness modules): N kvd members (or N etcd members, through the same code) on free
+127.0.0.1 ports with short raft timings; find the leader, kill (SIGKILL or SIGTERM) and restart
+members by PID, add members, wait for the members to converge, and print every member's log
+tail when something failed. Also: ProxyBench (the clusters and proxies of a proxy test in one
+work dir), Writers (client threads writing through the members), deploy_env (the environment
+of the deploy/ scripts) and the comparison of a test's kvd half with its etcd half.
 
     with cluster.Cluster("kvd", 3) as c:
         lead = c.leader()
         c.kill(lead)
-        c.wait_for(lambda: c.leader(among=c.running(), timeout=0), 5, "a new leader")
+        harness.wait_for(lambda: c.leader(among=c.running(), timeout=0), 5)
 
 Standard library only. Every wait is a poll with a deadline; none sleeps to synchronise.
 Set KVD_E2E_KEEP_LOGS=<dir> to keep every member's full log there after the test.
@@ -16,12 +19,10 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -33,68 +34,45 @@ HEARTBEAT_MS = 100
 ELECTION_MS = 1000
 # etcd's request timeout (v2-cluster-api.md §7): what a write waits before 300 "request timed out".
 REQUEST_TIMEOUT_S = 5 + 2 * ELECTION_MS / 1000
-POLL_S = 0.02
 
-
-def wait_for(pred, timeout, what=None):
-    """Polls pred() until it returns a true value or `timeout` seconds pass; returns the last
-    value (so a falsy result means the deadline passed). pred may raise OSError (a member that is
-    down): that counts as false."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            v = pred()
-        except OSError:
-            v = None
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(POLL_S)
-
-
-def put(m, key, value, timeout=REQUEST_TIMEOUT_S + 8, query=""):
-    q = ("?" + query) if query else ""
-    return harness.request("PUT", f"{m.url}/v2/keys/{key.lstrip('/')}{q}",
-                           body=urllib.parse.urlencode({"value": value}), timeout=timeout)
-
-
-def get(m, key, quorum=False, timeout=REQUEST_TIMEOUT_S + 8, query=""):
-    params = [p for p in (("quorum=true" if quorum else ""), query) if p]
-    q = ("?" + "&".join(params)) if params else ""
-    return harness.request("GET", f"{m.url}/v2/keys/{key.lstrip('/')}{q}", timeout=timeout)
-
-
-def get_json(m, path, timeout=5.0):
-    """GET m.url + path; (status, decoded JSON or None, raw body)."""
-    status, _, body = harness.request("GET", m.url + path, timeout=timeout)
-    try:
-        return status, json.loads(body), body
-    except ValueError:
-        return status, None, body
+# The proxy tests' clusters (ProxyBench), and the members the deploy/ scripts start for them.
+PROXY_HEARTBEAT_MS = 50
+PROXY_ELECTION_MS = 500
+PROXY_TOKEN = "proxy-test"
 
 
 class Cluster:
-    """N members of one kind ("kvd" or "etcd") bootstrapped together. Owns their processes and
-    one work dir; cleanup() kills what still runs (by PID) and removes the work dir. As a context
-    manager it prints the members' log tails when the block raises or, given `results`
+    """N members of one kind ("kvd" or "etcd") bootstrapped together, named <name_prefix><i>
+    (default: the kind, so kvd0, kvd1, ...). Owns their processes; cleanup() kills what still
+    runs (by PID) and removes the work dir, unless the work dir was given (`workdir`, shared with
+    other processes of the test: its owner removes it). As a context manager it starts the
+    members and prints their log tails when the block raises or, given `results`
     (harness.Results), when a check failed inside the block."""
 
     def __init__(self, kind, n=3, token=None, snapshot_count=None, extra_args=(),
-                 heartbeat_ms=HEARTBEAT_MS, election_ms=ELECTION_MS, prefix=None, results=None):
+                 heartbeat_ms=HEARTBEAT_MS, election_ms=ELECTION_MS, workdir_prefix=None,
+                 results=None, workdir=None, name_prefix=None):
         self.kind = kind
         self.results = results
         self.failed_before = 0
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
-        self.workdir = tempfile.mkdtemp(prefix=f"{prefix or kind}-cluster-")
+        self.own_workdir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix=f"{workdir_prefix or kind}-cluster-")
         self.token = token or f"tok-{os.getpid()}-{random.randrange(1 << 30)}"
         self.snapshot_count = snapshot_count
         self.extra_args = list(extra_args)
-        self.members = [harness.Member(kind, name=f"{kind}{i}", workdir=self.workdir)
+        self.members = [harness.Member(kind, name=f"{name_prefix or kind}{i}",
+                                       workdir=self.workdir)
                         for i in range(n)]
-        self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        founders = self.initial_cluster()
         for m in self.members:
-            m.extra_args = self.member_args(self.initial_cluster, "new")
+            m.extra_args = self.member_args(founders, "new")
         self.ids = {}  # member name -> hex id, learnt from /v2/stats/self
+
+    def initial_cluster(self):
+        """--initial-cluster for the current members: name=peer URL, comma-separated."""
+        return ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
     def member_args(self, initial_cluster, state):
         a = ["--initial-cluster", initial_cluster, "--initial-cluster-state", state,
@@ -107,18 +85,11 @@ class Cluster:
 
     # --- processes ---
 
-    def spawn(self, m):
-        """Starts m's process without waiting for it (log appended to m.log_path)."""
-        with open(m.log_path, "ab") as log:
-            m.proc = subprocess.Popen(m.args(), stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
-        return m
-
     def start(self, timeout=40.0):
         """Starts every member at once (a bootstrap needs a quorum up) and waits until each
         answers /health with 200 and knows its own id."""
         for m in self.members:
-            self.spawn(m)
+            m.spawn()
         for m in self.members:
             m.wait_ready(timeout)
         for m in self.members:
@@ -126,7 +97,7 @@ class Cluster:
         return self
 
     def learn_id(self, m):
-        status, j, body = get_json(m, "/v2/stats/self")
+        status, j, body = harness.get_json(m, "/v2/stats/self")
         if status != 200 or not j:
             raise RuntimeError(f"{m.name}: /v2/stats/self answered {status} {body[:200]!r}")
         self.ids[m.name] = j["id"]
@@ -143,7 +114,7 @@ class Cluster:
         m.extra_args = self.member_args(initial_cluster, "existing")
         if m not in self.members:
             self.members.append(m)
-        self.spawn(m)
+        m.spawn()
         m.wait_ready(timeout)
         self.learn_id(m)
         return m
@@ -153,7 +124,7 @@ class Cluster:
 
     def restart(self, m, wait=True, timeout=40.0):
         """Starts m again from its data dir (same flags; initial-cluster flags are then ignored)."""
-        self.spawn(m)
+        m.spawn()
         if wait:
             m.wait_ready(timeout)
         return m
@@ -167,15 +138,18 @@ class Cluster:
                 return m
         return None
 
+    def by_url(self, client_url):
+        for m in self.members:
+            if m.url == client_url:
+                return m
+        return None
+
     # --- raft state ---
 
     @staticmethod
     def leader_id_of(m, timeout=2.0):
         """The leader id m reports on /v2/members/leader, or None (no leader, or m is down)."""
-        try:
-            status, j, _ = get_json(m, "/v2/members/leader", timeout=timeout)
-        except OSError:
-            return None
+        status, j, _ = harness.get_json(m, "/v2/members/leader", timeout=timeout, catch=True)
         return j["id"] if status == 200 and j else None
 
     def agreed_leader(self, among=None):
@@ -194,7 +168,7 @@ class Cluster:
         """Waits (bounded; default three election timeouts + 5 s) for an agreed leader."""
         if timeout is None:
             timeout = 3 * self.election_ms / 1000 + 5
-        return wait_for(lambda: self.agreed_leader(among), timeout)
+        return harness.wait_for(lambda: self.agreed_leader(among), timeout)
 
     def followers(self, lead):
         return [m for m in self.running() if m is not lead]
@@ -204,11 +178,8 @@ class Cluster:
     @staticmethod
     def dump(m, timeout=10.0):
         """Full recursive, sorted GET of / on m: (X-Etcd-Index, node tree) or None if m is down."""
-        try:
-            status, hdrs, body = harness.request(
-                "GET", m.url + "/v2/keys/?recursive=true&sorted=true", timeout=timeout)
-        except OSError:
-            return None
+        status, hdrs, body = harness.get(m, "/", query="recursive=true&sorted=true",
+                                         timeout=timeout, catch=True)
         if status != 200:
             return None
         return int(hdrs.get("x-etcd-index", "-1")), json.loads(body)["node"]
@@ -222,7 +193,7 @@ class Cluster:
             if any(d is None for d in dumps):
                 return None
             return dumps[0] if all(d == dumps[0] for d in dumps) else None
-        return wait_for(same, timeout)
+        return harness.wait_for(same, timeout)
 
     # --- diagnostics and cleanup ---
 
@@ -242,7 +213,8 @@ class Cluster:
             for m in self.members:
                 if os.path.exists(m.log_path):
                     shutil.copy(m.log_path, os.path.join(keep, f"{self.kind}-{m.name}.log"))
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self):
         if self.results is not None:
@@ -309,9 +281,9 @@ class Writers:
             key = f"/{self.prefix}/t{t}/{seq:06d}"
             value = f"{rnd.randrange(1 << 40):x}"
             try:
-                status, _, body = put(m, key, value, timeout=self.timeout)
+                status, _, body = harness.put(m, key, value, timeout=self.timeout)
             except ConnectionRefusedError:
-                time.sleep(POLL_S)  # member down: nothing was sent; try the next one
+                time.sleep(harness.POLL_S)  # member down: nothing was sent; try the next one
                 continue
             except OSError as e:
                 status, body = None, str(e).encode()
@@ -325,7 +297,7 @@ class Writers:
                     self.unknown[key] = value
                     self.errors.append((key, f"{m.name}: {status} {body[:120]!r}"))
             if not ok:
-                time.sleep(POLL_S)
+                time.sleep(harness.POLL_S)
 
     def count(self):
         with self.lock:
@@ -334,7 +306,7 @@ class Writers:
     def wait_acks(self, n, timeout):
         """Waits until n more writes than now are acknowledged; returns whether they were."""
         target = self.count() + n
-        return bool(wait_for(lambda: self.count() >= target, timeout))
+        return bool(harness.wait_for(lambda: self.count() >= target, timeout))
 
     def stop(self, timeout=None):
         self.stopping.set()
@@ -345,3 +317,82 @@ class Writers:
         """Acknowledged writes absent from (or different in) a recursive dump's tree."""
         have = index_of(tree)
         return {k: v for k, v in self.acked.items() if have.get(k) != v}
+
+
+class ProxyBench:
+    """The work dir of a proxy test, and the clusters and proxies it runs there. As a context
+    manager it kills, on exit, every proxy and then every member it made (by PID) and removes
+    the work dir (kept with KEEP=1 when a check of `results` failed: harness.remove_workdir)."""
+
+    def __init__(self, workdir_prefix, results):
+        self.workdir = harness.new_workdir(workdir_prefix)
+        self.results = results
+        self.clusters = []
+        self.proxies = []
+
+    def cluster(self, kind, name_prefix="m", timeout=40.0):
+        """A started three-member cluster (proxy-test token and raft timings, members named
+        <name_prefix><i>), after waiting (bounded by `timeout`) for an agreed leader."""
+        c = Cluster(kind, 3, token=PROXY_TOKEN, heartbeat_ms=PROXY_HEARTBEAT_MS,
+                    election_ms=PROXY_ELECTION_MS, workdir=self.workdir, name_prefix=name_prefix)
+        self.clusters.append(c)
+        c.start(timeout)
+        c.leader(timeout=timeout)
+        return c
+
+    def proxy(self, kind, initial_cluster, **kwargs):
+        """A harness.Proxy in the work dir (not started), killed on exit."""
+        p = harness.Proxy(kind, initial_cluster, self.workdir, **kwargs)
+        self.proxies.append(p)
+        return p
+
+    def kvd_and_etcd(self):
+        """A kvd cluster (k0-k2) and an etcd cluster (e0-e2), each with a started proxy of its
+        kind in front: (kvd cluster, etcd cluster, kvd proxy, etcd proxy)."""
+        kc = self.cluster("kvd", name_prefix="k")
+        ec = self.cluster("etcd", name_prefix="e")
+        kp = self.proxy("kvd", kc.initial_cluster())
+        ep = self.proxy("etcd", ec.initial_cluster())
+        for p in (kp, ep):
+            p.start(want_endpoints=3)
+        return kc, ec, kp, ep
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.proxies:
+            p.kill()
+        for c in self.clusters:
+            c.cleanup()
+        harness.remove_workdir(self.workdir, self.results)
+
+
+def deploy_env(port_vars, **extra):
+    """The environment for a deploy/ script that starts its own members: this one, plus the
+    binaries under test, the proxy tests' raft timings as MEMBER_FLAGS, a free port in each of
+    `port_vars`, and `extra`."""
+    env = dict(os.environ, KVD_BIN=harness.KVD_BIN, KVCTL_BIN=harness.KVCTL_BIN,
+               MEMBER_FLAGS=f"--heartbeat-interval {PROXY_HEARTBEAT_MS} "
+                            f"--election-timeout {PROXY_ELECTION_MS}", **extra)
+    for var in port_vars:
+        env[var] = str(harness.free_port())
+    return env
+
+
+# --- tests with a kvd half and an etcd half ---
+
+def etcd_half_runs():
+    """Whether a test's etcd half can run (etcd is installed); says so when it is skipped."""
+    if harness.have_etcd():
+        return True
+    print(f"SKIP etcd half: etcd not installed at {harness.ETCD_BIN}")
+    return False
+
+
+def check_halves_agree(results, kvd, etcd, what):
+    """Checks that the kvd half and the etcd half recorded the same value under every key of
+    either; what(key) heads the message of a mismatch, followed by both values."""
+    for k in sorted(set(kvd) | set(etcd)):
+        results.check(kvd.get(k) == etcd.get(k),
+                      f"{what(k)}\n  kvd  {kvd.get(k)}\n  etcd {etcd.get(k)}")

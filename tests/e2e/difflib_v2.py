@@ -20,10 +20,8 @@ import http.client
 import json
 import os
 import re
-import socket
 import sys
 import threading
-import time
 
 import harness
 
@@ -313,17 +311,8 @@ class Pair:
 
     def wait_watchers(self, servers, baselines, timeout=5.0):
         """Bounded poll of /v2/stats/store until each server counts one more watcher."""
-        ok = []
-        for s, base in zip(servers, baselines):
-            deadline = time.monotonic() + timeout
-            seen = False
-            while time.monotonic() < deadline:
-                if s.watchers() > base:
-                    seen = True
-                    break
-                time.sleep(0.01)
-            ok.append(seen)
-        return ok
+        return [bool(harness.wait_for(lambda: s.watchers() > base, timeout, interval=0.01))
+                for s, base in zip(servers, baselines)]
 
     def watch(self, results, what, path, trigger, unordered=False, timeout=8.0):
         """Starts GET path (a watch) on both servers, waits until each counts the watcher, runs
@@ -360,46 +349,6 @@ class Pair:
         return a, b
 
 
-def raw_exchange(url, data, timeout=5.0, read_limit=1 << 20):
-    """Sends raw bytes on a fresh socket, half-closes nothing, reads until the server closes or
-    the first complete response (headers + Content-Length body) has arrived. Returns bytes
-    (possibly empty) or raises socket.timeout."""
-    hostport = url[len("http://"):]
-    host, _, port = hostport.partition(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as s:
-        s.sendall(data)
-        buf = b""
-        deadline = time.monotonic() + timeout
-        while len(buf) < read_limit and time.monotonic() < deadline:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            buf += chunk
-            if _complete(buf):
-                break
-        return buf
-
-
-def _complete(buf):
-    head, sep, rest = buf.partition(b"\r\n\r\n")
-    if not sep:
-        return False
-    m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-    if m:
-        return len(rest) >= int(m.group(1))
-    if re.search(rb"(?im)^transfer-encoding:\s*chunked", head):
-        return rest.endswith(b"0\r\n\r\n")
-    return False
-
-
-def status_of(raw):
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", raw)
-    return int(m.group(1)) if m else None
-
-
 def need_binaries():
     harness.require_etcd()
     if UNDER_TEST != "etcd" and not (os.path.isfile(harness.KVD_BIN)
@@ -419,3 +368,15 @@ def start_pair(results, extra_args=()):
     except Exception as e:  # startup failure of either process ends the run with a report
         results.check(False, f"could not start the servers: {e}")
         results.finish()
+
+
+def run_sections(results, *sections):
+    """Says which server is under test, starts a Pair (start_pair) and runs each section(pair)
+    on it in turn; cleans the pair up after, whatever happened."""
+    print(f"server under test: {UNDER_TEST}")
+    p = start_pair(results)
+    try:
+        for section in sections:
+            section(p)
+    finally:
+        p.cleanup()

@@ -1,11 +1,32 @@
-"""Process harness for end-to-end tests: start real kvd and etcd members on 127.0.0.1 with free
-ports, wait until they answer, kill them by PID. Standard library only (Debian's /usr/bin/python3).
+"""Process and HTTP layer of the end-to-end tests: start real kvd and etcd processes (members
+and proxies) on 127.0.0.1 with free ports, wait until they answer, kill them by PID; send HTTP
+requests and raw bytes to them; poll for conditions with bounded deadlines; count checks.
+Standard library only (Debian's /usr/bin/python3).
+
+The harness modules, each built only on the ones above it:
+
+    harness.py     processes (Process, Member, Proxy), work dirs, free ports, etcd presence;
+                   HTTP: request, try_request, put, get, get_json (a Member, a Proxy or a base
+                   URL string as target); raw sockets: raw_exchange, recv_until, parse_head,
+                   status_of; wait_for (the one bounded poll); Results (checks, exit status).
+    cluster.py     multi-member clusters: the one Cluster class (bootstrap, join, kill,
+                   restart, leader, convergence, log tails), ProxyBench (the work dir, clusters
+                   and proxies of a proxy test), Writers (client load), deploy_env (the
+                   environment of the deploy/ scripts), and the kvd-half/etcd-half comparison.
+    difflib_v2.py  differential testing: one request to a reference etcd and to the server
+                   under test (Pair), answers compared after index normalisation.
+    test_*.py      one ctest each; they import the modules above and nothing from each other.
+
+Every wait is a poll with a deadline; none sleeps to synchronise.
 
 Environment: KVD_BIN and KVCTL_BIN name the built binaries (set by ctest); ETCD_BIN and
-ETCDCTL_BIN default to Debian's /usr/bin/etcd and /usr/bin/etcdctl.
+ETCDCTL_BIN default to Debian's /usr/bin/etcd and /usr/bin/etcdctl. KEEP=1 keeps the work dir
+of a failed run that uses remove_workdir(path, results).
 """
 import http.client
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -13,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 KVD_BIN = os.environ.get("KVD_BIN", "kvd")
 KVCTL_BIN = os.environ.get("KVCTL_BIN", "kvctl")
@@ -20,6 +42,11 @@ ETCD_BIN = os.environ.get("ETCD_BIN", "/usr/bin/etcd")
 ETCDCTL_BIN = os.environ.get("ETCDCTL_BIN", "/usr/bin/etcdctl")
 
 SKIP = 77  # ctest SKIP_RETURN_CODE
+
+POLL_S = 0.02  # wait_for's default interval between two polls
+# Default timeout of put/get: etcd's request timeout under cluster.py's default raft timings
+# (cluster.REQUEST_TIMEOUT_S, 7 s) plus 8 s, so that a member's own timeout answer arrives first.
+KEYS_TIMEOUT_S = 15.0
 
 
 def free_port():
@@ -38,8 +65,42 @@ def require_etcd():
         sys.exit(SKIP)
 
 
+def new_workdir(prefix):
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def remove_workdir(path, results=None):
+    """Removes a test's work dir; keeps it (and says where) when KEEP=1 and a check of
+    `results` (a Results) failed."""
+    if results is not None and results.failed > 0 and os.environ.get("KEEP") == "1":
+        print(f"work dir kept: {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def wait_for(pred, timeout, interval=POLL_S):
+    """Polls pred() every `interval` seconds until it returns a true value or `timeout` seconds
+    pass; returns the last value (so a falsy result means the deadline passed). pred may raise
+    OSError (a process that is down): that counts as false."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            v = pred()
+        except OSError:
+            v = None
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+# --- processes ---
+
 class Process:
-    """A server process of a test: `proc` (a Popen or None) writing to `log_path`."""
+    """A server process of a test: `proc` (a Popen or None) started from args(), writing to
+    `log_path`, with `env` (None: this process's environment)."""
+
+    proc = None
+    env = None
 
     def read_log(self):
         try:
@@ -47,6 +108,17 @@ class Process:
                 return f.read().decode(errors="replace")[-4000:]
         except OSError:
             return ""
+
+    def spawn(self):
+        """Starts the process without waiting for it to answer (a cluster member answers only
+        once a quorum is up); its output is appended to log_path."""
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT,
+                                         env=self.env, start_new_session=True)
+        return self
+
+    def exited(self):
+        return self.proc is not None and self.proc.poll() is not None
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc and self.proc.poll() is None:
@@ -91,10 +163,7 @@ class Member(Process):
         return a + self.extra_args
 
     def start(self, timeout=20.0):
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT,
-                                     env=self.env, start_new_session=True)
-        log.close()
+        self.spawn()
         self.wait_ready(timeout)
         return self
 
@@ -111,9 +180,8 @@ class Member(Process):
                     return
             except OSError:
                 pass
-            time.sleep(0.02)
+            time.sleep(POLL_S)
         raise RuntimeError(f"{self.kind} not ready after {timeout}s; log:\n" + self.read_log())
-
 
     def stop(self):
         self.kill(signal.SIGTERM)
@@ -129,6 +197,52 @@ class Member(Process):
     def __exit__(self, *exc):
         self.cleanup()
 
+
+class Proxy(Process):
+    """A kvd or etcd proxy (--proxy on|readonly) in front of a cluster, in `workdir`."""
+
+    def __init__(self, kind, initial_cluster, workdir, mode="on", extra_args=(), name="proxy"):
+        self.kind = kind
+        self.workdir = workdir
+        self.port = free_port()
+        self.data_dir = os.path.join(workdir, f"{name}-{kind}.data")
+        self.log_path = os.path.join(workdir, f"{name}-{kind}.log")
+        self.initial_cluster = initial_cluster
+        self.mode = mode
+        self.extra_args = list(extra_args)
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def args(self):
+        binary = KVD_BIN if self.kind == "kvd" else ETCD_BIN
+        a = [binary, "--proxy", self.mode, "--data-dir", self.data_dir,
+             "--listen-client-urls", self.url, "--initial-cluster", self.initial_cluster]
+        if self.kind == "etcd":
+            a += ["--log-level", "error"]
+        return a + self.extra_args
+
+    def start(self, want_endpoints=1, timeout=20.0):
+        """Starts the proxy and waits (bounded) until it lists want_endpoints member URLs."""
+        self.spawn()
+
+        def ready():
+            eps = self.endpoints()
+            return self.exited() or (eps is not None and len(eps) >= want_endpoints)
+        ok = wait_for(ready, timeout)
+        if self.exited() or not ok:
+            raise RuntimeError(f"{self.kind} proxy not ready; log:\n{self.read_log()}")
+        return self
+
+    def endpoints(self):
+        """The member client URLs /v2/config/local/proxy lists, or None if it did not answer."""
+        status, j, _ = get_json(self.url, "/v2/config/local/proxy", timeout=2.0, catch=True)
+        return None if status != 200 or j is None else j.get("endpoints")
+
+
+# --- HTTP ---
 
 def request(method, url, body=None, headers=None, timeout=10.0):
     """One HTTP request on a fresh connection. Returns (status, headers dict (lower-case), bytes)."""
@@ -149,6 +263,139 @@ def request(method, url, body=None, headers=None, timeout=10.0):
     finally:
         conn.close()
 
+
+def try_request(method, url, body=None, headers=None, timeout=10.0):
+    """request, with a transport error (refused, reset, timeout) returned as
+    (None, {}, b"<error text>") instead of raised."""
+    try:
+        return request(method, url, body=body, headers=headers, timeout=timeout)
+    except OSError as e:
+        return None, {}, str(e).encode()
+
+
+def url_of(target):
+    """The base URL of a target: a Member, a Proxy (anything with a `url`) or a URL string."""
+    return target if isinstance(target, str) else target.url
+
+
+def put(target, key, value, timeout=KEYS_TIMEOUT_S, query="", catch=False):
+    """PUT value at /v2/keys/<key> of target (a Member, Proxy or base URL); query: more URL
+    parameters, without the "?". Returns request's (status, headers, body); a transport error
+    raises OSError, or with catch=True is returned as try_request does."""
+    q = ("?" + query) if query else ""
+    send = try_request if catch else request
+    return send("PUT", f"{url_of(target)}/v2/keys/{key.lstrip('/')}{q}",
+                body=urllib.parse.urlencode({"value": value}), timeout=timeout)
+
+
+def get(target, key, quorum=False, timeout=KEYS_TIMEOUT_S, query="", catch=False):
+    """GET /v2/keys/<key> of target (a Member, Proxy or base URL), with ?quorum=true if
+    `quorum`, then `query` (more URL parameters, without the "?"). Errors as for put."""
+    params = [p for p in (("quorum=true" if quorum else ""), query) if p]
+    q = ("?" + "&".join(params)) if params else ""
+    send = try_request if catch else request
+    return send("GET", f"{url_of(target)}/v2/keys/{key.lstrip('/')}{q}", timeout=timeout)
+
+
+def get_json(target, path, timeout=5.0, catch=False):
+    """GET url_of(target) + path: (status, decoded JSON or None, raw body). A transport error
+    raises OSError, or with catch=True gives (None, None, b"<error text>")."""
+    status, _, body = (try_request if catch else request)("GET", url_of(target) + path,
+                                                          timeout=timeout)
+    if status is None:
+        return None, None, body
+    try:
+        return status, json.loads(body), body
+    except ValueError:
+        return status, None, body
+
+
+# --- raw sockets ---
+
+def raw_exchange(target, data, timeout=5.0, until=None, limit=None, silence_raises=False):
+    """Sends raw bytes on a fresh connection to target (a port on 127.0.0.1, or an http:// URL)
+    and reads the answer as recv_until does (until, timeout, limit, silence_raises); returns the
+    bytes read."""
+    if isinstance(target, int):
+        address = ("127.0.0.1", target)
+    else:
+        host, _, port = target[len("http://"):].partition(":")
+        address = (host, int(port))
+    s = socket.create_connection(address, timeout=timeout)
+    try:
+        s.sendall(data)
+        return recv_until(s, until, timeout, limit=limit, silence_raises=silence_raises)
+    finally:
+        s.close()
+
+
+def recv_until(s, until, timeout, limit=None, silence_raises=False):
+    """Reads from socket s until `until` holds (bytes: that marker is in the data; a function:
+    it returns true for the data; None: never), the peer closes, `limit` bytes (if given) have
+    arrived, or `timeout` seconds pass; returns the data.
+
+    By default a read that times out ends the wait with the data so far, and a connection reset
+    raises. With silence_raises=True (for an answer that must come whole, or not at all) each
+    read may wait `timeout` seconds, a read that times out raises socket.timeout, and a reset
+    ends the data as a close does (a server may answer and then reset)."""
+    if isinstance(until, bytes):
+        marker = until
+        until = lambda buf: marker in buf  # noqa: E731
+    out = b""
+    deadline = time.monotonic() + timeout
+    while ((until is None or not until(out)) and (limit is None or len(out) < limit)
+           and time.monotonic() < deadline):
+        if not silence_raises:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            if silence_raises:
+                raise
+            break
+        except ConnectionResetError:
+            if not silence_raises:
+                raise
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def response_complete(buf):
+    """Whether buf holds a first complete HTTP response: headers and a Content-Length body, or
+    a chunked body up to its last chunk."""
+    head, sep, rest = buf.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    if m:
+        return len(rest) >= int(m.group(1))
+    if re.search(rb"(?im)^transfer-encoding:\s*chunked", head):
+        return rest.endswith(b"0\r\n\r\n")
+    return False
+
+
+def parse_head(raw):
+    """(status, [(name, value)...] in order, body bytes) of one raw HTTP/1.1 response."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode(errors="replace").split("\r\n")
+    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.append((name.strip(), value.strip()))
+    return status, headers, body
+
+
+def status_of(raw):
+    """The status code of a raw HTTP/1.x response, or None if raw does not start with one."""
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", raw)
+    return int(m.group(1)) if m else None
+
+
+# --- results ---
 
 class Results:
     """Counts checks and prints the closing line ctest and CI read."""

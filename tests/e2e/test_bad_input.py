@@ -23,12 +23,14 @@ H = b"Host: 127.0.0.1\r\n"
 
 def exchange(server, data, timeout=3.0):
     try:
-        raw = dl.raw_exchange(server.url, data, timeout=timeout)
+        raw = harness.raw_exchange(server.url, data, timeout=timeout,
+                                   until=harness.response_complete, limit=1 << 20,
+                                   silence_raises=True)
     except socket.timeout:
         raw = b""
     except OSError as e:
         raw = f"<{type(e).__name__}>".encode()
-    return dl.status_of(raw), raw
+    return harness.status_of(raw), raw
 
 
 def still_serving(p, what):
@@ -216,21 +218,7 @@ def encodings(p):
     # Pipelined requests on one connection: both answered in order.
     data = (b"GET /v2/keys/chunky HTTP/1.1\r\n" + H + b"\r\n"
             b"GET /v2/keys/expect HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
-    outs = []
-    for s in (p.ref, p.sut):
-        with socket.create_connection(("127.0.0.1", s.member.client_port), timeout=5) as c:
-            c.sendall(data)
-            buf = b""
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                try:
-                    chunk = c.recv(65536)
-                except socket.timeout:
-                    break
-                if not chunk:
-                    break
-                buf += chunk
-            outs.append(buf)
+    outs = [harness.raw_exchange(s.member.client_port, data, timeout=5) for s in (p.ref, p.sut)]
     R.check(outs[1].count(b"HTTP/1.1 200") == 2 and b'"/chunky"' in outs[1]
             and outs[1].index(b'"/chunky"') < outs[1].index(b'"/expect"'),
             f"pipelined GETs: etcd {outs[0][:400]!r}\n  got {outs[1][:400]!r}")
@@ -290,16 +278,12 @@ def slow_clients(p):
         before = p.sut.watchers()
         s = socket.create_connection(("127.0.0.1", p.sut.member.client_port), timeout=5)
         s.sendall(b"GET /v2/keys/gone?wait=true HTTP/1.1\r\n" + H + b"\r\n")
-        deadline = time.monotonic() + 5
-        while p.sut.watchers() <= before and time.monotonic() < deadline:
-            time.sleep(0.01)
+        harness.wait_for(lambda: p.sut.watchers() > before, 5, interval=0.01)
         R.check(p.sut.watchers() > before, "watch from a raw client never counted")
         s.close()
         # The watcher is removed when the server notices the close; an event makes it notice.
         dl.one_shot(p.sut.url, "PUT", "/v2/keys/other", "value=1")
-        deadline = time.monotonic() + 5
-        while p.sut.watchers() > before and time.monotonic() < deadline:
-            time.sleep(0.02)
+        harness.wait_for(lambda: p.sut.watchers() <= before, 5)
         R.check(p.sut.watchers() <= before,
                 f"watcher of a disconnected client still counted ({p.sut.watchers()} > {before})")
     finally:
@@ -310,16 +294,7 @@ def slow_clients(p):
 
 def main():
     dl.need_binaries()
-    print(f"server under test: {dl.UNDER_TEST}")
-    p = dl.start_pair(R)
-    try:
-        malformed(p)
-        encodings(p)
-        framing(p)
-        oversized(p)
-        slow_clients(p)
-    finally:
-        p.cleanup()
+    dl.run_sections(R, malformed, encodings, framing, oversized, slow_clients)
     R.finish()
 
 

@@ -332,13 +332,7 @@ def main():
     except ImportError:
         print("SKIP: python-etcd not installed (apt-get install python3-etcd)")
         sys.exit(harness.SKIP)
-    print(f"server under test: {dl.UNDER_TEST}")
-    p = dl.start_pair(R)
-    try:
-        etcdctl_tests(p)
-        python_etcd_tests(p)
-    finally:
-        p.cleanup()
+    dl.run_sections(R, etcdctl_tests, python_etcd_tests)
     R.finish()
 
 

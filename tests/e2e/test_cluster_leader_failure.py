@@ -35,7 +35,7 @@ def main():
             c.kill(lead)
             t_kill = time.monotonic()
             survivors = [m for m in c.members if m is not lead]
-            new = cluster.wait_for(
+            new = harness.wait_for(
                 lambda: (lambda l: l if l is not None and l is not lead else None)(
                     c.agreed_leader(survivors)),
                 3 * c.election_ms / 1000 + 5)

@@ -163,11 +163,11 @@ def steps(kind, c, main_tool, other_tool, out):
             # applied when it joined (identical stores are checked once the writers stop).
             lead = c.leader()
             target = c.dump(lead)[0] if lead else None
-            caught = target is not None and cluster.wait_for(
+            caught = target is not None and harness.wait_for(
                 lambda: (c.dump(joined) or (0,))[0] >= target, 30)
             R.check(caught, f"{kind}: the new member catches up to index {target} in "
                     f"{time.monotonic() - t0:.1f}s")
-            R.check(cluster.wait_for(
+            R.check(harness.wait_for(
                 lambda: "[unstarted]" not in run_tool(main_tool, ["member", "list"], ep)[1], 10),
                 f"{kind}: the new member published its name")
             step("list4", main_tool, ["member", "list"])
@@ -192,14 +192,14 @@ def steps(kind, c, main_tool, other_tool, out):
                         f"{res2[1]!r}\n  {out['add'][1]!r}")
                 # member remove lists the members first, from any member: wait until every
                 # member has applied the add.
-                R.check(cluster.wait_for(lambda: all(
-                    c.ids[slot2.name] in cluster.get_json(x, "/v2/members")[2].decode()
+                R.check(harness.wait_for(lambda: all(
+                    c.ids[slot2.name] in harness.get_json(x, "/v2/members")[2].decode()
                     for x in c.running()), 10), f"{kind}: every member lists the fifth member")
                 rc, so, se = run_tool(other_tool, ["member", "remove", c.ids[slot2.name]], ep)
                 R.check(rc == 0 and so == f"Removed member {c.ids[slot2.name]} from cluster\n",
                         f"{kind}: the other tool removes the unstarted member: {rc} {so!r} {se!r}")
             c.members.remove(slot2)
-            R.check(cluster.wait_for(lambda: len(cluster.get_json(ep_member, "/v2/members")[1]
+            R.check(harness.wait_for(lambda: len(harness.get_json(ep_member, "/v2/members")[1]
                                                  ["members"]) == 4, 10),
                     f"{kind}: four members again")
 
@@ -208,7 +208,7 @@ def steps(kind, c, main_tool, other_tool, out):
             victim = next(x for x in founders if x is not lead)
             step("remove_unknown", main_tool, ["member", "remove", "1234"], want_rc=1)
             step("remove", main_tool, ["member", "remove", c.ids[victim.name]])
-            gone = cluster.wait_for(lambda: victim.proc.poll() is not None, 20)
+            gone = harness.wait_for(lambda: victim.proc.poll() is not None, 20)
             R.check(gone, f"{kind}: the removed member {victim.name} stops (process exits)")
             out["removed_exit"] = (victim.proc.returncode, "", "")
             log = victim.read_log()
@@ -229,8 +229,8 @@ def steps(kind, c, main_tool, other_tool, out):
             # Restarted from its data dir, the removed member learns from its peers that it
             # was removed, and stops again.
             log_at = os.path.getsize(victim.log_path)
-            c.spawn(victim)
-            stopped = cluster.wait_for(lambda: victim.proc.poll() is not None, 20)
+            victim.spawn()
+            stopped = harness.wait_for(lambda: victim.proc.poll() is not None, 20)
             R.check(stopped, f"{kind}: the removed member, restarted, stops again")
             with open(victim.log_path, "rb") as f:
                 f.seek(log_at)
@@ -269,14 +269,10 @@ def generic_text(c, text):
 def main():
     t0 = time.monotonic()
     kvd = scenario("kvd", harness.KVCTL_BIN, harness.ETCDCTL_BIN)
-    if not harness.have_etcd():
-        print(f"SKIP etcd half: etcd not installed at {harness.ETCD_BIN}")
-    else:
+    if cluster.etcd_half_runs():
         etcd = scenario("etcd", harness.ETCDCTL_BIN, harness.KVCTL_BIN)
-        for k in sorted(set(kvd) | set(etcd)):
-            R.check(kvd.get(k) == etcd.get(k),
-                    f"{k}: kvd/kvctl and etcd/etcdctl print the same\n  kvd  {kvd.get(k)}\n"
-                    f"  etcd {etcd.get(k)}")
+        cluster.check_halves_agree(R, kvd, etcd,
+                                   lambda k: f"{k}: kvd/kvctl and etcd/etcdctl print the same")
     print(f"took {time.monotonic() - t0:.1f}s")
     R.finish()
 

@@ -79,7 +79,7 @@ def main():
         if not R.check(c.leader() is not None, "a leader"):
             R.finish()
         for i, m in enumerate(c.members):
-            status, _, _ = cluster.put(m, f"/peer/before{i}", "v")
+            status, _, _ = harness.put(m, f"/peer/before{i}", "v")
             R.check(status == 201, f"write through {m.name} before: {status}")
         status, hdrs, body = harness.request("GET", m0.peer_url + "/members")
         cid = int(hdrs.get("x-etcd-cluster-id", "0"), 16)
@@ -159,12 +159,12 @@ def main():
             "--initial-cluster-state", "new", "--initial-cluster-token", "some-other-token",
             "--heartbeat-interval", str(c.heartbeat_ms), "--election-timeout", str(c.election_ms)]
         c.members.append(intruder)
-        c.spawn(intruder)
-        refused = cluster.wait_for(
+        intruder.spawn()
+        refused = harness.wait_for(
             lambda: re.search(r"refused connection from \S+ \(member [0-9a-f]+\): wrong cluster id",
                               log_since(m2, offsets[m2.name])), 15)
         R.check(refused is not None, f"{m2.name} refuses and logs the other cluster's member")
-        R.check(cluster.wait_for(lambda: "wrong cluster id" in intruder.read_log(), 10),
+        R.check(harness.wait_for(lambda: "wrong cluster id" in intruder.read_log(), 10),
                 "the other cluster's member logs that it was refused (wrong cluster id)")
         intruder.kill()
         c.members.remove(intruder)
@@ -194,11 +194,11 @@ def main():
             R.check(m.proc.poll() is None, f"{m.name} still running")
         R.check(c.leader() is not None, "the three members still agree on a leader")
         for i, m in enumerate(c.members):
-            status, _, body = cluster.put(m, f"/peer/after{i}", "w")
+            status, _, body = harness.put(m, f"/peer/after{i}", "w")
             R.check(status == 201, f"write through {m.name} after: {status} {body[:200]!r}")
         for m in c.members:
             for i in range(3):
-                status, _, body = cluster.get(m, f"/peer/before{i}", quorum=True)
+                status, _, body = harness.get(m, f"/peer/before{i}", quorum=True)
                 R.check(status == 200 and b'"value":"v"' in body,
                         f"data intact on {m.name}: before{i}: {status}")
         same = c.converged(timeout=15)

@@ -47,7 +47,7 @@ def main():
                 # Rejoined: everyone agrees on a leader and m has applied what that leader had.
                 lead = c.leader()
                 target = local_index(lead) if lead else None
-                ok = lead is not None and target is not None and cluster.wait_for(
+                ok = lead is not None and target is not None and harness.wait_for(
                     lambda: (local_index(m) or 0) >= target, 20)
                 R.check(ok, f"{m.name} rejoined and caught up to index {target}")
                 print(f"{m.name} restarted and rejoined in {time.monotonic() - t0:.2f}s "

@@ -45,7 +45,7 @@ def main():
         t0 = time.monotonic()
         w = cluster.Writers(live, threads=8, prefix="snap").start()
         try:
-            enough = cluster.wait_for(lambda: len(saved_snapshots(lead, lead_log_at)) >= CYCLES, 90)
+            enough = harness.wait_for(lambda: len(saved_snapshots(lead, lead_log_at)) >= CYCLES, 90)
         finally:
             w.stop()
         snaps = saved_snapshots(lead, lead_log_at)
@@ -53,7 +53,7 @@ def main():
         print(f"{len(w.acked)} writes in {time.monotonic() - t0:.1f}s; leader snapshots at {snaps}",
               flush=True)
         # One more write so that the leader's state is beyond its last snapshot.
-        status, _, _ = cluster.put(lead, "/snap/last", "x")
+        status, _, _ = harness.put(lead, "/snap/last", "x")
         R.check(status in (200, 201), f"a write after the snapshots: {status}")
 
         c.restart(lagger)
@@ -79,10 +79,10 @@ def main():
                     f"{len(missing)} missing")
             R.check(cluster.index_of(want[1]).get("/snap/last") == "x", "the last write is there")
         # Normal replication afterwards: a write through the caught-up member, read everywhere.
-        status, hdrs, body = cluster.put(lagger, "/snap/after", "y")
+        status, hdrs, body = harness.put(lagger, "/snap/after", "y")
         R.check(status in (200, 201), f"write through {lagger.name} after catch-up: {status} {body[:200]!r}")
         for m in c.members:
-            status, _, body = cluster.get(m, "/snap/after", quorum=True)
+            status, _, body = harness.get(m, "/snap/after", quorum=True)
             R.check(status == 200 and b'"value":"y"' in body,
                     f"quorum read on {m.name} after catch-up: {status} {body[:200]!r}")
         R.check(c.converged(timeout=20) is not None, "identical stores at the end")

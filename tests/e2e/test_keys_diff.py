@@ -557,22 +557,9 @@ def cors_list():
 
 def main():
     dl.need_binaries()
-    print(f"server under test: {dl.UNDER_TEST}")
-    p = dl.start_pair(R)
-    try:
-        paths_and_methods(p)
-        parameters(p)
-        put_table(p)
-        refresh_and_novalue(p)
-        post_and_delete(p)
-        hidden_and_listing(p)
-        escaping(p)
-        watches(p)
-        ttl_expiry(p)
-        cluster_endpoints(p)
-        history_cleared(p)
-    finally:
-        p.cleanup()
+    dl.run_sections(R, paths_and_methods, parameters, put_table, refresh_and_novalue,
+                    post_and_delete, hidden_and_listing, escaping, watches, ttl_expiry,
+                    cluster_endpoints, history_cleared)
     cors_list()
     R.finish()
 

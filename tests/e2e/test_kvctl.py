@@ -64,6 +64,17 @@ class Target:
             return None
         return json.loads(body).get("watchers")
 
+    def start_watch(self, args):
+        """Starts the tool with `args` (a watch) and waits (bounded) until the server counts one
+        watcher more than before, or the tool exited."""
+        before = self.watchers()
+        proc = subprocess.Popen(self.argv(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=self.env())
+        if before is not None:
+            harness.wait_for(lambda: self.watchers() > before or proc.poll() is not None, 10,
+                             interval=0.01)
+        return proc
+
     def normalize(self, text):
         base = self.base_index
 
@@ -121,15 +132,7 @@ class Comparison:
         name = " ".join(watch_args)
         got = {}
         for t in [self.ref] + self.others:
-            before = t.watchers()
-            proc = subprocess.Popen(t.argv(watch_args), stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env=t.env())
-            if before is not None:
-                deadline = time.monotonic() + 10
-                while t.watchers() <= before and time.monotonic() < deadline:
-                    if proc.poll() is not None:
-                        break
-                    time.sleep(0.01)
+            proc = t.start_watch(watch_args)
             for w in writes:
                 t.run(w)
             if forever:
@@ -158,15 +161,7 @@ class Comparison:
         for t in [self.ref] + self.others:
             fd, path = tempfile.mkstemp(prefix="kvctl-ew-")
             os.close(fd)
-            before = t.watchers()
-            proc = subprocess.Popen(t.argv(["exec-watch"] + args_fn(path)),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=t.env())
-            if before is not None:
-                deadline = time.monotonic() + 10
-                while t.watchers() <= before and time.monotonic() < deadline:
-                    if proc.poll() is not None:
-                        break
-                    time.sleep(0.01)
+            proc = t.start_watch(["exec-watch"] + args_fn(path))
             for w in writes:
                 t.run(w)
             deadline = time.monotonic() + 10

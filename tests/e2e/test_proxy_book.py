@@ -12,8 +12,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster  # noqa: E402
 import harness  # noqa: E402
-import proxy_harness as ph  # noqa: E402
 
 R = harness.Results()
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -21,13 +21,9 @@ CLUSTER_SH = os.path.join(REPO, "deploy", "cluster.sh")
 
 
 def main():
-    workdir = ph.new_workdir("kvd-proxy-book-")
-    env = dict(os.environ, CLUSTER_DIR=workdir, KVD_BIN=harness.KVD_BIN,
-               KVCTL_BIN=harness.KVCTL_BIN,
-               MEMBER_FLAGS=f"--heartbeat-interval {ph.HEARTBEAT_MS} --election-timeout {ph.ELECTION_MS}")
-    for var in ("ETCD0_CLIENT", "ETCD0_PEER", "ETCD1_CLIENT", "ETCD1_PEER", "ETCD2_CLIENT",
-                "ETCD2_PEER", "PROXY_PORT"):
-        env[var] = str(harness.free_port())
+    workdir = harness.new_workdir("kvd-proxy-book-")
+    env = cluster.deploy_env(("ETCD0_CLIENT", "ETCD0_PEER", "ETCD1_CLIENT", "ETCD1_PEER",
+                              "ETCD2_CLIENT", "ETCD2_PEER", "PROXY_PORT"), CLUSTER_DIR=workdir)
     proxy = f"http://127.0.0.1:{env['PROXY_PORT']}"
     client = {n: f"http://127.0.0.1:{env[n.upper() + '_CLIENT']}" for n in ("etcd0", "etcd1", "etcd2")}
 
@@ -57,17 +53,18 @@ def main():
         r = kvctl("ls", "/app/upstream")
         R.check(r.stdout.split() == ["/app/upstream/py1"], f"ls after rm: {r.stdout!r}")
         for i in range(20):
-            st, _, _ = ph.put(proxy, f"data/k{i}", f"v{i}")
+            st, _, _ = harness.put(proxy, f"data/k{i}", f"v{i}", catch=True)
             R.check(st in (200, 201), f"write data/k{i}: {st}")
 
         # Every member has applied the writes before two are killed: a follower left out of a
         # write's quorum could otherwise be the survivor and lack it until the others return.
-        R.check(ph.wait_for(lambda: all(ph.get(u, "data/k19")[0] == 200 for u in client.values()),
-                            10.0), "all members applied the writes")
+        R.check(harness.wait_for(lambda: all(harness.get(u, "data/k19", catch=True)[0] == 200
+                                             for u in client.values()), 10.0),
+                "all members applied the writes")
         st = sh("status")
         R.check(st.returncode == 0 and "leader: etcd" in st.stdout and "cluster is healthy" in st.stdout,
                 f"cluster.sh status: {st.stdout}")
-        leader = ph.get_json(proxy, "/v2/members/leader")["name"]
+        leader = harness.get_json(proxy, "/v2/members/leader", catch=True)[1]["name"]
         other = next(n for n in ("etcd0", "etcd1", "etcd2") if n != leader)
         survivor = next(n for n in ("etcd0", "etcd1", "etcd2") if n not in (leader, other))
         for name in (leader, other):
@@ -78,7 +75,7 @@ def main():
         # Reads through the proxy still succeed, quickly.
         t0 = time.monotonic()
         for i in range(20):
-            s, _, b = ph.get(proxy, f"data/k{i}", timeout=10.0)
+            s, _, b = harness.get(proxy, f"data/k{i}", timeout=10.0, catch=True)
             R.check(s == 200 and json.loads(b)["node"]["value"] == f"v{i}",
                     f"read data/k{i} with two members down: {s} {b[:120]!r}")
         r = kvctl("get", "/app/upstream/py1")
@@ -87,7 +84,7 @@ def main():
 
         # A write fails with the error the member gives without quorum, in bounded time.
         t0 = time.monotonic()
-        s, _, b = ph.put(proxy, "data/lost", "x", timeout=30.0)
+        s, _, b = harness.put(proxy, "data/lost", "x", timeout=30.0, catch=True)
         took = time.monotonic() - t0
         body = json.loads(b) if s else {}
         R.check(s == 500 and body.get("errorCode") == 300 and
@@ -102,8 +99,9 @@ def main():
         k = sh("start", other)
         R.check(k.returncode == 0, f"cluster.sh start {other}: {k.stdout}{k.stderr}")
         t0 = time.monotonic()
-        ok = ph.wait_for(lambda: ph.put(proxy, "data/after", "back", timeout=10.0)[0] in (200, 201),
-                         60.0, 0.2)
+        ok = harness.wait_for(
+            lambda: harness.put(proxy, "data/after", "back", timeout=10.0, catch=True)[0]
+            in (200, 201), 60.0, 0.2)
         R.check(ok, "a write through the proxy succeeds after one member restarted")
         print(f"writes back {time.monotonic() - t0:.1f}s after restarting {other}")
         r = kvctl("set", "/app/upstream/py3", "10.0.0.3:32768")
@@ -111,17 +109,17 @@ def main():
 
         # Every key intact (quorum reads, through the proxy).
         for i in range(20):
-            s, _, b = ph.get(proxy, f"data/k{i}", "?quorum=true", timeout=15.0)
+            s, _, b = harness.get(proxy, f"data/k{i}", quorum=True, timeout=15.0, catch=True)
             R.check(s == 200 and json.loads(b)["node"]["value"] == f"v{i}", f"data/k{i} intact: {s}")
         r = kvctl("ls", "/app/upstream")
         R.check(sorted(r.stdout.split()) == ["/app/upstream/py1", "/app/upstream/py3"],
                 f"upstream keys intact: {r.stdout!r}")
-        s, _, b = ph.get(client[other], "data/k19")
+        s, _, b = harness.get(client[other], "data/k19", catch=True)
         R.check(s == 200, f"the restarted member {other} serves the data: {s}")
     finally:
         d = sh("down")
         R.check(d.returncode == 0, f"cluster.sh down: {d.stdout}{d.stderr}")
-        ph.remove_workdir(workdir, keep=R.failed > 0 and os.environ.get("KEEP") == "1")
+        harness.remove_workdir(workdir, R)
     R.finish()
 
 

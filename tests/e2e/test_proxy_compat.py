@@ -15,8 +15,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster  # noqa: E402
 import harness  # noqa: E402
-import proxy_harness as ph  # noqa: E402
 
 R = harness.Results()
 
@@ -30,8 +30,8 @@ def cors_count(headers):
 
 
 def raw(proxy, request):
-    return ph.parse_head(ph.raw_exchange(proxy.port, request, timeout=10.0,
-                                         until=None))
+    return harness.parse_head(harness.raw_exchange(proxy.port, request, timeout=10.0,
+                                                   until=None))
 
 
 def raw_req(method, path, body=b"", extra=""):
@@ -175,8 +175,8 @@ def check_readonly(kr, er):
 
 def check_headers_forwarded(workdir):
     fake = FakeMember()
-    kp = ph.Proxy("kvd", fake.initial_cluster, workdir, name="fakeproxy")
-    ep = ph.Proxy("etcd", fake.initial_cluster, workdir, name="fakeproxy")
+    kp = harness.Proxy("kvd", fake.initial_cluster, workdir, name="fakeproxy")
+    ep = harness.Proxy("etcd", fake.initial_cluster, workdir, name="fakeproxy")
     try:
         kp.start()
         ep.start()
@@ -188,7 +188,7 @@ def check_headers_forwarded(workdir):
                b"Content-Length: 7\r\n\r\nvalue=1")
         got = {}
         for p in (kp, ep):
-            s, h, b = ph.parse_head(ph.raw_exchange(p.port, req, timeout=10.0))
+            s, h, b = harness.parse_head(harness.raw_exchange(p.port, req, timeout=10.0))
             R.check(s == 200, f"{p.kind} proxy to fake member: {s} {b[:200]!r}")
             echo = json.loads(b) if s == 200 else {"headers": []}
             got[p.kind] = (echo, h)
@@ -234,8 +234,8 @@ def check_read_timeout(workdir):
     """--proxy-read-timeout: a member that does not answer in time counts as failed."""
     fake = FakeMember()
     args = ["--proxy-read-timeout", "300"]
-    kp = ph.Proxy("kvd", fake.initial_cluster, workdir, name="rtproxy", extra_args=args)
-    ep = ph.Proxy("etcd", fake.initial_cluster, workdir, name="rtproxy", extra_args=args)
+    kp = harness.Proxy("kvd", fake.initial_cluster, workdir, name="rtproxy", extra_args=args)
+    ep = harness.Proxy("etcd", fake.initial_cluster, workdir, name="rtproxy", extra_args=args)
     try:
         kp.start()
         ep.start()
@@ -254,8 +254,8 @@ def check_read_timeout(workdir):
 
 def check_unreachable(workdir):
     dead = f"x=http://127.0.0.1:{harness.free_port()}"
-    kp = ph.Proxy("kvd", dead, workdir, name="deadproxy")
-    ep = ph.Proxy("etcd", dead, workdir, name="deadproxy")
+    kp = harness.Proxy("kvd", dead, workdir, name="deadproxy")
+    ep = harness.Proxy("etcd", dead, workdir, name="deadproxy")
     try:
         for p in (kp, ep):
             p.start(want_endpoints=0)
@@ -288,43 +288,30 @@ def check_all_down(kp, ep, kc, ec):
     # when nothing is available).
     for c in (kc, ec):
         for m in c.members:
-            ph.spawn(m)
+            m.spawn()
     for p in (kp, ep):
         t0 = time.monotonic()
-        ok = ph.wait_for(lambda: raw(p, raw_req("GET", "/v2/keys/compat"))[0] == 200, 40.0, 0.1)
+        ok = harness.wait_for(lambda: raw(p, raw_req("GET", "/v2/keys/compat"))[0] == 200,
+                              40.0, 0.1)
         R.check(ok, f"{p.kind}: serves again after the members return")
         print(f"{p.kind} proxy recovered in {time.monotonic() - t0:.1f}s")
 
 
 def main():
     harness.require_etcd()
-    workdir = ph.new_workdir("kvd-proxy-compat-")
-    kc = ph.Cluster("kvd", workdir, prefix="k")
-    ec = ph.Cluster("etcd", workdir, prefix="e")
-    procs = []
-    try:
-        kc.start()
-        ec.start()
-        kp = ph.Proxy("kvd", kc.initial_cluster(), workdir)
-        ep = ph.Proxy("etcd", ec.initial_cluster(), workdir)
-        kr = ph.Proxy("kvd", kc.initial_cluster(), workdir, mode="readonly", name="ro")
-        er = ph.Proxy("etcd", ec.initial_cluster(), workdir, mode="readonly", name="ro")
-        procs = [kp, ep, kr, er]
-        for p in procs:
+    with cluster.ProxyBench("kvd-proxy-compat-", R) as bench:
+        kc, ec, kp, ep = bench.kvd_and_etcd()
+        kr = bench.proxy("kvd", kc.initial_cluster(), mode="readonly", name="ro")
+        er = bench.proxy("etcd", ec.initial_cluster(), mode="readonly", name="ro")
+        for p in (kr, er):
             p.start(want_endpoints=3)
         check_forwarding(kp, ep)
         check_local_answers(kp, ep, kc, ec)
         check_readonly(kr, er)
-        check_headers_forwarded(workdir)
-        check_read_timeout(workdir)
-        check_unreachable(workdir)
+        check_headers_forwarded(bench.workdir)
+        check_read_timeout(bench.workdir)
+        check_unreachable(bench.workdir)
         check_all_down(kp, ep, kc, ec)
-    finally:
-        for p in procs:
-            p.kill()
-        kc.cleanup()
-        ec.cleanup()
-        ph.remove_workdir(workdir, keep=R.failed > 0 and os.environ.get("KEEP") == "1")
     R.finish()
 
 

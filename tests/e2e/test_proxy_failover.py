@@ -14,8 +14,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster  # noqa: E402
 import harness  # noqa: E402
-import proxy_harness as ph  # noqa: E402
 
 R = harness.Results()
 FAILURE_WAIT_MS = 1500
@@ -23,7 +23,7 @@ REFRESH_MS = 400
 
 
 def dials(proxy):
-    status, _, body = ph.try_request("GET", proxy.url + "/metrics")
+    status, _, body = harness.try_request("GET", proxy.url + "/metrics")
     m = re.search(rb"kvd_proxy_upstream_dials_total (\d+)", body or b"")
     return int(m.group(1)) if status == 200 and m else -1
 
@@ -31,7 +31,7 @@ def dials(proxy):
 def check_pooling(kp):
     before = dials(kp)
     for i in range(100):
-        ph.get(kp.url, "pool")
+        harness.get(kp.url, "pool", catch=True)
     after = dials(kp)
     R.check(0 <= after - before <= 3, f"100 sequential requests opened {after - before} connections")
 
@@ -39,37 +39,39 @@ def check_pooling(kp):
 def check_failover(kp, cluster):
     eps = kp.endpoints()
     victim = cluster.by_url(eps[0])
-    ph.put(kp.url, "fo", "1")
+    harness.put(kp.url, "fo", "1", catch=True)
     # Every member has applied it (a follower's local read may lag the leader's answer).
-    ph.wait_for(lambda: all(ph.get(m.url, "fo")[0] == 200 for m in cluster.members), 10.0)
+    harness.wait_for(lambda: all(harness.get(m.url, "fo", catch=True)[0] == 200
+                                 for m in cluster.members), 10.0)
     victim.kill()
     t0 = time.monotonic()
-    s, _, b = ph.get(kp.url, "fo", timeout=10.0)
+    s, _, b = harness.get(kp.url, "fo", timeout=10.0, catch=True)
     took = time.monotonic() - t0
     R.check(s == 200 and json.loads(b)["node"]["value"] == "1",
             f"first request after the member in use died: {s} {b[:100]!r}")
     R.check(took < 1.0, f"failover took {took:.2f}s")
     R.check(victim.url not in (kp.endpoints() or []), "dead member left the available list")
     # The victim may have been the leader: writes come back once a new one is elected.
-    R.check(ph.wait_for(lambda: ph.put(kp.url, "fodir/first", "x", timeout=10.0)[0] in (200, 201),
-                        20.0, 0.1), "writes through the proxy after the failover")
+    R.check(harness.wait_for(lambda: harness.put(kp.url, "fodir/first", "x", timeout=10.0,
+                                                 catch=True)[0] in (200, 201), 20.0, 0.1),
+            "writes through the proxy after the failover")
     for i in range(20):
-        s, _, _ = ph.put(kp.url, f"fodir/{i}", "x", timeout=15.0)
+        s, _, _ = harness.put(kp.url, f"fodir/{i}", "x", timeout=15.0, catch=True)
         R.check(s in (200, 201), f"write {i} after failover: {s}")
-    ph.spawn(victim)
+    victim.spawn()
     victim.wait_ready(30.0)
-    R.check(ph.wait_for(lambda: victim.url in (kp.endpoints() or []), 15.0, 0.1),
+    R.check(harness.wait_for(lambda: victim.url in (kp.endpoints() or []), 15.0, 0.1),
             "restarted member is available again after the failure wait")
 
 
 def check_readonly(cluster, workdir):
-    ro = ph.Proxy("kvd", cluster.initial_cluster(), workdir, mode="readonly", name="ro")
+    ro = harness.Proxy("kvd", cluster.initial_cluster(), workdir, mode="readonly", name="ro")
     try:
         ro.start(3)
-        s, h, b = ph.try_request("PUT", ro.url + "/v2/keys/ro", body="value=1")
+        s, h, b = harness.try_request("PUT", ro.url + "/v2/keys/ro", body="value=1")
         R.check((s, b) == (501, b""), f"readonly PUT: {s} {b!r}")
         R.check("access-control-allow-origin" not in h, "readonly 501 has no CORS headers")
-        s, _, _ = ph.get(ro.url, "ro")
+        s, _, _ = harness.get(ro.url, "ro", catch=True)
         R.check(s == 404, f"readonly GET forwarded: {s}")
         # A synced client learns the members through the proxy and writes to them.
         r = subprocess.run([harness.KVCTL_BIN, "-C", ro.url, "set", "/ro", "via-members"],
@@ -84,14 +86,14 @@ def check_readonly(cluster, workdir):
             r = subprocess.run([harness.KVCTL_BIN, "--no-sync", "-C", ro.url, "get", "/ro"],
                                capture_output=True, text=True, timeout=30)
             return r if r.returncode == 0 and r.stdout == "via-members\n" else None
-        r = ph.wait_for(read_back, 10.0, 0.1)
+        r = harness.wait_for(read_back, 10.0, 0.1)
         R.check(r is not None, "readonly get through the proxy reads the write back")
     finally:
         ro.kill()
 
 
 def check_member_added(kp, cluster):
-    new = harness.Member("kvd", name="m3", workdir=cluster.workdir)
+    new = cluster.new_member_slot("m3")
     # With --strict-reconfig-check (on by default, as in etcd) a member is added only once every
     # member has been connected to the leader for 5 s; the member restarted by check_failover
     # may not be yet, and then the add is refused with a 5xx, as etcd's is. Retry, bounded.
@@ -104,15 +106,9 @@ def check_member_added(kp, cluster):
         time.sleep(0.2)
         r = add()
     R.check(r.returncode == 0, f"member add: {r.stdout}{r.stderr}")
-    members = cluster.initial_cluster() + f",m3={new.peer_url}"
-    new.extra_args = ["--initial-cluster", members, "--initial-cluster-state", "existing",
-                      "--heartbeat-interval", str(ph.HEARTBEAT_MS),
-                      "--election-timeout", str(ph.ELECTION_MS)]
-    ph.spawn(new)
-    cluster.members.append(new)
-    new.wait_ready(30.0)
+    cluster.join(new, cluster.initial_cluster() + f",m3={new.peer_url}", timeout=30.0)
     t0 = time.monotonic()
-    ok = ph.wait_for(lambda: new.url in (kp.endpoints() or []), 15.0, 0.05)
+    ok = harness.wait_for(lambda: new.url in (kp.endpoints() or []), 15.0, 0.05)
     R.check(ok, f"the added member shows up after a refresh: {kp.endpoints()}")
     print(f"added member listed {time.monotonic() - t0:.2f}s after it answered")
     with open(os.path.join(kp.data_dir, "proxy", "cluster")) as f:
@@ -138,25 +134,17 @@ def check_cluster_file(kp, cluster, workdir):
 
 
 def main():
-    workdir = ph.new_workdir("kvd-proxy-failover-")
-    kc = ph.Cluster("kvd", workdir)
-    kp = None
-    try:
-        kc.start()
-        kp = ph.Proxy("kvd", kc.initial_cluster(), workdir,
-                      extra_args=["--proxy-failure-wait", str(FAILURE_WAIT_MS),
-                                  "--proxy-refresh-interval", str(REFRESH_MS)])
+    with cluster.ProxyBench("kvd-proxy-failover-", R) as bench:
+        kc = bench.cluster("kvd")
+        kp = bench.proxy("kvd", kc.initial_cluster(),
+                         extra_args=["--proxy-failure-wait", str(FAILURE_WAIT_MS),
+                                     "--proxy-refresh-interval", str(REFRESH_MS)])
         kp.start(3)
         check_pooling(kp)
         check_failover(kp, kc)
-        check_readonly(kc, workdir)
+        check_readonly(kc, bench.workdir)
         check_member_added(kp, kc)
-        check_cluster_file(kp, kc, workdir)
-    finally:
-        if kp:
-            kp.kill()
-        kc.cleanup()
-        ph.remove_workdir(workdir, keep=R.failed > 0 and os.environ.get("KEEP") == "1")
+        check_cluster_file(kp, kc, bench.workdir)
     R.finish()
 
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster  # noqa: E402
 import harness  # noqa: E402
-import proxy_harness as ph  # noqa: E402
 
 R = harness.Results()
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -21,13 +21,11 @@ def main():
     if not nginx:
         print("SKIP: nginx not installed (apt-get install nginx-light)")
         sys.exit(harness.SKIP)
-    workdir = ph.new_workdir("kvd-switchover-")
-    env = dict(os.environ, KVD_BIN=harness.KVD_BIN, KVCTL_BIN=harness.KVCTL_BIN, NGINX_BIN=nginx,
-               DEMO_DIR=os.path.join(workdir, "demo"),
-               MEMBER_FLAGS=f"--heartbeat-interval {ph.HEARTBEAT_MS} --election-timeout {ph.ELECTION_MS}")
-    for var in ("ETCD0_CLIENT", "ETCD0_PEER", "ETCD1_CLIENT", "ETCD1_PEER", "ETCD2_CLIENT",
-                "ETCD2_PEER", "PROXY_PORT", "NGINX_PORT", "BACKEND1_PORT", "BACKEND2_PORT"):
-        env[var] = str(harness.free_port())
+    workdir = harness.new_workdir("kvd-switchover-")
+    env = cluster.deploy_env(("ETCD0_CLIENT", "ETCD0_PEER", "ETCD1_CLIENT", "ETCD1_PEER",
+                              "ETCD2_CLIENT", "ETCD2_PEER", "PROXY_PORT", "NGINX_PORT",
+                              "BACKEND1_PORT", "BACKEND2_PORT"),
+                             NGINX_BIN=nginx, DEMO_DIR=os.path.join(workdir, "demo"))
     try:
         r = subprocess.run([os.path.join(REPO, "deploy", "switchover-demo.sh")], env=env,
                            capture_output=True, text=True, timeout=180)
@@ -43,7 +41,7 @@ def main():
         R.check(both is not None and int(both.group(2)) > 0 and int(both.group(3)) > 0,
                 "both backends answered during stage 1")
     finally:
-        ph.remove_workdir(workdir)
+        harness.remove_workdir(workdir)
     R.finish()
 
 

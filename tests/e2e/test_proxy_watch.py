@@ -13,8 +13,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster  # noqa: E402
 import harness  # noqa: E402
-import proxy_harness as ph  # noqa: E402
 
 R = harness.Results()
 
@@ -25,14 +25,20 @@ def open_watch(port, path):
     return s
 
 
-recv_until = ph.recv_until
+recv_until = harness.recv_until
+
+
+def store_stats(m):
+    """m's /v2/stats/store, or None if it does not answer 200 with JSON."""
+    status, j, _ = harness.get_json(m.url, "/v2/stats/store", catch=True)
+    return j if status == 200 else None
 
 
 def watchers(cluster):
     total = 0
     for m in cluster.members:
         if m.proc and m.proc.poll() is None:
-            j = ph.get_json(m.url, "/v2/stats/store")
+            j = store_stats(m)
             total += j["watchers"] if j else 0
     return total
 
@@ -43,7 +49,7 @@ def check_stream_and_headers(kp):
     head = recv_until(s, b"\r\n\r\n", 5.0)
     R.check(head.startswith(b"HTTP/1.1 200") and b"Transfer-Encoding: chunked" in head,
             f"long-poll headers arrive before the event: {head[:80]!r}")
-    ph.put(kp.url, "lp", "1")
+    harness.put(kp.url, "lp", "1", catch=True)
     rest = recv_until(s, b"0\r\n\r\n", 5.0)
     R.check(b'"action":"set"' in rest and rest.endswith(b"0\r\n\r\n"),
             f"long-poll event then the end of the body: {rest!r}")
@@ -52,7 +58,7 @@ def check_stream_and_headers(kp):
     s = open_watch(kp.port, "/v2/keys/st?wait=true&stream=true&recursive=true")
     recv_until(s, b"\r\n\r\n", 5.0)
     for i in range(3):
-        ph.put(kp.url, f"st/{i}", str(i))
+        harness.put(kp.url, f"st/{i}", str(i), catch=True)
         got = recv_until(s, f'"st/{i}"'.encode(), 5.0)
         R.check(f'"/st/{i}"'.encode() in got, f"stream event {i} arrives at once: {got!r}")
     s.close()
@@ -60,17 +66,17 @@ def check_stream_and_headers(kp):
 
 def check_no_leaked_watches(kp, cluster):
     # The watches of the checks before are gone once their member connections have closed.
-    R.check(ph.wait_for(lambda: watchers(cluster) == 0, 10.0),
+    R.check(harness.wait_for(lambda: watchers(cluster) == 0, 10.0),
             f"earlier watches ended on the members ({watchers(cluster)} left)")
     base = watchers(cluster)
     socks = [open_watch(kp.port, f"/v2/keys/leak{i}?wait=true") for i in range(20)]
     for s in socks:
         recv_until(s, b"\r\n\r\n", 5.0)
-    R.check(ph.wait_for(lambda: watchers(cluster) >= base + 20, 10.0),
+    R.check(harness.wait_for(lambda: watchers(cluster) >= base + 20, 10.0),
             f"20 watches registered on the members ({watchers(cluster)})")
     for s in socks:
         s.close()
-    R.check(ph.wait_for(lambda: watchers(cluster) == base, 10.0),
+    R.check(harness.wait_for(lambda: watchers(cluster) == base, 10.0),
             f"client disconnects end the member watches ({watchers(cluster)} left, {base} before)")
 
 
@@ -84,12 +90,12 @@ def check_recursive_order(kp):
         reader = threading.Thread(target=lambda: [lines.append(l.decode().rstrip("\n"))
                                                   for l in proc.stdout], daemon=True)
         reader.start()
-        ph.wait_for(lambda: ph.put(kp.url, "ord/start", "go")[0] in (200, 201) and
-                    any("/ord/start" in l for l in lines), 10.0, 0.2)
+        harness.wait_for(lambda: harness.put(kp.url, "ord/start", "go", catch=True)[0]
+                         in (200, 201) and any("/ord/start" in l for l in lines), 10.0, 0.2)
         n = 30
         for i in range(n):
-            ph.put(kp.url, f"ord/k{i % 7}", str(i))
-        ph.wait_for(lambda: str(n - 1) in lines, 10.0)
+            harness.put(kp.url, f"ord/k{i % 7}", str(i), catch=True)
+        harness.wait_for(lambda: str(n - 1) in lines, 10.0)
         values = [l for l in lines if l.isdigit()]
         R.check(values == [str(i) for i in range(n)], f"recursive watch in order: {values}")
     finally:
@@ -104,13 +110,12 @@ def check_member_dies_during_watch(p, cluster):
     victim = cluster.by_url(eps[0])
     s = open_watch(p.port, "/v2/keys/die?wait=true")
     # etcd's proxy sends nothing before the event; wait until the member has the watch.
-    ph.wait_for(lambda: (ph.get_json(victim.url, "/v2/stats/store") or {}).get("watchers", 0) > 0,
-                10.0)
+    harness.wait_for(lambda: (store_stats(victim) or {}).get("watchers", 0) > 0, 10.0)
     victim.kill()
     # The end of a chunked body, or the tail of "Content-Length: 0" and the blank line.
     raw = recv_until(s, b"0\r\n\r\n", 10.0)
     s.close()
-    status, headers, body = ph.parse_head(raw)
+    status, headers, body = harness.parse_head(raw)
     hd = {n.lower(): v for n, v in headers}
     if hd.get("transfer-encoding") == "chunked":
         body = b"" if body == b"0\r\n\r\n" else body
@@ -130,15 +135,15 @@ def check_kvctl_forever_resumes(kp, cluster):
             return f.read().decode(errors="replace").splitlines()
 
     try:
-        ph.wait_for(lambda: ph.put(kp.url, "fe/start", "go")[0] in (200, 201) and
-                    any("/fe/start" in l for l in lines()), 10.0, 0.2)
+        harness.wait_for(lambda: harness.put(kp.url, "fe/start", "go", catch=True)[0]
+                         in (200, 201) and any("/fe/start" in l for l in lines()), 10.0, 0.2)
         acked = []
         stop = threading.Event()
 
         def writer():
             i = 0
             while not stop.is_set() and i < 400:
-                st, _, _ = ph.put(kp.url, f"fe/k{i % 5}", str(i), timeout=5.0)
+                st, _, _ = harness.put(kp.url, f"fe/k{i % 5}", str(i), timeout=5.0, catch=True)
                 if st in (200, 201):
                     acked.append(i)
                     i += 1
@@ -147,15 +152,15 @@ def check_kvctl_forever_resumes(kp, cluster):
 
         t = threading.Thread(target=writer, daemon=True)
         t.start()
-        ph.wait_for(lambda: len(acked) >= 20, 20.0)
+        harness.wait_for(lambda: len(acked) >= 20, 20.0)
         eps = kp.endpoints()
         victim = cluster.by_url(eps[0])
         victim.kill()
-        ph.wait_for(lambda: len(acked) >= 60 or not t.is_alive(), 30.0)
+        harness.wait_for(lambda: len(acked) >= 60 or not t.is_alive(), 30.0)
         stop.set()
         t.join(timeout=20)
         last = acked[-1] if acked else -1
-        ok = ph.wait_for(lambda: str(last) in lines(), 15.0)
+        ok = harness.wait_for(lambda: str(last) in lines(), 15.0)
         values = [int(l) for l in lines() if l.isdigit()]
         dedup = [v for i, v in enumerate(values) if i == 0 or values[i - 1] != v]
         R.check(ok and len(acked) >= 60, f"writes went on after the kill ({len(acked)} acked)")
@@ -172,18 +177,8 @@ def check_kvctl_forever_resumes(kp, cluster):
 
 def main():
     harness.require_etcd()
-    workdir = ph.new_workdir("kvd-proxy-watch-")
-    kc = ph.Cluster("kvd", workdir, prefix="k")
-    ec = ph.Cluster("etcd", workdir, prefix="e")
-    procs = []
-    try:
-        kc.start()
-        ec.start()
-        kp = ph.Proxy("kvd", kc.initial_cluster(), workdir)
-        ep = ph.Proxy("etcd", ec.initial_cluster(), workdir)
-        procs = [kp, ep]
-        for p in procs:
-            p.start(want_endpoints=3)
+    with cluster.ProxyBench("kvd-proxy-watch-", R) as bench:
+        kc, ec, kp, ep = bench.kvd_and_etcd()
         check_stream_and_headers(kp)
         check_no_leaked_watches(kp, kc)
         check_recursive_order(kp)
@@ -194,18 +189,12 @@ def main():
                 f"watch whose member dies: kvd proxy {ks} {kb!r}, etcd proxy {es} {eb!r}")
         # Back to three, then kvctl watch --forever across the death of the member in use.
         for m in (kvictim, evictim):
-            ph.spawn(m)
+            m.spawn()
         for m in (kvictim, evictim):
             m.wait_ready(30.0)
-        R.check(ph.wait_for(lambda: len(kp.endpoints() or []) == 3, 40.0, 0.2),
+        R.check(harness.wait_for(lambda: len(kp.endpoints() or []) == 3, 40.0, 0.2),
                 "kvd proxy has three endpoints again")
         check_kvctl_forever_resumes(kp, kc)
-    finally:
-        for p in procs:
-            p.kill()
-        kc.cleanup()
-        ec.cleanup()
-        ph.remove_workdir(workdir, keep=R.failed > 0 and os.environ.get("KEEP") == "1")
     R.finish()
 
 

@@ -1,6 +1,7 @@
 // render_event and append_json_string: etcd's field order, omission rules and Go's JSON escaping
 // (shared spec v2-keys-api.md §3).
 #include "api_v2/render.h"
+#include "common/go.h"
 #include "tests/unit/api_v2/store_test_util.h"
 
 namespace kvd::v2 {
@@ -8,13 +9,13 @@ namespace {
 
 std::string json_string(std::string_view s) {
   std::string out;
-  append_json_string(out, s);
+  go::append_json_string(out, s);
   return out;
 }
 
 std::string rfc3339(int64_t ns) {
   std::string out;
-  append_rfc3339_nano(out, ns);
+  go::append_rfc3339_nano(out, ns);
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <variant>
 
+#include "api_v2/render.h"
 #include "api_v2/store.h"
 
 namespace kvd::v2 {

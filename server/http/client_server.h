@@ -1,0 +1,78 @@
+// The client HTTP server of the member and of the proxy: listens on the --listen-client-urls
+// and serves HTTP/1.1 (keep-alive, pipelining) and HTTP/1.0 to a RequestHandler (the member's
+// ClientApi, or the proxy's Forwarder). Boost.Beast's parser on raw sockets (connection.h);
+// responses are serialized by hand in Go's header order (response_writer.h).
+//
+// Threads: each accepted connection runs on the executor that ClientServerConfig's
+// connection_executor gives it (one of the process's single-threaded event loops, round robin),
+// or on a strand of its own; the handler completes requests from wherever it likes and the
+// connection dispatches back to its executor. Watches hold no thread: a waiting watch is one
+// pending socket read that notices the client leaving.
+//
+// Ownership: ClientServer owns the listeners; connections keep the shared server state alive
+// until they end, so ClientServer may be destroyed while the event loops still drain.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "common/status.h"
+#include "server/http/types.h"
+
+namespace kvd::server {
+
+struct ClientServerConfig {
+  std::vector<std::string> listen_urls;  // "http://127.0.0.1:2379" ..., several allowed
+  std::vector<std::string> cors = {"*"};  // --cors
+  uint64_t max_request_bytes = 32 * 1024 * 1024;
+  // Bounds reading one request (headers, and again the body) and waiting idle for the next one
+  // on a keep-alive connection. A running watch is not bounded.
+  std::chrono::seconds read_header_timeout{30};
+  // Tests only: overrides read_header_timeout when non-zero.
+  std::chrono::milliseconds read_timeout_override{0};
+  // Where each new connection runs: the executor this returns, which must not run two handlers
+  // at once (a strand, or an io_context run by one thread; say, one of several such, round
+  // robin). Unset: a new strand on the server's io_context. Called on the accept strand.
+  std::function<boost::asio::any_io_executor()> connection_executor;
+};
+
+class ClientServer {
+ public:
+  // Serves `handler`, which must outlive the io_context's last handler.
+  ClientServer(boost::asio::io_context& io, RequestHandler& handler, ClientServerConfig cfg);
+  ~ClientServer();
+  ClientServer(const ClientServer&) = delete;
+  ClientServer& operator=(const ClientServer&) = delete;
+
+  // Binds all URLs (error names the URL: bad URL, https not supported, in use) and starts
+  // accepting. Call once, before the io_context runs or from one of its threads.
+  Status listen();
+  // Closes listeners and connections (watches end, their watchers are removed). Any thread.
+  // A response being written is finished first.
+  void stop();
+  // A graceful stop, as Go's http.Server.Shutdown that etcd runs on SIGTERM: closes the
+  // listeners and the idle connections and watches, lets requests already handed to the node
+  // be answered (each connection closes after its answer), and once none is left or `timeout`
+  // passed, runs done() (on an io_context thread). Call stop() afterwards. Any thread, once.
+  void shutdown(std::chrono::milliseconds timeout, std::function<void()> done);
+
+  // The bound endpoints, in listen_urls order (port 0 resolved). Valid after listen().
+  std::vector<boost::asio::ip::tcp::endpoint> local_endpoints() const;
+  // Open client connections right now (for tests and stats). Any thread.
+  size_t connection_count() const;
+
+  struct State;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace kvd::server

@@ -1,0 +1,519 @@
+#include "server/http/connection.h"
+
+#include <algorithm>
+#include <array>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/read.hpp>
+#include <spdlog/spdlog.h>
+
+#include "server/http/header_checks.h"
+
+namespace kvd::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Go's default http.Server.MaxHeaderBytes plus the 4096 bytes of slack it allows.
+constexpr uint32_t kHeaderLimit = (1u << 20) + 4096;
+// How long a closing connection drains what the client still sends.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+// Bytes of pipelined input a watching connection buffers before it stops reading.
+constexpr size_t kMaxBufferedWhileWatching = 64 * 1024;
+
+}  // namespace
+
+Connection::Connection(std::shared_ptr<ClientServer::State> state, tcp::socket socket)
+    : state_(std::move(state)),
+      socket_(std::move(socket)),
+      timer_(socket_.get_executor()),
+      buf_(2 * kHeaderLimit) {
+  error_code ec;
+  auto ep = socket_.remote_endpoint(ec);
+  if (!ec) remote_ip_ = ep.address().to_string();
+}
+
+Connection::~Connection() {
+  std::lock_guard lock(state_->mu);
+  state_->connections.erase(this);
+}
+
+void Connection::stop() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (self->writing_ && !self->streaming_) {
+      self->close_after_ = true;
+      return;
+    }
+    self->close();
+  });
+}
+
+void Connection::stop_if_idle() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (self->streaming_ || (!self->handling_ && !self->writing_)) self->close();
+  });
+}
+
+void Connection::reply(HttpResponse response) {
+  asio::dispatch(socket_.get_executor(),
+                 [self = shared_from_this(), r = std::move(response)]() mutable {
+                   self->do_reply(std::move(r));
+                 });
+}
+
+void Connection::begin_stream(HttpResponse headers, std::function<void()> on_close) {
+  asio::dispatch(socket_.get_executor(), [self = shared_from_this(), h = std::move(headers),
+                                          f = std::move(on_close)]() mutable {
+    self->do_begin_stream(std::move(h), std::move(f));
+  });
+}
+
+void Connection::send_chunk(std::string data) {
+  asio::dispatch(socket_.get_executor(), [self = shared_from_this(), d = std::move(data)]() mutable {
+    self->do_send_chunk(std::move(d), nullptr);
+  });
+}
+
+void Connection::send_chunk(std::string data, std::function<void()> written) {
+  asio::dispatch(socket_.get_executor(), [self = shared_from_this(), d = std::move(data),
+                                          w = std::move(written)]() mutable {
+    self->do_send_chunk(std::move(d), std::move(w));
+  });
+}
+
+void Connection::notify_close(std::function<void()> on_close) {
+  asio::dispatch(socket_.get_executor(), [self = shared_from_this(), f = std::move(on_close)]() mutable {
+    self->do_notify_close(std::move(f));
+  });
+}
+
+void Connection::read_request() {
+  if (closed_) return;
+  req_.clear();
+  body_error_.clear();
+  parser_.emplace(req_);
+  parser_->header_limit(kHeaderLimit);
+  parser_->body_limit(state_->cfg.max_request_bytes);
+  set_deadline(Clock::now() + state_->read_timeout);
+  header_scanned_ = 0;
+  scan_header();
+}
+
+void Connection::scan_header() {
+  if (closed_) return;
+  std::string_view data(static_cast<const char*>(buf_.data().data()), buf_.size());
+  size_t end = find_header_end(data, header_scanned_ > 2 ? header_scanned_ - 2 : 0);
+  if (end == std::string_view::npos) {
+    if (data.size() >= kHeaderLimit)
+      return write_raw_and_close("431 Request Header Fields Too Large");
+    header_scanned_ = data.size();
+    size_t room = std::min<size_t>(16 * 1024, buf_.max_size() - buf_.size());
+    socket_.async_read_some(buf_.prepare(room), [self = shared_from_this()](error_code ec, size_t n) {
+      if (self->closed_) return;
+      if (ec) return self->close();  // EOF, reset, timeout, stop: nothing to answer
+      self->buf_.commit(n);
+      self->scan_header();
+    });
+    return;
+  }
+  if (end > kHeaderLimit) return write_raw_and_close("431 Request Header Fields Too Large");
+  const HeaderVerdict verdict = normalize_header(data.substr(0, end), header_);
+  switch (verdict) {
+    case HeaderVerdict::kOk:
+      break;
+    case HeaderVerdict::kBadRequest:
+      return write_raw_and_close("400 Bad Request");
+    case HeaderVerdict::kMissingHost:
+      return write_raw_and_close("400 Bad Request: missing required Host header");
+    case HeaderVerdict::kBadHost:
+    case HeaderVerdict::kBadHeaderName:
+    case HeaderVerdict::kBadHeaderValue:
+      return write_raw_and_close(verdict == HeaderVerdict::kBadHost
+                                     ? "400 Bad Request: malformed Host header"
+                                 : verdict == HeaderVerdict::kBadHeaderName
+                                     ? "400 Bad Request: invalid header name"
+                                     : "400 Bad Request: invalid header value");
+    case HeaderVerdict::kUnsupportedTransferEncoding:
+      return write_raw_and_close("501 Not Implemented", "Unsupported transfer encoding");
+  }
+  error_code ec;
+  parser_->put(asio::buffer(header_), ec);
+  if (!ec && !parser_->is_header_done()) ec = http::error::bad_version;  // cannot happen
+  if (ec) return on_read_error(ec);
+  buf_.consume(end);
+  on_header();
+}
+
+void Connection::on_header() {
+  version_ = req_.version;
+  keep_alive_ = parser_->keep_alive();
+  if (!req_.has_host && req_.version >= 11)
+    return write_raw_and_close("400 Bad Request: missing required Host header");
+  if (req_.target == "*") return reply_asterisk();
+  if (parser_->is_done()) return dispatch_request();
+  auto length = parser_->content_length();
+  if (length && *length > state_->cfg.max_request_bytes) return reply_too_large();
+  if (req_.expect_continue && req_.version >= 11) {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
+                      [self = shared_from_this()](error_code ec, size_t) {
+                        if (ec) return self->close();
+                        self->read_body();
+                      });
+    return;
+  }
+  read_body();
+}
+
+void Connection::read_body() {
+  if (closed_) return;
+  set_deadline(Clock::now() + state_->read_timeout);
+  http::async_read(socket_, buf_, *parser_, [self = shared_from_this()](error_code ec, size_t) {
+    if (self->closed_) return;
+    if (ec == http::error::bad_chunk || ec == http::error::bad_chunk_extension)
+      return self->dispatch_broken_chunked_body();
+    if (ec) return self->on_read_error(ec);
+    self->dispatch_request();
+  });
+}
+
+void Connection::dispatch_broken_chunked_body() {
+  // Beast stops where the chunk header (CRLF after the previous chunk's data, then the hex
+  // size) was expected: a bad size byte is Go's "invalid byte in chunk length"; anything
+  // else, such as a missing CRLF after the data, is "malformed chunked encoding".
+  std::string_view rest(static_cast<const char*>(buf_.data().data()), buf_.size());
+  if (rest.substr(0, 2) == "\r\n") rest.remove_prefix(2);
+  const bool bad_size = !rest.empty() && !std::isxdigit(static_cast<unsigned char>(rest[0]));
+  body_error_ = bad_size ? "invalid byte in chunk length" : "malformed chunked encoding";
+  keep_alive_ = false;
+  dispatch_request();
+}
+
+void Connection::reply_asterisk() {
+  clear_deadline();
+  const bool options = req_.method == "OPTIONS";
+  close_after_ = !keep_alive_ || !options || state_stopping();
+  out_.clear();
+  out_ += version_ >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
+  out_ += options ? "200 OK\r\nContent-Length: 0\r\n" : "400 Bad Request\r\n";
+  if (!options && version_ >= 11) out_ += "Connection: close\r\n";
+  append_date_header(out_);
+  if (!options) out_ += "Content-Length: 0\r\n";
+  if (close_after_) {
+    if (options && version_ >= 11) out_ += "Connection: close\r\n";
+  } else if (version_ < 11) {
+    out_ += "Connection: keep-alive\r\n";
+  }
+  out_ += "\r\n";
+  body_.clear();
+  tail_.clear();
+  write_response(true);
+}
+
+void Connection::on_read_error(error_code ec) {
+  if (ec == http::error::body_limit) return reply_too_large();
+  if (ec == http::error::bad_transfer_encoding)
+    return write_raw_and_close("501 Not Implemented", "Unsupported transfer encoding");
+  if (ec == http::error::header_limit)
+    return write_raw_and_close("431 Request Header Fields Too Large");
+  if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
+      ec != http::error::end_of_stream && ec != http::error::partial_message &&
+      ec != http::error::buffer_overflow) {
+    return write_raw_and_close("400 Bad Request");
+  }
+  // EOF, reset, timeout (socket closed by the timer), stop: nothing to answer.
+  close();
+}
+
+void Connection::dispatch_request() {
+  clear_deadline();
+  HttpRequest r;
+  r.method = req_.method;
+  r.target = req_.target;
+  r.content_type = req_.content_type;
+  r.body = req_.body;
+  r.body_error = body_error_;
+  r.version = req_.version;
+  r.raw_header = header_;
+  r.remote_ip = remote_ip_;
+  set_handling(true);
+  state_->handler.handle(r, shared_from_this());
+}
+
+void Connection::set_handling(bool on) {
+  if (handling_ == on) return;
+  handling_ = on;
+  state_->handling.fetch_add(on ? 1 : -1);
+}
+
+void Connection::reply_too_large() {
+  HttpResponse r;
+  r.status = 413;
+  r.content_type = "application/json";
+  r.body = R"({"message":"http: request body too large"})";
+  r.close = true;
+  do_reply(std::move(r));
+}
+
+void Connection::write_raw_and_close(std::string_view status_text, std::string_view body) {
+  out_.clear();
+  out_ += "HTTP/1.1 ";
+  out_ += status_text;
+  out_ += "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n";
+  out_ += body.empty() ? status_text : body;
+  body_.clear();
+  tail_.clear();
+  close_after_ = true;
+  write_response(false);
+}
+
+void Connection::compose_headers(const HttpResponse& r, Framing framing) {
+  std::string_view origin;
+  if (r.cors) {
+    if (state_->cors_any) {
+      origin = "*";
+    } else if (req_.has_origin) {
+      for (const auto& o : state_->cfg.cors)
+        if (o == req_.origin) origin = req_.origin;
+    }
+  }
+  out_.clear();
+  append_response_head(out_, r, framing, version_, close_after_, origin);
+}
+
+void Connection::do_reply(HttpResponse r) {
+  if (closed_ || streaming_ || writing_) return;
+  set_handling(false);
+  on_close_ = nullptr;
+  if (r.unreadable_request) {
+    std::string status_text = std::to_string(r.status) + " " + std::string(reason(r.status));
+    return write_raw_and_close(status_text, r.body);
+  }
+  close_after_ = r.close || !keep_alive_ || state_stopping();
+  tail_.clear();
+  const bool body_allowed = r.status >= 200 && r.status != 204 && r.status != 304;
+  if (!r.content_length && r.body.empty() && req_.method == "HEAD" && body_allowed) {
+    compose_headers(r, Framing::kNone);  // Go: a HEAD answer that wrote nothing has no length
+  } else if (r.content_length || r.body.size() <= kGoResponseBuffer || !body_allowed) {
+    compose_headers(r, Framing::kLength);
+  } else if (r.omit_body) {
+    compose_headers(r, Framing::kNone);  // HEAD: Go has sent the headers before the end
+  } else if (version_ >= 11) {
+    compose_headers(r, Framing::kChunked);
+    append_uint(out_, r.body.size(), 16);  // the handler's one write is one chunk
+    out_ += "\r\n";
+    tail_ = "\r\n0\r\n\r\n";
+  } else {
+    close_after_ = true;  // HTTP/1.0: the body ends with the connection
+    compose_headers(r, Framing::kNone);
+  }
+  if (r.omit_body) body_.clear();
+  else body_ = std::move(r.body);
+  write_response(true);
+}
+
+void Connection::write_response(bool finish_normally) {
+  writing_ = true;
+  std::array<asio::const_buffer, 3> bufs{asio::buffer(out_), asio::buffer(body_),
+                                         asio::buffer(tail_)};
+  asio::async_write(socket_, bufs,
+                    [self = shared_from_this(), finish_normally](error_code ec, size_t) {
+                      self->writing_ = false;
+                      if (ec || self->closed_) return self->close();
+                      if (!finish_normally) return self->graceful_close();
+                      self->finish_request();
+                    });
+}
+
+void Connection::finish_request() {
+  if (close_after_ || state_stopping()) return graceful_close();
+  if (bg_reading_) {
+    // The watch's disconnect detector is still pending; it resumes reading when it completes.
+    resume_after_bg_read_ = true;
+    set_deadline(Clock::now() + state_->read_timeout);
+    return;
+  }
+  read_request();
+}
+
+void Connection::do_begin_stream(HttpResponse h, std::function<void()> on_close) {
+  if (closed_ || streaming_ || writing_) {
+    if (on_close) on_close();
+    return;
+  }
+  set_handling(false);
+  streaming_ = true;
+  stream_ending_ = false;
+  on_close_ = std::move(on_close);
+  chunked_ = version_ >= 11;
+  // HTTP/1.0 has no chunks: the body runs until the connection closes.
+  close_after_ = !keep_alive_ || !chunked_ || state_stopping();
+  compose_headers(h, Framing::kChunked);
+  queue_.push_back(out_);
+  flush();
+  start_bg_read();
+}
+
+void Connection::do_notify_close(std::function<void()> on_close) {
+  if (closed_) {
+    if (on_close) on_close();
+    return;
+  }
+  if (streaming_ || writing_) return;  // already answering
+  on_close_ = std::move(on_close);
+  start_bg_read();
+}
+
+void Connection::do_send_chunk(std::string data, std::function<void()> written) {
+  if (closed_ || !streaming_ || stream_ending_) return;
+  if (chunked_) {
+    std::string framed;
+    framed.reserve(data.size() + 12);
+    append_uint(framed, data.size(), 16);
+    framed += "\r\n";
+    framed += data;
+    framed += "\r\n";
+    queue_.push_back(std::move(framed));
+  } else {
+    queue_.push_back(std::move(data));
+  }
+  if (written) written_.push_back(std::move(written));
+  if (queue_.size() > kMaxQueuedChunks) {
+    spdlog::debug("closing a watch stream: client too slow ({} events queued)", queue_.size());
+    return close();
+  }
+  flush();
+}
+
+void Connection::do_end_stream() {
+  if (closed_ || !streaming_ || stream_ending_) return;
+  stream_ending_ = true;
+  if (chunked_) queue_.emplace_back("0\r\n\r\n");
+  flush();
+}
+
+void Connection::flush() {
+  if (writing_ || closed_) return;
+  if (queue_.empty()) {
+    if (stream_ending_) {
+      streaming_ = false;
+      stream_ending_ = false;
+      on_close_ = nullptr;
+      finish_request();
+    }
+    return;
+  }
+  writing_ = true;
+  batch_.clear();
+  while (!queue_.empty()) {
+    batch_.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  batch_written_.clear();
+  batch_written_.swap(written_);  // every queued chunk is in this batch
+  batch_bufs_.clear();
+  for (const auto& s : batch_) batch_bufs_.push_back(asio::buffer(s));
+  asio::async_write(socket_, batch_bufs_, [self = shared_from_this()](error_code ec, size_t) {
+    self->writing_ = false;
+    if (ec || self->closed_) return self->close();
+    auto written = std::move(self->batch_written_);
+    self->batch_written_.clear();
+    for (auto& f : written) f();
+    self->flush();
+  });
+}
+
+void Connection::start_bg_read() {
+  if (bg_reading_ || closed_) return;
+  if (!lingering_ && buf_.size() >= kMaxBufferedWhileWatching) return;
+  bg_reading_ = true;
+  socket_.async_read_some(buf_.prepare(4096),
+                          [self = shared_from_this()](error_code ec, size_t n) {
+                            self->on_bg_read(ec, n);
+                          });
+}
+
+void Connection::on_bg_read(error_code ec, size_t n) {
+  bg_reading_ = false;
+  if (closed_) return;
+  if (ec) return close();  // the client left (or the linger ended)
+  buf_.commit(n);
+  if (lingering_) {
+    buf_.consume(buf_.size());
+    return start_bg_read();
+  }
+  if (streaming_) {
+    // Bytes while streaming are the client's next request, possibly sent as soon as it saw
+    // the stream's last chunk, before that write's completion ended the stream here: keep
+    // them for finish_request() to parse, which it does at once when no read is pending.
+    if (buf_.size() == 0) start_bg_read();
+    return;
+  }
+  if (resume_after_bg_read_) {
+    resume_after_bg_read_ = false;
+    read_request();
+  }
+}
+
+void Connection::graceful_close() {
+  if (closed_) return;
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  lingering_ = true;
+  streaming_ = false;
+  on_close_ = nullptr;
+  set_deadline(Clock::now() + std::min<Clock::duration>(kLingerTime, state_->read_timeout));
+  start_bg_read();
+}
+
+void Connection::close() {
+  if (closed_) return;
+  closed_ = true;
+  set_handling(false);  // an answer that comes now is dropped
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  timer_.cancel();
+  streaming_ = false;
+  queue_.clear();
+  written_.clear();
+  batch_written_.clear();
+  if (on_close_) {
+    auto f = std::move(on_close_);
+    on_close_ = nullptr;
+    f();
+  }
+}
+
+void Connection::set_deadline(Clock::time_point t) {
+  deadline_ = t;
+  if (!timer_armed_) {
+    timer_armed_ = true;
+    timer_.expires_at(t);
+    timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_timer(ec); });
+  } else if (t < timer_.expiry()) {
+    timer_.expires_at(t);  // the pending wait completes with operation_aborted
+    timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_timer(ec); });
+  }
+}
+
+void Connection::on_timer(error_code ec) {
+  if (ec == asio::error::operation_aborted || closed_) return;
+  timer_armed_ = false;
+  if (deadline_ == Clock::time_point::max()) return;
+  if (Clock::now() >= deadline_) {
+    if (!lingering_) spdlog::debug("closing a client connection: read timeout");
+    return close();
+  }
+  set_deadline(deadline_);
+}
+
+}  // namespace kvd::server

@@ -1,0 +1,84 @@
+// /v2/keys: gets, writes and watches (v2-keys-api.md). The request is parsed into a typed
+// request (api_v2/keys_request.h; bad input is answered here), handed to the Node, and the
+// Node's StoreResult rendered as etcd renders it. A watch answers in pieces through the
+// Exchange's stream: headers at once, then each event.
+#include <variant>
+
+#include "api_v2/keys_request.h"
+#include "api_v2/render.h"
+#include "server/client_api.h"
+#include "server/responses.h"
+
+namespace kvd::server {
+
+void ClientApi::handle_keys(const HttpRequest& r, std::string_view m, const ExchangePtr& ex) {
+  if (m != "GET" && m != "HEAD" && m != "PUT" && m != "POST" && m != "DELETE") {
+    ex->reply(method_not_allowed("HEAD,GET,PUT,POST,DELETE"));
+    return;
+  }
+  const uint64_t cid = cluster_id_;
+  const bool head = m == "HEAD";
+  v2::HttpInput in{m, r.target, r.content_type, r.body, r.body_error};
+  if (!in.target.empty() && in.target[0] != '/') {
+    // Absolute form: hand the parser the origin-form part.
+    size_t slash = in.target.find('/', in.target.find("://") + 3);
+    in.target = slash == std::string_view::npos ? std::string_view("/v2/keys") : in.target.substr(slash);
+  }
+  v2::KeysRequest parsed = v2::parse_keys_request(in);
+  if (auto* e = std::get_if<v2::Error>(&parsed)) {
+    ex->reply(keys_error(*e, cid, head));
+    return;
+  }
+  if (auto* g = std::get_if<v2::GetRequest>(&parsed)) {
+    node_.get(std::move(*g), [ex, cid, head](StoreResult res, RaftStatus st) {
+      if (auto* ev = std::get_if<v2::Event>(&res))
+        ex->reply(keys_event(*ev, st, cid, false, false, head));
+      else
+        ex->reply(keys_error(std::get<v2::Error>(res), cid, head));
+    });
+    return;
+  }
+  if (auto* w = std::get_if<v2::WriteRequest>(&parsed)) {
+    bool no_value = w->no_value_on_success;
+    node_.propose(std::move(*w), [ex, cid, no_value](StoreResult res, RaftStatus st) {
+      if (auto* ev = std::get_if<v2::Event>(&res))
+        ex->reply(keys_event(*ev, st, cid, true, no_value, false));
+      else
+        ex->reply(keys_error(std::get<v2::Error>(res), cid, false));
+    });
+    return;
+  }
+  auto& watch = std::get<v2::WatchRequest>(parsed);
+  const bool stream = watch.stream;
+  Node* node = &node_;
+  node_.watch(
+      std::move(watch),
+      [ex, stream](const v2::Event& ev) {
+        ex->send_chunk(v2::render_event(ev));
+        if (!stream) ex->end_stream();
+      },
+      [ex, cid, stream, node](v2::WatchResult wr, RaftStatus st) {
+        if (wr.error) {
+          ex->reply(keys_error(*wr.error, cid, false));
+          return;
+        }
+        HttpResponse h;
+        h.content_type = kJson;
+        h.cluster_id = cid;
+        h.etcd_index = wr.etcd_index;
+        h.raft_index = st.raft_index;
+        h.raft_term = st.raft_term;
+        if (wr.event) {
+          // Found in history: no watcher was registered. A stream stays open with nothing
+          // more to say, as etcd's does, until the client leaves.
+          ex->begin_stream(std::move(h), nullptr);
+          ex->send_chunk(v2::render_event(*wr.event));
+          if (!stream) ex->end_stream();
+          return;
+        }
+        v2::WatcherId id = wr.id;
+        ex->begin_stream(std::move(h), [node, id] { node->unwatch(id); });
+      });
+}
+
+}  // namespace kvd::server

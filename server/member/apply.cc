@@ -1,0 +1,292 @@
+// Applying committed entries, and everything waiting for them: writes, quorum reads, probes,
+// internal proposals (waiters, by request id), their timeouts, and the leader's expiry ticks.
+//
+// Raft entry data written by the member (the log itself is storage::RaftLog's format):
+//   - empty: a leader's no-op, written once per term when the member starts (etcd's election
+//     entry); applies nothing.
+//   - first byte 0x01: a v2::Command (command.h's encoding, whose version byte is 0x01).
+//   - first byte 'Q' (0x51) then 8 bytes little-endian request id: a quorum read. etcd 3.4 sends
+//     every v2 `quorum=true` GET (and /health's probe) through raft as a QGET entry, so each one
+//     consumes a raft index; applying it answers the read from the store at that point of the log.
+//   - raft kConfChange entries: membership changes (membership.cc).
+// An entry that matches none of these is corruption of our own log: a clear error naming the
+// database at open(), an abort at run time.
+#include "server/member/core.h"
+
+#include <algorithm>
+#include <limits>
+
+#include <spdlog/spdlog.h>
+
+#include "common/codec.h"
+#include "common/ids.h"
+
+namespace kvd::server {
+
+namespace {
+
+std::string encode_read_barrier(uint64_t request_id) {
+  std::string out(1, kReadBarrierTag);
+  codec::put_u64(out, request_id);
+  return out;
+}
+
+}  // namespace
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+v2::Command internal_command(std::string key, std::string value) {
+  v2::Command cmd;
+  cmd.op = v2::Op::kInternal;
+  cmd.now_ns = now_ns();
+  cmd.key = std::move(key);
+  cmd.value = std::move(value);
+  return cmd;
+}
+
+v2::Error raft_error(std::string cause) {
+  return v2::Error{v2::ErrorCode::kRaftInternal, std::move(cause), 0};
+}
+
+bool Core::apply_snapshot(const raft::Snapshot& snap) {
+  if (!store.recover(snap.data)) return false;
+  applied = snapshot_index = snap.metadata.index;
+  applied_term = snap.metadata.term;
+  members_dirty = true;
+  spdlog::info("installed the snapshot at index {} (term {}): etcd index {}", snap.metadata.index,
+               snap.metadata.term, store.index());
+  // A member that was removed while it was away finds itself missing from the snapshot.
+  auto gone = removed_ids();
+  if (std::find(gone.begin(), gone.end(), member_id) != gone.end()) {
+    spdlog::critical("this member ({}) has been permanently removed from the cluster; it stops "
+                     "serving. Its data dir must be removed before it can join again",
+                     hex_id(member_id));
+    removed = true;
+  }
+  return true;
+}
+
+bool Core::apply_conf_change(const raft::Entry& e) {
+  auto cc = raft::decode_conf_change(e.data);
+  if (!cc) return false;
+  const std::string hex = hex_id(cc->node_id);
+  std::vector<std::string> urls = context_peer_urls(cc->context);
+  std::sort(urls.begin(), urls.end());
+  switch (cc->type) {
+    case raft::ConfChangeType::kAddNode:
+    case raft::ConfChangeType::kUpdateNode: {
+      v2::Command cmd = internal_command(raft_attributes_key(cc->node_id),
+                                         member_raft_attributes(urls));
+      cmd.now_ns = 0;
+      (void)store.apply(cmd);
+      spdlog::info("{} member {} with peer URLs {}",
+                   cc->type == raft::ConfChangeType::kAddNode ? "added" : "updated", hex,
+                   url_list(urls));
+      break;
+    }
+    case raft::ConfChangeType::kRemoveNode: {
+      v2::Command cmd = internal_command(std::string(kRemovedPrefix) + hex, "removed");
+      cmd.now_ns = 0;
+      (void)store.apply(cmd);
+      spdlog::info("removed member {} from the cluster", hex);
+      if (link.remove_peer && linked_peers.erase(cc->node_id)) link.remove_peer(cc->node_id);
+      if (cc->node_id == member_id) {
+        spdlog::critical("this member ({}) has been permanently removed from the cluster; it "
+                         "stops serving. Its data dir must be removed before it can join again",
+                         hex);
+        removed = true;
+      }
+      break;
+    }
+  }
+  members_dirty = true;
+  if (conf_waiter && conf_waiter->type == cc->type && conf_waiter->node_id == cc->node_id) {
+    ConfWaiter w = std::move(*conf_waiter);
+    conf_waiter.reset();
+    MemberChange mc;
+    mc.outcome = MemberChange::Outcome::kDone;
+    mc.member = std::move(w.member);
+    w.cb(std::move(mc));
+  }
+  return true;
+}
+
+bool Core::apply_entry(const raft::Entry& e) {
+  if (e.type == raft::EntryType::kConfChange) {
+    if (!apply_conf_change(e)) return false;
+    applied = e.index;
+    applied_term = e.term;
+    return true;
+  }
+  applied = e.index;
+  applied_term = e.term;
+  committed = std::max(committed, e.index);
+  if (e.data.empty()) return true;
+  if (e.data[0] == kReadBarrierTag) {
+    if (e.data.size() != 9) return false;
+    uint64_t id = 0;
+    for (int i = 0; i < 8; ++i) {
+      id |= static_cast<uint64_t>(static_cast<uint8_t>(e.data[1 + i])) << (8 * i);
+    }
+    auto it = waiters.find(id);
+    if (it != waiters.end() && it->second.kind == Waiter::Kind::kRead) {
+      Waiter w = std::move(it->second);
+      waiters.erase(it);
+      answer_get(w.req, w.cb);
+    } else if (it != waiters.end() && it->second.kind == Waiter::Kind::kInternal) {
+      Waiter w = std::move(it->second);
+      waiters.erase(it);
+      w.done(true);  // a quorum probe
+    }
+    return true;
+  }
+  v2::Command cmd;
+  if (static_cast<uint8_t>(e.data[0]) != kCommandTag || !v2::decode(e.data, &cmd)) return false;
+  auto result = store.apply(cmd);
+  if (cmd.op == v2::Op::kInternal) members_dirty = true;
+  if (cmd.request_id != 0) {
+    auto it = waiters.find(cmd.request_id);
+    if (it != waiters.end()) {
+      Waiter w = std::move(it->second);
+      waiters.erase(it);
+      if (w.kind == Waiter::Kind::kInternal) {
+        w.done(true);
+      } else if (w.kind == Waiter::Kind::kWrite) {
+        w.cb(std::move(result), status());
+      }
+    }
+  }
+  return true;
+}
+
+void Core::fail_writes(const Status& st) {
+  if (write_error) return;
+  spdlog::critical("writing the raft log failed: {}; this member accepts no more writes",
+                   st.message());
+  write_error = "etcdserver: " + st.message();
+  fail_all_waiters(*write_error);
+}
+
+void Core::fail_all_waiters(const std::string& cause) {
+  auto all = std::move(waiters);
+  waiters.clear();
+  stalled.clear();
+  expire_in_flight = attributes_in_flight = version_in_flight = 0;
+  for (auto& [id, w] : all) {
+    if (w.kind == Waiter::Kind::kInternal) {
+      w.done(false);
+    } else {
+      w.cb(raft_error(cause), status());
+    }
+  }
+  if (conf_waiter) {
+    ConfWaiter w = std::move(*conf_waiter);
+    conf_waiter.reset();
+    w.cb(MemberChange{MemberChange::Outcome::kFailed, cause, {}});
+  }
+}
+
+// etcd answers a request that did not complete within its request timeout with 300 "request
+// timed out" (its outcome is then unknown: the entry may still commit).
+void Core::expire_waiters() {
+  const auto now = SteadyClock::now();
+  std::vector<Waiter> due;
+  for (auto it = waiters.begin(); it != waiters.end();) {
+    if (it->second.deadline <= now) {
+      due.push_back(std::move(it->second));
+      it = waiters.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& w : due) {
+    if (w.kind == Waiter::Kind::kInternal) {
+      w.done(false);
+    } else {
+      w.cb(raft_error(kTimeoutCause), status());
+    }
+  }
+  if (!stalled.empty()) {
+    std::erase_if(stalled, [&](const auto& p) { return !waiters.count(p.first); });
+  }
+  if (conf_waiter && conf_waiter->deadline <= now) {
+    ConfWaiter w = std::move(*conf_waiter);
+    conf_waiter.reset();
+    spdlog::warn("membership change of member {} timed out", hex_id(w.node_id));
+    w.cb(MemberChange{MemberChange::Outcome::kFailed, kTimeoutCause, {}});
+  }
+}
+
+void Core::do_propose(v2::WriteRequest req, Node::Callback cb) {
+  if (stopped.load() || !raw) return cb(raft_error(kStoppedCause), status());
+  if (write_error) return cb(raft_error(*write_error), status());
+  v2::Command cmd = std::move(req.cmd);
+  cmd.request_id = new_request_id();
+  cmd.now_ns = now_ns();
+  if (req.ttl_seconds) {
+    constexpr uint64_t kMaxSeconds = std::numeric_limits<int64_t>::max() / 1000000000 - 1;
+    uint64_t secs = std::min<uint64_t>(*req.ttl_seconds, kMaxSeconds);
+    int64_t delta = static_cast<int64_t>(secs) * 1000000000;
+    cmd.expire_at_ns = cmd.now_ns > std::numeric_limits<int64_t>::max() - delta
+                           ? std::numeric_limits<int64_t>::max()
+                           : cmd.now_ns + delta;
+  }
+  const uint64_t id = cmd.request_id;
+  Waiter w;
+  w.kind = Waiter::Kind::kWrite;
+  w.cb = std::move(cb);
+  w.deadline = SteadyClock::now() + request_timeout;
+  waiters.emplace(id, std::move(w));
+  propose_data(id, v2::encode(cmd));
+}
+
+void Core::answer_get(const v2::GetRequest& req, const Node::Callback& cb) {
+  auto result = store.get(req.key, req.recursive, req.sorted, now_ns());
+  std::visit([&](auto&& r) { cb(std::move(r), status()); }, std::move(result));
+}
+
+void Core::do_get(v2::GetRequest req, Node::Callback cb) {
+  if (!req.quorum) return answer_get(req, cb);
+  if (stopped.load() || !raw) return cb(raft_error(kStoppedCause), status());
+  if (write_error) return cb(raft_error(*write_error), status());
+  Waiter w;
+  w.kind = Waiter::Kind::kRead;
+  w.cb = std::move(cb);
+  w.req = std::move(req);
+  w.deadline = SteadyClock::now() + request_timeout;
+  propose_read_barrier(std::move(w));
+}
+
+// Proposes an empty read barrier; w is answered when it is applied (ReadIndex's log variant).
+void Core::propose_read_barrier(Waiter w) {
+  const uint64_t id = new_request_id();
+  waiters.emplace(id, std::move(w));
+  propose_data(id, encode_read_barrier(id));
+}
+
+void Core::schedule_expiry() {
+  run_after(expiry_timer, kExpiryInterval, [](Core& c) { c.tick_expiry(); });
+}
+
+void Core::tick_expiry() {
+  if (stopped.load() || !raw) return;
+  // etcd's leader proposes a SYNC every 500 ms while any key has a TTL (spec v2-keys-api.md §4:
+  // the raft index keeps growing on an idle cluster with TTL keys); the entry removes what is
+  // due at its time. Only the leader's clock decides; followers apply what it proposed.
+  if (!write_error && role == raft::Role::kLeader && expire_in_flight == 0 &&
+      store.next_expiration_ns()) {
+    v2::Command cmd;
+    cmd.op = v2::Op::kExpire;
+    cmd.now_ns = now_ns();
+    std::weak_ptr<Core> weak = weak_from_this();
+    expire_in_flight = propose_internal(v2::encode(cmd), [weak](bool) {
+      if (auto self = weak.lock()) self->expire_in_flight = 0;
+    });
+  }
+  schedule_expiry();
+}
+
+}  // namespace kvd::server

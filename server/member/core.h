@@ -1,0 +1,288 @@
+// The member's state behind its raft strand, shared by the files that make up the member:
+//   node.cc         the Node facade: open(), and each public call posted to the strand
+//   bootstrap.cc    ids, the founding entries, joining an existing cluster, recovery at open()
+//   raft_loop.cc    the Ready/advance loop: persist, send, apply, ticks, proposals
+//   apply.cc        applying committed entries; waiters, reads, read barriers, expiry
+//   membership.cc   configuration changes, the member list, --strict-reconfig-check, publishing
+//   snapshotter.cc  store snapshots, written inline or by a forked child
+// Not part of the member's interface: include server/member/node.h instead.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "api_v2/command.h"
+#include "api_v2/store.h"
+#include "common/members.h"
+#include "common/status.h"
+#include "common/version.h"
+#include "raft/raw_node.h"
+#include "server/member/node.h"
+#include "server/member/wal_writer.h"
+#include "storage/raft_log.h"
+
+namespace kvd::server {
+
+using Clock = std::chrono::system_clock;
+using SteadyClock = std::chrono::steady_clock;
+
+// Raft entry data tags (the formats are at the top of apply.cc).
+inline constexpr char kReadBarrierTag = 'Q';
+inline constexpr uint8_t kCommandTag = 0x01;
+// Cluster-internal store records (api_v2 Op::kInternal), as etcd keeps them.
+inline constexpr std::string_view kVersionKey = "version";
+inline constexpr std::string_view kClusterVersion = version::kCluster;
+inline constexpr std::string_view kRemovedPrefix = "removed_members/";
+// How often a leader with TTL keys proposes their expiry.
+inline constexpr auto kExpiryInterval = std::chrono::milliseconds(500);
+inline constexpr const char* kStoppedCause = "etcdserver: server stopped";
+inline constexpr const char* kTimeoutCause = "etcdserver: request timed out";
+
+int64_t now_ns();
+// A kInternal command setting key to value, stamped with the local clock.
+v2::Command internal_command(std::string key, std::string value);
+v2::Error raft_error(std::string cause);
+// The outcome of saving a snapshot. A failure loses only compaction: the log still holds every
+// entry the snapshot would have covered, so recovery stays correct.
+void log_snapshot_saved(uint64_t index, Status st);
+
+// Member records in the store and in configuration changes (membership.cc).
+std::string raft_attributes_key(uint64_t id);
+std::string attributes_key(uint64_t id);
+// A configuration change's context: {"id":"<hex>","peerURLs":[..]}.
+std::string member_context(uint64_t id, const std::vector<std::string>& urls);
+std::vector<std::string> context_peer_urls(const std::string& context);
+// The store records of a member, as etcd writes them: {"peerURLs":[..]} under raftAttributes,
+// {"name":..,"clientURLs":[..]} under attributes (published by the member after each start).
+std::string member_raft_attributes(const std::vector<std::string>& peer_urls);
+std::string member_attributes(const std::string& name, const std::vector<std::string>& urls);
+// "[a b c]" for logs.
+std::string url_list(const std::vector<std::string>& urls);
+
+// Everything the Node owns. Shared so that work posted to the strand (by callers, the WAL thread
+// and the peer link) keeps it alive until it has run, even after the Node handle is gone.
+// REQUIRES (all members except the constants, `mu` and `stopped`): on strand, holding mu, once
+// open() returned. Every posted task takes mu; stop() takes it too, so it never tears the raft
+// core and the log down under a running task.
+struct Core : std::enable_shared_from_this<Core> {
+  Core(boost::asio::io_context& io, NodeConfig cfg, std::unique_ptr<storage::RaftLog> raft_log,
+       std::string db)
+      : strand(boost::asio::make_strand(io)),
+        config(std::move(cfg)),
+        db_dir(std::move(db)),
+        request_timeout(std::chrono::seconds(5) + 2 * config.election_timeout),
+        log(std::move(raft_log)),
+        tick_timer(strand),
+        snapshot_child_timer(strand),
+        expiry_timer(strand) {}
+
+  struct Waiter {
+    enum class Kind { kWrite, kRead, kInternal } kind = Kind::kWrite;
+    Node::Callback cb;                  // kWrite, kRead
+    v2::GetRequest req;                 // kRead
+    std::function<void(bool)> done;     // kInternal: true once applied, false on timeout/stop
+    SteadyClock::time_point deadline;
+  };
+  struct ConfWaiter {
+    raft::ConfChangeType type;
+    uint64_t node_id = 0;
+    MemberInfo member;
+    Node::MemberCallback cb;
+    SteadyClock::time_point deadline;
+  };
+
+  boost::asio::strand<boost::asio::io_context::executor_type> strand;
+  const NodeConfig config;
+  const std::string db_dir;
+  const std::chrono::milliseconds request_timeout;
+  // Held exclusively by every task on the strand (so by every mutation of the store and the
+  // raft state), shared by plain GETs, which read the store on their caller's thread: reads run
+  // in parallel with each other and cost no hop to the strand.
+  std::shared_mutex mu;
+  std::atomic<bool> stopped{false};
+
+  // Read by the raft core (on the strand) and written by the WAL thread; closed by stop().
+  std::unique_ptr<storage::RaftLog> log;
+  std::unique_ptr<WalWriter> wal;
+  std::unique_ptr<raft::RawNode> raw;  // null once stopped
+  PeerLink link;
+  std::map<uint64_t, std::vector<std::string>> linked_peers;  // what link knows
+  std::vector<MemberInfo> remote_members;  // joining: the cluster as its members described it
+
+  v2::Store store;
+  uint64_t member_id = 0;   // fixed after open()
+  uint64_t cluster_id = 0;  // fixed after open()
+  std::string cluster_token;  // for ids of members added at run time
+  Clock::time_point start_time = Clock::now();
+  Clock::time_point leader_since = Clock::now();
+  // /v2/stats/self's state and leaderInfo, kept as etcd 3.4's ServerStats does (from raft
+  // traffic, not from the raft role): sending an append, and every raft state change (etcd's
+  // updateLeadership calls BecomeLeader unconditionally), make it "StateLeader" led by this
+  // member; receiving an append makes it "StateFollower" led by the sender. So a member that
+  // lost its quorum reports StateLeader, as etcd's does.
+  bool stats_leader_state = false;
+  uint64_t stats_leader = 0;
+  Clock::time_point stats_leader_since = Clock::now();
+
+  // Invariant: snapshot_index <= applied <= committed
+  uint64_t applied = 0;
+  uint64_t applied_term = 0;
+  uint64_t snapshot_index = 0;
+  uint64_t committed = 0;  // as of the last Ready
+  uint64_t term = 0;       // as of the last Ready
+  uint64_t leader_id = 0;
+  raft::Role role = raft::Role::kFollower;
+  bool ready_in_flight = false;  // a Ready is being persisted: no ready() before its advance()
+  bool pump_scheduled = false;
+  bool removed = false;
+  bool removal_noticed = false;  // on_removed ran (applied removal or a peer's refusal)
+  bool members_dirty = true;
+
+  uint64_t next_request_id = 0;
+  std::unordered_map<uint64_t, Waiter> waiters;
+  std::deque<std::pair<uint64_t, std::string>> stalled;  // refused by raft (no leader): retried
+  std::optional<ConfWaiter> conf_waiter;
+  uint64_t expire_in_flight = 0;      // request id of the proposed kExpire; 0: none
+  uint64_t attributes_in_flight = 0;  // request id of this start's attribute publication
+  bool attributes_published = false;
+  uint64_t version_in_flight = 0;
+  std::optional<std::string> write_error;  // once set, writes are refused with this cause
+  uint64_t recv_append_requests = 0;
+  uint64_t send_append_requests = 0;
+  boost::asio::steady_timer tick_timer;
+  // A store image being written by a child process (see maybe_snapshot): its pid (0: none),
+  // the snapshot it belongs to, and where it writes.
+  pid_t snapshot_child = 0;
+  raft::SnapshotMetadata child_snapshot;
+  uint64_t snapshot_index_before_child = 0;
+  std::string child_image_dir;   // set by open(): the member dir
+  std::string child_image_path;  // the running child's: <member dir>/snapshot-<index>.tmp
+  boost::asio::steady_timer snapshot_child_timer;
+  size_t last_image_bytes = 0;  // size of the last store image, to choose inline or child
+  bool child_snapshots_failed = false;  // after a failure, images are made inline
+  std::atomic<uint64_t> child_snapshots_saved{0};
+  boost::asio::steady_timer expiry_timer;
+
+  mutable std::mutex cache_mu;
+  std::vector<MemberInfo> members_cache;  // guarded by cache_mu: members() from any thread
+
+  // --- open() ---------------------------------------------------------------------------------
+
+  Status recover_and_start();
+  Status bootstrap_ids(bool* fresh);
+  Status join_existing();
+  Status start_single_member();
+  Status drive_sync();
+
+  // --- strand ---------------------------------------------------------------------------------
+
+  // X-Raft-Term is, as etcd's RaftTimer.Term(), the term of the last applied entry, not the
+  // current raft term: a member campaigning without a quorum keeps answering the old term.
+  RaftStatus status() const { return RaftStatus{store.index(), committed, applied_term}; }
+
+  void stats_become_leader() {
+    if (stats_leader_state) return;
+    stats_leader_state = true;
+    stats_leader = member_id;
+    stats_leader_since = Clock::now();
+  }
+  void stats_received_append(uint64_t from) {
+    stats_leader_state = false;
+    if (from != stats_leader) {
+      stats_leader = from;
+      stats_leader_since = Clock::now();
+    }
+  }
+
+  // Runs fn(*this) under mu once `timer` (one of this Core's, on the strand) fires after d,
+  // unless the wait was cancelled, the Core is gone or the node stopped.
+  template <class Duration, class Fn>
+  void run_after(boost::asio::steady_timer& timer, Duration d, Fn fn) {
+    timer.expires_after(d);
+    std::weak_ptr<Core> weak = weak_from_this();
+    timer.async_wait([weak, fn = std::move(fn)](const boost::system::error_code& ec) mutable {
+      if (ec) return;
+      auto self = weak.lock();
+      if (!self) return;
+      std::lock_guard lock(self->mu);
+      if (self->stopped.load() || !self->raw) return;
+      fn(*self);
+    });
+  }
+
+  uint64_t new_request_id() {
+    uint64_t id = ++next_request_id;
+    return id == 0 ? ++next_request_id : id;
+  }
+
+  // Applies one committed entry and completes its waiter. Returns false if the data is not an
+  // entry this file writes.
+  [[nodiscard]] bool apply_entry(const raft::Entry& e);
+  [[nodiscard]] bool apply_conf_change(const raft::Entry& e);
+  [[nodiscard]] bool apply_snapshot(const raft::Snapshot& snap);
+  void note_ready(const raft::Ready& rd);
+  void pump();
+  void schedule_pump();
+  void finish_ready(raft::Ready& rd);
+  void send_messages(std::vector<raft::Message> msgs);
+  void fail_writes(const Status& st);
+  void fail_all_waiters(const std::string& cause);
+  void expire_waiters();
+  void maybe_snapshot();
+  void save_snapshot(raft::Snapshot snap);
+  bool start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_before);
+  void poll_snapshot_child();
+  void reap_snapshot_child();
+  void kill_snapshot_child();
+  void maybe_publish();
+  void schedule_tick();
+  void on_tick();
+  void schedule_expiry();
+  void tick_expiry();
+  uint64_t propose_internal(std::string data, std::function<void(bool)> done);
+  void propose_data(uint64_t id, std::string data);
+  void retry_stalled();
+  void do_propose(v2::WriteRequest req, Node::Callback cb);
+  void do_get(v2::GetRequest req, Node::Callback cb);
+  void answer_get(const v2::GetRequest& req, const Node::Callback& cb);
+  void propose_read_barrier(Waiter w);
+  void do_conf_change(raft::ConfChangeType type, uint64_t id, std::vector<std::string> urls,
+                      Node::MemberCallback cb);
+  bool strict_reconfig_allows(raft::ConfChangeType type, uint64_t id,
+                              const std::vector<MemberInfo>& all) const;
+  std::vector<MemberInfo> members() const;
+  std::vector<uint64_t> removed_ids() const;
+  void sync_peers();
+  void refresh_members_cache();
+  void link_peer(uint64_t id, const std::vector<std::string>& urls);
+
+  template <class F>
+  void run_on_strand(F&& f) {
+    boost::asio::post(strand, [self = shared_from_this(), f = std::forward<F>(f)]() mutable {
+      std::lock_guard lock(self->mu);
+      f(*self);
+    });
+  }
+};
+
+}  // namespace kvd::server

@@ -1,0 +1,220 @@
+// The member's raft loop (Raft thesis §10.2.1 and raft/raw_node.h's contract): on the strand,
+// take a Ready, have the WAL thread persist its entries and hard state with one fsync (group
+// commit: everything proposed meanwhile goes out in the next Ready), then send the messages that
+// depend on them through the PeerLink, apply the committed entries (apply.cc) and advance.
+// Also the ticks and the proposals (with their retries while there is no leader).
+#include "server/member/core.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/ids.h"
+
+namespace kvd::server {
+
+void Core::note_ready(const raft::Ready& rd) {
+  if (rd.hard_state) {
+    term = rd.hard_state->term;
+    committed = std::max(committed, rd.hard_state->commit);
+  }
+  if (rd.snapshot) committed = std::max(committed, rd.snapshot->metadata.index);
+  if (rd.soft_state) {
+    const raft::SoftState& ss = *rd.soft_state;
+    if (ss.lead != leader_id) {
+      if (ss.lead != raft::kNoNode) {
+        spdlog::info("raft: {} elected leader {} at term {}", hex_id(member_id), hex_id(ss.lead),
+                     term);
+        leader_since = Clock::now();
+      } else {
+        spdlog::info("raft: {} lost leader {} at term {}", hex_id(member_id), hex_id(leader_id),
+                     term);
+      }
+    }
+    leader_id = ss.lead;
+    role = ss.role;
+    stats_become_leader();
+  }
+}
+
+// Takes the next Ready, if any and none is in flight, and hands its persistent part to the WAL
+// thread; finish_ready() does the rest (on the strand) once it is on disk. Never calls
+// finish_ready() itself: a Ready with nothing to persist is finished by a posted task, so that
+// pump() may run in the middle of finish_ready() (see there).
+void Core::pump() {
+  if (!raw || ready_in_flight || !raw->has_ready()) return;
+  auto rd = std::make_shared<raft::Ready>(raw->ready());
+  note_ready(*rd);
+  // A configuration takes effect in raft when appended, so the leader may address a new member
+  // before the change is applied: tell the link where it lives now.
+  for (const auto& e : rd->entries) {
+    if (e.type != raft::EntryType::kConfChange) continue;
+    auto cc = raft::decode_conf_change(e.data);
+    if (cc && cc->type == raft::ConfChangeType::kAddNode && cc->node_id != member_id) {
+      link_peer(cc->node_id, context_peer_urls(cc->context));
+    }
+  }
+  // A leader sends its appends before its own fsync, so that the followers' writes run in
+  // parallel with it (Raft thesis §10.2.1; etcd's server does the same). This is safe: the
+  // leader counts its own entries for commitment, but a commit index that depends on them
+  // reaches nobody before this Ready is on disk (the next Ready is taken only after that), and
+  // a leader's votes were persisted before it became one.
+  if (role == raft::Role::kLeader) send_messages(std::exchange(rd->messages, {}));
+  ready_in_flight = true;
+  if (!rd->snapshot && rd->entries.empty() && !rd->hard_state) {
+    run_on_strand([rd](Core& c) {
+      if (c.raw) c.finish_ready(*rd);
+    });
+    return;
+  }
+  std::weak_ptr<Core> weak = weak_from_this();
+  bool queued = wal->persist(rd->snapshot, std::move(rd->entries), rd->hard_state, rd->must_sync,
+                             [weak, rd](Status st) {
+                               auto self = weak.lock();
+                               if (!self) return;
+                               self->run_on_strand([rd, st = std::move(st)](Core& c) {
+                                 if (!c.raw) return;
+                                 if (!st.is_ok()) return c.fail_writes(st);
+                                 c.finish_ready(*rd);
+                               });
+                             });
+  if (!queued) fail_writes(Status::error("the raft log no longer accepts writes"));
+}
+
+// Proposals and peer messages only schedule a pump: everything that arrives before it runs goes
+// into the same Ready, and nothing recurses from apply back into ready().
+void Core::schedule_pump() {
+  if (pump_scheduled) return;
+  pump_scheduled = true;
+  run_on_strand([](Core& c) {
+    c.pump_scheduled = false;
+    c.pump();
+  });
+}
+
+void Core::finish_ready(raft::Ready& rd) {
+  // Persisted: now the messages that promise it may go (Raft paper Figure 2).
+  send_messages(std::move(rd.messages));
+  if (rd.snapshot && !apply_snapshot(*rd.snapshot)) {
+    spdlog::critical("apply: the snapshot at index {} from the leader holds a corrupt store image",
+                     rd.snapshot->metadata.index);
+    std::abort();
+  }
+  // Hand the next Ready to the WAL thread before applying this one's committed entries, so that
+  // its fsync runs while they are applied (etcd applies in another goroutine for the same
+  // reason). This is safe: the entries below are already durable (committed), the next Ready
+  // finishes on this strand only after this function returns, so entries are still applied in
+  // log order, and raft's applied index (moved by advance()) only bounds what the next Ready
+  // offers for applying.
+  raw->advance();
+  ready_in_flight = false;
+  pump();
+  for (const auto& e : rd.committed_entries) {
+    if (e.index <= applied) continue;  // covered by a snapshot installed in this Ready
+    if (e.index != applied + 1) {
+      spdlog::critical("apply: entry {} committed after {}: log order broken", e.index, applied);
+      std::abort();
+    }
+    if (!apply_entry(e)) {
+      spdlog::critical("apply: raft entry {} (term {}) holds undecodable data: our own log is "
+                       "corrupt",
+                       e.index, e.term);
+      std::abort();
+    }
+  }
+  if (members_dirty) {
+    sync_peers();
+    refresh_members_cache();
+  }
+  maybe_snapshot();
+  if (leader_id != raft::kNoNode) {
+    retry_stalled();
+    maybe_publish();
+  }
+  if (removed && config.on_removed) {
+    removed = false;
+    if (!removal_noticed) config.on_removed();
+    removal_noticed = true;
+  }
+  schedule_pump();
+}
+
+void Core::send_messages(std::vector<raft::Message> msgs) {
+  if (msgs.empty()) return;
+  std::vector<raft::Message> plain;
+  plain.reserve(msgs.size());
+  for (auto& m : msgs) {
+    if (m.type == raft::MessageType::kApp) {
+      ++send_append_requests;
+      stats_become_leader();
+    }
+    if (m.type != raft::MessageType::kSnap) {
+      plain.push_back(std::move(m));
+      continue;
+    }
+    if (!link.send_snapshot || !m.snapshot) {
+      if (raw) raw->report_snapshot(m.to, false);
+      continue;
+    }
+    auto data = std::make_shared<const std::string>(std::move(m.snapshot->data));
+    m.snapshot->data.clear();
+    const uint64_t to = m.to;
+    spdlog::info("sending snapshot at index {} to member {}", m.snapshot->metadata.index,
+                 hex_id(to));
+    std::weak_ptr<Core> weak = weak_from_this();
+    link.send_snapshot(std::move(m), std::move(data), [weak, to](bool ok) {
+      auto self = weak.lock();
+      if (!self) return;
+      self->run_on_strand([to, ok](Core& c) {
+        if (!c.raw) return;
+        c.raw->report_snapshot(to, ok);
+        c.pump();
+      });
+    });
+  }
+  if (!plain.empty() && link.send) link.send(std::move(plain));
+}
+
+void Core::schedule_tick() {
+  run_after(tick_timer, config.heartbeat_interval, [](Core& c) { c.on_tick(); });
+}
+
+void Core::on_tick() {
+  raw->tick();
+  expire_waiters();
+  maybe_publish();
+  pump();
+  schedule_tick();
+}
+
+void Core::propose_data(uint64_t id, std::string data) {
+  if (raw->propose(data) != raft::Error::kOk) stalled.emplace_back(id, std::move(data));
+  schedule_pump();
+}
+
+// Proposals raft refused (no leader, a transfer in progress) wait for a leader, as etcd's do, and
+// time out like any other request.
+void Core::retry_stalled() {
+  if (!raw || stalled.empty()) return;
+  auto pending = std::move(stalled);
+  stalled.clear();
+  for (auto& [id, data] : pending) {
+    if (!waiters.count(id)) continue;
+    if (raw->propose(data) != raft::Error::kOk) stalled.emplace_back(id, std::move(data));
+  }
+  schedule_pump();
+}
+
+uint64_t Core::propose_internal(std::string data, std::function<void(bool)> done) {
+  uint64_t id = new_request_id();
+  v2::Command cmd;
+  if (!v2::decode(data, &cmd)) std::abort();  // encoded by this file
+  cmd.request_id = id;
+  Waiter w;
+  w.kind = Waiter::Kind::kInternal;
+  w.done = std::move(done);
+  w.deadline = SteadyClock::now() + request_timeout;
+  waiters.emplace(id, std::move(w));
+  propose_data(id, v2::encode(cmd));
+  return id;
+}
+
+}  // namespace kvd::server

@@ -1,0 +1,105 @@
+// The durable half of the member: the WAL thread that writes raft state to the RocksDB log.
+//
+// The member's raft loop hands each Ready's persistent part (a snapshot from the leader, entries,
+// hard state) to persist() and only sends, applies and advances once its callback ran: one Ready
+// is in flight at a time, and everything proposed while its fsync runs collects in the raft core
+// and goes out in the next Ready with one fsync (group commit). save_snapshot() queues a
+// snapshot the same way, ordered with the persist() calls around it. save_snapshot_file() writes
+// a large store image on a second thread, so that appends do not wait behind it.
+//
+// Ownership: the member's Core owns it. Threads: WalWriter's public methods may be called from
+// any thread; its callbacks run on its own threads.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "raft/types.h"
+#include "storage/raft_log.h"
+#include "common/status.h"
+
+namespace kvd::server {
+
+// Owns one thread that performs RaftLog writes in submission order (and one for store images).
+class WalWriter {
+ public:
+  // on_snapshot(index, status) runs on the WAL thread after each save_snapshot().
+  using SnapshotDone = std::function<void(uint64_t index, Status)>;
+
+  WalWriter(storage::RaftLog* log, SnapshotDone on_snapshot);
+  ~WalWriter();  // stop()s
+  WalWriter(const WalWriter&) = delete;
+  WalWriter& operator=(const WalWriter&) = delete;
+
+  // Queues a snapshot save (which also compacts the log below it). Returns false once stop()
+  // was called or a write failed; nothing was queued.
+  bool save_snapshot(raft::Snapshot snap);
+  // Queues one Ready's persistence: install `snapshot` (replacing the log it disagrees with),
+  // then write `entries` and `hs` in one write, fsynced when `sync` (Ready::must_sync: a Ready
+  // that only moves the commit index needs no fsync). done(status) runs on the WAL thread once
+  // all of it is written (or failed). Same return as save_snapshot(); when false, done never runs.
+  using Done = std::function<void(Status)>;
+  bool persist(std::optional<raft::Snapshot> snapshot, std::vector<raft::Entry> entries,
+               std::optional<raft::HardState> hs, bool sync, Done done);
+  // Queues the snapshot at meta whose store image is the file at path, made by
+  // RaftLog::build_image (in a snapshot child): the image thread moves it into the log
+  // (RaftLog::ingest_image; the file is removed either way) while the WAL thread goes on with
+  // appends; then the WAL thread records the snapshot (RaftLog::save_snapshot(meta, image)) and
+  // done(status) runs there (on the image thread if the image could not be ingested). Same
+  // return as append(); when false, done never runs and the file is left to the caller.
+  bool save_snapshot_file(raft::SnapshotMetadata meta, std::string path, Done done);
+
+  // Writes what is queued (images included), then joins the threads. Idempotent.
+  void stop();
+
+  // Number of synced RaftLog::append calls made so far (each is one fsync).
+  uint64_t append_calls() const { return append_calls_.load(); }
+
+ private:
+  // One queued write: a persist() when done is set (snapshot is then the one to install, hs
+  // optional), a recorded image when image is set, else a save_snapshot().
+  struct Op {
+    std::vector<raft::Entry> entries;
+    std::optional<raft::Snapshot> snapshot;
+    Done done;
+    std::optional<raft::HardState> ready_hs;
+    bool sync = true;  // persist() only
+    std::optional<storage::ImageInfo> image;  // set: record the snapshot at image_meta
+    raft::SnapshotMetadata image_meta;
+    Done image_done;
+  };
+  struct ImageOp {
+    raft::SnapshotMetadata meta;
+    std::string path;
+    Done done;
+  };
+  void run();
+  void run_images();
+  // REQUIRES: on the WAL thread.
+  void run_persist(Op& op);
+
+  storage::RaftLog* const log_;
+  const SnapshotDone on_snapshot_;
+  std::atomic<uint64_t> append_calls_{0};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Op> queue_;  // guarded by mu_
+  bool stopping_ = false;  // guarded by mu_
+  bool failed_ = false;    // guarded by mu_; set after a failed append: nothing more is written
+  std::deque<ImageOp> image_queue_;  // guarded by mu_
+  bool images_stopping_ = false;     // guarded by mu_
+  std::condition_variable image_cv_;
+  std::thread thread_;
+  std::thread image_thread_;
+};
+
+}  // namespace kvd::server

@@ -1,0 +1,34 @@
+// Wiring between the member (server/member/) and the peer transport (server/peer/): the
+// transport delivers peer messages, snapshots and unreachability reports on the member's strand
+// and serves GET /members from the member's list, and the member reaches its peers through a
+// PeerLink backed by the transport. Also how a joining member asks a peer for the cluster. Used
+// by main.cc.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "common/status.h"
+#include "server/member/node.h"
+#include "server/peer/peer_transport.h"
+
+namespace kvd::server {
+
+// Creates the transport for `node` (REQUIRES: open() returned, start() not yet called), attaches
+// it as the node's PeerLink and binds listen_peer_urls. The transport must be stopped before the
+// node. Fails with the transport's message naming the URL that could not be bound.
+Result<std::unique_ptr<PeerTransport>> start_peer_transport(
+    boost::asio::io_context& io, Node& node, std::vector<std::string> listen_peer_urls);
+
+// GET <peer_url>/members (etcd's GetClusterFromRemotePeers for one peer): the cluster id from
+// X-Etcd-Cluster-Id and the member list, with peer URLs sorted. For NodeConfig::fetch_cluster.
+std::optional<RemoteCluster> fetch_remote_cluster(const std::string& peer_url,
+                                                  std::chrono::milliseconds timeout,
+                                                  std::string* why);
+
+}  // namespace kvd::server

@@ -1,0 +1,117 @@
+#include "server/proxy/endpoints.h"
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "common/url.h"
+
+namespace kvd::server::proxy {
+
+std::optional<HostPort> parse_http_url(std::string_view url) {
+  std::string why;
+  auto a = url::parse_address(url, &why);
+  if (!a || a->host.empty() || (!a->path.empty() && a->path != "/")) return std::nullopt;
+  HostPort out;
+  out.host = a->host;
+  out.port = a->port.empty() ? 80 : a->port_number;
+  if (out.port == 0) return std::nullopt;
+  return out;
+}
+
+void EndpointSet::replace(const std::vector<std::string>& urls, const MakeEndpoint& make) {
+  std::vector<std::shared_ptr<Endpoint>> old;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& e : entries_) old.push_back(e.endpoint);
+  }
+  // make() may resolve names or allocate: outside the lock.
+  std::vector<Entry> fresh;
+  std::set<std::string> seen;
+  for (const auto& url : urls) {
+    if (!seen.insert(url).second) continue;
+    auto it = std::find_if(old.begin(), old.end(), [&](const auto& ep) { return ep->url == url; });
+    std::shared_ptr<Endpoint> ep = it != old.end() ? *it : make(url);
+    if (ep) fresh.push_back(Entry{std::move(ep), {}});
+  }
+  std::lock_guard lock(mu_);
+  entries_ = std::move(fresh);
+}
+
+std::vector<std::shared_ptr<Endpoint>> EndpointSet::available(Clock::time_point now) const {
+  std::vector<std::shared_ptr<Endpoint>> out;
+  std::lock_guard lock(mu_);
+  out.reserve(entries_.size());
+  for (const auto& e : entries_)
+    if (now >= e.failed_until) out.push_back(e.endpoint);
+  return out;
+}
+
+void EndpointSet::mark_failed(const Endpoint& ep, Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  for (auto& e : entries_)
+    if (e.endpoint.get() == &ep) e.failed_until = now + failure_wait_;
+}
+
+std::vector<std::string> EndpointSet::urls() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& e : entries_) out.push_back(e.endpoint->url);
+  return out;
+}
+
+size_t EndpointSet::size() const {
+  std::lock_guard lock(mu_);
+  return entries_.size();
+}
+
+namespace {
+
+std::optional<std::vector<std::string>> string_array(const nlohmann::json& v) {
+  if (v.is_null()) return std::vector<std::string>{};  // Go's nil slice
+  if (!v.is_array()) return std::nullopt;
+  std::vector<std::string> out;
+  for (const auto& s : v) {
+    if (!s.is_string()) return std::nullopt;
+    out.push_back(s.get<std::string>());
+  }
+  return out;
+}
+
+std::vector<std::string> sorted_unique(std::vector<std::string> v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
+}
+
+}  // namespace
+
+std::vector<std::string> all_client_urls(const std::vector<MemberInfo>& members) {
+  std::vector<std::string> out;
+  for (const auto& m : members) out.insert(out.end(), m.client_urls.begin(), m.client_urls.end());
+  return sorted_unique(std::move(out));
+}
+
+std::vector<std::string> all_peer_urls(const std::vector<MemberInfo>& members) {
+  std::vector<std::string> out;
+  for (const auto& m : members) out.insert(out.end(), m.peer_urls.begin(), m.peer_urls.end());
+  return sorted_unique(std::move(out));
+}
+
+std::string format_cluster_file(const std::vector<std::string>& peer_urls) {
+  nlohmann::json j = nlohmann::json::object();
+  j["PeerURLs"] = peer_urls;
+  return j.dump();
+}
+
+std::optional<std::vector<std::string>> parse_cluster_file(std::string_view content) {
+  auto j = nlohmann::json::parse(content.begin(), content.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  auto it = j.find("PeerURLs");
+  if (it == j.end()) return std::nullopt;
+  return string_array(*it);
+}
+
+}  // namespace kvd::server::proxy

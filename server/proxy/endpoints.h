@@ -1,0 +1,91 @@
+// The proxy's view of the cluster: which member client URLs it forwards to, in which order,
+// and which are sitting out a failure (etcd's proxy/httpproxy director). Also the learned-cluster
+// file it keeps (the GET /members format it reads is common/members.h's).
+//
+// Pure and clock-injected, so the selection and failure-wait rules are unit tested without
+// sockets (tests/unit/proxy/proxy_endpoints_test.cc).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/members.h"
+
+namespace kvd::server::proxy {
+
+using Clock = std::chrono::steady_clock;
+
+// "http://host:port" split for dialing. Only http is supported (kvd serves no TLS).
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+// nullopt if `url` is not http://host[:port][/] with a host and a port from 1 to 65535 (80 when
+// absent); a path other than "/" is refused too.
+std::optional<HostPort> parse_http_url(std::string_view url);
+
+class UpstreamPool;  // upstream_pool.h: the keep-alive connections to one member
+
+// One member client URL. Shared by the set and the requests using it; the pool survives a
+// refresh that keeps the URL.
+struct Endpoint {
+  std::string url;  // as the member advertises it, "http://127.0.0.1:2379"
+  HostPort address;
+  std::shared_ptr<UpstreamPool> pool;  // null in unit tests
+};
+
+// The ordered endpoint list with failure marks. Thread-safe (one mutex, held briefly).
+//
+// etcd's rules (spec v2-proxy.md §2-§3): a request tries the endpoints available when it
+// starts, in list order, so traffic sticks to the first; a transport failure marks an
+// endpoint unavailable for failure_wait; a refresh installs a new list (shuffled by the
+// caller) in which every endpoint is available again.
+class EndpointSet {
+ public:
+  using MakeEndpoint = std::function<std::shared_ptr<Endpoint>(const std::string& url)>;
+
+  explicit EndpointSet(Clock::duration failure_wait) : failure_wait_(failure_wait) {}
+
+  // Installs `urls` in this order (duplicates dropped); all available. An endpoint whose URL
+  // was already present keeps its object (and so its connections); others come from make,
+  // which may return null to leave a URL out (unusable).
+  void replace(const std::vector<std::string>& urls, const MakeEndpoint& make);
+  // The endpoints available at `now`, in try order.
+  std::vector<std::shared_ptr<Endpoint>> available(Clock::time_point now) const;
+  // Marks ep failed until now + failure_wait (no-op if it is no longer in the list).
+  void mark_failed(const Endpoint& ep, Clock::time_point now);
+  // Every URL in the list, in order, available or not.
+  std::vector<std::string> urls() const;
+  size_t size() const;
+
+ private:
+  struct Entry {
+    std::shared_ptr<Endpoint> endpoint;
+    Clock::time_point failed_until{};  // available when now >= failed_until
+  };
+  const Clock::duration failure_wait_;
+  mutable std::mutex mu_;
+  std::vector<Entry> entries_;  // guarded by mu_
+};
+
+// All client URLs / peer URLs of the members, sorted and without duplicates, as etcd's
+// RaftCluster.ClientURLs()/PeerURLs() give them.
+std::vector<std::string> all_client_urls(const std::vector<MemberInfo>& members);
+std::vector<std::string> all_peer_urls(const std::vector<MemberInfo>& members);
+
+// The learned-cluster file, <data-dir>/proxy/cluster, in etcd's format:
+//   {"PeerURLs":["http://127.0.0.1:2380","http://127.0.0.1:2480"]}
+// (no trailing newline). Written to "<file>.bak", fsynced, then renamed over the file, so a
+// crash leaves either the old or the new list; a stray .bak is overwritten next time.
+std::string format_cluster_file(const std::vector<std::string>& peer_urls);
+// nullopt if `content` is not a JSON object with a "PeerURLs" array of strings.
+std::optional<std::vector<std::string>> parse_cluster_file(std::string_view content);
+
+}  // namespace kvd::server::proxy

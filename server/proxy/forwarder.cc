@@ -1,0 +1,101 @@
+#include "server/proxy/forwarder.h"
+
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "server/proxy/headers.h"
+#include "server/proxy/proxy_call.h"
+
+namespace kvd::server::proxy {
+namespace {
+
+std::string_view path_of(std::string_view target) { return target.substr(0, target.find('?')); }
+
+}  // namespace
+
+HttpResponse proxy_error(int status, const std::string& message) {
+  HttpResponse r;
+  r.status = status;
+  r.content_type = "application/json";
+  nlohmann::json j = {{"message", "httpproxy: " + message}};
+  r.body = j.dump();
+  return r;
+}
+
+void Forwarder::handle(const HttpRequest& r, const std::shared_ptr<Exchange>& ex) {
+  const std::string_view path = path_of(r.target);
+  if (path == "/metrics") return ex->reply(metrics());
+  shared_.metrics.requests.fetch_add(1, std::memory_order_relaxed);
+  if (shared_.settings.mode == ProxyMode::kReadonly && r.method != "GET") {
+    HttpResponse resp;  // etcd's readonly handler: bare 501, outside the CORS wrapper
+    resp.status = 501;
+    resp.cors = false;
+    return ex->reply(std::move(resp));
+  }
+  if (r.method == "OPTIONS") {
+    HttpResponse resp;  // answered by the CORS wrapper
+    return ex->reply(std::move(resp));
+  }
+  if (path == "/v2/config/local/proxy") return ex->reply(config(r.method));
+  if (!r.body_error.empty()) {
+    return ex->reply(
+        proxy_error(500, "failed to read request body: " + std::string(r.body_error)));
+  }
+  auto endpoints = shared_.endpoints.available(Clock::now());
+  if (endpoints.empty()) {
+    shared_.metrics.dropped_zero_endpoints.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("proxy: zero endpoints currently available");
+    return ex->reply(proxy_error(503, "zero endpoints currently available"));
+  }
+  start_proxy_call(shared_, t_loop, ex,
+                   build_upstream_request(r.method, r.target, r.raw_header, r.body, r.remote_ip),
+                   r.method == "HEAD", std::move(endpoints), query_flag(r.target, "wait"));
+}
+
+HttpResponse Forwarder::config(std::string_view method) {
+  HttpResponse resp;
+  if (method != "GET") {
+    resp.status = 405;
+    resp.allow = "GET";
+    resp.content_type = "text/plain; charset=utf-8";
+    resp.nosniff = true;
+    resp.body = "Method Not Allowed\n";
+    return resp;
+  }
+  nlohmann::json urls = nlohmann::json::array();
+  for (const auto& ep : shared_.endpoints.available(Clock::now())) urls.push_back(ep->url);
+  resp.content_type = "text/plain; charset=utf-8";  // Go sniffs the JSON encoder's output
+  resp.body = nlohmann::json({{"endpoints", urls}}).dump() + "\n";
+  return resp;
+}
+
+HttpResponse Forwarder::metrics() {
+  const auto& m = shared_.metrics;
+  std::ostringstream out;
+  out << "# HELP etcd_proxy_requests_total Counter requests incoming by method.\n"
+      << "# TYPE etcd_proxy_requests_total counter\n"
+      << "etcd_proxy_requests_total " << m.requests.load() << "\n"
+      << "# HELP etcd_proxy_handled_total Counter of requests fully handled (by authoratitave "
+         "servers)\n"
+      << "# TYPE etcd_proxy_handled_total counter\n"
+      << "etcd_proxy_handled_total " << m.handled.load() << "\n"
+      << "# HELP etcd_proxy_dropped_total Counter of requests dropped on the proxy.\n"
+      << "# TYPE etcd_proxy_dropped_total counter\n"
+      << "etcd_proxy_dropped_total{proxying_error=\"zero_endpoints\"} "
+      << m.dropped_zero_endpoints.load() << "\n"
+      << "etcd_proxy_dropped_total{proxying_error=\"failed_sending_request\"} "
+      << m.dropped_failed_sending.load() << "\n"
+      << "etcd_proxy_dropped_total{proxying_error=\"failed_getting_response\"} "
+      << m.dropped_failed_response.load() << "\n"
+      << "# HELP kvd_proxy_upstream_dials_total TCP connections opened to members.\n"
+      << "# TYPE kvd_proxy_upstream_dials_total counter\n"
+      << "kvd_proxy_upstream_dials_total " << m.upstream_dials.load() << "\n";
+  HttpResponse resp;
+  resp.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  resp.body = out.str();
+  return resp;
+}
+
+}  // namespace kvd::server::proxy

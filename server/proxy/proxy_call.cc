@@ -1,0 +1,380 @@
+#include "server/proxy/proxy_call.h"
+
+#include <limits>
+#include <optional>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/read.hpp>
+#include <spdlog/spdlog.h>
+
+#include "server/http/request_parser.h"
+#include "server/proxy/headers.h"
+#include "server/proxy/upstream_pool.h"
+
+namespace kvd::server::proxy {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+constexpr uint32_t kUpstreamHeaderLimit = 1u << 20;
+
+// A member's response as the proxy relays it.
+struct UpstreamResponse {
+  int status = 0;
+  std::string headers;  // lines that pass (pass_response_header), "Name: value\r\n"
+  bool has_date = false;
+  std::string body;  // received and not yet handed on
+};
+
+// Beast's response parser, keeping what the client gets.
+class ResponseParser final : public BodyParser<false> {
+ public:
+  explicit ResponseParser(UpstreamResponse& r) : BodyParser<false>(&r.body), r_(r) {}
+
+ private:
+  void on_request_impl(http::verb, string_view, string_view, int,
+                       error_code& ec) override {
+    ec = http::error::bad_method;
+  }
+  void on_response_impl(int code, string_view, int, error_code&) override {
+    r_.status = code;
+  }
+  void on_field_impl(http::field f, string_view name, string_view value,
+                     error_code&) override {
+    std::string_view n(name.data(), name.size());
+    if (!pass_response_header(n)) return;
+    if (f == http::field::date) r_.has_date = true;
+    r_.headers.append(n);
+    r_.headers += ": ";
+    r_.headers.append(value.data(), value.size());
+    r_.headers += "\r\n";
+  }
+
+  UpstreamResponse& r_;
+};
+
+// One proxied request. Owned by the shared_ptrs in its pending handlers; all its methods run
+// on its loop's only thread (loop_), which also runs the client connection: handing the answer
+// to the connection, and its callbacks back, run inline. Invariant: at most one socket operation
+// and one timer wait pending.
+class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
+ public:
+  // REQUIRES: on a thread of loop `loop`.
+  ProxyCall(Shared& shared, size_t loop, std::shared_ptr<Exchange> ex, std::string request,
+            bool head, std::vector<std::shared_ptr<Endpoint>> endpoints)
+      : shared_(shared),
+        loop_(loop),
+        loop_executor_(shared.loops[loop].get_executor()),
+        timer_(loop_executor_),
+        ex_(std::move(ex)),
+        request_(std::move(request)),
+        head_(head),
+        endpoints_(std::move(endpoints)) {}
+
+  // watch: the request is a long poll (wait=true), whose answer may not start for a long time;
+  // the client leaving before then must end it on the member too. Other requests are answered
+  // in moments, and what a member has begun (a write) is not undone by hanging up anyway.
+  ~ProxyCall() {
+    if (counted_) shared_.load[loop_].ended();
+  }
+
+  void start(bool watch) {
+    if (!watch) {
+      counted_ = true;
+      shared_.load[loop_].started(Clock::now());
+    }
+    if (watch) {
+      std::weak_ptr<ProxyCall> weak = weak_from_this();
+      ex_->notify_close([weak] {
+        if (auto self = weak.lock()) asio::post(self->loop_executor_, [self] { self->cancel(); });
+      });
+    }
+    try_next();  // on the loop's thread already
+  }
+
+ private:
+  using Conn = UpstreamPool::Conn;
+
+  // ---- choosing a member ----
+
+  void try_next() {
+    if (done_) return;
+    if (next_ >= endpoints_.size()) {
+      shared_.metrics.dropped_failed_response.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("proxy: unable to get response from {} endpoint(s)", endpoints_.size());
+      return finish_with(proxy_error(
+          502, "unable to get response from " + std::to_string(endpoints_.size()) + " endpoint(s)"));
+    }
+    endpoint_ = endpoints_[next_++];
+    retried_fresh_ = false;
+    conn_ = endpoint_->pool->take(loop_);
+    if (conn_) {
+      reused_ = true;
+      return send();
+    }
+    connect();
+  }
+
+  void connect() {
+    reused_ = false;
+    conn_ = std::make_unique<Conn>(endpoint_->pool->io(loop_));
+    shared_.metrics.upstream_dials.fetch_add(1, std::memory_order_relaxed);
+    arm(shared_.settings.dial_timeout);
+    conn_->socket.async_connect(
+        endpoint_->pool->address(),
+        asio::bind_executor(loop_executor_, [self = shared_from_this()](error_code ec) {
+          self->disarm();
+          if (self->done_) return;
+          if (ec) return self->endpoint_failed("dial", ec);
+          error_code ignored;
+          self->conn_->socket.set_option(tcp::no_delay(true), ignored);
+          self->conn_->socket.non_blocking(true, ignored);
+          self->send();
+        }));
+  }
+
+  // A transport failure before the member answered: retry a stale pooled connection once,
+  // else mark the member failed and go on to the next.
+  void endpoint_failed(const char* what, error_code ec) {
+    const bool timed_out = timed_out_;
+    timed_out_ = false;
+    drop_conn();
+    if (reused_ && !retried_fresh_ && !timed_out) {
+      retried_fresh_ = true;
+      return connect();
+    }
+    shared_.metrics.dropped_failed_sending.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("proxy: failed to direct request to {}: {} {}", endpoint_->url, what,
+                 timed_out ? "i/o timeout" : ec.message());
+    shared_.endpoints.mark_failed(*endpoint_, Clock::now());
+    try_next();
+  }
+
+  // ---- the exchange with the member ----
+
+  void send() {
+    // A request almost always fits the socket's send buffer: written here at once, with no
+    // timer and no completion handler (the socket is non-blocking). The rest, if any, goes out
+    // asynchronously under the write timeout.
+    error_code ec;
+    size_t n = conn_->socket.write_some(asio::buffer(request_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      n = 0;
+      ec = {};
+    }
+    if (ec) return endpoint_failed("write", ec);
+    if (n == request_.size()) return start_response();
+    arm(shared_.settings.write_timeout);
+    asio::async_write(conn_->socket, asio::buffer(request_.data() + n, request_.size() - n),
+                      asio::bind_executor(loop_executor_, [self = shared_from_this()](error_code ec, size_t) {
+                        self->disarm();
+                        if (self->done_) return;
+                        if (ec) return self->endpoint_failed("write", ec);
+                        self->start_response();
+                      }));
+  }
+
+  void start_response() {
+    response_ = UpstreamResponse{};
+    parser_.emplace(response_);
+    parser_->header_limit(kUpstreamHeaderLimit);
+    // Not boost::none: Beast 1.74 compares a Content-Length against the optional limit, and
+    // anything is greater than none.
+    parser_->body_limit(std::numeric_limits<uint64_t>::max());
+    if (head_) parser_->skip(true);
+    read_some();
+  }
+
+  void read_some() {
+    arm(shared_.settings.read_timeout);
+    http::async_read_some(conn_->socket, conn_->buffer, *parser_,
+                          asio::bind_executor(loop_executor_, [self = shared_from_this()](error_code ec, size_t) {
+                            self->disarm();
+                            self->on_read(ec);
+                          }));
+  }
+
+  void on_read(error_code ec) {
+    if (done_) return;
+    if (ec) {
+      if (streaming_) return end_stream_early(ec);
+      // No byte has reached the client: as a failed round trip (etcd does the same when a
+      // member fails before its whole header arrived).
+      return endpoint_failed("read", ec);
+    }
+    if (!parser_->is_header_done()) return read_some();
+    if (!streaming_) {
+      if (parser_->is_done()) return reply_whole();
+      if (parser_->chunked() || !parser_->content_length()) return begin_stream();
+      return read_some();  // a Content-Length body: relayed whole
+    }
+    forward_body();
+  }
+
+  HttpResponse client_headers() {
+    HttpResponse r;
+    r.status = response_.status;
+    r.raw_headers = std::move(response_.headers);
+    r.date = !response_.has_date;
+    return r;
+  }
+
+  void reply_whole() {
+    HttpResponse r = client_headers();
+    if (auto length = parser_->content_length()) r.content_length = *length;
+    r.body = std::move(response_.body);
+    const bool reusable = parser_->keep_alive();
+    if (reusable) recycle_conn();
+    else drop_conn();
+    shared_.metrics.handled.fetch_add(1, std::memory_order_relaxed);
+    finish_with(std::move(r));
+  }
+
+  void begin_stream() {
+    streaming_ = true;
+    std::weak_ptr<ProxyCall> weak = weak_from_this();
+    ex_->begin_stream(client_headers(), [weak] {
+      if (auto self = weak.lock()) asio::post(self->loop_executor_, [self] { self->cancel(); });
+    });
+    forward_body();
+  }
+
+  // Hands what has arrived to the client; reads on once the connection has taken it.
+  void forward_body() {
+    if (!response_.body.empty()) {
+      std::string piece = std::move(response_.body);
+      response_.body.clear();
+      // Holds the call alive until the client connection has taken the piece; dropped
+      // unrun if that connection closes first.
+      ex_->send_chunk(std::move(piece), [self = shared_from_this()] {
+        asio::post(self->loop_executor_, [self] { self->after_piece(); });
+      });
+      return;
+    }
+    after_piece();
+  }
+
+  void after_piece() {
+    if (done_) return;
+    if (parser_->is_done()) {
+      if (parser_->keep_alive()) recycle_conn();
+      else drop_conn();
+      shared_.metrics.handled.fetch_add(1, std::memory_order_relaxed);
+      done_ = true;
+      ex_->end_stream();
+      ex_.reset();
+      return;
+    }
+    read_some();
+  }
+
+  // The member's body broke off (it died, or closed an unframed body): end the client's
+  // stream cleanly.
+  void end_stream_early(error_code ec) {
+    const bool eof_delimited = !parser_->chunked() && !parser_->content_length();
+    if (!(eof_delimited && ec == http::error::end_of_stream))
+      spdlog::info("proxy: response from {} broke off: {}", endpoint_->url,
+                   timed_out_ ? "i/o timeout" : ec.message());
+    drop_conn();
+    shared_.metrics.handled.fetch_add(1, std::memory_order_relaxed);
+    auto finish = [this] {
+      done_ = true;
+      ex_->end_stream();
+      ex_.reset();
+    };
+    if (response_.body.empty()) return finish();
+    // What the parser took before the end still goes out.
+    std::string piece = std::move(response_.body);
+    response_.body.clear();
+    ex_->send_chunk(std::move(piece));
+    finish();
+  }
+
+  // The client left (or its connection closed): stop talking to the member. The connection
+  // is not reused: the member may still be answering on it.
+  void cancel() {
+    if (done_) return;
+    done_ = true;
+    disarm();
+    drop_conn();
+    ex_.reset();
+  }
+
+  void finish_with(HttpResponse r) {
+    done_ = true;
+    ex_->reply(std::move(r));
+    ex_.reset();
+  }
+
+  void recycle_conn() {
+    if (!conn_) return;
+    if (conn_->buffer.size() != 0) return drop_conn();  // bytes past the response: out of step
+    endpoint_->pool->give_back(loop_, std::move(conn_));
+  }
+
+  void drop_conn() {
+    if (!conn_) return;
+    error_code ignored;
+    conn_->socket.close(ignored);
+    conn_.reset();
+  }
+
+  // ---- the per-operation deadline ----
+
+  void arm(Clock::duration d) {
+    ++timer_gen_;
+    if (d.count() <= 0) return;
+    timer_.expires_after(d);
+    timer_.async_wait([self = shared_from_this(), gen = timer_gen_](error_code ec) {
+      if (ec || gen != self->timer_gen_ || !self->conn_) return;
+      self->timed_out_ = true;
+      error_code ignored;
+      self->conn_->socket.close(ignored);  // the pending operation fails
+    });
+  }
+  void disarm() {
+    ++timer_gen_;
+    timer_.cancel();
+  }
+
+  Shared& shared_;
+  const size_t loop_;  // the loop of the client connection; member connections come from it
+  // The loop's executor: one thread, so no strand is needed to serialize the handlers.
+  asio::io_context::executor_type loop_executor_;
+  asio::steady_timer timer_;
+  uint64_t timer_gen_ = 0;
+  bool timed_out_ = false;
+  std::shared_ptr<Exchange> ex_;  // null once answered or cancelled
+  const std::string request_;     // the bytes sent to a member
+  const bool head_;
+  const std::vector<std::shared_ptr<Endpoint>> endpoints_;
+  size_t next_ = 0;  // endpoints_[next_] is tried next
+  std::shared_ptr<Endpoint> endpoint_;
+  std::unique_ptr<Conn> conn_;
+  bool reused_ = false;         // conn_ came from the pool
+  bool retried_fresh_ = false;  // a stale pooled connection was replaced once for endpoint_
+  UpstreamResponse response_;
+  std::optional<ResponseParser> parser_;
+  bool streaming_ = false;  // the client has the headers
+  bool done_ = false;       // answered, or the client left
+  bool counted_ = false;    // in shared_.load[loop_].calls
+};
+
+}  // namespace
+
+void start_proxy_call(Shared& shared, size_t loop, std::shared_ptr<Exchange> ex,
+                      std::string request, bool head,
+                      std::vector<std::shared_ptr<Endpoint>> endpoints, bool watch) {
+  auto call = std::make_shared<ProxyCall>(shared, loop, std::move(ex), std::move(request), head,
+                                          std::move(endpoints));
+  call->start(watch);
+}
+
+}  // namespace kvd::server::proxy

@@ -1,0 +1,136 @@
+// EventLoops: one io_context per loop, run round robin; busy polling (set_spin).
+#include "server/http/event_loops.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+namespace kvd::server {
+namespace {
+
+constexpr auto kWait = std::chrono::seconds(20);
+
+// A timer of `delay` on loop `loop`, set from that loop's thread; the future is ready when it
+// fired.
+std::future<void> timer_on(EventLoops& loops, size_t loop, std::chrono::milliseconds delay) {
+  auto fired = std::make_shared<std::promise<void>>();
+  auto fut = fired->get_future();
+  boost::asio::post(loops[loop], [&loops, loop, delay, fired] {
+    auto timer = std::make_shared<boost::asio::steady_timer>(loops[loop], delay);
+    timer->async_wait([timer, fired](const boost::system::error_code&) { fired->set_value(); });
+  });
+  return fut;
+}
+
+// Runs loops.run() on a thread of its own; returns its future.
+std::future<void> run_async(EventLoops& loops) {
+  return std::async(std::launch::async, [&loops] { loops.run(); });
+}
+
+// Posts `rounds` handlers, each from the previous one, hopping over all loops; the future is
+// ready when the last ran.
+std::future<int> ping_pong(EventLoops& loops, int rounds) {
+  auto done = std::make_shared<std::promise<int>>();
+  auto fut = done->get_future();
+  auto count = std::make_shared<int>(0);
+  auto step = std::make_shared<std::function<void()>>();
+  *step = [&loops, done, count, step, rounds] {
+    if (++*count == rounds) {
+      done->set_value(*count);
+      *step = nullptr;  // breaks the cycle
+      return;
+    }
+    boost::asio::post(loops[*count % loops.size()], *step);
+  };
+  boost::asio::post(loops[0], *step);
+  return fut;
+}
+
+TEST(EventLoopsTest, run_runsHandlersOnEveryLoopUntilStop) {
+  EventLoops loops(2);
+  auto running = run_async(loops);
+  auto pp = ping_pong(loops, 1000);
+  ASSERT_EQ(pp.wait_for(kWait), std::future_status::ready);
+  EXPECT_EQ(pp.get(), 1000);
+  loops.stop();
+  ASSERT_EQ(running.wait_for(kWait), std::future_status::ready);
+}
+
+TEST(EventLoopsTest, setSpin_pollingLoopsRunHandlersAndTimersAndStop) {
+  EventLoops loops(2);
+  std::atomic<int> asked{0};
+  loops.set_spin([&asked](size_t) {
+    asked.fetch_add(1);
+    return std::chrono::microseconds(200);
+  });
+  auto running = run_async(loops);
+  auto pp = ping_pong(loops, 1000);
+  ASSERT_EQ(pp.wait_for(kWait), std::future_status::ready);
+  EXPECT_EQ(pp.get(), 1000);
+  EXPECT_GT(asked.load(), 0);  // the loops did poll
+  // A timer fires while a loop polls, and after it went back to blocking.
+  ASSERT_EQ(timer_on(loops, 1, std::chrono::milliseconds(5)).wait_for(kWait),
+            std::future_status::ready);
+  loops.stop();
+  ASSERT_EQ(running.wait_for(kWait), std::future_status::ready);
+}
+
+TEST(EventLoopsTest, setSpin_zeroBlocksAsWithout) {
+  EventLoops loops(1);
+  std::atomic<int> asked{0};
+  loops.set_spin([&asked](size_t) {
+    asked.fetch_add(1);
+    return std::chrono::microseconds(0);
+  });
+  auto running = run_async(loops);
+  auto pp = ping_pong(loops, 100);
+  ASSERT_EQ(pp.wait_for(kWait), std::future_status::ready);
+  // Idle now: a loop that is told to poll for zero time asks once per wake-up, not in a loop.
+  const int before = asked.load();
+  ASSERT_EQ(timer_on(loops, 0, std::chrono::milliseconds(20)).wait_for(kWait),
+            std::future_status::ready);
+  EXPECT_LE(asked.load() - before, 3);
+  loops.stop();
+  ASSERT_EQ(running.wait_for(kWait), std::future_status::ready);
+}
+
+// The polling time is asked for again while polling: when it drops to zero the loop blocks at
+// once, however long it was told to poll before.
+TEST(EventLoopsTest, setSpin_pollingTimeIsAskedWhilePolling) {
+  EventLoops loops(1);
+  std::atomic<bool> poll{true};
+  std::atomic<int> asked{0};
+  loops.set_spin([&](size_t) {
+    asked.fetch_add(1);
+    return poll.load() ? std::chrono::microseconds(std::chrono::hours(1)) : std::chrono::microseconds(0);
+  });
+  auto running = run_async(loops);
+  auto pp = ping_pong(loops, 10);
+  ASSERT_EQ(pp.wait_for(kWait), std::future_status::ready);
+  // Polling for an hour: asked over and over. Bounded wait for the count to grow.
+  const int first = asked.load();
+  for (int i = 0; i < 20000 && asked.load() < first + 100; ++i) std::this_thread::yield();
+  EXPECT_GE(asked.load(), first + 100);
+  poll = false;
+  // Blocked now: a 20 ms timer sees at most a couple of questions (one per wake-up).
+  int before = asked.load();
+  for (int i = 0; i < 20000; ++i) {  // the loop may be mid-poll when poll turns false
+    std::this_thread::yield();
+    if (asked.load() == before) break;
+    before = asked.load();
+  }
+  ASSERT_EQ(timer_on(loops, 0, std::chrono::milliseconds(20)).wait_for(kWait),
+            std::future_status::ready);
+  EXPECT_LE(asked.load() - before, 3);
+  loops.stop();
+  ASSERT_EQ(running.wait_for(kWait), std::future_status::ready);
+}
+
+}  // namespace
+}  // namespace kvd::server

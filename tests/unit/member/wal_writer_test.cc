@@ -1,0 +1,193 @@
+// WalWriter against a real RocksDB log in a temp dir.
+#include "server/member/wal_writer.h"
+
+#include <gtest/gtest.h>
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+
+namespace kvd::server {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr auto kWait = std::chrono::seconds(20);
+
+raft::Entry entry(uint64_t index, std::string data = "x") {
+  return raft::Entry{1, index, raft::EntryType::kNormal, std::move(data)};
+}
+
+class WalWriterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "kvd-wal-test-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    auto r = storage::RaftLog::open((dir_ / "db").string());
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+    log_ = std::move(r.value());
+  }
+  void TearDown() override {
+    log_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // Queues entries and a hard state as the raft loop does (one Ready), checking the outcome.
+  static bool persist(WalWriter& wal, std::vector<raft::Entry> entries, raft::HardState hs) {
+    return wal.persist(std::nullopt, std::move(entries), hs, /*sync=*/true,
+                       [](Status st) { EXPECT_TRUE(st.is_ok()) << st.message(); });
+  }
+
+  fs::path dir_;
+  std::unique_ptr<storage::RaftLog> log_;
+};
+
+// save_snapshot() (the member's inline snapshots) is written in order with the persists around it.
+TEST_F(WalWriterTest, saveSnapshot_orderedWithAppends) {
+  std::vector<uint64_t> snapshots;
+  {
+    WalWriter wal(log_.get(), [&](uint64_t index, Status st) {
+      EXPECT_TRUE(st.is_ok()) << st.message();
+      snapshots.push_back(index);
+    });
+    for (uint64_t i = 1; i <= 10; ++i) ASSERT_TRUE(persist(wal, {entry(i)}, {1, 7, i}));
+    raft::Snapshot snap;
+    snap.metadata.index = 5;
+    snap.metadata.term = 1;
+    snap.data = "image";
+    ASSERT_TRUE(wal.save_snapshot(snap));
+    ASSERT_TRUE(persist(wal, {entry(11)}, {1, 7, 11}));
+  }  // the destructor writes everything queued
+  EXPECT_EQ(snapshots, std::vector<uint64_t>{5});
+  raft::Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), raft::StorageError::kOk);
+  EXPECT_EQ(got.metadata.index, 5u);
+  EXPECT_EQ(got.data, "image");
+  EXPECT_EQ(log_->first_index(), 6u);
+  EXPECT_EQ(log_->last_index(), 11u);
+}
+
+TEST_F(WalWriterTest, saveSnapshotFile_imageThreadWritesItWhileAppendsGoOn) {
+  const fs::path image = dir_ / "snapshot-5.tmp";
+  const std::string data(3 << 20, 'i');  // three image chunks
+  ASSERT_TRUE(log_->build_image(5, data, image.string()).is_ok());
+  std::promise<Status> saved;
+  auto saved_f = saved.get_future();
+  {
+    WalWriter wal(log_.get(), [](uint64_t, Status) { ADD_FAILURE() << "not a save_snapshot()"; });
+    for (uint64_t i = 1; i <= 10; ++i) ASSERT_TRUE(persist(wal, {entry(i)}, {1, 7, i}));
+    ASSERT_TRUE(wal.save_snapshot_file(raft::SnapshotMetadata{5, 1, {{1}}}, image.string(),
+                                       [&](Status st) { saved.set_value(std::move(st)); }));
+    for (uint64_t i = 11; i <= 20; ++i) ASSERT_TRUE(persist(wal, {entry(i)}, {1, 7, i}));
+    ASSERT_EQ(saved_f.wait_for(kWait), std::future_status::ready);
+  }
+  Status st = saved_f.get();
+  EXPECT_TRUE(st.is_ok()) << st.message();
+  EXPECT_FALSE(fs::exists(image));
+  raft::Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), raft::StorageError::kOk);
+  EXPECT_EQ(got.metadata.index, 5u);
+  EXPECT_TRUE(got.data == data) << got.data.size() << " bytes";
+  EXPECT_EQ(log_->first_index(), 6u);
+  EXPECT_EQ(log_->last_index(), 20u);
+}
+
+TEST_F(WalWriterTest, saveSnapshotFile_missingFileReportsTheError) {
+  std::promise<Status> saved;
+  auto saved_f = saved.get_future();
+  WalWriter wal(log_.get(), [](uint64_t, Status) {});
+  ASSERT_TRUE(wal.save_snapshot_file(raft::SnapshotMetadata{5, 1, {{1}}},
+                                     (dir_ / "gone.tmp").string(),
+                                     [&](Status st) { saved.set_value(std::move(st)); }));
+  ASSERT_EQ(saved_f.wait_for(kWait), std::future_status::ready);
+  Status st = saved_f.get();
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("gone.tmp"), std::string::npos) << st.message();
+  EXPECT_EQ(log_->first_index(), 1u);
+}
+
+TEST_F(WalWriterTest, persist_installsSnapshotThenWritesEntriesAndHardState) {
+  ASSERT_TRUE(log_->append({entry(1), entry(2), entry(3)}, raft::HardState{1, 7, 2}).is_ok());
+  std::promise<Status> done;
+  auto done_f = done.get_future();
+  {
+    WalWriter wal(log_.get(), [](uint64_t, Status) {});
+    // A leader's snapshot at index 10 (term 2) disagrees with the local log: it replaces it, and
+    // the entries after it are written in the same job.
+    raft::Snapshot snap;
+    snap.metadata.index = 10;
+    snap.metadata.term = 2;
+    snap.metadata.conf_state.voters = {7, 8, 9};
+    snap.data = "image";
+    std::vector<raft::Entry> tail = {raft::Entry{2, 11, raft::EntryType::kNormal, "a"},
+                                     raft::Entry{2, 12, raft::EntryType::kNormal, "b"}};
+    ASSERT_TRUE(wal.persist(snap, tail, raft::HardState{2, 8, 11}, true,
+                            [&](Status st) { done.set_value(std::move(st)); }));
+    ASSERT_EQ(done_f.wait_for(kWait), std::future_status::ready);
+    Status st = done_f.get();
+    EXPECT_TRUE(st.is_ok()) << st.message();
+    EXPECT_EQ(wal.append_calls(), 1u);
+  }
+  raft::Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), raft::StorageError::kOk);
+  EXPECT_EQ(got.metadata.index, 10u);
+  EXPECT_EQ(got.metadata.conf_state.voters, (std::vector<raft::NodeId>{7, 8, 9}));
+  EXPECT_EQ(log_->first_index(), 11u);
+  EXPECT_EQ(log_->last_index(), 12u);
+  EXPECT_EQ(log_->initial_state().first, (raft::HardState{2, 8, 11}));
+  std::vector<raft::Entry> es;
+  ASSERT_EQ(log_->entries(11, 13, 1 << 20, &es), raft::StorageError::kOk);
+  ASSERT_EQ(es.size(), 2u);
+  EXPECT_EQ(es[1].data, "b");
+}
+
+TEST_F(WalWriterTest, persist_hardStateOnlyIsWritten) {
+  ASSERT_TRUE(log_->append({entry(1)}, raft::HardState{1, 7, 0}).is_ok());
+  std::promise<Status> done;
+  auto done_f = done.get_future();
+  WalWriter wal(log_.get(), [](uint64_t, Status) {});
+  ASSERT_TRUE(wal.persist(std::nullopt, {}, raft::HardState{1, 7, 1}, true,
+                          [&](Status st) { done.set_value(std::move(st)); }));
+  ASSERT_EQ(done_f.wait_for(kWait), std::future_status::ready);
+  EXPECT_TRUE(done_f.get().is_ok());
+  EXPECT_EQ(log_->initial_state().first, (raft::HardState{1, 7, 1}));
+  wal.stop();
+  EXPECT_FALSE(wal.persist(std::nullopt, {}, raft::HardState{1, 7, 1}, true, [](Status) {}));
+}
+
+TEST_F(WalWriterTest, persist_commitOnlyHardStateSkipsFsync) {
+  ASSERT_TRUE(log_->append({entry(1)}, raft::HardState{1, 7, 0}).is_ok());
+  WalWriter wal(log_.get(), [](uint64_t, Status) {});
+  // A Ready that only moves the commit index is written without an fsync (must_sync false) ...
+  std::promise<Status> unsynced;
+  auto unsynced_f = unsynced.get_future();
+  ASSERT_TRUE(wal.persist(std::nullopt, {}, raft::HardState{1, 7, 1}, false,
+                          [&](Status st) { unsynced.set_value(std::move(st)); }));
+  ASSERT_EQ(unsynced_f.wait_for(kWait), std::future_status::ready);
+  EXPECT_TRUE(unsynced_f.get().is_ok());
+  EXPECT_EQ(wal.append_calls(), 0u);
+  EXPECT_EQ(log_->initial_state().first, (raft::HardState{1, 7, 1}));
+  // ... but entries are always fsynced, whatever the caller says.
+  std::promise<Status> synced;
+  auto synced_f = synced.get_future();
+  ASSERT_TRUE(wal.persist(std::nullopt, {entry(2)}, raft::HardState{1, 7, 1}, false,
+                          [&](Status st) { synced.set_value(std::move(st)); }));
+  ASSERT_EQ(synced_f.wait_for(kWait), std::future_status::ready);
+  EXPECT_TRUE(synced_f.get().is_ok());
+  EXPECT_EQ(wal.append_calls(), 1u);
+  EXPECT_EQ(log_->last_index(), 2u);
+}
+
+}  // namespace
+}  // namespace kvd::server
