@@ -1,0 +1,214 @@
+// Helpers every kvctl command uses: environment, client construction, keys requests.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "cli/command.h"
+#include "cli/etcd_client.h"
+#include "common/go.h"
+#include "cli/flags.h"
+#include "cli/help.h"
+#include "cli/output.h"
+
+extern char** environ;
+
+namespace kvd::cli {
+
+std::string getenv_str(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (;;) {
+    std::size_t p = s.find(sep, start);
+    out.push_back(s.substr(start, p - start));
+    if (p == std::string::npos) break;
+    start = p + 1;
+  }
+  return out;
+}
+
+std::string join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string out;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i) out += sep;
+    out += v[i];
+  }
+  return out;
+}
+
+std::string base64(const std::string& in) {
+  static const char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
+                 (static_cast<unsigned char>(in[i + 1]) << 8) | static_cast<unsigned char>(in[i + 2]);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
+  }
+  if (i < in.size()) {
+    unsigned v = static_cast<unsigned char>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+// Endpoint precedence: --endpoints > ETCDCTL_ENDPOINTS > --endpoint > ETCDCTL_ENDPOINT >
+// --peers/-C > ETCDCTL_PEERS > default.
+std::vector<std::string> endpoint_flag_value(const Context& c) {
+  std::string s = c.global.get_string("endpoints");
+  if (s.empty()) s = getenv_str("ETCDCTL_ENDPOINTS");
+  if (s.empty()) s = c.global.get_string("endpoint");
+  if (s.empty()) s = getenv_str("ETCDCTL_ENDPOINT");
+  if (s.empty()) s = c.global.get_string("peers");
+  if (s.empty()) s = getenv_str("ETCDCTL_PEERS");
+  if (s.empty()) s = "http://127.0.0.1:2379,http://127.0.0.1:4001";
+  return split(s, ',');
+}
+
+EtcdClient new_client(const Context& c) {
+  std::vector<Endpoint> eps;
+  for (const auto& raw : endpoint_flag_value(c)) {
+    std::string err;
+    auto ep = url::parse(raw, &err, /*default_http=*/true);
+    if (!ep) {
+      write_stderr(err + "\n");
+      exit_now(kExitBadArgs);
+    }
+    eps.push_back(*ep);
+  }
+  ClientOptions opts;
+  opts.header_timeout = c.global.get_duration("timeout");
+  opts.total_timeout = c.global.get_duration("total-timeout");
+  opts.debug = c.global.get_bool("debug");
+  std::string user = c.global.get_string("username");
+  if (user.empty()) user = getenv_str("ETCDCTL_USERNAME");
+  if (!user.empty()) {
+    std::string password;
+    if (auto colon = user.find(':'); colon != std::string::npos) {
+      password = user.substr(colon + 1);
+      user.resize(colon);
+    } else {
+      write_stderr("Password: ");
+      std::getline(std::cin, password);
+    }
+    opts.authorization = "Basic " + base64(user + ":" + password);
+  }
+  return EtcdClient(std::move(eps), opts);
+}
+
+// etcdctl's mustNewClient: builds the client and syncs the member list unless --no-sync.
+EtcdClient must_new_client(const Context& c) {
+  EtcdClient client = new_client(c);
+  bool debug = c.global.get_bool("debug");
+  if (!c.global.get_bool("no-sync")) {
+    if (debug) {
+      write_stderr("start to sync cluster using endpoints(" + join(client.endpoint_texts(), ",") +
+                   ")\n");
+    }
+    if (auto err = client.sync(client.command_deadline())) {
+      if (err->message == "client: no endpoints available") {
+        write_stderr("etcd cluster has no published client endpoints.\n");
+        write_stderr("Try '--no-sync' if you want to access non-published client endpoints(" +
+                     join(client.endpoint_texts(), ",") + ").\n");
+        handle_error(kExitServerError, *err);
+      }
+      if (err->connection) handle_error(kExitBadConnection, *err);
+    }
+    if (debug) {
+      write_stderr("got endpoints(" + join(client.endpoint_texts(), ",") + ") after sync\n");
+    }
+  }
+  if (debug) write_stderr("Cluster-Endpoints: " + join(client.endpoint_texts(), ", ") + "\n");
+  return client;
+}
+
+EtcdClient must_new_client_no_sync(const Context& c) {
+  EtcdClient client = new_client(c);
+  if (c.global.get_bool("debug")) {
+    write_stderr("Cluster-Endpoints: " + join(client.endpoint_texts(), ", ") + "\n");
+  }
+  return client;
+}
+
+// argOrStdin: the i-th argument, else all of stdin (which must not be empty).
+std::optional<std::string> arg_or_stdin(const Context& c, std::size_t i) {
+  if (i < c.args().size()) return c.args()[i];
+  std::string data((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  if (data.empty() || std::cin.bad()) return std::nullopt;
+  return data;
+}
+
+std::string require_key(const Context& c) {
+  if (c.args().empty()) handle_error(kExitBadArgs, "key required");
+  return c.args()[0];
+}
+
+std::string bool_str(bool b) { return b ? "true" : "false"; }
+
+ApiRequest keys_request(const std::string& method, const std::string& key) {
+  ApiRequest r;
+  r.method = method;
+  r.path = "/v2/keys" + (key.empty() || key[0] != '/' ? "/" + key : key);
+  return r;
+}
+
+// SetOptions -> PUT request, as the Go client's setAction builds it.
+ApiRequest set_request(const std::string& key, const std::string& value, std::int64_t ttl,
+                       bool dir, const std::string& prev_exist, const std::string& prev_value,
+                       std::uint64_t prev_index) {
+  ApiRequest r = keys_request("PUT", key);
+  r.form.emplace();
+  if (dir) {
+    r.query.emplace_back("dir", "true");
+  } else {
+    if (!prev_value.empty()) r.query.emplace_back("prevValue", prev_value);
+    r.form->emplace_back("value", value);
+  }
+  if (prev_index != 0) r.query.emplace_back("prevIndex", std::to_string(prev_index));
+  if (!prev_exist.empty()) r.query.emplace_back("prevExist", prev_exist);
+  if (ttl > 0) r.form->emplace_back("ttl", std::to_string(ttl));
+  return r;
+}
+
+KeysResponse must_keys(EtcdClient& client, const ApiRequest& req, bool one_shot) {
+  auto r = client.keys(req, client.command_deadline(), one_shot, false);
+  if (auto* e = std::get_if<ClientError>(&r)) handle_error(kExitServerError, *e);
+  return std::get<KeysResponse>(r);
+}
+
+namespace {
+
+void on_sigint(int) { std::_Exit(0); }
+
+}  // namespace
+
+void exit_on_sigint() {
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+}  // namespace kvd::cli

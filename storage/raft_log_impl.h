@@ -1,0 +1,367 @@
+// storage::RaftLog's internals, shared by raft_log.cc (the format, writes and reads),
+// raft_log_open.cc (opening and checking a database) and raft_log_images.cc (store images and
+// snapshots). Not part of the interface: include storage/raft_log.h instead.
+#pragma once
+
+#include "storage/raft_log.h"
+
+#include "common/codec.h"
+
+#include <fcntl.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/iterator.h>
+#include <rocksdb/options.h>
+#include <rocksdb/sst_file_reader.h>
+#include <rocksdb/sst_file_writer.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <unistd.h>
+#include <string_view>
+
+namespace kvd::storage {
+namespace raft_log_detail {
+
+namespace fs = std::filesystem;
+
+inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr std::string_view kFormatMagic = "kvd-raft-log";
+inline constexpr char kEntriesFamily[] = "entries";
+inline constexpr char kImagesFamily[] = "images";
+inline constexpr size_t kImageChunkBytes = 1 << 20;
+
+inline constexpr std::string_view kFormatKey = "format";
+inline constexpr std::string_view kHardStateKey = "hard_state";
+inline constexpr std::string_view kSnapshotMetaKey = "snapshot_meta";
+inline constexpr std::string_view kSnapshotDataKey = "snapshot_data";
+inline constexpr std::string_view kMetaPrefix = "meta/";
+
+using codec::put_u32;
+using codec::put_u64;
+
+inline std::string entry_key(uint64_t index) {
+  std::string k;
+  codec::put_u64_be(k, index);
+  return k;
+}
+
+inline std::string image_key(uint64_t index, uint32_t chunk) {
+  std::string k = entry_key(index);
+  codec::put_u32_be(k, chunk);
+  return k;
+}
+
+inline bool decode_entry_key(std::string_view k, uint64_t* index) {
+  codec::Reader r(k);
+  return r.u64_be(index) && r.done();
+}
+
+inline std::string encode_entry(const raft::Entry& e) {
+  std::string v;
+  v.reserve(9 + e.data.size());
+  put_u64(v, e.term);
+  v.push_back(static_cast<char>(e.type));
+  v.append(e.data);
+  return v;
+}
+
+inline bool decode_entry(std::string_view v, uint64_t index, raft::Entry* e) {
+  codec::Reader r(v);
+  uint8_t type = 0;
+  if (!r.u64(&e->term) || !r.u8(&type)) return false;
+  if (type != static_cast<uint8_t>(raft::EntryType::kNormal) &&
+      type != static_cast<uint8_t>(raft::EntryType::kConfChange)) {
+    return false;
+  }
+  e->type = static_cast<raft::EntryType>(type);
+  e->index = index;
+  e->data.assign(r.rest());
+  return true;
+}
+
+inline std::string encode_format() {
+  std::string v(kFormatMagic);
+  put_u32(v, kFormatVersion);
+  return v;
+}
+
+inline std::string encode_hard_state(const raft::HardState& hs) {
+  std::string v;
+  put_u64(v, hs.term);
+  put_u64(v, hs.vote);
+  put_u64(v, hs.commit);
+  return v;
+}
+
+inline bool decode_hard_state(std::string_view v, raft::HardState* hs) {
+  codec::Reader r(v);
+  return r.u64(&hs->term) && r.u64(&hs->vote) && r.u64(&hs->commit) && r.done();
+}
+
+inline std::string encode_snapshot_meta(const raft::SnapshotMetadata& m, const ImageInfo& image) {
+  std::string v;
+  put_u64(v, m.index);
+  put_u64(v, m.term);
+  put_u64(v, m.conf_state.voters.size());
+  for (raft::NodeId id : m.conf_state.voters) put_u64(v, id);
+  put_u64(v, image.bytes);
+  put_u32(v, image.chunks);
+  return v;
+}
+
+// *legacy: the record has no image fields (the image is "snapshot_data").
+inline bool decode_snapshot_meta(std::string_view v, raft::SnapshotMetadata* m, ImageInfo* image,
+                          bool* legacy) {
+  codec::Reader r(v);
+  uint64_t n = 0;
+  if (!r.u64(&m->index) || !r.u64(&m->term) || !r.u64(&n)) return false;
+  if (r.remaining() / 8 < n || (r.remaining() != n * 8 && r.remaining() != n * 8 + 12)) {
+    return false;
+  }
+  m->conf_state.voters.resize(n);
+  for (auto& id : m->conf_state.voters) {
+    if (!r.u64(&id)) return false;
+  }
+  *image = ImageInfo{m->index, 0, 0};
+  *legacy = r.remaining() == 0;
+  if (*legacy) return true;
+  return r.u64(&image->bytes) && r.u32(&image->chunks) && r.done() && image->chunks > 0;
+}
+
+inline rocksdb::Slice slice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+
+// One run of equal terms in the log: entries [start, next run's start) all have this term.
+struct TermRun {
+  uint64_t start;
+  uint64_t term;
+};
+
+}  // namespace raft_log_detail
+
+using namespace raft_log_detail;  // NOLINT: the format's own vocabulary, in the log's files
+
+struct RaftLog::Impl {
+  // What readers see: an immutable value replaced as a whole after each write (copy-on-write),
+  // together with a RocksDB snapshot taken right after that write, so that a reader's RocksDB
+  // reads match the cached bounds exactly even while the next write is in flight.
+  struct View {
+    raft::HardState hard_state;
+    raft::SnapshotMetadata snapshot;  // index 0: none
+    ImageInfo image;                  // the snapshot's image in "images", unless legacy_image
+    bool legacy_image = false;        // the image is the "snapshot_data" record
+    // Invariant: snapshot.index <= last_index; the log holds [snapshot.index + 1, last_index].
+    uint64_t last_index = 0;
+    // Invariant: empty iff the log is empty; runs.front().start == snapshot.index + 1; starts
+    // strictly increase, terms never decrease, all starts <= last_index.
+    std::vector<TermRun> runs;
+    std::shared_ptr<const rocksdb::Snapshot> db_snapshot;
+
+    uint64_t term_at(uint64_t i) const {
+      // REQUIRES: snapshot.index < i <= last_index.
+      auto it = std::upper_bound(runs.begin(), runs.end(), i,
+                                 [](uint64_t x, const TermRun& r) { return x < r.start; });
+      return std::prev(it)->term;
+    }
+  };
+
+  std::string dir;
+  std::shared_ptr<rocksdb::Logger> logger;
+  std::unique_ptr<rocksdb::DB> db;
+  rocksdb::ColumnFamilyHandle* meta_cf = nullptr;     // owned by db
+  rocksdb::ColumnFamilyHandle* entries_cf = nullptr;  // owned by db
+  rocksdb::ColumnFamilyHandle* images_cf = nullptr;   // owned by db
+  rocksdb::Options image_options;                     // the images family's
+  // image_options without the database's logger, for image files: build_image may run in a
+  // forked child, where the logger's locks may be held by threads the child does not have.
+  rocksdb::Options image_file_options;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+
+  // Serializes writers (the contract allows one, but put_meta may come from elsewhere at start).
+  std::mutex write_mu;
+  // Set after a failed write: RocksDB may hold part of it in memory, so the cached view can no
+  // longer be trusted to match; every later write fails with this message.
+  std::optional<std::string> write_error;  // GUARDED_BY(write_mu)
+
+  mutable std::mutex view_mu;
+  std::shared_ptr<const View> view;  // GUARDED_BY(view_mu); never null after open
+
+  // The newest entries written, contiguous (at most kCacheEntries of them and kCacheBytes of
+  // data, at least one): entries() answers from here what the raft core reads most (committed
+  // entries to apply, appends for followers that keep up) without a RocksDB iterator. Kept in
+  // step with the log by the writer after each successful write; a reader checks the terms of
+  // what it takes against its own view (an entry with the same index and term is the same
+  // entry, Raft's Log Matching), so a write racing the read cannot hand it an entry its view
+  // does not have.
+  static constexpr size_t kCacheEntries = 16384;
+  static constexpr size_t kCacheBytes = 16 << 20;
+  mutable std::mutex cache_mu;
+  std::deque<raft::Entry> cache;  // GUARDED_BY(cache_mu)
+  size_t cache_bytes = 0;         // GUARDED_BY(cache_mu)
+
+  // After entries[skip..] were written (replacing the log from entries[skip].index on).
+  void cache_appended(const std::vector<raft::Entry>& entries, size_t skip) {
+    std::lock_guard lk(cache_mu);
+    const uint64_t start = entries[skip].index;
+    if (!cache.empty() && (start < cache.front().index || start > cache.back().index + 1)) {
+      cache.clear();
+      cache_bytes = 0;
+    }
+    while (!cache.empty() && cache.back().index >= start) {
+      cache_bytes -= cache.back().data.size();
+      cache.pop_back();
+    }
+    for (size_t i = skip; i < entries.size(); ++i) {
+      cache.push_back(entries[i]);
+      cache_bytes += entries[i].data.size();
+    }
+    while (cache.size() > 1 && (cache.size() > kCacheEntries || cache_bytes > kCacheBytes)) {
+      cache_bytes -= cache.front().data.size();
+      cache.pop_front();
+    }
+  }
+
+  // After a snapshot at index was recorded: entries up to it are gone from the log; all of
+  // them when the log was discarded.
+  void cache_compacted(uint64_t index, bool discarded) {
+    std::lock_guard lk(cache_mu);
+    while (!cache.empty() && (discarded || cache.front().index <= index)) {
+      cache_bytes -= cache.front().data.size();
+      cache.pop_front();
+    }
+  }
+
+  // entries() from the cache: true if [lo, hi) is all there and agrees with v (out then holds
+  // what the RocksDB read would give, max_bytes applied as there); false leaves out as it was.
+  // REQUIRES: v.snapshot.index < lo < hi <= v.last_index + 1.
+  bool cached_entries(const View& v, uint64_t lo, uint64_t hi, uint64_t max_bytes,
+                      std::vector<raft::Entry>* out) const {
+    std::lock_guard lk(cache_mu);
+    if (cache.empty() || lo < cache.front().index || hi > cache.back().index + 1) return false;
+    const size_t before = out->size();
+    auto run = std::upper_bound(v.runs.begin(), v.runs.end(), lo,
+                                [](uint64_t x, const TermRun& r) { return x < r.start; });
+    uint64_t bytes = 0;
+    for (uint64_t i = lo; i < hi; ++i) {
+      while (run != v.runs.end() && run->start <= i) ++run;
+      const raft::Entry& e = cache[i - cache.front().index];
+      if (e.term != std::prev(run)->term) {
+        out->resize(before);
+        return false;
+      }
+      bytes += e.data.size();
+      if (i > lo && bytes > max_bytes) break;
+      out->push_back(e);
+    }
+    return true;
+  }
+  // Indexes of the images snapshot() is reading now (their files must stay).
+  mutable std::multiset<uint64_t> image_readers;  // GUARDED_BY(view_mu)
+
+  ~Impl() {
+    {
+      std::lock_guard lk(view_mu);
+      view.reset();  // releases the RocksDB snapshot before the database goes
+    }
+    if (db) {
+      for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+      rocksdb::Status s = db->Close();
+      if (!s.ok()) spdlog::warn("closing {}: {}", dir, s.ToString());
+    }
+  }
+
+  std::shared_ptr<const View> current() const {
+    std::lock_guard lk(view_mu);
+    return view;
+  }
+
+  std::shared_ptr<const rocksdb::Snapshot> take_db_snapshot() {
+    rocksdb::DB* d = db.get();
+    return std::shared_ptr<const rocksdb::Snapshot>(
+        d->GetSnapshot(), [d](const rocksdb::Snapshot* s) { d->ReleaseSnapshot(s); });
+  }
+
+  Status fail(const std::string& what) const { return Status::error(dir + ": " + what); }
+
+  // Writes batch (fsynced unless sync is false) and, once written, publishes next as the
+  // readers' view.
+  // REQUIRES: write_mu held.
+  Status commit(rocksdb::WriteBatch* batch, std::optional<View> next, const char* op,
+                bool sync = true) {
+    if (write_error) return Status::error(*write_error);
+    rocksdb::WriteOptions wo;
+    wo.sync = sync;
+    rocksdb::Status s = db->Write(wo, batch);
+    if (!s.ok()) {
+      write_error = dir + ": " + op + ": " + s.ToString();
+      return Status::error(*write_error);
+    }
+    if (next) {
+      next->db_snapshot = take_db_snapshot();
+      auto published = std::make_shared<const View>(std::move(*next));
+      std::lock_guard lk(view_mu);
+      view = std::move(published);
+    }
+    return Status::ok();
+  }
+
+  Status load(bool fresh);
+
+  // Drops the image files whose keys all lie in [image_key(lo, 0), image_key(hi, 0)).
+  void drop_images(uint64_t lo, uint64_t hi) {
+    const std::string b = image_key(lo, 0), e = image_key(hi, 0);
+    rocksdb::Slice bs(b), es(e);
+    rocksdb::Status s = rocksdb::DeleteFilesInRange(db.get(), images_cf, &bs, &es, false);
+    if (!s.ok()) spdlog::warn("{}: dropping images [{}, {}): {}", dir, lo, hi, s.ToString());
+  }
+
+  // Writes data as one image SST file at path: chunks of at most kImageChunkBytes under image
+  // keys of index, synced. Uses no database, only the images family's table options (so it may
+  // run in a forked child). A failure removes the file.
+  Result<ImageInfo> build_image(uint64_t index, std::string_view data,
+                                const std::string& path) const {
+    rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), image_file_options);
+    ImageInfo info;
+    info.index = index;
+    rocksdb::Status s = writer.Open(path);
+    const char* what = "creating";
+    // An empty image is one empty chunk.
+    for (size_t at = 0; s.ok() && (at < data.size() || info.chunks == 0); at += kImageChunkBytes) {
+      const std::string_view chunk = data.substr(std::min(at, data.size()), kImageChunkBytes);
+      s = writer.Put(image_key(index, info.chunks), slice(chunk));
+      what = "writing";
+      ++info.chunks;
+      info.bytes += chunk.size();
+    }
+    if (s.ok()) {
+      s = writer.Finish();
+      what = "finishing";
+    }
+    if (s.ok()) return info;
+    std::error_code ec;
+    fs::remove(path, ec);
+    return fail(std::string(what) + " the image " + path + ": " + s.ToString());
+  }
+
+  // Moves the image file at path into the images family (a hard link, no copy).
+  Status ingest(const std::string& path) {
+    rocksdb::IngestExternalFileOptions io;
+    io.move_files = true;
+    rocksdb::Status s = db->IngestExternalFile(images_cf, {path}, io);
+    if (!s.ok()) return fail("ingesting the image " + path + ": " + s.ToString());
+    return Status::ok();
+  }
+};
+
+}  // namespace kvd::storage

@@ -1,0 +1,327 @@
+// RaftLog::open: opening (or creating) the database and checking everything in it before the
+// log is served; see the format and what a crash can leave at the top of raft_log.cc.
+#include "storage/raft_log_impl.h"
+
+namespace kvd::storage {
+
+namespace {
+
+// RocksDB's info log goes to its usual LOG file in the database directory; warnings and errors
+// (among them the report of a torn WAL tail dropped by point-in-time recovery) are also sent to
+// spdlog so that they reach the operator.
+class ForwardingLogger : public rocksdb::Logger {
+ public:
+  ForwardingLogger(std::string dir, std::shared_ptr<rocksdb::Logger> file)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL), dir_(std::move(dir)),
+        file_(std::move(file)) {}
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level >= rocksdb::InfoLogLevel::WARN_LEVEL) {
+      va_list copy;
+      va_copy(copy, ap);
+      char buf[1024];
+      std::vsnprintf(buf, sizeof(buf), format, copy);
+      va_end(copy);
+      if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+        spdlog::error("rocksdb {}: {}", dir_, buf);
+      } else {
+        spdlog::warn("rocksdb {}: {}", dir_, buf);
+      }
+    }
+    if (file_) file_->Logv(level, format, ap);
+  }
+  void Flush() override {
+    if (file_) file_->Flush();
+  }
+
+ protected:
+  rocksdb::Status CloseImpl() override { return file_ ? file_->Close() : rocksdb::Status::OK(); }
+
+ private:
+  const std::string dir_;
+  const std::shared_ptr<rocksdb::Logger> file_;
+};
+
+
+std::string describe_dir_contents(const fs::path& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    names.push_back(it->path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < 5; ++i) {
+    if (i) out += ", ";
+    out += names[i];
+  }
+  if (names.size() > 5) out += ", ...";
+  return out;
+}
+
+}  // namespace
+
+Status RaftLog::Impl::load(bool fresh) {
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  std::string v;
+
+  // Format record.
+  rocksdb::Status s = db->Get(ro, meta_cf, slice(kFormatKey), &v);
+  if (s.IsNotFound()) {
+    bool empty = true;
+    for (auto* cf : {meta_cf, entries_cf}) {
+      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, cf));
+      it->SeekToFirst();
+      if (it->Valid()) empty = false;
+      if (!it->status().ok()) return fail("reading RocksDB: " + it->status().ToString());
+    }
+    if (!empty) {
+      return fail("not a kvd raft log: the RocksDB database has no \"format\" record");
+    }
+    if (!fresh) {
+      spdlog::warn("{}: database without records (its creation was interrupted); initializing",
+                   dir);
+    }
+    rocksdb::WriteBatch b;
+    b.Put(meta_cf, slice(kFormatKey), encode_format()).PermitUncheckedError();
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = db->Write(wo, &b);
+    if (!s.ok()) return fail("writing the format record: " + s.ToString());
+  } else if (!s.ok()) {
+    return fail("reading the format record: " + s.ToString());
+  } else {
+    std::string_view in(v);
+    uint32_t version = 0;
+    if (in.substr(0, kFormatMagic.size()) != kFormatMagic) {
+      return fail("not a kvd raft log: the \"format\" record does not start with \"" +
+                  std::string(kFormatMagic) + "\"");
+    }
+    in.remove_prefix(kFormatMagic.size());
+    codec::Reader r(in);
+    if (!r.u32(&version) || !r.done()) {
+      return fail("malformed \"format\" record (" + std::to_string(v.size()) + " bytes)");
+    }
+    if (version != kFormatVersion) {
+      return fail("unknown raft log format version " + std::to_string(version) +
+                  " (this kvd reads version " + std::to_string(kFormatVersion) + ")");
+    }
+  }
+
+  View next;
+  auto read_record = [&](std::string_view key, auto decode) -> Status {
+    std::string value;
+    rocksdb::Status rs = db->Get(ro, meta_cf, slice(key), &value);
+    if (rs.IsNotFound()) return Status::ok();
+    if (!rs.ok()) return fail("reading \"" + std::string(key) + "\": " + rs.ToString());
+    if (!decode(std::string_view(value))) {
+      return fail("malformed \"" + std::string(key) + "\" record (" +
+                  std::to_string(value.size()) + " bytes)");
+    }
+    return Status::ok();
+  };
+  if (Status st = read_record(kHardStateKey,
+                              [&](std::string_view x) {
+                                return decode_hard_state(x, &next.hard_state);
+                              });
+      !st.is_ok()) {
+    return st;
+  }
+  if (Status st = read_record(kSnapshotMetaKey,
+                              [&](std::string_view x) {
+                                return decode_snapshot_meta(x, &next.snapshot, &next.image,
+                                                            &next.legacy_image);
+                              });
+      !st.is_ok()) {
+    return st;
+  }
+
+  // The log: contiguous from snapshot index + 1, terms non-decreasing.
+  next.last_index = next.snapshot.index;
+  uint64_t last_term = next.snapshot.term;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, entries_cf));
+  raft::Entry e;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    uint64_t index = 0;
+    std::string_view k(it->key().data(), it->key().size());
+    if (!decode_entry_key(k, &index)) {
+      return fail("malformed raft log key (" + std::to_string(k.size()) + " bytes)");
+    }
+    if (index != next.last_index + 1) {
+      if (next.runs.empty()) {
+        return fail("raft log starts at index " + std::to_string(index) +
+                    " but the snapshot ends at " + std::to_string(next.snapshot.index) +
+                    " (entries are missing)");
+      }
+      return fail("gap in the raft log: entry " + std::to_string(next.last_index) +
+                  " is followed by entry " + std::to_string(index));
+    }
+    std::string_view val(it->value().data(), it->value().size());
+    if (!decode_entry(val, index, &e)) {
+      return fail("malformed raft log entry " + std::to_string(index) + " (" +
+                  std::to_string(val.size()) + " bytes)");
+    }
+    if (e.term < last_term) {
+      return fail("raft log entry " + std::to_string(index) + " has term " +
+                  std::to_string(e.term) + ", lower than the preceding term " +
+                  std::to_string(last_term));
+    }
+    if (next.runs.empty() || e.term != last_term) next.runs.push_back({index, e.term});
+    last_term = e.term;
+    next.last_index = index;
+  }
+  if (!it->status().ok()) return fail("reading the raft log: " + it->status().ToString());
+  it.reset();
+
+  // Images other than the snapshot's: ingested before a crash kept their snapshot from being
+  // recorded, or replaced but not dropped yet. Image files being built are left-overs too.
+  const bool keep = next.snapshot.index != 0 && !next.legacy_image;
+  drop_images(0, keep ? next.snapshot.index : ~uint64_t{0});
+  if (keep) drop_images(next.snapshot.index + 1, ~uint64_t{0});
+  std::error_code ec;
+  for (auto entry = fs::directory_iterator(dir, ec); !ec && entry != fs::directory_iterator();
+       entry.increment(ec)) {
+    const std::string name = entry->path().filename().string();
+    if (name.rfind("image-", 0) == 0 && name.size() > 8 &&
+        name.compare(name.size() - 8, 8, ".sst.tmp") == 0) {
+      std::error_code rm;
+      fs::remove(entry->path(), rm);
+    }
+  }
+
+  next.db_snapshot = take_db_snapshot();
+  view = std::make_shared<const View>(std::move(next));
+  return Status::ok();
+}
+
+RaftLog::RaftLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RaftLog::~RaftLog() = default;
+
+namespace {
+
+// The MANIFEST file CURRENT points at ("<dir>/MANIFEST-000023"), or "<dir>/CURRENT" when CURRENT
+// cannot be read or names nothing plausible.
+std::string current_manifest_path(const fs::path& dir) {
+  std::ifstream in(dir / "CURRENT");
+  std::string name;
+  if (in && std::getline(in, name) && name.rfind("MANIFEST-", 0) == 0 &&
+      name.find('/') == std::string::npos) {
+    return (dir / name).string();
+  }
+  return (dir / "CURRENT").string();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir) {
+  std::error_code ec;
+  const fs::path path(dir);
+  bool fresh = false;
+  fs::file_status st = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return Status::error(dir + ": " + ec.message());
+  }
+  if (!fs::exists(st)) {
+    fresh = true;
+  } else if (!fs::is_directory(st)) {
+    return Status::error(dir + ": exists and is not a directory");
+  } else if (fs::is_empty(path, ec)) {
+    fresh = true;
+  } else if (!fs::exists(path / "CURRENT", ec)) {
+    return Status::error(dir + ": not a kvd database (no RocksDB CURRENT file; the directory holds: " +
+                         describe_dir_contents(path) + ")");
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+
+  rocksdb::Options options;
+  options.create_if_missing = fresh;
+  options.create_missing_column_families = fresh;
+  options.error_if_exists = false;
+  options.paranoid_checks = true;
+  options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  options.manual_wal_flush = false;
+  // RocksDB's info LOG: at most 4 files of 4 MiB.
+  options.keep_log_file_num = 4;
+  options.max_log_file_size = 4 << 20;
+  // The write-ahead log. Every write puts the hard state into the small default family, whose
+  // memtable would otherwise keep every WAL file alive (up to 4x the memtables, 576 MiB) and make
+  // a restart replay them all: past 32 MiB of WAL, RocksDB flushes the families holding the oldest
+  // one. (WAL file reuse, recycle_log_file_num, is not available with point-in-time recovery.)
+  options.max_total_wal_size = 32 << 20;
+  options.max_background_jobs = 2;
+  options.max_open_files = 256;
+  // A raft log is small (compacted by snapshots) and written append-only: modest memtables, no
+  // compression, whole-file checksums verified on open.
+  options.write_buffer_size = 16 << 20;
+  options.max_write_buffer_number = 3;
+  options.compression = rocksdb::kNoCompression;
+  options.bottommost_compression = rocksdb::kNoCompression;
+
+  if (fresh) {
+    fs::create_directories(path, ec);
+    if (ec) return Status::error(dir + ": cannot create directory: " + ec.message());
+  }
+  std::shared_ptr<rocksdb::Logger> file_logger;
+  if (rocksdb::Status ls = rocksdb::CreateLoggerFromOptions(dir, options, &file_logger); !ls.ok()) {
+    file_logger.reset();  // RocksDB then logs nowhere; our forwarding of warnings still works
+  }
+  impl->logger = std::make_shared<ForwardingLogger>(dir, std::move(file_logger));
+  options.info_log = impl->logger;
+
+  if (!fresh) {
+    std::vector<std::string> families;
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(options, dir, &families);
+    if (!s.ok()) return Status::error(dir + ": cannot open RocksDB: " + s.ToString());
+    std::set<std::string> got(families.begin(), families.end());
+    std::set<std::string> want = {rocksdb::kDefaultColumnFamilyName, kEntriesFamily,
+                                  kImagesFamily};
+    // A database of an earlier kvd has no "images" family yet: it is created.
+    std::set<std::string> earlier = {rocksdb::kDefaultColumnFamilyName, kEntriesFamily};
+    if (got == earlier) options.create_missing_column_families = true;
+    if (got != want && got != earlier) {
+      std::string names;
+      for (const auto& f : families) names += (names.empty() ? "" : ", ") + f;
+      // The family list comes from the MANIFEST that CURRENT names: a truncated or overwritten
+      // MANIFEST usually still parses as a shorter list, so the damaged file is that one.
+      return Status::error(dir + ": not a kvd raft log, or its MANIFEST is damaged: " +
+                           current_manifest_path(path) + " lists column families [" + names +
+                           "], expected [default, entries, images]");
+    }
+  }
+
+  rocksdb::ColumnFamilyOptions cf_options(options);
+  rocksdb::ColumnFamilyOptions image_cf_options(options);
+  image_cf_options.disable_auto_compactions = true;
+  impl->image_options = rocksdb::Options(rocksdb::DBOptions(options), image_cf_options);
+  impl->image_file_options = impl->image_options;
+  impl->image_file_options.info_log.reset();
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
+      {rocksdb::kDefaultColumnFamilyName, cf_options},
+      {kEntriesFamily, cf_options},
+      {kImagesFamily, image_cf_options}};
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(rocksdb::DBOptions(options), dir, descriptors,
+                                        &impl->handles, &raw);
+  if (!s.ok()) return Status::error(dir + ": cannot open RocksDB: " + s.ToString());
+  impl->db.reset(raw);
+  impl->meta_cf = impl->handles[0];
+  impl->entries_cf = impl->handles[1];
+  impl->images_cf = impl->handles[2];
+
+  // Reads every SST block: a damaged file is refused now, not found at some later read.
+  s = impl->db->VerifyChecksum();
+  if (!s.ok()) return Status::error(dir + ": RocksDB checksum verification: " + s.ToString());
+
+  if (Status ls = impl->load(fresh); !ls.is_ok()) return ls;
+  return std::unique_ptr<RaftLog>(new RaftLog(std::move(impl)));
+}
+
+}  // namespace kvd::storage
