@@ -384,16 +384,23 @@ std::optional<ClientError> EtcdClient::sync(std::optional<Clock::time_point> dea
   return std::nullopt;
 }
 
-Result<std::vector<Member>> EtcdClient::list_members(std::optional<Clock::time_point> deadline) {
+Result<std::string> EtcdClient::get_members_api(const std::string& path,
+                                                std::optional<Clock::time_point> deadline) {
   ApiRequest req;
-  req.path = "/v2/members";
+  req.path = path;
   req.join_path = true;
   auto r = send(req, deadline, false, false);
   if (auto* e = std::get_if<ClientError>(&r)) return *e;
   const auto& resp = std::get<HttpResponse>(r);
   if (resp.status != 200) return plain(unexpected_status(resp.status));
-  auto j = json::parse(resp.body, nullptr, false);
-  if (j.is_discarded()) return plain(json_syntax_error(resp.body));
+  return resp.body;
+}
+
+Result<std::vector<Member>> EtcdClient::list_members(std::optional<Clock::time_point> deadline) {
+  auto body = get_members_api("/v2/members", deadline);
+  if (auto* e = std::get_if<ClientError>(&body)) return *e;
+  auto j = json::parse(std::get<std::string>(body), nullptr, false);
+  if (j.is_discarded()) return plain(json_syntax_error(std::get<std::string>(body)));
   std::vector<Member> out;
   if (const json* ms = field(j, "members"); ms && ms->is_array()) {
     for (const auto& m : *ms) out.push_back(parse_member(m));
@@ -402,15 +409,10 @@ Result<std::vector<Member>> EtcdClient::list_members(std::optional<Clock::time_p
 }
 
 Result<Member> EtcdClient::leader(std::optional<Clock::time_point> deadline) {
-  ApiRequest req;
-  req.path = "/v2/members/leader";
-  req.join_path = true;
-  auto r = send(req, deadline, false, false);
-  if (auto* e = std::get_if<ClientError>(&r)) return *e;
-  const auto& resp = std::get<HttpResponse>(r);
-  if (resp.status != 200) return plain(unexpected_status(resp.status));
-  auto j = json::parse(resp.body, nullptr, false);
-  if (j.is_discarded()) return plain(json_syntax_error(resp.body));
+  auto body = get_members_api("/v2/members/leader", deadline);
+  if (auto* e = std::get_if<ClientError>(&body)) return *e;
+  auto j = json::parse(std::get<std::string>(body), nullptr, false);
+  if (j.is_discarded()) return plain(json_syntax_error(std::get<std::string>(body)));
   return parse_member(j);
 }
 

@@ -105,6 +105,9 @@ class EtcdClient {
 
  private:
   void set_endpoints(std::vector<Endpoint> eps);
+  // GET path of the members API: the body of a 200 answer, else the error etcdctl reports.
+  Result<std::string> get_members_api(const std::string& path,
+                                      std::optional<Clock::time_point> deadline);
 
   std::vector<Endpoint> endpoints_;
   std::size_t pinned_ = 0;

@@ -58,4 +58,18 @@ std::optional<std::vector<MemberInfo>> parse_members_json(std::string_view body)
   return out;
 }
 
+std::string format_cluster_file(const std::vector<std::string>& peer_urls) {
+  nlohmann::json j = nlohmann::json::object();
+  j["PeerURLs"] = peer_urls;
+  return j.dump();
+}
+
+std::optional<std::vector<std::string>> parse_cluster_file(std::string_view content) {
+  auto j = nlohmann::json::parse(content.begin(), content.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  auto it = j.find("PeerURLs");
+  if (it == j.end()) return std::nullopt;
+  return string_array(*it);
+}
+
 }  // namespace kvd

@@ -239,8 +239,7 @@ void Core::do_propose(v2::WriteRequest req, Node::Callback cb) {
   w.kind = Waiter::Kind::kWrite;
   w.cb = std::move(cb);
   w.deadline = SteadyClock::now() + request_timeout;
-  waiters.emplace(id, std::move(w));
-  propose_data(id, v2::encode(cmd));
+  propose_waited(id, std::move(w), v2::encode(cmd));
 }
 
 void Core::answer_get(const v2::GetRequest& req, const Node::Callback& cb) {
@@ -263,8 +262,7 @@ void Core::do_get(v2::GetRequest req, Node::Callback cb) {
 // Proposes an empty read barrier; w is answered when it is applied (ReadIndex's log variant).
 void Core::propose_read_barrier(Waiter w) {
   const uint64_t id = new_request_id();
-  waiters.emplace(id, std::move(w));
-  propose_data(id, encode_read_barrier(id));
+  propose_waited(id, std::move(w), encode_read_barrier(id));
 }
 
 void Core::schedule_expiry() {

@@ -261,6 +261,12 @@ struct Core : std::enable_shared_from_this<Core> {
   void tick_expiry();
   uint64_t propose_internal(std::string data, std::function<void(bool)> done);
   void propose_data(uint64_t id, std::string data);
+  // Proposes data for request id and registers w, answered when it applies (or times out at
+  // w.deadline, which REQUIRES: set).
+  void propose_waited(uint64_t id, Waiter w, std::string data) {
+    waiters.emplace(id, std::move(w));
+    propose_data(id, std::move(data));
+  }
   void retry_stalled();
   void do_propose(v2::WriteRequest req, Node::Callback cb);
   void do_get(v2::GetRequest req, Node::Callback cb);

@@ -212,8 +212,7 @@ uint64_t Core::propose_internal(std::string data, std::function<void(bool)> done
   w.kind = Waiter::Kind::kInternal;
   w.done = std::move(done);
   w.deadline = SteadyClock::now() + request_timeout;
-  waiters.emplace(id, std::move(w));
-  propose_data(id, v2::encode(cmd));
+  propose_waited(id, std::move(w), v2::encode(cmd));
   return id;
 }
 

@@ -4,8 +4,6 @@
 #include <charconv>
 #include <set>
 
-#include <nlohmann/json.hpp>
-
 #include "common/url.h"
 
 namespace kvd::server::proxy {
@@ -69,17 +67,6 @@ size_t EndpointSet::size() const {
 
 namespace {
 
-std::optional<std::vector<std::string>> string_array(const nlohmann::json& v) {
-  if (v.is_null()) return std::vector<std::string>{};  // Go's nil slice
-  if (!v.is_array()) return std::nullopt;
-  std::vector<std::string> out;
-  for (const auto& s : v) {
-    if (!s.is_string()) return std::nullopt;
-    out.push_back(s.get<std::string>());
-  }
-  return out;
-}
-
 std::vector<std::string> sorted_unique(std::vector<std::string> v) {
   std::sort(v.begin(), v.end());
   v.erase(std::unique(v.begin(), v.end()), v.end());
@@ -98,20 +85,6 @@ std::vector<std::string> all_peer_urls(const std::vector<MemberInfo>& members) {
   std::vector<std::string> out;
   for (const auto& m : members) out.insert(out.end(), m.peer_urls.begin(), m.peer_urls.end());
   return sorted_unique(std::move(out));
-}
-
-std::string format_cluster_file(const std::vector<std::string>& peer_urls) {
-  nlohmann::json j = nlohmann::json::object();
-  j["PeerURLs"] = peer_urls;
-  return j.dump();
-}
-
-std::optional<std::vector<std::string>> parse_cluster_file(std::string_view content) {
-  auto j = nlohmann::json::parse(content.begin(), content.end(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return std::nullopt;
-  auto it = j.find("PeerURLs");
-  if (it == j.end()) return std::nullopt;
-  return string_array(*it);
 }
 
 }  // namespace kvd::server::proxy

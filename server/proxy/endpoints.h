@@ -1,6 +1,6 @@
 // The proxy's view of the cluster: which member client URLs it forwards to, in which order,
-// and which are sitting out a failure (etcd's proxy/httpproxy director). Also the learned-cluster
-// file it keeps (the GET /members format it reads is common/members.h's).
+// and which are sitting out a failure (etcd's proxy/httpproxy director). The formats it reads
+// and keeps (GET /members, the learned-cluster file) are common/members.h's.
 //
 // Pure and clock-injected, so the selection and failure-wait rules are unit tested without
 // sockets (tests/unit/proxy/proxy_endpoints_test.cc).
@@ -79,13 +79,5 @@ class EndpointSet {
 // RaftCluster.ClientURLs()/PeerURLs() give them.
 std::vector<std::string> all_client_urls(const std::vector<MemberInfo>& members);
 std::vector<std::string> all_peer_urls(const std::vector<MemberInfo>& members);
-
-// The learned-cluster file, <data-dir>/proxy/cluster, in etcd's format:
-//   {"PeerURLs":["http://127.0.0.1:2380","http://127.0.0.1:2480"]}
-// (no trailing newline). Written to "<file>.bak", fsynced, then renamed over the file, so a
-// crash leaves either the old or the new list; a stray .bak is overwritten next time.
-std::string format_cluster_file(const std::vector<std::string>& peer_urls);
-// nullopt if `content` is not a JSON object with a "PeerURLs" array of strings.
-std::optional<std::vector<std::string>> parse_cluster_file(std::string_view content);
 
 }  // namespace kvd::server::proxy

@@ -59,7 +59,8 @@ TEST(CodecTest, truncatedLengthAndBadBooleanFailAndStayFailed) {
   EXPECT_FALSE(r.bytes(&s));
   uint8_t x = 0;
   EXPECT_FALSE(r.u8(&x));  // failed readers stay failed
-  codec::Reader r2(std::string(1, '\x02'));
+  const std::string two(1, '\x02');
+  codec::Reader r2(two);
   bool v = false;
   EXPECT_FALSE(r2.boolean(&v));
   EXPECT_FALSE(r2.done());
