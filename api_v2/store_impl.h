@@ -445,6 +445,19 @@ struct Store::Impl {
     return finish(std::move(std::get<Event>(res)), false);
   }
 
+  // The event of a change to the existing node n at path that becomes etcd index `at`: its
+  // node's key and indexes, and the node as it was.
+  Event change_event(Action action, const std::string& path, const Node* n, uint64_t at) const {
+    Event ev;
+    ev.action = action;
+    ev.node.key = path;
+    ev.node.modified_index = at;
+    ev.node.created_index = n->created_index;
+    ev.etcd_index = at;
+    ev.prev_node = repr(n, false, now_ns);
+    return ev;
+  }
+
   std::variant<Event, Error> update(const Command& cmd) {
     std::string path = clean_key(cmd.key);
     if (path == "/") {
@@ -463,13 +476,7 @@ struct Store::Impl {
       return Error{ErrorCode::kNotFile, path, index};
     }
     std::string value = cmd.refresh ? n->value : cmd.value;
-    Event ev;
-    ev.action = Action::kUpdate;
-    ev.node.key = path;
-    ev.node.modified_index = next;
-    ev.node.created_index = n->created_index;
-    ev.etcd_index = next;
-    ev.prev_node = repr(n, false, now_ns);
+    Event ev = change_event(Action::kUpdate, path, n, next);
     if (n->dir) {
       // A directory keeps its modifiedIndex; only the event carries the new one.
       ev.node.dir = true;
@@ -518,13 +525,7 @@ struct Store::Impl {
     }
     std::string value = cmd.refresh ? n->value : cmd.value;
     ++index;
-    Event ev;
-    ev.action = Action::kCompareAndSwap;
-    ev.node.key = path;
-    ev.node.modified_index = index;
-    ev.node.created_index = n->created_index;
-    ev.etcd_index = index;
-    ev.prev_node = repr(n, false, now_ns);
+    Event ev = change_event(Action::kCompareAndSwap, path, n, index);
     n->value = value;
     n->modified_index = index;
     set_ttl(n, cmd.expire_at_ns);

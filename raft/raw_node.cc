@@ -26,26 +26,22 @@ Error RawNode::step(Message m) {
 }
 
 Error RawNode::propose(std::string data) {
-  Message m;
-  m.type = MessageType::kProp;
-  m.from = raft_.id();
-  m.entries.push_back(Entry{0, 0, EntryType::kNormal, std::move(data)});
-  return raft_.step(std::move(m));
+  return step_with_entry(MessageType::kProp, EntryType::kNormal, std::move(data));
 }
 
 Error RawNode::propose_conf_change(const ConfChange& cc) {
-  Message m;
-  m.type = MessageType::kProp;
-  m.from = raft_.id();
-  m.entries.push_back(Entry{0, 0, EntryType::kConfChange, encode_conf_change(cc)});
-  return raft_.step(std::move(m));
+  return step_with_entry(MessageType::kProp, EntryType::kConfChange, encode_conf_change(cc));
 }
 
 Error RawNode::read_index(std::string context) {
+  return step_with_entry(MessageType::kReadIndex, EntryType::kNormal, std::move(context));
+}
+
+Error RawNode::step_with_entry(MessageType type, EntryType entry_type, std::string data) {
   Message m;
-  m.type = MessageType::kReadIndex;
+  m.type = type;
   m.from = raft_.id();
-  m.entries.push_back(Entry{0, 0, EntryType::kNormal, std::move(context)});
+  m.entries.push_back(Entry{0, 0, entry_type, std::move(data)});
   return raft_.step(std::move(m));
 }
 

@@ -118,6 +118,9 @@ class RawNode {
   const Raft& raft() const { return raft_; }
 
  private:
+  // Steps a message of `type` from this node carrying one entry (a proposal or a read index).
+  Error step_with_entry(MessageType type, EntryType entry_type, std::string data);
+
   Raft raft_;
   SoftState prev_soft_;
   HardState prev_hard_;
