@@ -220,28 +220,6 @@ void Core::expire_waiters() {
   }
 }
 
-void Core::do_propose(v2::WriteRequest req, Node::Callback cb) {
-  if (stopped.load() || !raw) return cb(raft_error(kStoppedCause), status());
-  if (write_error) return cb(raft_error(*write_error), status());
-  v2::Command cmd = std::move(req.cmd);
-  cmd.request_id = new_request_id();
-  cmd.now_ns = now_ns();
-  if (req.ttl_seconds) {
-    constexpr uint64_t kMaxSeconds = std::numeric_limits<int64_t>::max() / 1000000000 - 1;
-    uint64_t secs = std::min<uint64_t>(*req.ttl_seconds, kMaxSeconds);
-    int64_t delta = static_cast<int64_t>(secs) * 1000000000;
-    cmd.expire_at_ns = cmd.now_ns > std::numeric_limits<int64_t>::max() - delta
-                           ? std::numeric_limits<int64_t>::max()
-                           : cmd.now_ns + delta;
-  }
-  const uint64_t id = cmd.request_id;
-  Waiter w;
-  w.kind = Waiter::Kind::kWrite;
-  w.cb = std::move(cb);
-  w.deadline = SteadyClock::now() + request_timeout;
-  propose_waited(id, std::move(w), v2::encode(cmd));
-}
-
 void Core::answer_get(const v2::GetRequest& req, const Node::Callback& cb) {
   auto result = store.get(req.key, req.recursive, req.sorted, now_ns());
   std::visit([&](auto&& r) { cb(std::move(r), status()); }, std::move(result));

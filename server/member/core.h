@@ -79,11 +79,15 @@ std::string member_attributes(const std::string& name, const std::vector<std::st
 // "[a b c]" for logs.
 std::string url_list(const std::vector<std::string>& urls);
 
-// Everything the Node owns. Shared so that work posted to the strand (by callers, the WAL thread
-// and the peer link) keeps it alive until it has run, even after the Node handle is gone.
-// REQUIRES (all members except the constants, `mu` and `stopped`): on strand, holding mu, once
-// open() returned. Every posted task takes mu; stop() takes it too, so it never tears the raft
-// core and the log down under a running task.
+// Everything the member owns: the store, the raft core and log, waiters, timers, peers.
+// Ownership: held by the Node handle (Node::Impl) and by every task posted to the strand, so that
+// work posted by callers, the WAL thread and the peer link keeps it alive until it has run, even
+// after the Node handle is gone.
+// Threads: REQUIRES (all members except the constants, `mu`, `stopped`, `cache_mu` and what it
+// guards): on the strand, holding mu, once open() returned. Every posted task takes mu
+// exclusively; stop() takes it too, so it never tears the raft core and the log down under a
+// running task; a plain get takes it shared from its caller's thread and reads only the store
+// (and status()). members() takes cache_mu from any thread.
 struct Core : std::enable_shared_from_this<Core> {
   Core(boost::asio::io_context& io, NodeConfig cfg, std::unique_ptr<storage::RaftLog> raft_log,
        std::string db)

@@ -1,6 +1,6 @@
-// The peer wire codec (server/peer_wire.h): CRC32C against published check values and a naive
-// bitwise implementation, exact round trips, and rejection of every truncation and of hostile
-// counts.
+// The peer wire codec (server/peer/peer_wire.h): CRC32C against published check values and a
+// naive bitwise implementation, exact round trips, and rejection of every truncation and of
+// hostile counts.
 #include "server/peer/peer_wire.h"
 
 #include <gtest/gtest.h>
