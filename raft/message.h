@@ -84,6 +84,9 @@ struct ConfChange {
   bool operator==(const ConfChange&) const = default;
 };
 
+// The data of a kConfChange entry (common/codec.h): u8 version (1), u8 type (ConfChangeType),
+// u64 node id, then the context bytes to the end. decode_conf_change refuses another version,
+// an unknown type or fewer than 10 bytes.
 std::string encode_conf_change(const ConfChange& cc);
 std::optional<ConfChange> decode_conf_change(std::string_view data);
 
