@@ -18,6 +18,7 @@
 #include "cli/command.h"
 #include "cli/etcd_client.h"
 #include "common/go.h"
+#include "common/version.h"
 #include "cli/flags.h"
 #include "cli/help.h"
 #include "cli/output.h"
@@ -182,7 +183,7 @@ int run(int argc, char** argv) {
     return kExitSuccess;
   }
   if (c.global.get_bool("version")) {
-    write_stdout("etcdctl version: 3.4.23\nAPI version: 2\n");
+    write_stdout("etcdctl version: " + std::string(version::kServer) + "\nAPI version: 2\n");
     return kExitSuccess;
   }
   const auto& rest = c.global.args;

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <vector>
 
+#include "common/go.h"
 #include "server/http/header_checks.h"
 
 namespace kvd::server::proxy {
@@ -121,7 +122,7 @@ bool query_flag(std::string_view target, std::string_view name) {
     size_t eq = pair.find('=');
     if (pair.substr(0, eq) != name) continue;
     std::string_view v = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
-    value = v == "1" || v == "t" || v == "T" || v == "true" || v == "TRUE" || v == "True";
+    value = go::parse_bool(v).value_or(false);
     break;
   }
   return value;

@@ -120,8 +120,8 @@ def main():
         d = sh("down")
         R.check(d.returncode == 0, f"cluster.sh down: {d.stdout}{d.stderr}")
         harness.remove_workdir(workdir, R)
-    R.finish()
 
 
 if __name__ == "__main__":
     main()
+    R.finish()  # also after an early return: a failed `cluster.sh up` fails the test
