@@ -15,11 +15,12 @@
 //   strconv.Quote does, so non-printable characters appear as \n, \xff, \u0085.
 #include "api_v2/keys_request.h"
 
-#include "common/go.h"
-
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <set>
+
+#include "common/go.h"
 
 namespace kvd::v2 {
 namespace {
@@ -490,6 +491,17 @@ KeysRequest parse_keys_request(const HttpInput& in) {
     }
     return GetRequest{.key = key, .recursive = recursive, .sorted = sorted, .quorum = quorum,
                       .head = false};
+  }
+
+  // A write that would create a node deeper than kMaxKeyDepth (a POST adds one level).
+  if (is_put || is_post) {
+    const size_t depth = static_cast<size_t>(std::count(key.begin(), key.end(), '/')) -
+                         (key == "/" ? 1 : 0) + (is_post ? 1 : 0);
+    if (depth > kMaxKeyDepth) {
+      return param_error(ErrorCode::kInvalidField,
+                         "key too deep: " + std::to_string(depth) + " levels, at most " +
+                             std::to_string(kMaxKeyDepth));
+    }
   }
 
   // Writes: only the fields the chosen operation reads are set, so the store never sees a flag

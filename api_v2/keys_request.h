@@ -52,6 +52,13 @@ struct WriteRequest {
 
 using KeysRequest = std::variant<Error, GetRequest, WatchRequest, WriteRequest>;
 
+// The deepest key a write may create: "/a" is 1 level, "/a/b" 2. A PUT or POST that would create
+// a deeper node is refused with 209 "Invalid field" (etcd has no such limit; its request size
+// limit alone bounds depth). The store, its rendering and its snapshots walk keys level by level,
+// so the limit bounds the stack those walks use, whatever a client sends. Keys themselves are
+// bounded by the 1 MiB request header limit (Go's, which etcd shares).
+inline constexpr size_t kMaxKeyDepth = 1024;
+
 // REQUIRES: target's path is /v2/keys or starts with /v2/keys/ and is already clean
 // (clean_path(path) == path); method is one of GET, HEAD, PUT, POST, DELETE.
 KeysRequest parse_keys_request(const HttpInput& in);

@@ -723,5 +723,22 @@ TEST(KeysRequestTest, parse_rootWritesAreLeftToTheStore) {
   EXPECT_EQ(write_of(parse("DELETE", "/v2/keys?recursive=true")).key, "/");
 }
 
+// kvd's limit on key depth (keys_request.h): the store's walks stay bounded whatever the key.
+TEST(KeysRequestTest, parse_writesDeeperThanTheLimitRefused) {
+  std::string deepest;
+  for (size_t i = 0; i < kMaxKeyDepth; ++i) deepest += "/a";
+  EXPECT_EQ(write_of(parse("PUT", "/v2/keys" + deepest, "value=1")).key, deepest);
+  expect_error(parse("PUT", "/v2/keys" + deepest + "/b", "value=1"), ErrorCode::kInvalidField,
+               "key too deep: 1025 levels, at most 1024");
+  // An in-order POST creates one level below its key.
+  expect_error(parse("POST", "/v2/keys" + deepest, "value=1"), ErrorCode::kInvalidField,
+               "key too deep: 1025 levels, at most 1024");
+  EXPECT_EQ(write_of(parse("POST", "/v2/keys" + deepest.substr(2), "value=1")).op,
+            Op::kCreateInOrder);
+  // Reads and deletes create nothing: any depth is parsed.
+  EXPECT_TRUE(std::holds_alternative<GetRequest>(parse("GET", "/v2/keys" + deepest + "/b")));
+  EXPECT_EQ(write_of(parse("DELETE", "/v2/keys" + deepest + "/b")).op, Op::kDelete);
+}
+
 }  // namespace
 }  // namespace kvd::v2
