@@ -186,6 +186,17 @@ uint64_t RaftLog::first_index() const { return impl_->current()->snapshot.index 
 
 uint64_t RaftLog::last_index() const { return impl_->current()->last_index; }
 
+Status RaftLog::resume() {
+  Impl& m = *impl_;
+  std::lock_guard wl(m.write_mu);
+  if (!m.write_error) return Status::ok();
+  rocksdb::Status s = m.db->Resume();
+  if (!s.ok()) return m.fail("resume after \"" + *m.write_error + "\": " + s.ToString());
+  spdlog::info("{}: writes accepted again after: {}", m.dir, *m.write_error);
+  m.write_error.reset();
+  return Status::ok();
+}
+
 Status RaftLog::put_meta(const std::string& key, const std::string& value) {
   Impl& m = *impl_;
   std::lock_guard wl(m.write_mu);

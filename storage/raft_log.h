@@ -30,6 +30,10 @@ struct ImageInfo {
 
 class RaftLog : public raft::LogStorage {
  public:
+  // Free space a write leaves for the database's own work (memtable flushes, compactions, a new
+  // WAL file): writes are refused below it (see Impl::check_free_space).
+  static constexpr uint64_t kReservedDiskBytes = 64ull << 20;
+
   // Opens (creating if absent) the database in dir. A directory holding something that is not a
   // kvd database, an unknown format version or corrupt records fail with a message naming the
   // file; a torn last write is dropped with a warning (see raft_log.cc's format notes).
@@ -67,6 +71,13 @@ class RaftLog : public raft::LogStorage {
   // at or below the stored snapshot's index is dropped instead (a newer snapshot, e.g. one from
   // the leader, was installed meanwhile): returns ok.
   Status save_snapshot(const raft::SnapshotMetadata& meta, const ImageInfo& image);
+
+  // A write is refused without touching the database while the disk has less than
+  // kReservedDiskBytes free. After a write failed in RocksDB (an I/O error, a disk that filled
+  // anyway), every write is refused with that error until resume() succeeds: it asks RocksDB to clear its error (DB::Resume, which flushes and
+  // starts a new WAL file, so that a write retried afterwards is synced anew). Ok when writes
+  // are accepted again (at once when none failed); the error when RocksDB still refuses them.
+  Status resume();
 
   // raft::LogStorage
   std::pair<raft::HardState, raft::ConfState> initial_state() const override;

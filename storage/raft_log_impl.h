@@ -8,6 +8,7 @@
 #include "common/codec.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
@@ -300,6 +301,7 @@ struct RaftLog::Impl {
   Status commit(rocksdb::WriteBatch* batch, std::optional<View> next, const char* op,
                 bool sync = true) {
     if (write_error) return Status::error(*write_error);
+    if (Status st = check_free_space(op); !st.is_ok()) return st;
     rocksdb::WriteOptions wo;
     wo.sync = sync;
     rocksdb::Status s = db->Write(wo, batch);
@@ -317,6 +319,21 @@ struct RaftLog::Impl {
   }
 
   Status load(bool fresh);
+
+  // A write is refused, before RocksDB sees it, while the file system holding the database has
+  // less than kReservedDiskBytes free: RocksDB must never fail a write to its WAL for lack of
+  // space (the RocksDB of Debian 12 aborts the process when it later syncs a WAL whose append
+  // failed), and its flushes and compactions need room of their own. Not sticky: a write is
+  // accepted again as soon as space is freed. A file system that cannot say counts as roomy.
+  Status check_free_space(const char* op) const {
+    struct statvfs fs {};
+    if (::statvfs(dir.c_str(), &fs) != 0) return Status::ok();
+    const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    if (free_bytes >= kReservedDiskBytes) return Status::ok();
+    return fail(std::string(op) + ": no space left on device: " + std::to_string(free_bytes) +
+                " bytes free, kvd keeps " + std::to_string(kReservedDiskBytes) +
+                " in reserve for the database; free some space");
+  }
 
   // Drops the image files whose keys all lie in [image_key(lo, 0), image_key(hi, 0)).
   void drop_images(uint64_t lo, uint64_t hi) {

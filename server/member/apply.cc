@@ -162,14 +162,6 @@ bool Core::apply_entry(const raft::Entry& e) {
   return true;
 }
 
-void Core::fail_writes(const Status& st) {
-  if (write_error) return;
-  spdlog::critical("writing the raft log failed: {}; this member accepts no more writes",
-                   st.message());
-  write_error = "etcdserver: " + st.message();
-  fail_all_waiters(*write_error);
-}
-
 void Core::fail_all_waiters(const std::string& cause) {
   auto all = std::move(waiters);
   waiters.clear();

@@ -57,6 +57,8 @@ inline constexpr std::string_view kRemovedPrefix = "removed_members/";
 inline constexpr auto kExpiryInterval = std::chrono::milliseconds(500);
 inline constexpr const char* kStoppedCause = "etcdserver: server stopped";
 inline constexpr const char* kTimeoutCause = "etcdserver: request timed out";
+// How often a member whose raft log refused a write tries again.
+inline constexpr auto kStorageRetryInterval = std::chrono::milliseconds(1000);
 
 int64_t now_ns();
 // A kInternal command setting key to value, stamped with the local clock.
@@ -98,7 +100,8 @@ struct Core : std::enable_shared_from_this<Core> {
         log(std::move(raft_log)),
         tick_timer(strand),
         snapshot_child_timer(strand),
-        expiry_timer(strand) {}
+        expiry_timer(strand),
+        storage_retry_timer(strand) {}
 
   struct Waiter {
     enum class Kind { kWrite, kRead, kInternal } kind = Kind::kWrite;
@@ -170,7 +173,12 @@ struct Core : std::enable_shared_from_this<Core> {
   uint64_t attributes_in_flight = 0;  // request id of this start's attribute publication
   bool attributes_published = false;
   uint64_t version_in_flight = 0;
-  std::optional<std::string> write_error;  // once set, writes are refused with this cause
+  // Set while the raft log refuses writes (a full disk, an I/O error): new writes, quorum reads
+  // and membership changes are refused with this cause; plain reads go on. failed_ready is the
+  // Ready whose persistence failed, retried every kStorageRetryInterval until it is written.
+  // Invariant: write_error set <=> failed_ready set, and then ready_in_flight.
+  std::optional<std::string> write_error;
+  std::shared_ptr<raft::Ready> failed_ready;
   uint64_t recv_append_requests = 0;
   uint64_t send_append_requests = 0;
   boost::asio::steady_timer tick_timer;
@@ -186,6 +194,7 @@ struct Core : std::enable_shared_from_this<Core> {
   bool child_snapshots_failed = false;  // after a failure, images are made inline
   std::atomic<uint64_t> child_snapshots_saved{0};
   boost::asio::steady_timer expiry_timer;
+  boost::asio::steady_timer storage_retry_timer;
 
   mutable std::mutex cache_mu;
   std::vector<MemberInfo> members_cache;  // guarded by cache_mu: members() from any thread
@@ -249,7 +258,11 @@ struct Core : std::enable_shared_from_this<Core> {
   void schedule_pump();
   void finish_ready(raft::Ready& rd);
   void send_messages(std::vector<raft::Message> msgs);
-  void fail_writes(const Status& st);
+  // Hands rd's persistent part to the WAL thread; finish_ready(rd) once it is on disk,
+  // storage_failed(rd) if it could not be written.
+  void persist_ready(std::shared_ptr<raft::Ready> rd);
+  void storage_failed(std::shared_ptr<raft::Ready> rd, const Status& st);
+  void retry_storage();
   void fail_all_waiters(const std::string& cause);
   void expire_waiters();
   void maybe_snapshot();

@@ -108,6 +108,7 @@ void Node::stop() {
   c.run_on_strand([](Core& c) {
     c.tick_timer.cancel();
     c.expiry_timer.cancel();
+    c.storage_retry_timer.cancel();
     c.fail_all_waiters(kStoppedCause);
   });
 }

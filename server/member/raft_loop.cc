@@ -67,18 +67,63 @@ void Core::pump() {
     });
     return;
   }
+  persist_ready(std::move(rd));
+}
+
+void Core::persist_ready(std::shared_ptr<raft::Ready> rd) {
   std::weak_ptr<Core> weak = weak_from_this();
-  bool queued = wal->persist(rd->snapshot, std::move(rd->entries), rd->hard_state, rd->must_sync,
-                             [weak, rd](Status st) {
-                               auto self = weak.lock();
-                               if (!self) return;
-                               self->run_on_strand([rd, st = std::move(st)](Core& c) {
-                                 if (!c.raw) return;
-                                 if (!st.is_ok()) return c.fail_writes(st);
-                                 c.finish_ready(*rd);
-                               });
-                             });
-  if (!queued) fail_writes(Status::error("the raft log no longer accepts writes"));
+  bool queued = wal->persist(rd, [weak, rd](Status st) {
+    auto self = weak.lock();
+    if (!self) return;
+    self->run_on_strand([rd, st = std::move(st)](Core& c) {
+      if (!c.raw) return;
+      if (!st.is_ok()) return c.storage_failed(rd, st);
+      if (c.write_error) {
+        spdlog::warn("the raft log accepts writes again: this member takes writes again");
+        c.write_error.reset();
+        c.failed_ready.reset();
+      }
+      c.finish_ready(*rd);
+    });
+  });
+  if (!queued) storage_failed(rd, Status::error("the raft log no longer accepts writes"));
+}
+
+// A Ready that could not be written stays in flight: raft takes nothing further until it is on
+// disk (nothing it promised was sent, except a leader's appends, which promise nothing), so the
+// member neither acknowledges nor applies anything meanwhile, and it retries the same Ready until
+// the log accepts it (a full disk freed, a transient I/O error). Requests already proposed wait
+// for that or time out (their outcome is then unknown, as for any timeout); new writes, quorum
+// reads and membership changes are refused at once with the error; plain reads go on.
+void Core::storage_failed(std::shared_ptr<raft::Ready> rd, const Status& st) {
+  if (!write_error) {
+    spdlog::error("writing the raft log failed: {}; writes are refused until it works again "
+                  "(retried every {} ms)",
+                  st.message(), kStorageRetryInterval.count());
+  }
+  write_error = "etcdserver: " + st.message();
+  failed_ready = std::move(rd);
+  stalled.clear();
+  run_after(storage_retry_timer, kStorageRetryInterval, [](Core& c) { c.retry_storage(); });
+}
+
+void Core::retry_storage() {
+  if (!failed_ready) return;
+  std::weak_ptr<Core> weak = weak_from_this();
+  bool queued = wal->resume([weak](Status st) {
+    auto self = weak.lock();
+    if (!self) return;
+    self->run_on_strand([st = std::move(st)](Core& c) {
+      if (!c.raw || !c.failed_ready) return;
+      if (!st.is_ok()) {
+        spdlog::debug("the raft log still refuses writes: {}", st.message());
+        return c.run_after(c.storage_retry_timer, kStorageRetryInterval,
+                           [](Core& c) { c.retry_storage(); });
+      }
+      c.persist_ready(c.failed_ready);
+    });
+  });
+  if (!queued) spdlog::warn("the raft log is stopped: the write that failed is not retried");
 }
 
 // Proposals and peer messages only schedule a pump: everything that arrives before it runs goes

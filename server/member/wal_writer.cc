@@ -15,17 +15,25 @@ WalWriter::WalWriter(storage::RaftLog* log, SnapshotDone on_snapshot)
 
 WalWriter::~WalWriter() { stop(); }
 
-bool WalWriter::persist(std::optional<raft::Snapshot> snapshot, std::vector<raft::Entry> entries,
-                        std::optional<raft::HardState> hs, bool sync, Done done) {
+bool WalWriter::persist(std::shared_ptr<const raft::Ready> ready, Done done) {
   {
     std::lock_guard lock(mu_);
     if (stopping_ || failed_) return false;
     Op op;
-    op.entries = std::move(entries);
-    op.snapshot = std::move(snapshot);
+    op.ready = std::move(ready);
     op.done = std::move(done);
-    op.ready_hs = hs;
-    op.sync = sync || !op.entries.empty() || op.snapshot.has_value();
+    queue_.push_back(std::move(op));
+  }
+  cv_.notify_one();
+  return true;
+}
+
+bool WalWriter::resume(Done done) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    Op op;
+    op.resume_done = std::move(done);
     queue_.push_back(std::move(op));
   }
   cv_.notify_one();
@@ -126,9 +134,20 @@ void WalWriter::run() {
         run_persist(op);
         continue;
       }
+      if (op.resume_done) {
+        Status st = log_->resume();
+        if (st.is_ok()) {
+          std::lock_guard lock(mu_);
+          failed_ = false;
+        }
+        op.resume_done(std::move(st));
+        continue;
+      }
       {
+        // After a failed write a snapshot is not saved (the member makes a new one later); the
+        // persists and resumes behind it still run, so that their callbacks always do.
         std::lock_guard lock(mu_);
-        if (failed_) break;
+        if (failed_) continue;
       }
       uint64_t index = op.snapshot->metadata.index;
       Status st = log_->save_snapshot(*op.snapshot);
@@ -142,11 +161,13 @@ void WalWriter::run_persist(Op& op) {
     std::lock_guard lock(mu_);
     if (failed_) return op.done(Status::error("an earlier write to the raft log failed"));
   }
+  const raft::Ready& rd = *op.ready;
   Status st = Status::ok();
-  if (op.snapshot) st = log_->save_snapshot(*op.snapshot);
-  if (st.is_ok() && (!op.entries.empty() || op.ready_hs)) {
-    if (op.sync) append_calls_.fetch_add(1);
-    st = log_->append(op.entries, op.ready_hs, op.sync);
+  if (rd.snapshot) st = log_->save_snapshot(*rd.snapshot);
+  if (st.is_ok() && (!rd.entries.empty() || rd.hard_state)) {
+    const bool sync = rd.must_sync || !rd.entries.empty() || rd.snapshot.has_value();
+    if (sync) append_calls_.fetch_add(1);
+    st = log_->append(rd.entries, rd.hard_state, sync);
   }
   if (!st.is_ok()) {
     std::lock_guard lock(mu_);

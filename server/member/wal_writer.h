@@ -16,12 +16,14 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "raft/raw_node.h"
 #include "raft/types.h"
 #include "storage/raft_log.h"
 #include "common/status.h"
@@ -42,19 +44,24 @@ class WalWriter {
   // Queues a snapshot save (which also compacts the log below it). Returns false once stop()
   // was called or a write failed; nothing was queued.
   bool save_snapshot(raft::Snapshot snap);
-  // Queues one Ready's persistence: install `snapshot` (replacing the log it disagrees with),
-  // then write `entries` and `hs` in one write, fsynced when `sync` (Ready::must_sync: a Ready
-  // that only moves the commit index needs no fsync). done(status) runs on the WAL thread once
-  // all of it is written (or failed). Same return as save_snapshot(); when false, done never runs.
+  // Queues one Ready's persistence: install its snapshot (replacing the log it disagrees with),
+  // then write its entries and hard state in one write, fsynced unless only the commit index
+  // moved (Ready::must_sync). done(status) runs on the WAL thread once all of it is written (or
+  // failed). The Ready is only read, and stays the caller's: a Ready whose write failed can be
+  // persisted again after resume(). Same return as save_snapshot(); when false, done never runs.
   using Done = std::function<void(Status)>;
-  bool persist(std::optional<raft::Snapshot> snapshot, std::vector<raft::Entry> entries,
-               std::optional<raft::HardState> hs, bool sync, Done done);
+  bool persist(std::shared_ptr<const raft::Ready> ready, Done done);
+  // After a failed write (a full disk, an I/O error) every later write fails too, until this
+  // succeeds: queued behind what is already queued, it asks the log to accept writes again
+  // (RaftLog::resume) and, if it does, clears the failure. done(status) runs on the WAL thread.
+  // Returns false once stop() was called; done never runs then.
+  bool resume(Done done);
   // Queues the snapshot at meta whose store image is the file at path, made by
   // RaftLog::build_image (in a snapshot child): the image thread moves it into the log
   // (RaftLog::ingest_image; the file is removed either way) while the WAL thread goes on with
   // appends; then the WAL thread records the snapshot (RaftLog::save_snapshot(meta, image)) and
   // done(status) runs there (on the image thread if the image could not be ingested). Same
-  // return as append(); when false, done never runs and the file is left to the caller.
+  // return as save_snapshot(); when false, done never runs and the file is left to the caller.
   bool save_snapshot_file(raft::SnapshotMetadata meta, std::string path, Done done);
 
   // Writes what is queued (images included), then joins the threads. Idempotent.
@@ -64,14 +71,13 @@ class WalWriter {
   uint64_t append_calls() const { return append_calls_.load(); }
 
  private:
-  // One queued write: a persist() when done is set (snapshot is then the one to install, hs
-  // optional), a recorded image when image is set, else a save_snapshot().
+  // One queued write: a persist() when ready is set, a resume() when resume_done is set, a
+  // recorded image when image is set, else a save_snapshot().
   struct Op {
-    std::vector<raft::Entry> entries;
-    std::optional<raft::Snapshot> snapshot;
-    Done done;
-    std::optional<raft::HardState> ready_hs;
-    bool sync = true;  // persist() only
+    std::shared_ptr<const raft::Ready> ready;
+    Done done;  // persist()
+    Done resume_done;
+    std::optional<raft::Snapshot> snapshot;  // save_snapshot()
     std::optional<storage::ImageInfo> image;  // set: record the snapshot at image_meta
     raft::SnapshotMetadata image_meta;
     Done image_done;
@@ -94,7 +100,7 @@ class WalWriter {
   std::condition_variable cv_;
   std::deque<Op> queue_;  // guarded by mu_
   bool stopping_ = false;  // guarded by mu_
-  bool failed_ = false;    // guarded by mu_; set after a failed append: nothing more is written
+  bool failed_ = false;    // guarded by mu_; set by a failed write, cleared by resume()
   std::deque<ImageOp> image_queue_;  // guarded by mu_
   bool images_stopping_ = false;     // guarded by mu_
   std::condition_variable image_cv_;

@@ -27,6 +27,18 @@ raft::Entry entry(uint64_t index, std::string data = "x") {
   return raft::Entry{1, index, raft::EntryType::kNormal, std::move(data)};
 }
 
+// A Ready with a persistent part as the raft loop hands it to the WAL writer.
+std::shared_ptr<const raft::Ready> ready(std::optional<raft::Snapshot> snap,
+                                         std::vector<raft::Entry> entries, raft::HardState hs,
+                                         bool must_sync) {
+  auto rd = std::make_shared<raft::Ready>();
+  rd->snapshot = std::move(snap);
+  rd->entries = std::move(entries);
+  rd->hard_state = hs;
+  rd->must_sync = must_sync;
+  return rd;
+}
+
 class WalWriterTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -45,7 +57,7 @@ class WalWriterTest : public ::testing::Test {
 
   // Queues entries and a hard state as the raft loop does (one Ready), checking the outcome.
   static bool persist(WalWriter& wal, std::vector<raft::Entry> entries, raft::HardState hs) {
-    return wal.persist(std::nullopt, std::move(entries), hs, /*sync=*/true,
+    return wal.persist(ready(std::nullopt, std::move(entries), hs, /*must_sync=*/true),
                        [](Status st) { EXPECT_TRUE(st.is_ok()) << st.message(); });
   }
 
@@ -132,7 +144,7 @@ TEST_F(WalWriterTest, persist_installsSnapshotThenWritesEntriesAndHardState) {
     snap.data = "image";
     std::vector<raft::Entry> tail = {raft::Entry{2, 11, raft::EntryType::kNormal, "a"},
                                      raft::Entry{2, 12, raft::EntryType::kNormal, "b"}};
-    ASSERT_TRUE(wal.persist(snap, tail, raft::HardState{2, 8, 11}, true,
+    ASSERT_TRUE(wal.persist(ready(snap, tail, raft::HardState{2, 8, 11}, true),
                             [&](Status st) { done.set_value(std::move(st)); }));
     ASSERT_EQ(done_f.wait_for(kWait), std::future_status::ready);
     Status st = done_f.get();
@@ -157,13 +169,14 @@ TEST_F(WalWriterTest, persist_hardStateOnlyIsWritten) {
   std::promise<Status> done;
   auto done_f = done.get_future();
   WalWriter wal(log_.get(), [](uint64_t, Status) {});
-  ASSERT_TRUE(wal.persist(std::nullopt, {}, raft::HardState{1, 7, 1}, true,
+  ASSERT_TRUE(wal.persist(ready(std::nullopt, {}, raft::HardState{1, 7, 1}, true),
                           [&](Status st) { done.set_value(std::move(st)); }));
   ASSERT_EQ(done_f.wait_for(kWait), std::future_status::ready);
   EXPECT_TRUE(done_f.get().is_ok());
   EXPECT_EQ(log_->initial_state().first, (raft::HardState{1, 7, 1}));
   wal.stop();
-  EXPECT_FALSE(wal.persist(std::nullopt, {}, raft::HardState{1, 7, 1}, true, [](Status) {}));
+  EXPECT_FALSE(
+      wal.persist(ready(std::nullopt, {}, raft::HardState{1, 7, 1}, true), [](Status) {}));
 }
 
 TEST_F(WalWriterTest, persist_commitOnlyHardStateSkipsFsync) {
@@ -172,7 +185,7 @@ TEST_F(WalWriterTest, persist_commitOnlyHardStateSkipsFsync) {
   // A Ready that only moves the commit index is written without an fsync (must_sync false) ...
   std::promise<Status> unsynced;
   auto unsynced_f = unsynced.get_future();
-  ASSERT_TRUE(wal.persist(std::nullopt, {}, raft::HardState{1, 7, 1}, false,
+  ASSERT_TRUE(wal.persist(ready(std::nullopt, {}, raft::HardState{1, 7, 1}, false),
                           [&](Status st) { unsynced.set_value(std::move(st)); }));
   ASSERT_EQ(unsynced_f.wait_for(kWait), std::future_status::ready);
   EXPECT_TRUE(unsynced_f.get().is_ok());
@@ -181,7 +194,7 @@ TEST_F(WalWriterTest, persist_commitOnlyHardStateSkipsFsync) {
   // ... but entries are always fsynced, whatever the caller says.
   std::promise<Status> synced;
   auto synced_f = synced.get_future();
-  ASSERT_TRUE(wal.persist(std::nullopt, {entry(2)}, raft::HardState{1, 7, 1}, false,
+  ASSERT_TRUE(wal.persist(ready(std::nullopt, {entry(2)}, raft::HardState{1, 7, 1}, false),
                           [&](Status st) { synced.set_value(std::move(st)); }));
   ASSERT_EQ(synced_f.wait_for(kWait), std::future_status::ready);
   EXPECT_TRUE(synced_f.get().is_ok());
