@@ -385,9 +385,11 @@ void Connection::do_send_chunk(std::string data, std::function<void()> written) 
   } else {
     queue_.push_back(std::move(data));
   }
+  queued_bytes_ += queue_.back().size();
   if (written) written_.push_back(std::move(written));
-  if (queue_.size() > kMaxQueuedChunks) {
-    spdlog::debug("closing a watch stream: client too slow ({} events queued)", queue_.size());
+  if (queued_bytes_ > kMaxQueuedBytes) {
+    spdlog::debug("closing a watch stream: client too slow ({} bytes in {} events queued)",
+                  queued_bytes_, queue_.size());
     return close();
   }
   flush();
@@ -417,6 +419,7 @@ void Connection::flush() {
     batch_.push_back(std::move(queue_.front()));
     queue_.pop_front();
   }
+  queued_bytes_ = 0;
   batch_written_.clear();
   batch_written_.swap(written_);  // every queued chunk is in this batch
   batch_bufs_.clear();
@@ -484,6 +487,7 @@ void Connection::close() {
   timer_.cancel();
   streaming_ = false;
   queue_.clear();
+  queued_bytes_ = 0;
   written_.clear();
   batch_written_.clear();
   if (on_close_) {

@@ -205,6 +205,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   bool chunked_ = true;
   std::function<void()> on_close_;
   std::deque<std::string> queue_;  // not yet handed to the socket
+  size_t queued_bytes_ = 0;        // Invariant: the bytes in queue_
   // send_chunk's callbacks for the chunks in queue_, and for those in the batch being written.
   std::vector<std::function<void()>> written_, batch_written_;
   std::vector<std::string> batch_;  // being written

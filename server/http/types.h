@@ -68,7 +68,7 @@ class Exchange {
   virtual void reply(HttpResponse response) = 0;
   // Writes the headers at once with chunked encoding (a watch). on_close runs once (on the
   // connection's strand) if the stream ends any other way than end_stream(): client
-  // disconnect, slow client (more than kMaxQueuedChunks queued), server stop.
+  // disconnect, slow client (more than kMaxQueuedBytes waiting for the socket), server stop.
   virtual void begin_stream(HttpResponse headers, std::function<void()> on_close) = 0;
   virtual void send_chunk(std::string data) = 0;
   // The same; `written` runs (on the connection's strand) once the chunk has been handed to the
@@ -81,7 +81,9 @@ class Exchange {
   // whose answer may take long, such as a proxied request. begin_stream's on_close replaces it.
   virtual void notify_close(std::function<void()> on_close) = 0;
 
-  static constexpr size_t kMaxQueuedChunks = 100;
+  // What a stream may have waiting while the client reads slowly: a burst of events (thousands
+  // of keys expiring at once) fits, a client that stopped reading is closed.
+  static constexpr size_t kMaxQueuedBytes = 4 << 20;
 };
 
 // What the client server hands each parsed request to. Implementations are called from any
