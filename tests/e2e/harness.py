@@ -278,6 +278,15 @@ def url_of(target):
     return target if isinstance(target, str) else target.url
 
 
+def healthy(member):
+    """Whether member's process runs and its /health answers 200 {"health":"true"}; returns
+    (ok, status, body)."""
+    status, _, body = try_request("GET", member.url + "/health")
+    ok = member.proc is not None and member.proc.poll() is None and status == 200 \
+        and b'"true"' in body
+    return ok, status, body
+
+
 def put(target, key, value, timeout=KEYS_TIMEOUT_S, query="", catch=False):
     """PUT value at /v2/keys/<key> of target (a Member, Proxy or base URL); query: more URL
     parameters, without the "?". Returns request's (status, headers, body); a transport error

@@ -45,11 +45,9 @@ def main():
                 f"recursive read from the root: {status} {len(body)} bytes")
         status, _, body = harness.request("DELETE", f"{m.url}/v2/keys/d?recursive=true")
         R.check(status == 200, f"recursive delete of the deep tree: {status} {body[:200]!r}")
-        status, _, body = harness.request("GET", m.url + "/health")
-        R.check(status == 200 and m.proc.poll() is None,
-                f"the member is alive and healthy: {status} {body!r}")
+        ok, status, body = harness.healthy(m)
+        R.check(ok, f"the member is alive and healthy: {status} {body!r}")
     finally:
-        m.kill()
         m.cleanup()
     R.finish()
 

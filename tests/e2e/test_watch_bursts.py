@@ -84,10 +84,9 @@ def main():
             lambda: harness.get_json(m, "/v2/stats/store")[1]["watchers"] == 1, 20)
         R.check(closed, "a watcher that stopped reading is closed (its watcher removed)")
         stuck.close()
-        status, _, _ = harness.request("GET", m.url + "/health")
-        R.check(status == 200 and m.proc.poll() is None, f"the member is healthy: {status}")
+        ok, status, body = harness.healthy(m)
+        R.check(ok, f"the member is alive and healthy: {status} {body!r}")
     finally:
-        m.kill()
         m.cleanup()
     R.finish()
 
