@@ -33,6 +33,10 @@ struct ClientServerConfig {
   std::vector<std::string> listen_urls;  // "http://127.0.0.1:2379" ..., several allowed
   std::vector<std::string> cors = {"*"};  // --cors
   uint64_t max_request_bytes = 32 * 1024 * 1024;
+  // All request bodies being read (and held until their answer) at once, over all connections:
+  // a body that would exceed it is refused with 503 instead of buffered (a chunked body counts
+  // as max_request_bytes). Bounds what slow senders of large bodies can pin in memory.
+  uint64_t max_buffered_body_bytes = 256 * 1024 * 1024;
   // Bounds reading one request (headers, and again the body) and waiting idle for the next one
   // on a keep-alive connection. A running watch is not bounded.
   std::chrono::seconds read_header_timeout{30};

@@ -97,6 +97,7 @@ void Connection::notify_close(std::function<void()> on_close) {
 
 void Connection::read_request() {
   if (closed_) return;
+  release_body_charge();
   req_.clear();
   body_error_.clear();
   parser_.emplace(req_);
@@ -161,6 +162,8 @@ void Connection::on_header() {
   if (parser_->is_done()) return dispatch_request();
   auto length = parser_->content_length();
   if (length && *length > state_->cfg.max_request_bytes) return reply_too_large();
+  // A chunked body's size is unknown until it ends: it is charged as large as it may grow.
+  if (!charge_body(length ? *length : state_->cfg.max_request_bytes)) return reply_busy();
   if (req_.expect_continue && req_.version >= 11) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
@@ -259,6 +262,33 @@ void Connection::reply_too_large() {
   r.status = 413;
   r.content_type = "application/json";
   r.body = R"({"message":"http: request body too large"})";
+  r.close = true;
+  do_reply(std::move(r));
+}
+
+bool Connection::charge_body(uint64_t bytes) {
+  const uint64_t before = state_->body_bytes.fetch_add(bytes);
+  if (before + bytes > state_->cfg.max_buffered_body_bytes && before > 0) {
+    state_->body_bytes.fetch_sub(bytes);
+    return false;
+  }
+  body_charge_ = bytes;
+  return true;
+}
+
+void Connection::release_body_charge() {
+  if (body_charge_ == 0) return;
+  state_->body_bytes.fetch_sub(body_charge_);
+  body_charge_ = 0;
+}
+
+void Connection::reply_busy() {
+  spdlog::debug("refusing a request body: {} bytes of bodies are being read already",
+                state_->body_bytes.load());
+  HttpResponse r = {};
+  r.status = 503;
+  r.content_type = "text/plain; charset=utf-8";
+  r.body = "503 Service Unavailable: too many request bodies being read at once; retry later\n";
   r.close = true;
   do_reply(std::move(r));
 }
@@ -481,6 +511,7 @@ void Connection::close() {
   if (closed_) return;
   closed_ = true;
   set_handling(false);  // an answer that comes now is dropped
+  release_body_charge();
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);

@@ -73,6 +73,8 @@ struct ClientServer::State {
   bool stop_done = false;            // stop() ran; guarded by mu
   // Requests handed to the handler and not answered yet, over all connections.
   std::atomic<int64_t> handling{0};
+  // Request body bytes charged by connections reading (or holding) a body.
+  std::atomic<uint64_t> body_bytes{0};
 };
 
 // One client connection (see the top of this file). REQUIRES: every private method runs on the
@@ -132,6 +134,12 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   // ---- answering ----
 
   void reply_too_large();
+  // The bodies being read over all connections are bounded (ClientServerConfig::
+  // max_buffered_body_bytes): a body is charged before it is read and released with its request.
+  // A body that would exceed the bound is refused with 503, unless it is the only one.
+  [[nodiscard]] bool charge_body(uint64_t bytes);
+  void release_body_charge();
+  void reply_busy();
 
   // Go's answer to a request it cannot read: no CORS, no Date, body = status text unless
   // given; always closes.
@@ -197,6 +205,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   std::string header_;       // the current request's header block, normalized for Beast
   size_t header_scanned_ = 0;  // bytes of buf_ already searched for the header's end
   std::string body_error_;   // why the body could not be read (Go's text), else empty
+  uint64_t body_charge_ = 0;  // this request's share of State::body_bytes
 
   // Streaming (watch) state. Invariant: on_close_ is set only while streaming_, or between
   // notify_close() and the answer.

@@ -47,7 +47,8 @@ class BodyParser : public boost::beast::http::basic_parser<isRequest> {
   std::string* body_;
 };
 
-// One request's data. The strings keep their capacity between requests of a connection.
+// One request's data. The strings keep their capacity between requests of a connection, but
+// for a large body's.
 struct RequestData {
   std::string method;
   std::string target;
@@ -60,12 +61,20 @@ struct RequestData {
   bool has_origin = false;
   bool expect_continue = false;
 
+  // A body buffer above this is given back after its request instead of kept for the next one,
+  // so that a burst of large requests does not stay in memory.
+  static constexpr size_t kKeptBodyCapacity = 1 << 20;
+
   void clear() {
     method.clear();
     target.clear();
     content_type.clear();
     origin.clear();
-    body.clear();
+    if (body.capacity() > kKeptBodyCapacity) {
+      std::string().swap(body);
+    } else {
+      body.clear();
+    }
     version = 11;
     has_host = has_content_type = has_origin = expect_continue = false;
   }

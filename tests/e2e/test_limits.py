@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """kvd's own limits on client input (where kvd is stricter than etcd, README "Where kvd differs
-from etcd"), against a real kvd member: a key deeper than 1,024 levels is refused with 209
-before it reaches raft, the deepest allowed key works end to end (recursive read from the root,
-recursive delete), and the member keeps serving. etcd accepts such keys, so there is no oracle
-here; the expected answers are kvd's documented ones."""
+from etcd"), against a real kvd member:
+- a key deeper than 1,024 levels is refused with 209 before it reaches raft; the deepest allowed
+  key works end to end (recursive read from the root, recursive delete);
+- 40 clients sending 30 MB bodies slowly: bodies beyond 256 MiB in all are refused with 503
+  instead of buffered, the memory they took is given back afterwards;
+and the member keeps serving. etcd has neither limit, so there is no oracle here; the expected
+answers are kvd's documented ones."""
 import json
 import os
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -13,6 +17,47 @@ import harness  # noqa: E402
 
 R = harness.Results()
 MAX_DEPTH = 1024  # api_v2/keys_request.h kMaxKeyDepth
+BODIES_MB = 256  # server/http/client_server.h max_buffered_body_bytes
+
+
+def rss_mb(m):
+    with open(f"/proc/{m.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    return -1
+
+
+def slow_bodies(m, clients=40, size=30_000_000):
+    """Every client announces a `size` body and sends it in 1 MB pieces, all clients in turn;
+    returns (peak RSS in MB while they send, how many were refused with 503)."""
+    socks = []
+    for i in range(clients):
+        s = socket.create_connection(("127.0.0.1", m.client_port), timeout=30)
+        s.sendall(f"PUT /v2/keys/slow{i} HTTP/1.1\r\nHost: kvd\r\nContent-Type: "
+                  f"application/x-www-form-urlencoded\r\nContent-Length: {size + 6}\r\n\r\n"
+                  "value=".encode())
+        socks.append(s)
+    refused = set()
+    peak = 0
+    piece = b"x" * 1_000_000
+    for _ in range(size // len(piece)):
+        for i, s in enumerate(socks):
+            if i in refused:
+                continue
+            try:
+                s.sendall(piece)
+            except OSError:  # refused: the server answered and closed
+                refused.add(i)
+        peak = max(peak, rss_mb(m))
+    answers = 0
+    for s in socks:
+        try:
+            answers += s.recv(64).startswith(b"HTTP/1.1 503 ")
+        except OSError:
+            pass
+        s.close()
+    return peak, answers
 
 
 def main():
@@ -45,6 +90,16 @@ def main():
                 f"recursive read from the root: {status} {len(body)} bytes")
         status, _, body = harness.request("DELETE", f"{m.url}/v2/keys/d?recursive=true")
         R.check(status == 200, f"recursive delete of the deep tree: {status} {body[:200]!r}")
+        # Slow senders of large bodies: what is buffered is bounded, and given back.
+        before = rss_mb(m)
+        peak, refused = slow_bodies(m)
+        R.check(refused >= 40 - BODIES_MB // 30,
+                f"bodies beyond {BODIES_MB} MiB in all are refused with 503: {refused} of 40")
+        R.check(peak < before + BODIES_MB + 150,
+                f"memory while they send stays bounded: {peak} MB (from {before} MB)")
+        back = harness.wait_for(lambda: rss_mb(m) < before + 100, 30, interval=0.5)
+        R.check(back, f"and is given back afterwards: {rss_mb(m)} MB (from {before} MB)")
+
         ok, status, body = harness.healthy(m)
         R.check(ok, f"the member is alive and healthy: {status} {body!r}")
     finally:
