@@ -41,8 +41,8 @@ namespace {
 
 // Gives memory freed after a burst (large request bodies, a snapshot) back to the system: the
 // allocator keeps freed pages for reuse, so without this the process stays at its peak. Checked
-// every few seconds on a thread of its own; releases only when much is free, so that steady
-// traffic does not pay for page faults.
+// every few seconds on a thread of its own; with tcmalloc it releases only when more than
+// kReleaseAboveBytes is free, so that steady traffic does not pay for page faults.
 class MemoryReleaser {
  public:
   static constexpr auto kInterval = std::chrono::seconds(5);
@@ -72,7 +72,7 @@ class MemoryReleaser {
       MallocExtension::instance()->ReleaseFreeMemory();
     }
 #else
-    malloc_trim(kReleaseAboveBytes);
+    malloc_trim(kReleaseAboveBytes);  // glibc: keeps that much at the top of the heap
 #endif
   }
 
