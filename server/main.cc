@@ -1,5 +1,6 @@
 // kvd: an etcd v2 compatible member. Parses etcd's flags, opens the node (store + durable log),
 // serves clients, and stops cleanly on SIGINT/SIGTERM.
+#include <sys/resource.h>
 #include <unistd.h>
 #ifdef KVD_HAVE_TCMALLOC
 #include <gperftools/malloc_extension.h>
@@ -94,6 +95,23 @@ void setup_logging(const std::string& level) {
   else spdlog::set_level(spdlog::level::info);
 }
 
+// File descriptors: the soft limit is raised to the hard one (as Go's runtime does for etcd), and
+// client connections are limited so that kReservedDescriptors stay for the database's files,
+// the peers and the snapshot machinery. Returns the client connection limit.
+size_t client_connection_limit() {
+  constexpr rlim_t kReservedDescriptors = 256;
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  if (lim.rlim_cur == RLIM_INFINITY) return 0;
+  return lim.rlim_cur > 2 * kReservedDescriptors ? lim.rlim_cur - kReservedDescriptors
+                                                   : lim.rlim_cur / 2;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -114,6 +132,7 @@ int main(int argc, char** argv) {
   for (const auto& w : parsed.env_warnings) spdlog::warn("{}", w);
 
   MemoryReleaser memory_releaser;
+  const size_t max_connections = client_connection_limit();
 
   if (flags.proxy != ProxyMode::kOff) {
     ProxyConfig proxy;
@@ -127,6 +146,8 @@ int main(int argc, char** argv) {
     proxy.dial_timeout = flags.proxy_dial_timeout;
     proxy.write_timeout = flags.proxy_write_timeout;
     proxy.read_timeout = flags.proxy_read_timeout;
+    // Each proxied request may hold a connection to a member besides its client's.
+    proxy.max_client_connections = max_connections / 2;
     return run_proxy(proxy);
   }
 
@@ -186,6 +207,7 @@ int main(int argc, char** argv) {
   server_config.listen_urls = flags.listen_client_urls;
   server_config.cors = flags.cors;
   server_config.connection_executor = [&loops] { return loops.next_executor(); };
+  server_config.max_connections = max_connections;
   ClientApi api(*node);
   ClientServer server(io, api, server_config);
   if (auto st = server.listen(); !st.is_ok()) {

@@ -53,8 +53,11 @@ void accept_loop(const std::shared_ptr<ClientServer::State>& state, size_t i) {
       asio::bind_executor(state->accept_strand, [state, i](error_code ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted || state->stopped) return;
         if (ec) {
-          // Out of descriptors and the like: back off briefly instead of spinning.
-          spdlog::warn("accepting a client connection failed: {}", ec.message());
+          // Out of descriptors and the like: back off briefly instead of spinning, and say so
+          // once a minute rather than at every retry.
+          if (state->warn_due(Clock::now())) {
+            spdlog::warn("accepting a client connection failed: {}", ec.message());
+          }
           auto timer = std::make_shared<asio::steady_timer>(state->accept_strand,
                                                             std::chrono::milliseconds(100));
           timer->async_wait([state, i, timer](error_code) {
@@ -70,6 +73,17 @@ void accept_loop(const std::shared_ptr<ClientServer::State>& state, size_t i) {
           // Under mu with the stopped check, so stop() sees every connection it must close.
           std::lock_guard lock(state->mu);
           if (state->stopped) return;
+          if (state->cfg.max_connections != 0 &&
+              state->connections.size() >= state->cfg.max_connections) {
+            // Over the limit: closed at once (conn is destroyed unstarted), so that the
+            // descriptors the rest of the process needs stay free.
+            if (state->warn_due(Clock::now())) {
+              spdlog::warn("refusing client connections: {} are open, the limit is {}",
+                           state->connections.size(), state->cfg.max_connections);
+            }
+            accept_loop(state, i);
+            return;
+          }
           state->connections.emplace(conn.get(), conn);
         }
         conn->start();

@@ -37,6 +37,9 @@ struct ClientServerConfig {
   // a body that would exceed it is refused with 503 instead of buffered (a chunked body counts
   // as max_request_bytes). Bounds what slow senders of large bodies can pin in memory.
   uint64_t max_buffered_body_bytes = 256 * 1024 * 1024;
+  // Open client connections at most (0: no limit); one beyond is closed as soon as it is
+  // accepted, so that the descriptors the database and the peers need stay free.
+  size_t max_connections = 0;
   // Bounds reading one request (headers, and again the body) and waiting idle for the next one
   // on a keep-alive connection. A running watch is not bounded.
   std::chrono::seconds read_header_timeout{30};

@@ -75,6 +75,17 @@ struct ClientServer::State {
   std::atomic<int64_t> handling{0};
   // Request body bytes charged by connections reading (or holding) a body.
   std::atomic<uint64_t> body_bytes{0};
+
+  // Accept failures and refusals are logged at most once a minute. Used on accept_strand.
+  Clock::time_point last_accept_warning{};
+  bool warn_due(Clock::time_point now) {
+    if (last_accept_warning != Clock::time_point{} &&
+        now - last_accept_warning < std::chrono::minutes(1)) {
+      return false;
+    }
+    last_accept_warning = now;
+    return true;
+  }
 };
 
 // One client connection (see the top of this file). REQUIRES: every private method runs on the

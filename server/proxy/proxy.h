@@ -35,6 +35,7 @@ struct ProxyConfig {
   std::chrono::milliseconds dial_timeout{1000};
   std::chrono::milliseconds write_timeout{5000};
   std::chrono::milliseconds read_timeout{0};  // 0: none (long polls stay open)
+  size_t max_client_connections = 0;          // 0: no limit (ClientServerConfig)
 };
 
 int run_proxy(const ProxyConfig& config);

@@ -5,10 +5,13 @@ from etcd"), against a real kvd member:
   key works end to end (recursive read from the root, recursive delete);
 - 40 clients sending 30 MB bodies slowly: bodies beyond 256 MiB in all are refused with 503
   instead of buffered, the memory they took is given back afterwards;
+- a member limited to 512 descriptors keeps 256 for itself: client connections beyond the rest
+  are closed at once, writes keep working, and the refusal is logged once a minute;
 and the member keeps serving. etcd has neither limit, so there is no oracle here; the expected
 answers are kvd's documented ones."""
 import json
 import os
+import select
 import socket
 import sys
 
@@ -60,7 +63,48 @@ def slow_bodies(m, clients=40, size=30_000_000):
     return peak, answers
 
 
+def descriptor_limit():
+    """A member run with at most 512 descriptors and 400 idle connections against it."""
+    m = harness.Member("kvd", "fds")
+    args = m.args
+    m.args = lambda: ["prlimit", "--nofile=512:512", "--"] + args()
+    m.start()
+    idle = []
+    try:
+        for _ in range(400):
+            idle.append(socket.create_connection(("127.0.0.1", m.client_port), timeout=10))
+        # The server keeps 256 (512 less its reserve) and closes the others at once: those read
+        # end-of-stream. Counted once all 400 have been dealt with (the log says the limit was
+        # reached), well within the 30 s after which idle connections are closed anyway.
+        harness.wait_for(lambda: "refusing client connections" in m.read_log(), 10)
+        ended = set()
+
+        def all_refused_ended():
+            readable, _, _ = select.select([s for s in idle if s not in ended], [], [], 0)
+            ended.update(s for s in readable if s.recv(1) == b"")
+            return len(ended) >= 400 - 256
+
+        # A connection of the start-up's health checks may still be closing: a few more refused.
+        harness.wait_for(all_refused_ended, 5)
+        closed = len(ended)
+        R.check(400 - 256 <= closed <= 400 - 256 + 4,
+                f"connections beyond the limit (512 - 256 reserved) are closed: {closed} of 400")
+        for s in idle[:100]:  # room for writers
+            s.close()
+        failed = [i for i in range(300) if harness.put(m, f"fd/{i}", "v", catch=True)[0] != 201]
+        R.check(not failed, f"writes work next to the idle connections: failed {failed[:5]}")
+        log = m.read_log()
+        R.check("Too many open files" not in log, "no descriptor ran out")
+        R.check(log.count("refusing client connections") == 1,
+                f"the refusal is logged once: {log.count('refusing client connections')}")
+    finally:
+        for s in idle:
+            s.close()
+        m.cleanup()
+
+
 def main():
+    descriptor_limit()
     m = harness.Member("kvd", "limits").start()
     try:
         # 30,000 levels (a 60 KB URL): refused at once, nothing written.
