@@ -15,6 +15,9 @@
 //     "snapshot_data" the state machine image, opaque (earlier kvd; removed by the next snapshot).
 //     "applied"       u64: an applied index, written by earlier kvd; ignored.
 //     "meta/" + key   free-form metadata (put_meta), value as given.
+//   beside the directory, <dir>.mark: the commit mark (raft_log_impl.h, Impl::mark), the term
+//     and commit index that synced writes made durable, checked by open() against the log it
+//     recovers.
 //   column family "entries" (the log):
 //     key   u64 index, BIG-endian, so that RocksDB's bytewise order is index order.
 //     value u64 term, u8 type (raft::EntryType), then the entry data.
@@ -112,8 +115,11 @@ Status RaftLog::append(const std::vector<raft::Entry>& entries,
     next.hard_state = *hs;
   }
   if (batch.Count() == 0) return Status::ok();
-  Status st = m.commit(&batch, std::move(next), "append", sync || !entries.empty());
+  const bool synced = sync || !entries.empty();
+  const raft::HardState durable = next.hard_state;
+  Status st = m.commit(&batch, std::move(next), "append", synced);
   if (st.is_ok() && skip < entries.size()) m.cache_appended(entries, skip);
+  if (st.is_ok() && synced) m.mark(durable, /*sync=*/false);
   return st;
 }
 

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <sys/statvfs.h>
+#include <boost/crc.hpp>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
@@ -271,11 +272,20 @@ struct RaftLog::Impl {
   mutable std::multiset<uint64_t> image_readers;  // GUARDED_BY(view_mu)
 
   ~Impl() {
+    const raft::HardState hs = view ? view->hard_state : raft::HardState{};
     {
       std::lock_guard lk(view_mu);
       view.reset();  // releases the RocksDB snapshot before the database goes
     }
     if (db) {
+      // A clean close leaves nothing in the write-ahead log that is not also in table files
+      // (so that a damaged newest WAL file loses nothing), then syncs the commit mark.
+      if (std::lock_guard wl(write_mu); !write_error) {
+        rocksdb::Status s = db->Flush(rocksdb::FlushOptions(), handles);
+        if (!s.ok()) spdlog::warn("{}: flushing at close: {}", dir, s.ToString());
+        mark(hs, /*sync=*/true);
+      }
+      if (mark_fd >= 0) ::close(mark_fd);
       for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
       rocksdb::Status s = db->Close();
       if (!s.ok()) spdlog::warn("closing {}: {}", dir, s.ToString());
@@ -319,6 +329,50 @@ struct RaftLog::Impl {
   }
 
   Status load(bool fresh);
+  // The commit mark (see mark()), if there is a readable one.
+  std::optional<raft::HardState> read_mark() const;
+  // Refuses a database that would recover behind its commit mark, naming the newest WAL file,
+  // before anything in it is changed; fresh: the database is missing or empty (options and
+  // families are then unused). Ok when there is no readable mark.
+  Status check_mark(const rocksdb::DBOptions& options,
+                    const std::vector<rocksdb::ColumnFamilyDescriptor>& families, bool fresh);
+
+  // The commit mark: <dir>.mark holds one line, "kvd-commit-mark 1 <term> <commit> <crc>\n",
+  // the numbers in 20 digits and crc the CRC-32 (8 hex digits) of what precedes it: the term and
+  // commit index of the newest hard state a synced write made durable. It is overwritten in
+  // place after every synced write (one pwrite of 60 bytes, synced at a clean close) and lies
+  // outside the write-ahead log, so open() can tell that the log lost what it had acknowledged
+  // (a damaged, truncated or removed WAL file) instead of starting with less: neither the term
+  // nor the commit index ever goes back. A crash can leave the mark stale, missing, or (power
+  // loss) torn, failing its CRC: that only weakens the check, since the mark is written after
+  // the write it records and so is never ahead of the log.
+  std::string mark_path() const { return dir + ".mark"; }
+  int mark_fd = -1;          // GUARDED_BY(write_mu); opened by the first mark()
+  bool mark_warned = false;  // GUARDED_BY(write_mu)
+  static std::string mark_line(const raft::HardState& hs) {
+    char body[64];
+    std::snprintf(body, sizeof body, "kvd-commit-mark 1 %020llu %020llu",
+                  static_cast<unsigned long long>(hs.term),
+                  static_cast<unsigned long long>(hs.commit));
+    boost::crc_32_type crc;
+    crc.process_bytes(body, std::strlen(body));
+    char line[80];
+    std::snprintf(line, sizeof line, "%s %08x\n", body, static_cast<unsigned>(crc.checksum()));
+    return line;
+  }
+  // REQUIRES: write_mu held; hs is durable.
+  void mark(const raft::HardState& hs, bool sync) {
+    if (mark_fd < 0) mark_fd = ::open(mark_path().c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    const std::string line = mark_line(hs);
+    bool ok = mark_fd >= 0 &&
+              ::pwrite(mark_fd, line.data(), line.size(), 0) == static_cast<ssize_t>(line.size());
+    if (ok && sync) ok = ::fsync(mark_fd) == 0;
+    if (!ok && !mark_warned) {
+      mark_warned = true;  // once: the mark only strengthens a check at the next start
+      spdlog::warn("{}: cannot write the commit mark {}: {}", dir, mark_path(),
+                   std::strerror(errno));
+    }
+  }
 
   // A write is refused, before RocksDB sees it, while the file system holding the database has
   // less than kReservedDiskBytes free: RocksDB must never fail a write to its WAL for lack of

@@ -2,6 +2,9 @@
 // log is served; see the format and what a crash can leave at the top of raft_log.cc.
 #include "storage/raft_log_impl.h"
 
+#include <iterator>
+#include <sstream>
+
 namespace kvd::storage {
 
 namespace {
@@ -217,7 +220,93 @@ std::string current_manifest_path(const fs::path& dir) {
   return (dir / "CURRENT").string();
 }
 
+// RocksDB's error, naming the file it is about where RocksDB does not (it names SST, WAL and
+// MANIFEST files, but not CURRENT).
+std::string with_file(const rocksdb::Status& s, const fs::path& dir) {
+  std::string text = s.ToString();
+  if (text.find(dir.string() + "/") != std::string::npos) return text;
+  if (text.find("CURRENT") != std::string::npos) return text + " in " + (dir / "CURRENT").string();
+  return text + " (in " + dir.string() + ", which holds: " + describe_dir_contents(dir) + ")";
+}
+
+// The newest write-ahead log file in dir ("" if none): the one a lost tail was in.
+std::string newest_wal_file(const fs::path& dir) {
+  std::string newest;
+  uint64_t newest_number = 0;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const fs::path& p = it->path();
+    const std::string stem = p.stem().string();
+    if (p.extension() != ".log" || stem.empty() || stem.size() > 19 ||
+        !std::all_of(stem.begin(), stem.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      continue;
+    }
+    if (const uint64_t number = std::stoull(stem); newest.empty() || number >= newest_number) {
+      newest_number = number;
+      newest = p.string();
+    }
+  }
+  return newest;
+}
+
 }  // namespace
+
+std::optional<raft::HardState> RaftLog::Impl::read_mark() const {
+  std::ifstream in(mark_path(), std::ios::binary);
+  if (!in) return std::nullopt;  // none yet: a new database, or one of an earlier kvd
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text);
+  std::string magic, version, crc;
+  raft::HardState marked{};
+  if (text.size() > 80 || !(fields >> magic >> version >> marked.term >> marked.commit >> crc) ||
+      mark_line(marked) != text) {  // also checks the magic, the version and the CRC
+    spdlog::warn("{}: ignoring the unreadable commit mark {} (torn by a crash?)", dir, mark_path());
+    return std::nullopt;
+  }
+  return marked;
+}
+
+Status RaftLog::Impl::check_mark(const rocksdb::DBOptions& options,
+                                 const std::vector<rocksdb::ColumnFamilyDescriptor>& families,
+                                 bool fresh) {
+  const std::optional<raft::HardState> read = read_mark();
+  if (!read) return Status::ok();
+  const raft::HardState& marked = *read;
+  const std::string lost = mark_path() + " records term " + std::to_string(marked.term) +
+                           " and commit index " + std::to_string(marked.commit) +
+                           " as durable, but ";
+  const std::string refusal =
+      ". Refusing to start with less than this member acknowledged: restore the data dir from "
+      "a backup, or remove it and add the member to its cluster again";
+  if (fresh) return fail("the database is missing: " + lost + dir + " is gone or empty" + refusal);
+
+  // What a read-write open would recover, read without changing a file: DB::Open would flush
+  // the recovered memtables and delete the write-ahead log it replayed, damaged or not.
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(options, dir, families, &handles, &raw);
+  if (!s.ok()) return Status::ok();  // the read-write open reports it, naming the file
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::string value;
+  raft::HardState have{};
+  s = db->Get(rocksdb::ReadOptions(), handles[0], slice(kHardStateKey), &value);
+  const bool decoded = s.ok() && decode_hard_state(value, &have);
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  db->Close().PermitUncheckedError();
+  if (!s.ok() && !s.IsNotFound()) return Status::ok();  // load() reports it
+  if (s.ok() && !decoded) return Status::ok();           // load() reports it
+  if (marked.term <= have.term && marked.commit <= have.commit) return Status::ok();
+
+  const std::string wal = newest_wal_file(dir);
+  return fail("the database lost acknowledged writes: " + lost + "only term " +
+              std::to_string(have.term) + " and commit index " + std::to_string(have.commit) +
+              " can be recovered; " +
+              (wal.empty() ? "no write-ahead log file is left (removed?)"
+                           : "the newest write-ahead log file, " + wal +
+                                 ", is damaged or truncated") +
+              ", or the MANIFEST " + current_manifest_path(dir) + " is" + refusal);
+}
 
 Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir) {
   std::error_code ec;
@@ -234,12 +323,14 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir) {
   } else if (fs::is_empty(path, ec)) {
     fresh = true;
   } else if (!fs::exists(path / "CURRENT", ec)) {
-    return Status::error(dir + ": not a kvd database (no RocksDB CURRENT file; the directory holds: " +
-                         describe_dir_contents(path) + ")");
+    return Status::error(dir + ": not a kvd database, or a damaged one: no RocksDB CURRENT file (" +
+                         (path / "CURRENT").string() +
+                         " is missing; the directory holds: " + describe_dir_contents(path) + ")");
   }
 
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
+  if (Status ms = fresh ? impl->check_mark({}, {}, true) : Status::ok(); !ms.is_ok()) return ms;
 
   rocksdb::Options options;
   options.create_if_missing = fresh;
@@ -279,7 +370,7 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir) {
   if (!fresh) {
     std::vector<std::string> families;
     rocksdb::Status s = rocksdb::DB::ListColumnFamilies(options, dir, &families);
-    if (!s.ok()) return Status::error(dir + ": cannot open RocksDB: " + s.ToString());
+    if (!s.ok()) return Status::error(dir + ": cannot open RocksDB: " + with_file(s, path));
     std::set<std::string> got(families.begin(), families.end());
     std::set<std::string> want = {rocksdb::kDefaultColumnFamilyName, kEntriesFamily,
                                   kImagesFamily};
@@ -307,10 +398,16 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir) {
       {rocksdb::kDefaultColumnFamilyName, cf_options},
       {kEntriesFamily, cf_options},
       {kImagesFamily, image_cf_options}};
+  if (!fresh) {
+    if (Status ms = impl->check_mark(rocksdb::DBOptions(options), descriptors, fresh);
+        !ms.is_ok()) {
+      return ms;
+    }
+  }
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(rocksdb::DBOptions(options), dir, descriptors,
                                         &impl->handles, &raw);
-  if (!s.ok()) return Status::error(dir + ": cannot open RocksDB: " + s.ToString());
+  if (!s.ok()) return Status::error(dir + ": cannot open RocksDB: " + with_file(s, path));
   impl->db.reset(raw);
   impl->meta_cf = impl->handles[0];
   impl->entries_cf = impl->handles[1];

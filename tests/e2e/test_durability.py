@@ -8,12 +8,15 @@ against etcd to prove the test itself, and the corruption part is skipped).
    modifiedIndex, nothing unknown appeared, and the next write continues the index sequence.
 2. RocksDB files under <data-dir>/member/ damaged (CURRENT garbage, MANIFEST truncated, CURRENT
    removed): the server exits non-zero with a message naming the file, and never serves.
+3. The newest WAL of a killed member flipped, truncated or removed: refused, naming the file,
+   nothing changed; after a clean stop the WAL is empty and the same damage loses nothing.
 
 Run: KVD_BIN=build/kvd /usr/bin/python3 tests/e2e/test_durability.py
 """
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -180,28 +183,99 @@ def corruption_test(member):
             copy = os.path.join(work, "default.data")
             shutil.copytree(pristine, copy)
             path = damage(copy)
-            m = harness.Member("kvd", workdir=work)
-            proc = subprocess.Popen(m.args(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-            try:
-                out, _ = proc.communicate(timeout=15)
-                rc = proc.returncode
-            except subprocess.TimeoutExpired:
-                # Still running: it must at least not serve an empty store.
-                status, _, body = _try_get(m.url + "/v2/keys/after")
-                proc.kill()
-                out, _ = proc.communicate()
-                rc = None
-                R.check(False, f"{what}: kvd kept running on a damaged data dir "
-                               f"(GET /after -> {status} {body[:120]!r}); output: {out[-400:]!r}")
+            rc, text = _start_refused(work, what)
+            if rc is None:
                 continue
-            text = out.decode(errors="replace")
-            R.check(rc not in (0, None) and rc > 0,
-                    f"{what}: expected a clean non-zero exit, got {rc}; output: {text[-600:]}")
             named = os.path.basename(path) in text or path in text
             R.check(named, f"{what}: message does not name {os.path.basename(path)}: {text[-600:]}")
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _start_refused(work, what):
+    """Starts kvd on <work>/default.data, which must refuse to start: checks a clean non-zero
+    exit and returns (exit code, output); (None, output) if it kept running."""
+    m = harness.Member("kvd", workdir=work)
+    proc = subprocess.Popen(m.args(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        # Still running: it must at least not serve an empty store.
+        status, _, body = _try_get(m.url + "/v2/keys/after")
+        proc.kill()
+        out, _ = proc.communicate()
+        R.check(False, f"{what}: kvd kept running on a damaged data dir "
+                       f"(GET /after -> {status} {body[:120]!r}); output: {out[-400:]!r}")
+        return None, out.decode(errors="replace")
+    text = out.decode(errors="replace")
+    R.check(proc.returncode > 0,
+            f"{what}: expected a clean non-zero exit, got {proc.returncode}; output: {text[-600:]}")
+    return proc.returncode, text
+
+
+def _listing(d):
+    return {f: os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if not f.startswith("LOG")}
+
+
+def wal_damage_test():
+    """3. The newest RocksDB WAL of a member killed with SIGKILL (it holds the last writes)
+    flipped, truncated or removed: kvd refuses to start, names the file (or says none is left),
+    and changes no file; restored, the member starts with every write. After a clean stop the
+    WAL holds nothing the table files lack: the same damage loses nothing."""
+    print("-- damaged newest WAL: refuse when it held acknowledged writes, name it", flush=True)
+    m = harness.Member("kvd", name="wal").start()
+    keys = [f"/wal/k{i:03d}" for i in range(300)]
+    try:
+        for k in keys:
+            harness.put(m, k, "v" * 100)
+        m.kill(signal.SIGKILL)
+        db = os.path.join(m.data_dir, "member", "kvd")
+        for what in ("flipped", "truncated", "removed"):
+            work = tempfile.mkdtemp(prefix="kvd-wal-")
+            try:
+                copy = os.path.join(work, "default.data")
+                shutil.copytree(m.data_dir, copy)
+                cdb = os.path.join(copy, "member", "kvd")
+                wal = max((f for f in os.listdir(cdb) if f.endswith(".log")), key=lambda f: int(f[:-4]))
+                path = os.path.join(cdb, wal)
+                size = os.path.getsize(path)
+                R.check(size > 0, f"the newest WAL {wal} of a killed member is empty")
+                if what == "flipped":
+                    with open(path, "r+b") as f:
+                        f.seek(size // 2)
+                        b = f.read(1)
+                        f.seek(size // 2)
+                        f.write(bytes([b[0] ^ 0xFF]))
+                elif what == "truncated":
+                    os.truncate(path, size // 2)
+                else:
+                    os.remove(path)
+                before = _listing(cdb)
+                rc, text = _start_refused(work, f"newest WAL {what}")
+                if rc is None:
+                    continue
+                R.check("lost acknowledged writes" in text, f"WAL {what}: no refusal saying so: {text[-600:]}")
+                want = "no write-ahead log file is left" if what == "removed" else path
+                R.check(want in text, f"WAL {what}: message does not name {want}: {text[-600:]}")
+                R.check(_listing(cdb) == before, f"WAL {what}: the refused start changed files: "
+                                                 f"{before} -> {_listing(cdb)}")
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        # The undamaged data dir starts with every write; stopped cleanly, its WAL is then empty.
+        m.start()
+        have = sum(1 for k in keys if harness.get(m, k, catch=True)[0] == 200)
+        R.check(have == len(keys), f"after the SIGKILL the member has {have} of {len(keys)} keys")
+        m.stop()
+        wals = [f for f in os.listdir(db) if f.endswith(".log")]
+        for f in wals:
+            R.check(os.path.getsize(os.path.join(db, f)) == 0, f"after a clean stop {f} is not empty")
+            os.remove(os.path.join(db, f))
+        m.start()
+        have = sum(1 for k in keys if harness.get(m, k, catch=True)[0] == 200)
+        R.check(have == len(keys), f"clean stop, WAL {wals} removed: {have} of {len(keys)} keys")
+    finally:
+        m.cleanup()
 
 
 def _same(copy_root, pristine_root, path):
@@ -227,6 +301,7 @@ def main():
     try:
         if kind == "kvd":
             corruption_test(member)
+            wal_damage_test()
         else:
             print("corruption checks are kvd-only: skipped for etcd")
     finally:
