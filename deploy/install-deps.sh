@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what kvd needs to build, test and benchmark on Debian 12 (all Debian packages),
 # including the real etcd used as the reference in the end-to-end tests, and nginx for the
-# switchover demo (deploy/switchover-demo.sh, run by tests/e2e/test_proxy_switchover.py).
+# switchover demo (deploy/switchover-demo.sh, run by tests/e2e/test_proxy_switchover.py), and
+# iproute2 and iptables for the fault tests' network namespaces (tests/faults).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -12,4 +13,4 @@ $SUDO apt-get install -y -q --no-install-recommends \
   libboost-dev libboost-program-options-dev librocksdb-dev nlohmann-json3-dev libspdlog-dev \
   libgoogle-perftools-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
-  etcd-server etcd-client python3 python3-etcd curl wrk bc nginx-light
+  etcd-server etcd-client python3 python3-etcd curl wrk bc nginx-light iproute2 iptables

@@ -1,10 +1,11 @@
-"""Cluster layer of the end-to-end tests, built on harness.py (see its docstring for the layout
-of the harness modules): N kvd members (or N etcd members, through the same code) on free
-127.0.0.1 ports with short raft timings; find the leader, kill (SIGKILL or SIGTERM) and restart
-members by PID, add members, wait for the members to converge, and print every member's log
-tail when something failed. Also: ProxyBench (the clusters and proxies of a proxy test in one
-work dir), Writers (client threads writing through the members), deploy_env (the environment
-of the deploy/ scripts) and the comparison of a test's kvd half with its etcd half.
+"""Cluster layer of the end-to-end tests, built on harness.py (see its docstring for the layout of
+the harness modules): N kvd members (or N etcd members, through the same code) on free 127.0.0.1
+ports with short raft timings; find the leader, kill (SIGKILL or SIGTERM), pause (SIGSTOP,
+harness.Process.pause) and restart members by PID, add members, wait for the members to converge,
+and print every member's log tail when something failed. Also: ProxyBench (the clusters and proxies
+of a proxy test in one work dir), Writers (client threads writing through the members), deploy_env
+(the environment of the deploy/ scripts) and the comparison of a test's kvd half with its etcd
+half.
 
     with cluster.Cluster("kvd", 3) as c:
         lead = c.leader()
@@ -62,9 +63,7 @@ class Cluster:
         self.token = token or f"tok-{os.getpid()}-{random.randrange(1 << 30)}"
         self.snapshot_count = snapshot_count
         self.extra_args = list(extra_args)
-        self.members = [harness.Member(kind, name=f"{name_prefix or kind}{i}",
-                                       workdir=self.workdir)
-                        for i in range(n)]
+        self.members = [self.new_member_slot(f"{name_prefix or kind}{i}") for i in range(n)]
         founders = self.initial_cluster()
         for m in self.members:
             m.extra_args = self.member_args(founders, "new")
@@ -105,7 +104,8 @@ class Cluster:
 
     def new_member_slot(self, name):
         """A Member with free ports in this cluster's work dir, not started: its peer URL is what
-        `member add` needs. Start it with join()."""
+        `member add` needs. Start it with join(). Also makes the founding members: a subclass
+        that places members elsewhere (tests/faults/nscluster.py) overrides it."""
         return harness.Member(self.kind, name=name, workdir=self.workdir)
 
     def join(self, m, initial_cluster, timeout=40.0):
@@ -130,7 +130,9 @@ class Cluster:
         return m
 
     def running(self):
-        return [m for m in self.members if m.proc is not None and m.proc.poll() is None]
+        """The members whose process runs and is not paused."""
+        return [m for m in self.members
+                if m.proc is not None and m.proc.poll() is None and not m.paused]
 
     def by_id(self, hex_id):
         for m in self.members:

@@ -1,7 +1,9 @@
 """Process and HTTP layer of the end-to-end tests: start real kvd and etcd processes (members
-and proxies) on 127.0.0.1 with free ports, wait until they answer, kill them by PID; send HTTP
-requests and raw bytes to them; poll for conditions with bounded deadlines; count checks.
-Standard library only (Debian's /usr/bin/python3).
+and proxies) on 127.0.0.1 with free ports, wait until they answer, kill them by PID, pause and
+resume them (SIGSTOP, SIGCONT); send HTTP requests and raw bytes to them; poll for conditions
+with bounded deadlines; count checks. Standard library only (Debian's /usr/bin/python3).
+A member or proxy may instead be given a host address, fixed ports and a command prefix (such
+as `ip netns exec NS`): tests/faults runs them so, one network namespace each.
 
 The harness modules, each built only on the ones above it:
 
@@ -96,11 +98,16 @@ def wait_for(pred, timeout, interval=POLL_S):
 # --- processes ---
 
 class Process:
-    """A server process of a test: `proc` (a Popen or None) started from args(), writing to
-    `log_path`, with `env` (None: this process's environment)."""
+    """A server process of a test: `proc` (a Popen or None) started from command_prefix +
+    args(), writing to `log_path`, with `env` (None: this process's environment). The prefix
+    must exec the server in place (as `ip netns exec NS` does), so that proc.pid is the
+    server's and the signals below reach it."""
 
     proc = None
     env = None
+    host = "127.0.0.1"  # the address of url and peer_url
+    command_prefix = ()
+    paused = False  # stopped by pause(), until resume()
 
     def read_log(self):
         try:
@@ -113,25 +120,44 @@ class Process:
         """Starts the process without waiting for it to answer (a cluster member answers only
         once a quorum is up); its output is appended to log_path."""
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT,
-                                         env=self.env, start_new_session=True)
+            self.proc = subprocess.Popen([*self.command_prefix, *self.args()], stdout=log,
+                                         stderr=subprocess.STDOUT, env=self.env,
+                                         start_new_session=True)
+        self.paused = False
         return self
 
     def exited(self):
         return self.proc is not None and self.proc.poll() is not None
 
     def kill(self, sig=signal.SIGKILL):
+        """Sends sig and waits (bounded) for the exit; a paused process is resumed after sig,
+        so that it can act on a SIGTERM."""
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
+            if self.paused:
+                self.resume()
             self.proc.wait(timeout=30)
+
+    def pause(self):
+        """SIGSTOP: the process keeps its sockets and state but does nothing until resume()."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self):
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+        self.paused = False
 
 
 class Member(Process):
-    """One server process (kvd or etcd) with its own data dir and ports."""
+    """One server process (kvd or etcd) with its own data dir and ports (default: free ones)."""
 
     def __init__(self, kind, name="default", workdir=None, extra_args=(), client_port=None,
-                 peer_port=None, env=None):
+                 peer_port=None, env=None, host="127.0.0.1", command_prefix=()):
         self.kind = kind
+        self.host = host
+        self.command_prefix = tuple(command_prefix)
         self.name = name
         self.own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"{kind}-")
@@ -145,11 +171,11 @@ class Member(Process):
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"http://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self):
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"http://{self.host}:{self.peer_port}"
 
     def args(self):
         binary = KVD_BIN if self.kind == "kvd" else ETCD_BIN
@@ -199,12 +225,16 @@ class Member(Process):
 
 
 class Proxy(Process):
-    """A kvd or etcd proxy (--proxy on|readonly) in front of a cluster, in `workdir`."""
+    """A kvd or etcd proxy (--proxy on|readonly) in front of a cluster, in `workdir`, on
+    `port` of `host` (default: a free one of 127.0.0.1)."""
 
-    def __init__(self, kind, initial_cluster, workdir, mode="on", extra_args=(), name="proxy"):
+    def __init__(self, kind, initial_cluster, workdir, mode="on", extra_args=(), name="proxy",
+                 host="127.0.0.1", port=None, command_prefix=()):
         self.kind = kind
         self.workdir = workdir
-        self.port = free_port()
+        self.host = host
+        self.port = port or free_port()
+        self.command_prefix = tuple(command_prefix)
         self.data_dir = os.path.join(workdir, f"{name}-{kind}.data")
         self.log_path = os.path.join(workdir, f"{name}-{kind}.log")
         self.initial_cluster = initial_cluster
@@ -214,7 +244,7 @@ class Proxy(Process):
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def args(self):
         binary = KVD_BIN if self.kind == "kvd" else ETCD_BIN
