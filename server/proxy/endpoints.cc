@@ -21,9 +21,13 @@ std::optional<HostPort> parse_http_url(std::string_view url) {
 
 void EndpointSet::replace(const std::vector<std::string>& urls, const MakeEndpoint& make) {
   std::vector<std::shared_ptr<Endpoint>> old;
+  std::set<std::string> silent;
   {
     std::lock_guard lock(mu_);
-    for (auto& e : entries_) old.push_back(e.endpoint);
+    for (auto& e : entries_) {
+      old.push_back(e.endpoint);
+      if (e.silent) silent.insert(e.endpoint->url);
+    }
   }
   // make() may resolve names or allocate: outside the lock.
   std::vector<Entry> fresh;
@@ -32,19 +36,37 @@ void EndpointSet::replace(const std::vector<std::string>& urls, const MakeEndpoi
     if (!seen.insert(url).second) continue;
     auto it = std::find_if(old.begin(), old.end(), [&](const auto& ep) { return ep->url == url; });
     std::shared_ptr<Endpoint> ep = it != old.end() ? *it : make(url);
-    if (ep) fresh.push_back(Entry{std::move(ep), {}});
+    if (ep) fresh.push_back(Entry{std::move(ep), {}, silent.count(url) > 0});
   }
   std::lock_guard lock(mu_);
   entries_ = std::move(fresh);
 }
 
 std::vector<std::shared_ptr<Endpoint>> EndpointSet::available(Clock::time_point now) const {
-  std::vector<std::shared_ptr<Endpoint>> out;
+  std::vector<std::shared_ptr<Endpoint>> out, silent;
   std::lock_guard lock(mu_);
   out.reserve(entries_.size());
   for (const auto& e : entries_)
-    if (now >= e.failed_until) out.push_back(e.endpoint);
-  return out;
+    if (now >= e.failed_until) (e.silent ? silent : out).push_back(e.endpoint);
+  return out.empty() ? silent : out;
+}
+
+bool EndpointSet::set_silent(const std::string& url, bool silent) {
+  std::lock_guard lock(mu_);
+  bool changed = false;
+  for (auto& e : entries_) {
+    if (e.endpoint->url != url || e.silent == silent) continue;
+    e.silent = silent;
+    changed = true;
+  }
+  return changed;
+}
+
+bool EndpointSet::is_silent(const Endpoint& ep) const {
+  std::lock_guard lock(mu_);
+  for (const auto& e : entries_)
+    if (e.endpoint.get() == &ep) return e.silent;
+  return false;
 }
 
 void EndpointSet::mark_failed(const Endpoint& ep, Clock::time_point now) {

@@ -47,6 +47,12 @@ struct Endpoint {
 // starts, in list order, so traffic sticks to the first; a transport failure marks an
 // endpoint unavailable for failure_wait; a refresh installs a new list (shuffled by the
 // caller) in which every endpoint is available again.
+//
+// kvd's addition: an endpoint the prober (prober.h) found silent (no answer to a probe in
+// time: a paused or cut-off member, which accepts connections or drops packets but answers
+// nothing) is left out until a probe gets an answer again, across refreshes. When every
+// endpoint that has not failed is silent, they are offered anyway: a prober wrong about all of
+// them must not refuse every request.
 class EndpointSet {
  public:
   using MakeEndpoint = std::function<std::shared_ptr<Endpoint>(const std::string& url)>;
@@ -61,6 +67,9 @@ class EndpointSet {
   std::vector<std::shared_ptr<Endpoint>> available(Clock::time_point now) const;
   // Marks ep failed until now + failure_wait (no-op if it is no longer in the list).
   void mark_failed(const Endpoint& ep, Clock::time_point now);
+  // Records a probe's verdict on the endpoint with this URL; returns whether it changed.
+  bool set_silent(const std::string& url, bool silent);
+  bool is_silent(const Endpoint& ep) const;
   // Every URL in the list, in order, available or not.
   std::vector<std::string> urls() const;
   size_t size() const;
@@ -69,6 +78,7 @@ class EndpointSet {
   struct Entry {
     std::shared_ptr<Endpoint> endpoint;
     Clock::time_point failed_until{};  // available when now >= failed_until
+    bool silent = false;               // the last probe got no answer in time
   };
   const Clock::duration failure_wait_;
   mutable std::mutex mu_;

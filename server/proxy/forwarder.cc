@@ -49,9 +49,22 @@ void Forwarder::handle(const HttpRequest& r, const std::shared_ptr<Exchange>& ex
     spdlog::warn("proxy: zero endpoints currently available");
     return ex->reply(proxy_error(503, "zero endpoints currently available"));
   }
+  CallInfo info;
+  info.head = r.method == "HEAD";
+  info.idempotent = r.method == "GET" || r.method == "HEAD";
+  info.watch = query_flag(r.target, "wait");
+  info.stream = query_flag(r.target, "stream");
+  if (info.watch && !info.stream && r.method == "GET") {
+    info.wait_index = query_uint(r.target, "waitIndex");
+    info.with_wait_index = [target = std::string(r.target), header = std::string(r.raw_header),
+                            ip = std::string(r.remote_ip)](uint64_t index) {
+      const std::string t = with_query_param(target, "waitIndex", std::to_string(index));
+      return build_upstream_request("GET", t, header, "", ip);
+    };
+  }
   start_proxy_call(shared_, t_loop, ex,
                    build_upstream_request(r.method, r.target, r.raw_header, r.body, r.remote_ip),
-                   r.method == "HEAD", std::move(endpoints), query_flag(r.target, "wait"));
+                   std::move(info), std::move(endpoints));
 }
 
 HttpResponse Forwarder::config(std::string_view method) {

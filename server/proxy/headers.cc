@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cctype>
+#include <charconv>
 #include <vector>
 
 #include "common/go.h"
@@ -110,22 +111,60 @@ std::string build_upstream_request(std::string_view method, std::string_view tar
   return out;
 }
 
-bool query_flag(std::string_view target, std::string_view name) {
+namespace {
+
+// The first value of `name` in the query of target ("" for a bare name), as url.Values.Get.
+std::optional<std::string_view> query_value(std::string_view target, std::string_view name) {
   size_t q = target.find('?');
-  if (q == std::string_view::npos) return false;
+  if (q == std::string_view::npos) return std::nullopt;
   std::string_view query = target.substr(q + 1);
-  bool value = false;
-  while (!query.empty()) {  // the first occurrence wins, as url.Values.Get
+  while (!query.empty()) {
     size_t amp = query.find('&');
     std::string_view pair = query.substr(0, amp);
     query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
     size_t eq = pair.find('=');
     if (pair.substr(0, eq) != name) continue;
-    std::string_view v = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
-    value = go::parse_bool(v).value_or(false);
-    break;
+    return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
   }
-  return value;
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool query_flag(std::string_view target, std::string_view name) {
+  auto v = query_value(target, name);
+  return v && go::parse_bool(*v).value_or(false);
+}
+
+std::optional<uint64_t> query_uint(std::string_view target, std::string_view name) {
+  auto v = query_value(target, name);
+  uint64_t out = 0;
+  if (!v || v->empty()) return std::nullopt;
+  const auto [end, err] = std::from_chars(v->data(), v->data() + v->size(), out);
+  if (err != std::errc() || end != v->data() + v->size()) return std::nullopt;
+  return out;
+}
+
+std::string with_query_param(std::string_view target, std::string_view name,
+                             std::string_view value) {
+  const size_t q = target.find('?');
+  std::string out(target.substr(0, q));
+  std::string_view query = q == std::string_view::npos ? "" : target.substr(q + 1);
+  char sep = '?';
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
+    if (pair.empty() || pair.substr(0, pair.find('=')) == name) continue;
+    out += sep;
+    out += pair;
+    sep = '&';
+  }
+  out += sep;
+  out += name;
+  out += '=';
+  out += value;
+  return out;
 }
 
 }  // namespace kvd::server::proxy

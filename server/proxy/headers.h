@@ -6,6 +6,8 @@
 // Pure functions of strings; unit tested in tests/unit/proxy/proxy_headers_test.cc.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -34,5 +36,12 @@ std::string build_upstream_request(std::string_view method, std::string_view tar
 // Whether the query of `target` sets `name` to true as Go's strconv.ParseBool reads it
 // ("wait=true", "wait=1"), as etcd parses its keys flags.
 bool query_flag(std::string_view target, std::string_view name);
+
+// The first value of `name` in the query of `target` as an unsigned decimal, if it is one.
+std::optional<uint64_t> query_uint(std::string_view target, std::string_view name);
+
+// target with every `name` parameter of its query replaced by one name=value at the end.
+std::string with_query_param(std::string_view target, std::string_view name,
+                             std::string_view value);
 
 }  // namespace kvd::server::proxy

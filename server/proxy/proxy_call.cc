@@ -1,5 +1,7 @@
 #include "server/proxy/proxy_call.h"
 
+#include <algorithm>
+#include <charconv>
 #include <limits>
 #include <optional>
 
@@ -12,6 +14,7 @@
 
 #include "server/http/request_parser.h"
 #include "server/proxy/headers.h"
+#include "server/proxy/prober.h"
 #include "server/proxy/upstream_pool.h"
 
 namespace kvd::server::proxy {
@@ -30,6 +33,7 @@ struct UpstreamResponse {
   int status = 0;
   std::string headers;  // lines that pass (pass_response_header), "Name: value\r\n"
   bool has_date = false;
+  std::optional<uint64_t> etcd_index;  // X-Etcd-Index
   std::string body;  // received and not yet handed on
 };
 
@@ -51,6 +55,11 @@ class ResponseParser final : public BodyParser<false> {
     std::string_view n(name.data(), name.size());
     if (!pass_response_header(n)) return;
     if (f == http::field::date) r_.has_date = true;
+    if (beast::iequals(name, "X-Etcd-Index")) {
+      uint64_t v = 0;
+      const auto [end, err] = std::from_chars(value.data(), value.data() + value.size(), v);
+      if (err == std::errc() && end == value.data() + value.size()) r_.etcd_index = v;
+    }
     r_.headers.append(n);
     r_.headers += ": ";
     r_.headers.append(value.data(), value.size());
@@ -63,19 +72,20 @@ class ResponseParser final : public BodyParser<false> {
 // One proxied request. Owned by the shared_ptrs in its pending handlers; all its methods run
 // on its loop's only thread (loop_), which also runs the client connection: handing the answer
 // to the connection, and its callbacks back, run inline. Invariant: at most one socket operation
-// and one timer wait pending.
+// pending, one wait of timer_ (its deadline) and one of probe_timer_ (the silence check).
 class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
  public:
   // REQUIRES: on a thread of loop `loop`.
   ProxyCall(Shared& shared, size_t loop, std::shared_ptr<Exchange> ex, std::string request,
-            bool head, std::vector<std::shared_ptr<Endpoint>> endpoints)
+            CallInfo info, std::vector<std::shared_ptr<Endpoint>> endpoints)
       : shared_(shared),
         loop_(loop),
         loop_executor_(shared.loops[loop].get_executor()),
         timer_(loop_executor_),
+        probe_timer_(loop_executor_),
         ex_(std::move(ex)),
         request_(std::move(request)),
-        head_(head),
+        info_(std::move(info)),
         endpoints_(std::move(endpoints)) {}
 
   // watch: the request is a long poll (wait=true), whose answer may not start for a long time;
@@ -85,7 +95,9 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     if (counted_) shared_.load[loop_].ended();
   }
 
-  void start(bool watch) {
+  void start() {
+    const bool watch = info_.watch;
+    check_silence();
     if (!watch) {
       counted_ = true;
       shared_.load[loop_].started(Clock::now());
@@ -106,6 +118,10 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
 
   void try_next() {
     if (done_) return;
+    if (next_ >= endpoints_.size() && streaming_) {
+      spdlog::warn("proxy: no member left to resume a watch on");
+      return end_stream_early(asio::error::not_found);
+    }
     if (next_ >= endpoints_.size()) {
       shared_.metrics.dropped_failed_response.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("proxy: unable to get response from {} endpoint(s)", endpoints_.size());
@@ -146,14 +162,66 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     const bool timed_out = timed_out_;
     timed_out_ = false;
     drop_conn();
+    const bool silent = silent_;
+    silent_ = false;
     if (reused_ && !retried_fresh_ && !timed_out) {
       retried_fresh_ = true;
       return connect();
     }
     shared_.metrics.dropped_failed_sending.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("proxy: failed to direct request to {}: {} {}", endpoint_->url, what,
-                 timed_out ? "i/o timeout" : ec.message());
+                 silent      ? "the member stopped answering"
+                 : timed_out ? "i/o timeout"
+                             : ec.message());
     shared_.endpoints.mark_failed(*endpoint_, Clock::now());
+    if (silent && !info_.idempotent) {
+      // Sent, maybe applied: never sent again.
+      return finish_with(proxy_error(
+          504, "member " + endpoint_->url +
+                   " stopped answering; the request may or may not have been applied"));
+    }
+    try_next();
+  }
+
+  // ---- members that stop answering (prober.h) ----
+
+  // Every kProbeInterval while the call runs: if its member was found silent while the call
+  // waits on it, the pending operation is ended as by a timeout (the handlers then move on).
+  void check_silence() {
+    if (done_) return;
+    if (conn_ && endpoint_ && !silent_ && shared_.endpoints.is_silent(*endpoint_)) {
+      silent_ = true;
+      timed_out_ = true;
+      error_code ignored;
+      conn_->socket.close(ignored);
+    }
+    probe_timer_.expires_after(kProbeInterval);
+    probe_timer_.async_wait([self = shared_from_this()](error_code ec) {
+      if (!ec) self->check_silence();
+    });
+  }
+
+  // A long poll whose member left before the event: the same wait on another member, the
+  // new answer's body going into the stream the client has (proxy_call.h).
+  bool can_resume() const {
+    return info_.watch && !info_.stream && !body_forwarded_ && response_.body.empty() &&
+           info_.with_wait_index && (info_.wait_index || first_etcd_index_) &&
+           resumes_ < kMaxResumes;
+  }
+
+  void resume(error_code ec) {
+    ++resumes_;
+    const bool silent = silent_;
+    silent_ = false;
+    timed_out_ = false;
+    drop_conn();
+    spdlog::info("proxy: watch on {} ended ({}); resuming it on another member", endpoint_->url,
+                 silent ? "the member stopped answering" : ec.message());
+    shared_.endpoints.mark_failed(*endpoint_, Clock::now());
+    if (!info_.wait_index) request_ = info_.with_wait_index(*first_etcd_index_ + 1);
+    endpoints_ = shared_.endpoints.available(Clock::now());
+    std::erase_if(endpoints_, [this](const auto& ep) { return ep == endpoint_; });
+    next_ = 0;
     try_next();
   }
 
@@ -188,7 +256,8 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     // Not boost::none: Beast 1.74 compares a Content-Length against the optional limit, and
     // anything is greater than none.
     parser_->body_limit(std::numeric_limits<uint64_t>::max());
-    if (head_) parser_->skip(true);
+    if (info_.head) parser_->skip(true);
+    resumed_checked_ = false;
     read_some();
   }
 
@@ -204,12 +273,19 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
   void on_read(error_code ec) {
     if (done_) return;
     if (ec) {
+      if (streaming_ && can_resume()) return resume(ec);
       if (streaming_) return end_stream_early(ec);
       // No byte has reached the client: as a failed round trip (etcd does the same when a
       // member fails before its whole header arrived).
       return endpoint_failed("read", ec);
     }
     if (!parser_->is_header_done()) return read_some();
+    if (streaming_ && resumes_ > 0 && !resumed_checked_) {
+      // The member a watch was resumed on must answer as the first did, or the client's
+      // stream ends (it retries).
+      resumed_checked_ = true;
+      if (response_.status != first_status_) return end_stream_early(asio::error::not_found);
+    }
     if (!streaming_) {
       if (parser_->is_done()) return reply_whole();
       if (parser_->chunked() || !parser_->content_length()) return begin_stream();
@@ -239,6 +315,8 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
 
   void begin_stream() {
     streaming_ = true;
+    first_status_ = response_.status;
+    first_etcd_index_ = response_.etcd_index;
     std::weak_ptr<ProxyCall> weak = weak_from_this();
     ex_->begin_stream(client_headers(), [weak] {
       if (auto self = weak.lock()) asio::post(self->loop_executor_, [self] { self->cancel(); });
@@ -251,6 +329,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     if (!response_.body.empty()) {
       std::string piece = std::move(response_.body);
       response_.body.clear();
+      body_forwarded_ = true;
       // Holds the call alive until the client connection has taken the piece; dropped
       // unrun if that connection closes first.
       ex_->send_chunk(std::move(piece), [self = shared_from_this()] {
@@ -268,6 +347,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
       else drop_conn();
       shared_.metrics.handled.fetch_add(1, std::memory_order_relaxed);
       done_ = true;
+      probe_timer_.cancel();
       ex_->end_stream();
       ex_.reset();
       return;
@@ -286,6 +366,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     shared_.metrics.handled.fetch_add(1, std::memory_order_relaxed);
     auto finish = [this] {
       done_ = true;
+      probe_timer_.cancel();
       ex_->end_stream();
       ex_.reset();
     };
@@ -303,12 +384,14 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     if (done_) return;
     done_ = true;
     disarm();
+    probe_timer_.cancel();
     drop_conn();
     ex_.reset();
   }
 
   void finish_with(HttpResponse r) {
     done_ = true;
+    probe_timer_.cancel();
     ex_->reply(std::move(r));
     ex_.reset();
   }
@@ -349,13 +432,21 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
   // The loop's executor: one thread, so no strand is needed to serialize the handlers.
   asio::io_context::executor_type loop_executor_;
   asio::steady_timer timer_;
+  asio::steady_timer probe_timer_;
   uint64_t timer_gen_ = 0;
   bool timed_out_ = false;
+  bool silent_ = false;           // the pending operation was ended: the member is silent
   std::shared_ptr<Exchange> ex_;  // null once answered or cancelled
-  const std::string request_;     // the bytes sent to a member
-  const bool head_;
-  const std::vector<std::shared_ptr<Endpoint>> endpoints_;
+  std::string request_;           // the bytes sent to a member (a resumed watch: rewritten)
+  const CallInfo info_;
+  std::vector<std::shared_ptr<Endpoint>> endpoints_;  // replaced when a watch resumes
   size_t next_ = 0;  // endpoints_[next_] is tried next
+  static constexpr int kMaxResumes = 8;
+  int resumes_ = 0;
+  bool resumed_checked_ = false;  // the resumed member's status was compared
+  int first_status_ = 0;          // the status the client got
+  std::optional<uint64_t> first_etcd_index_;  // the X-Etcd-Index of the first answer
+  bool body_forwarded_ = false;   // some of the body reached the client
   std::shared_ptr<Endpoint> endpoint_;
   std::unique_ptr<Conn> conn_;
   bool reused_ = false;         // conn_ came from the pool
@@ -370,11 +461,11 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
 }  // namespace
 
 void start_proxy_call(Shared& shared, size_t loop, std::shared_ptr<Exchange> ex,
-                      std::string request, bool head,
-                      std::vector<std::shared_ptr<Endpoint>> endpoints, bool watch) {
-  auto call = std::make_shared<ProxyCall>(shared, loop, std::move(ex), std::move(request), head,
-                                          std::move(endpoints));
-  call->start(watch);
+                      std::string request, CallInfo info,
+                      std::vector<std::shared_ptr<Endpoint>> endpoints) {
+  auto call = std::make_shared<ProxyCall>(shared, loop, std::move(ex), std::move(request),
+                                          std::move(info), std::move(endpoints));
+  call->start();
 }
 
 }  // namespace kvd::server::proxy

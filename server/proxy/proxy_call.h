@@ -12,13 +12,25 @@
 // Content-Length, is relayed in one reply (with the member's Content-Length). A chunked or
 // unframed one (watches, large bodies) is streamed: headers at once, then each piece as it
 // arrives, reading more from the member only once the client connection has taken the last
-// piece (back-pressure). A member that dies mid-stream ends the client's stream cleanly, so
-// a watch sees what it sees through etcd's proxy: an empty 200, which clients retry. A client
-// that leaves closes the upstream connection, which ends the member's watch.
+// piece (back-pressure). A client that leaves closes the upstream connection, which ends the
+// member's watch.
+//
+// Silent members (kvd's addition, see prober.h): while a call waits on a member the prober
+// finds silent, a GET or HEAD whose answer has not begun moves on to the next endpoint as after
+// a transport failure; a write whose answer has not begun is answered 504 (it may or may not
+// have been applied: it is never sent twice). A long-poll watch (wait=true without stream=true)
+// whose member goes silent or dies before the event arrived is resumed on another member with
+// the same waitIndex (or, when the client gave none, the X-Etcd-Index of the first answer + 1),
+// its body spliced into the stream the client already has: no event is lost or repeated.
+// Any other stream a member leaves ends cleanly, as through etcd's proxy: an empty or
+// unfinished 200, which clients retry.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,12 +39,23 @@
 
 namespace kvd::server::proxy {
 
+// What the proxy knows of a request, for the choices above.
+struct CallInfo {
+  bool head = false;        // HEAD: the answer has no body
+  bool idempotent = false;  // GET or HEAD: may be sent to another member after a silence
+  bool watch = false;       // wait=true: a long poll, whose member connection closes when the
+                            // client leaves
+  bool stream = false;      // stream=true
+  std::optional<uint64_t> wait_index;  // the client's waitIndex
+  // For a watch: the request to send a member with waitIndex=N.
+  std::function<std::string(uint64_t)> with_wait_index;
+};
+
 // Starts forwarding `request` (the bytes to send a member, see headers.h) to the first of
-// `endpoints` that answers, and relays the answer through ex. watch: the request is a long poll
-// (wait=true), whose member connection closes when the client leaves. REQUIRES: on the thread
-// of loop `loop`, which runs the client connection of ex.
+// `endpoints` that answers, and relays the answer through ex. REQUIRES: on the thread of loop
+// `loop`, which runs the client connection of ex.
 void start_proxy_call(Shared& shared, size_t loop, std::shared_ptr<Exchange> ex,
-                      std::string request, bool head,
-                      std::vector<std::shared_ptr<Endpoint>> endpoints, bool watch);
+                      std::string request, CallInfo info,
+                      std::vector<std::shared_ptr<Endpoint>> endpoints);
 
 }  // namespace kvd::server::proxy

@@ -16,6 +16,7 @@
 #include "common/status.h"
 #include "server/http/client_server.h"
 #include "server/proxy/forwarder.h"
+#include "server/proxy/prober.h"
 #include "server/proxy/refresher.h"
 #include "server/proxy/shared.h"
 
@@ -117,6 +118,8 @@ int run_proxy(const ProxyConfig& config) {
                       std::chrono::duration_cast<Clock::duration>(
                           std::max(config.refresh_interval, std::chrono::milliseconds(1))));
   refresher.start();
+  Prober prober(shared);
+  prober.start();
 
   std::string urls;
   for (const auto& u : config.listen_client_urls) urls += (urls.empty() ? "" : ", ") + u;
@@ -134,6 +137,7 @@ int run_proxy(const ProxyConfig& config) {
   });
 
   loops.run([](size_t i) { t_loop = i; });
+  prober.stop();
   refresher.stop();
   return 0;
 }

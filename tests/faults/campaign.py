@@ -21,6 +21,8 @@ Options: --kind (kvd, etcd or both, comma-separated: the same seeds for each), -
 DIR (where failed runs are kept; default a new directory under /tmp), --quorum-reads off (plain
 reads), --json FILE (every run's result, for the report), --expect-violations (exit 0 only if
 every run found a violation: the teeth check).
+Availability, per run and nemesis: the share of operations the cluster answered (2xx, or a
+4xx such as a compare that failed), as opposed to timeouts, refused connections and 5xx.
 Exit status: 0 if every run passed, 1 if one failed, 77 (skip) if namespaces cannot be made.
 """
 import argparse
@@ -135,7 +137,12 @@ def summarize(events, quorum=True, starts=None):
     """The checkers' verdicts and the counts of a run's history."""
     ops = checker.operations(events)
     done = [op for op in ops if op.type in ("ok", "fail", "info")]
-    ok = sum(1 for op in ops if op.type == "ok")
+    # Available: the cluster answered (2xx, or 4xx such as a compare that failed); not: a
+    # timeout, a refused connection, a 5xx.
+    answered = {(e["process"], i) for i, e in enumerate(events)
+                if e.get("type") in ("ok", "fail") and isinstance(e.get("status"), int)
+                and e["status"] < 500}
+    ok = sum(1 for op in ops if op.ret is not None and (op.process, op.ret) in answered)
     regs = checker.check_registers([e for e in events if str(e.get("key", "")).startswith("/reg")])
     set_events = [e for e in events if e.get("key") == "/set" and e.get("f") != "watch_event"]
     sets = checker.check_set(set_events)

@@ -20,6 +20,7 @@ How an answer becomes a completion:
         compare that failed (etcd errors 100, 101, 105), any 4xx;
   info  anything else: a timeout, a reset, 5xx (etcd's 300 "request timed out" among them:
         the write may still commit), a proxy's 502/503 (it may have reached a member).
+Completions carry "status": the HTTP status, or the transport error's text.
 Every client has one operation outstanding at a time and a request timeout of
 OP_TIMEOUT_S. Register clients pick an endpoint at random for each operation; set adders and
 watchers stay on one until it fails them, then move to the next.
@@ -160,7 +161,8 @@ class Registers(Client):
                     value, kind = None, "ok"
                 else:
                     value, kind = None, "fail" if transport == "refused" else "info"
-                self.h.add(process=process, type=kind, f="read", key=key, value=value)
+                self.h.add(process=process, type=kind, f="read", key=key, value=value,
+                           status=status if transport is None else transport)
                 if kind == "ok":
                     seen[key] = value
             else:
@@ -175,7 +177,7 @@ class Registers(Client):
                 status, _, doc, transport = http_call(
                     base, "PUT", path + q, body=urllib.parse.urlencode({"value": new}))
                 kind = outcome(status, doc, transport)
-                extra = {}
+                extra = {"status": status if transport is None else transport}
                 if kind == "ok":
                     extra["index"] = (doc or {}).get("node", {}).get("modifiedIndex")
                     seen[key] = new
@@ -213,7 +215,7 @@ class SetAdds(Client):
                 status, _, doc, transport = http_call(
                     base, "PUT", f"/v2/keys{self.key}/{element}?prevExist=false", body)
             kind = outcome(status, doc, transport)
-            extra = {}
+            extra = {"status": status if transport is None else transport}
             if kind == "ok":
                 extra["index"] = (doc or {}).get("node", {}).get("modifiedIndex")
             self.h.add(process=process, type=kind, f="add", key=self.key, value=element, **extra)

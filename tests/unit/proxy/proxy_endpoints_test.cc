@@ -89,6 +89,36 @@ TEST(EndpointSetTest, markFailed_ofRemovedEndpointIsNoop) {
   EXPECT_EQ(set.available(Clock::now()).size(), 1u);
 }
 
+TEST(EndpointSetTest, setSilent_leftOutUntilAnsweringAgainAcrossRefreshes) {
+  EndpointSet set(milliseconds(5000));
+  set.replace({"http://a:1", "http://b:2", "http://c:3"}, make);
+  const auto now = Clock::now();
+  EXPECT_TRUE(set.set_silent("http://a:1", true));
+  EXPECT_FALSE(set.set_silent("http://a:1", true));  // no change
+  EXPECT_EQ(urls_of(set.available(now)), (std::vector<std::string>{"http://b:2", "http://c:3"}));
+  EXPECT_FALSE(set.is_silent(*make("http://a:1")));  // another object, not in the set
+  // A refresh keeps what the prober learnt (unlike failures, which it resets).
+  set.replace({"http://c:3", "http://a:1", "http://b:2"}, make);
+  EXPECT_EQ(urls_of(set.available(now)), (std::vector<std::string>{"http://c:3", "http://b:2"}));
+  EXPECT_TRUE(set.set_silent("http://a:1", false));
+  EXPECT_EQ(urls_of(set.available(now)),
+            (std::vector<std::string>{"http://c:3", "http://a:1", "http://b:2"}));
+}
+
+TEST(EndpointSetTest, setSilent_allSilentStillOffered) {
+  EndpointSet set(milliseconds(5000));
+  set.replace({"http://a:1", "http://b:2"}, make);
+  const auto now = Clock::now();
+  set.set_silent("http://a:1", true);
+  set.set_silent("http://b:2", true);
+  // A prober wrong about every member must not refuse every request.
+  EXPECT_EQ(urls_of(set.available(now)), (std::vector<std::string>{"http://a:1", "http://b:2"}));
+  auto eps = set.available(now);
+  EXPECT_TRUE(set.is_silent(*eps[0]));
+  set.mark_failed(*eps[0], now);  // failed ones stay out even then
+  EXPECT_EQ(urls_of(set.available(now)), std::vector<std::string>{"http://b:2"});
+}
+
 TEST(ParseHttpUrlTest, forms) {
   auto a = parse_http_url("http://127.0.0.1:2379");
   ASSERT_TRUE(a);

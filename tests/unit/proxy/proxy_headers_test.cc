@@ -75,5 +75,22 @@ TEST(ProxyHeadersTest, queryFlag_goParseBool) {
   EXPECT_FALSE(query_flag("/v2/keys/a?wait=yes", "wait"));
 }
 
+TEST(ProxyHeadersTest, queryUint_firstDecimalValue) {
+  EXPECT_EQ(query_uint("/v2/keys/a?wait=true&waitIndex=42", "waitIndex"), 42u);
+  EXPECT_EQ(query_uint("/v2/keys/a?waitIndex=7&waitIndex=9", "waitIndex"), 7u);
+  EXPECT_EQ(query_uint("/v2/keys/a?waitIndex=", "waitIndex"), std::nullopt);
+  EXPECT_EQ(query_uint("/v2/keys/a?waitIndex=-1", "waitIndex"), std::nullopt);
+  EXPECT_EQ(query_uint("/v2/keys/a?waitIndex=1x", "waitIndex"), std::nullopt);
+  EXPECT_EQ(query_uint("/v2/keys/a", "waitIndex"), std::nullopt);
+}
+
+TEST(ProxyHeadersTest, withQueryParam_replacesEveryOccurrence) {
+  EXPECT_EQ(with_query_param("/v2/keys/a?wait=true", "waitIndex", "5"),
+            "/v2/keys/a?wait=true&waitIndex=5");
+  EXPECT_EQ(with_query_param("/v2/keys/a?waitIndex=1&wait=true&waitIndex=2", "waitIndex", "5"),
+            "/v2/keys/a?wait=true&waitIndex=5");
+  EXPECT_EQ(with_query_param("/v2/keys/a", "waitIndex", "5"), "/v2/keys/a?waitIndex=5");
+}
+
 }  // namespace
 }  // namespace kvd::server::proxy
