@@ -34,7 +34,8 @@ const std::vector<FlagDef>& flag_defs() {
        "Number of committed transactions to trigger a snapshot to disk."},
       {"heartbeat-interval", Kind::kUint, "100", "Time (in milliseconds) of a heartbeat interval."},
       {"election-timeout", Kind::kUint, "1000", "Time (in milliseconds) for an election to timeout."},
-      {"initial-election-tick-advance", Kind::kBool, "true", "Accepted for compatibility."},
+      {"initial-election-tick-advance", Kind::kBool, "true",
+       "Whether to fast-forward initial election ticks on boot for faster election."},
       {"listen-peer-urls", Kind::kUrls, "http://localhost:2380", "List of URLs to listen on for peer traffic."},
       {"listen-client-urls", Kind::kUrls, "http://localhost:2379", "List of URLs to listen on for client traffic."},
       {"max-snapshots", Kind::kUint, "5", "Accepted for compatibility."},
@@ -321,6 +322,7 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
   f.log_level = *go::parse_bool(get("debug")) ? "debug" : get("log-level");
   f.strict_reconfig_check = *go::parse_bool(get("strict-reconfig-check"));
   f.pre_vote = *go::parse_bool(get("pre-vote"));
+  f.initial_election_tick_advance = *go::parse_bool(get("initial-election-tick-advance"));
   std::string proxy = get("proxy");
   f.proxy = proxy == "on" ? ProxyMode::kOn : proxy == "readonly" ? ProxyMode::kReadonly : ProxyMode::kOff;
   f.proxy_failure_wait = ms(get("proxy-failure-wait"));

@@ -35,6 +35,7 @@ struct Flags {
   std::string log_level = "info";
   bool strict_reconfig_check = true;
   bool pre_vote = false;
+  bool initial_election_tick_advance = true;
 
   ProxyMode proxy = ProxyMode::kOff;
   std::chrono::milliseconds proxy_failure_wait{5000};

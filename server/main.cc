@@ -172,6 +172,7 @@ int main(int argc, char** argv) {
   node_config.heartbeat_interval = flags.heartbeat_interval;
   node_config.election_timeout = flags.election_timeout;
   node_config.pre_vote = flags.pre_vote;
+  node_config.initial_election_tick_advance = flags.initial_election_tick_advance;
   node_config.strict_reconfig_check = flags.strict_reconfig_check;
 
   // A member removed from the cluster stops serving (Node logs why); set once the pieces exist.

@@ -99,6 +99,7 @@ struct Core : std::enable_shared_from_this<Core> {
         request_timeout(std::chrono::seconds(5) + 2 * config.election_timeout),
         log(std::move(raft_log)),
         tick_timer(strand),
+        tick_advance_timer(strand),
         snapshot_child_timer(strand),
         expiry_timer(strand),
         storage_retry_timer(strand) {}
@@ -182,6 +183,7 @@ struct Core : std::enable_shared_from_this<Core> {
   uint64_t recv_append_requests = 0;
   uint64_t send_append_requests = 0;
   boost::asio::steady_timer tick_timer;
+  boost::asio::steady_timer tick_advance_timer;
   // A store image being written by a child process (see maybe_snapshot): its pid (0: none),
   // the snapshot it belongs to, and where it writes.
   pid_t snapshot_child = 0;
@@ -274,6 +276,7 @@ struct Core : std::enable_shared_from_this<Core> {
   void maybe_publish();
   void schedule_tick();
   void on_tick();
+  void advance_ticks_when_connected(int polls_left);
   void schedule_expiry();
   void tick_expiry();
   uint64_t propose_internal(std::string data, std::function<void(bool)> done);

@@ -86,6 +86,7 @@ void Node::start() {
     if (c.stopped.load() || !c.raw) return;
     c.schedule_expiry();
     c.schedule_tick();
+    if (c.config.initial_election_tick_advance) c.advance_ticks_when_connected(100);
     c.maybe_publish();
     c.pump();
   });
@@ -107,6 +108,7 @@ void Node::stop() {
   }
   c.run_on_strand([](Core& c) {
     c.tick_timer.cancel();
+    c.tick_advance_timer.cancel();
     c.expiry_timer.cancel();
     c.storage_retry_timer.cancel();
     c.fail_all_waiters(kStoppedCause);

@@ -72,6 +72,11 @@ struct NodeConfig {
   std::chrono::milliseconds election_timeout{1000};
   // --pre-vote (thesis section 9.6); etcd 3.4's default is off.
   bool pre_vote = false;
+  // --initial-election-tick-advance: at start, once enough peers are connected for an election
+  // to succeed (a lone member at once), the election clock is advanced to two ticks short of
+  // the election timeout, as etcd does, so that a cluster restarted as a whole elects a leader
+  // after about one heartbeat interval instead of a whole election timeout.
+  bool initial_election_tick_advance = true;
   // --strict-reconfig-check: refuse membership changes that could cost the quorum, as etcd. A
   // peer counts as up for it once connected for health_interval (etcd's HealthInterval).
   bool strict_reconfig_check = true;

@@ -224,6 +224,29 @@ void Core::schedule_tick() {
   run_after(tick_timer, config.heartbeat_interval, [](Core& c) { c.on_tick(); });
 }
 
+// etcd's initial election tick advance (NodeConfig::initial_election_tick_advance): polled
+// every 50 ms for up to 5 s (etcd's bound), on the strand.
+void Core::advance_ticks_when_connected(int polls_left) {
+  if (raw->raft().lead() != raft::kNoNode) return;  // a leader was heard from: nothing to gain
+  const auto& voters = raw->raft().conf_state().voters;
+  const int election_ticks = static_cast<int>(config.election_timeout / config.heartbeat_interval);
+  size_t connected = 1;  // this member
+  for (uint64_t id : voters) {
+    if (id != member_id && link.connected && link.connected(id)) ++connected;
+  }
+  if (voters.size() <= 1 || connected >= voters.size() / 2 + 1) {
+    // A lone member may campaign at the next tick; with peers, two ticks short of the
+    // election timeout leave a leader's heartbeat time to arrive first.
+    const int ticks = election_ticks - (voters.size() <= 1 ? 1 : 2);
+    for (int i = 0; i < ticks; ++i) raw->tick();
+    pump();
+    return;
+  }
+  if (polls_left <= 0) return;
+  run_after(tick_advance_timer, std::chrono::milliseconds(50),
+            [polls_left](Core& c) { c.advance_ticks_when_connected(polls_left - 1); });
+}
+
 void Core::on_tick() {
   raw->tick();
   expire_waiters();
