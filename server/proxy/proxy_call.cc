@@ -1,6 +1,9 @@
 #include "server/proxy/proxy_call.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <limits>
 #include <optional>
@@ -131,11 +134,20 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     endpoint_ = endpoints_[next_++];
     retried_fresh_ = false;
     conn_ = endpoint_->pool->take(loop_);
+    // An idle connection the member has closed meanwhile shows it now (end of stream or an
+    // error to a peek): not used, so that a request is never written into a dead connection.
+    while (conn_ && !still_open(conn_->socket)) conn_ = endpoint_->pool->take(loop_);
     if (conn_) {
       reused_ = true;
       return send();
     }
     connect();
+  }
+
+  static bool still_open(tcp::socket& s) {
+    char byte;
+    const ssize_t n = ::recv(s.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
   }
 
   void connect() {
@@ -164,7 +176,9 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     drop_conn();
     const bool silent = silent_;
     silent_ = false;
-    if (reused_ && !retried_fresh_ && !timed_out) {
+    const bool maybe_applied = sent_ && !info_.idempotent;
+    sent_ = false;
+    if (reused_ && !retried_fresh_ && !timed_out && !maybe_applied) {
       retried_fresh_ = true;
       return connect();
     }
@@ -179,6 +193,15 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
       return finish_with(proxy_error(
           504, "member " + endpoint_->url +
                    " stopped answering; the request may or may not have been applied"));
+    }
+    if (maybe_applied) {
+      // The member had the whole request and may have applied it before it failed: sending
+      // it to another member could apply it twice (etcd's proxy does; a create with
+      // prevExist=false then reports "Key already exists" for its own write).
+      return finish_with(proxy_error(
+          502, "member " + endpoint_->url + " failed after the request was sent (" +
+                   (timed_out ? std::string("i/o timeout") : ec.message()) +
+                   "); it may or may not have been applied"));
     }
     try_next();
   }
@@ -238,13 +261,17 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
       ec = {};
     }
     if (ec) return endpoint_failed("write", ec);
-    if (n == request_.size()) return start_response();
+    if (n == request_.size()) {
+      sent_ = true;
+      return start_response();
+    }
     arm(shared_.settings.write_timeout);
     asio::async_write(conn_->socket, asio::buffer(request_.data() + n, request_.size() - n),
                       asio::bind_executor(loop_executor_, [self = shared_from_this()](error_code ec, size_t) {
                         self->disarm();
                         if (self->done_) return;
                         if (ec) return self->endpoint_failed("write", ec);
+                        self->sent_ = true;
                         self->start_response();
                       }));
   }
@@ -436,6 +463,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
   uint64_t timer_gen_ = 0;
   bool timed_out_ = false;
   bool silent_ = false;           // the pending operation was ended: the member is silent
+  bool sent_ = false;             // the whole request was written to the current member
   std::shared_ptr<Exchange> ex_;  // null once answered or cancelled
   std::string request_;           // the bytes sent to a member (a resumed watch: rewritten)
   const CallInfo info_;

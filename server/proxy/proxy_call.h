@@ -7,6 +7,10 @@
 // request; any HTTP answer, 5xx included, goes to the client as it is. A failure on a reused
 // pooled connection before any response byte is first retried once on a fresh connection to
 // the same member (the member may have closed an idle connection), without marking it.
+// Unlike etcd's proxy, a request that is not a GET or HEAD is never sent again once a member
+// had all of it: a failure then is answered 502 ("may or may not have been applied"), since
+// the member may have applied it before it died; pooled connections the member closed are
+// recognized (a peek) before a request is written into them.
 //
 // Responses: a member answer that is complete when its header arrives, or has a
 // Content-Length, is relayed in one reply (with the member's Content-Length). A chunked or

@@ -43,18 +43,23 @@ def raw_req(method, path, body=b"", extra=""):
 
 class FakeMember:
     """A member double: GET /members on its peer port lists one member whose client URL is its
-    client port, which answers every request with the request it got, as JSON."""
+    client port, which answers every request with the request it got, as JSON. With clients=n
+    it lists n client ports; with drop_writes, PUT and POST are read whole, counted in `writes`
+    and the connection closed without an answer (a member that died after taking a write)."""
 
-    def __init__(self):
-        self.client_port = harness.free_port()
+    def __init__(self, clients=1, drop_writes=False):
+        self.client_ports = [harness.free_port() for _ in range(clients)]
+        self.client_port = self.client_ports[0]
         self.peer_port = harness.free_port()
+        self.writes = 0
         fake = self
 
         class Peer(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 body = json.dumps([{"id": 1, "name": "fake",
                                     "peerURLs": [f"http://127.0.0.1:{fake.peer_port}"],
-                                    "clientURLs": [f"http://127.0.0.1:{fake.client_port}"]}]).encode()
+                                    "clientURLs": [f"http://127.0.0.1:{p}"
+                                                   for p in fake.client_ports]}]).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("X-Etcd-Cluster-Id", "abc")
@@ -74,6 +79,10 @@ class FakeMember:
                     return
                 n = int(self.headers.get("Content-Length") or 0)
                 got = self.rfile.read(n) if n else b""
+                if drop_writes and self.command in ("PUT", "POST"):
+                    fake.writes += 1
+                    self.close_connection = True
+                    return
                 body = json.dumps({"method": self.command, "path": self.path,
                                    "headers": [[k, v] for k, v in self.headers.items()],
                                    "body": got.decode()}).encode()
@@ -93,8 +102,8 @@ class FakeMember:
         class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
             daemon_threads = True
 
-        self.servers = [Server(("127.0.0.1", self.peer_port), Peer),
-                        Server(("127.0.0.1", self.client_port), Client)]
+        self.servers = [Server(("127.0.0.1", self.peer_port), Peer)] + [
+            Server(("127.0.0.1", p), Client) for p in self.client_ports]
         for s in self.servers:
             threading.Thread(target=s.serve_forever, daemon=True).start()
 
@@ -252,6 +261,27 @@ def check_read_timeout(workdir):
         fake.stop()
 
 
+def check_write_not_resent(workdir):
+    """A member that takes a whole write and dies before answering: etcd's proxy sends the
+    write to the next member too (it may be applied twice); kvd's answers 502 "may or may not
+    have been applied" and sends it nowhere else. GETs still move on."""
+    for kind in ("kvd", "etcd"):
+        fake = FakeMember(clients=2, drop_writes=True)
+        p = harness.Proxy(kind, fake.initial_cluster, workdir, name=f"once{kind}")
+        try:
+            p.start(want_endpoints=2)
+            s, _, b = raw(p, raw_req("PUT", "/v2/keys/once", b"value=1"))
+            print(f"{kind} proxy, a write to members that die after taking it: {s} {b[:120]!r}, "
+                  f"delivered {fake.writes} times")
+            if kind == "kvd":
+                R.check(fake.writes == 1, f"kvd's proxy delivered the write {fake.writes} times")
+                R.check(s == 502 and b"may or may not have been applied" in b,
+                        f"kvd: the ambiguous write's answer: {s} {b!r}")
+        finally:
+            p.kill()
+            fake.stop()
+
+
 def check_unreachable(workdir):
     dead = f"x=http://127.0.0.1:{harness.free_port()}"
     kp = harness.Proxy("kvd", dead, workdir, name="deadproxy")
@@ -310,6 +340,7 @@ def main():
         check_readonly(kr, er)
         check_headers_forwarded(bench.workdir)
         check_read_timeout(bench.workdir)
+        check_write_not_resent(bench.workdir)
         check_unreachable(bench.workdir)
         check_all_down(kp, ep, kc, ec)
     R.finish()
