@@ -215,6 +215,10 @@ class SetAdds(Client):
                 status, _, doc, transport = http_call(
                     base, "PUT", f"/v2/keys{self.key}/{element}?prevExist=false", body)
             kind = outcome(status, doc, transport)
+            if status == 412 and (doc or {}).get("errorCode") == 105:
+                # "Key already exists" for a key only this add creates: a proxy delivered it
+                # twice (etcd's proxy retries writes), so it did take effect.
+                kind = "info"
             extra = {"status": status if transport is None else transport}
             if kind == "ok":
                 extra["index"] = (doc or {}).get("node", {}).get("modifiedIndex")
