@@ -35,7 +35,8 @@
 // Atomicity and durability: each public write is one rocksdb::WriteBatch written with
 // WriteOptions::sync, so it is entirely in RocksDB's write-ahead log and fsynced before the call
 // returns, or it is not there at all after a crash. append() puts the new entries, deletes the
-// entries of a replaced suffix (DeleteRange) and puts the hard state in one batch; save_snapshot()
+// entries of a replaced suffix (a Delete each: Impl::delete_entries says why not DeleteRange) and
+// puts the hard state in one batch; save_snapshot()
 // puts the snapshot metadata and deletes the entries it covers in one batch, after the image it
 // names was ingested (an SST file is synced before ingestion, and ingestion syncs the MANIFEST).
 //
@@ -52,6 +53,8 @@
 //     (image-<index>.sst.tmp) is removed.
 //   - orphan SST or WAL files of an interrupted flush or compaction: RocksDB ignores and deletes
 //     them (they are not in the MANIFEST).
+//   - kvd-resume-probe, resume()'s probe of the disk: RocksDB ignores it; the next probe
+//     overwrites and removes it.
 // Anything else that does not decode (a corrupt SST block, MANIFEST or CURRENT, a record of the
 // wrong size, an entry whose key does not match its position) makes open() fail with a message
 // naming the database directory and, where RocksDB reports it, the file.
@@ -94,10 +97,7 @@ Status RaftLog::append(const std::vector<raft::Entry>& entries,
                     std::to_string(start - 1) + "'s term " + std::to_string(prev_term));
     }
     // Entries [start, new_last] are overwritten by the puts; a longer old suffix goes too.
-    if (new_last < next.last_index) {
-      batch.DeleteRange(m.entries_cf, entry_key(new_last + 1), entry_key(next.last_index + 1))
-          .PermitUncheckedError();
-    }
+    m.delete_entries(&batch, new_last + 1, next.last_index + 1);
     for (size_t i = skip; i < entries.size(); ++i) {
       batch.Put(m.entries_cf, entry_key(entries[i].index), encode_entry(entries[i]))
           .PermitUncheckedError();
@@ -125,7 +125,7 @@ Status RaftLog::append(const std::vector<raft::Entry>& entries,
 
 Status RaftLog::save_snapshot(const raft::Snapshot& snap) {
   if (snap.metadata.index == 0) return impl_->fail("save_snapshot: snapshot index 0");
-  if (const uint64_t stored = impl_->current()->snapshot.index; snap.metadata.index < stored) {
+  if (const uint64_t stored = impl_->read()->snapshot.index; snap.metadata.index < stored) {
     return impl_->fail("save_snapshot: snapshot at " + std::to_string(snap.metadata.index) +
                        " is older than the stored one at " + std::to_string(stored));
   }
@@ -135,17 +135,18 @@ Status RaftLog::save_snapshot(const raft::Snapshot& snap) {
 }
 
 std::pair<raft::HardState, raft::ConfState> RaftLog::initial_state() const {
-  auto v = impl_->current();
+  auto v = impl_->read();
   return {v->hard_state, v->snapshot.conf_state};
 }
 
 raft::StorageError RaftLog::entries(uint64_t lo, uint64_t hi, uint64_t max_bytes,
                                     std::vector<raft::Entry>* out) const {
-  auto v = impl_->current();
+  auto v = impl_->read();
   if (lo <= v->snapshot.index) return raft::StorageError::kCompacted;
   if (hi > v->last_index + 1) return raft::StorageError::kUnavailable;
   if (lo >= hi) return raft::StorageError::kOk;
   if (impl_->cached_entries(*v, lo, hi, max_bytes, out)) return raft::StorageError::kOk;
+  if (!impl_->db) return raft::StorageError::kIo;  // a failed resume() could not reopen it
 
   rocksdb::ReadOptions ro;
   ro.snapshot = v->db_snapshot.get();
@@ -181,23 +182,24 @@ raft::StorageError RaftLog::entries(uint64_t lo, uint64_t hi, uint64_t max_bytes
 }
 
 raft::StorageError RaftLog::term(uint64_t i, uint64_t* out) const {
-  auto v = impl_->current();
+  auto v = impl_->read();
   if (i < v->snapshot.index) return raft::StorageError::kCompacted;
   if (i > v->last_index) return raft::StorageError::kUnavailable;
   *out = i == v->snapshot.index ? v->snapshot.term : v->term_at(i);
   return raft::StorageError::kOk;
 }
 
-uint64_t RaftLog::first_index() const { return impl_->current()->snapshot.index + 1; }
+uint64_t RaftLog::first_index() const { return impl_->read()->snapshot.index + 1; }
 
-uint64_t RaftLog::last_index() const { return impl_->current()->last_index; }
+uint64_t RaftLog::last_index() const { return impl_->read()->last_index; }
 
 Status RaftLog::resume() {
   Impl& m = *impl_;
   std::lock_guard wl(m.write_mu);
   if (!m.write_error) return Status::ok();
-  rocksdb::Status s = m.db->Resume();
-  if (!s.ok()) return m.fail("resume after \"" + *m.write_error + "\": " + s.ToString());
+  if (Status st = m.reopen(); !st.is_ok()) {
+    return m.fail("resume after \"" + *m.write_error + "\": " + st.message());
+  }
   spdlog::info("{}: writes accepted again after: {}", m.dir, *m.write_error);
   m.write_error.reset();
   return Status::ok();
@@ -212,6 +214,8 @@ Status RaftLog::put_meta(const std::string& key, const std::string& value) {
 }
 
 std::optional<std::string> RaftLog::get_meta(const std::string& key) const {
+  auto reading = impl_->read();
+  if (!impl_->db) return std::nullopt;
   std::string value;
   rocksdb::Status s =
       impl_->db->Get(rocksdb::ReadOptions(), impl_->meta_cf, std::string(kMetaPrefix) + key, &value);

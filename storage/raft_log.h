@@ -18,6 +18,10 @@
 #include "raft/log_storage.h"
 #include "raft/types.h"
 
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
+
 namespace kvd::storage {
 
 // A store image written into the database under its snapshot index by write_image*(), not yet
@@ -38,6 +42,18 @@ class RaftLog : public raft::LogStorage {
   // kvd database, an unknown format version or corrupt records fail with a message naming the
   // file; a torn last write is dropped with a warning (see raft_log.cc's format notes).
   static Result<std::unique_ptr<RaftLog>> open(const std::string& dir);
+  // What open() may be given besides the directory, for tests; the defaults are kvd's.
+  struct OpenOptions {
+    // The environment all of the database's file I/O goes through (RocksDB's own, the image
+    // files, the check of the commit mark); null: the operating system's. Tests pass one that
+    // injects faults (a power cut that drops what was not synced, I/O errors, a full disk).
+    std::shared_ptr<rocksdb::Env> env;
+    // Memtable size in bytes (the bound on all WAL files is twice it); 0: kvd's 16 MiB. Tests
+    // make it small so that memtable flushes, WAL switches and compactions come after little
+    // data.
+    size_t write_buffer_bytes = 0;
+  };
+  static Result<std::unique_ptr<RaftLog>> open(const std::string& dir, const OpenOptions& options);
   ~RaftLog() override;
 
   // Appends entries (replacing any conflicting suffix from entries.front().index on) and, if
@@ -74,9 +90,14 @@ class RaftLog : public raft::LogStorage {
 
   // A write is refused without touching the database while the disk has less than
   // kReservedDiskBytes free. After a write failed in RocksDB (an I/O error, a disk that filled
-  // anyway), every write is refused with that error until resume() succeeds: it asks RocksDB to clear its error (DB::Resume, which flushes and
-  // starts a new WAL file, so that a write retried afterwards is synced anew). Ok when writes
-  // are accepted again (at once when none failed); the error when RocksDB still refuses them.
+  // anyway, a file system turned read-only), every write is refused with that error until
+  // resume() succeeds: once a probe file can be written and synced again, it opens the database
+  // anew (RocksDB's DB::Resume is not used: Impl::reopen says why), which writes what the WAL
+  // files hold into new table files and starts a new WAL file, so that a write retried afterwards
+  // is synced anew. The write that failed may be in the log afterwards, or not: it was never
+  // acknowledged (the member retries it). Ok when writes are accepted again (at once when none
+  // failed); the error while the disk still fails. Reads go on meanwhile, from a read-only
+  // instance if the database cannot be opened for writing.
   Status resume();
 
   // raft::LogStorage

@@ -9,8 +9,7 @@ Result<ImageInfo> RaftLog::write_image(uint64_t index, std::string_view data) {
   Result<ImageInfo> info = impl_->build_image(index, data, tmp);
   if (!info.is_ok()) return info;
   Status st = impl_->ingest(tmp);
-  std::error_code ec;
-  fs::remove(tmp, ec);  // gone already once ingested (moved); left by a failed ingestion
+  impl_->remove_file(tmp);  // gone already once ingested (moved); left by a failed ingestion
   if (!st.is_ok()) return st;
   return info;
 }
@@ -73,7 +72,7 @@ Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInf
   const uint64_t first = next.snapshot.index + 1;
   if (index <= next.last_index && next.term_at(index) == meta.term) {
     // The snapshot covers a prefix of our log: drop the prefix, keep the rest.
-    batch.DeleteRange(m.entries_cf, entry_key(first), entry_key(index + 1)).PermitUncheckedError();
+    m.delete_entries(&batch, first, index + 1);
     std::vector<TermRun> runs;
     for (size_t i = 0; i < next.runs.size(); ++i) {
       const uint64_t run_end =
@@ -85,10 +84,7 @@ Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInf
   } else {
     // The snapshot is beyond our log or disagrees with it (Raft thesis §5.4 / §3.10 "install
     // snapshot": discard the entire log).
-    if (next.last_index >= first) {
-      batch.DeleteRange(m.entries_cf, entry_key(first), entry_key(next.last_index + 1))
-          .PermitUncheckedError();
-    }
+    m.delete_entries(&batch, first, next.last_index + 1);
     next.runs.clear();
     next.last_index = index;
   }
@@ -110,6 +106,7 @@ Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInf
 
 raft::StorageError RaftLog::snapshot(raft::Snapshot* out) const {
   Impl& m = *impl_;
+  std::shared_lock dl(m.db_mu);
   std::shared_ptr<const Impl::View> v;
   {
     std::lock_guard lk(m.view_mu);
@@ -128,6 +125,7 @@ raft::StorageError RaftLog::snapshot(raft::Snapshot* out) const {
   out->metadata = v->snapshot;
   out->data.clear();
   if (v->snapshot.index == 0) return raft::StorageError::kOk;
+  if (!m.db) return raft::StorageError::kIo;  // a failed resume() could not reopen it
   rocksdb::ReadOptions ro;
   ro.snapshot = v->db_snapshot.get();
   if (v->legacy_image) {

@@ -13,6 +13,7 @@
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/sst_file_reader.h>
@@ -30,6 +31,7 @@
 #include <fstream>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
 #include <unistd.h>
 #include <string_view>
 
@@ -179,7 +181,19 @@ struct RaftLog::Impl {
   };
 
   std::string dir;
+  // The environment of every file operation on the database (RaftLog::OpenOptions::env), and
+  // its file system. Outlive db.
+  std::shared_ptr<rocksdb::Env> env;
+  std::shared_ptr<rocksdb::FileSystem> file_system;
   std::shared_ptr<rocksdb::Logger> logger;
+  // How db was opened, to open it again (reopen()).
+  rocksdb::DBOptions db_options;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  // Held shared by every user of db and of a view (its RocksDB snapshot belongs to db) but the
+  // writer, and exclusively by reopen() while it replaces db. Lock order: write_mu, then db_mu
+  // (a holder of db_mu never waits for write_mu).
+  mutable std::shared_mutex db_mu;
+  // Null only after a reopen() that could not open the database at all (readers answer kIo).
   std::unique_ptr<rocksdb::DB> db;
   rocksdb::ColumnFamilyHandle* meta_cf = nullptr;     // owned by db
   rocksdb::ColumnFamilyHandle* entries_cf = nullptr;  // owned by db
@@ -272,29 +286,41 @@ struct RaftLog::Impl {
   mutable std::multiset<uint64_t> image_readers;  // GUARDED_BY(view_mu)
 
   ~Impl() {
-    const raft::HardState hs = view ? view->hard_state : raft::HardState{};
-    {
-      std::lock_guard lk(view_mu);
-      view.reset();  // releases the RocksDB snapshot before the database goes
-    }
-    if (db) {
+    if (db && view) {  // (no view: open() failed before the log was loaded)
       // A clean close leaves nothing in the write-ahead log that is not also in table files
-      // (so that a damaged newest WAL file loses nothing), then syncs the commit mark.
+      // (so that a damaged newest WAL file loses nothing), then syncs the commit mark: the hard
+      // state may hold a commit index written unsynced, durable only once the flush succeeded (a
+      // mark written without it could be ahead of the log after a power cut, and the next open
+      // would refuse the database).
       if (std::lock_guard wl(write_mu); !write_error) {
         rocksdb::Status s = db->Flush(rocksdb::FlushOptions(), handles);
-        if (!s.ok()) spdlog::warn("{}: flushing at close: {}", dir, s.ToString());
-        mark(hs, /*sync=*/true);
+        if (s.ok()) {
+          mark(view->hard_state, /*sync=*/true);
+        } else {
+          spdlog::warn("{}: flushing at close: {}", dir, s.ToString());
+        }
       }
-      if (mark_fd >= 0) ::close(mark_fd);
-      for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
-      rocksdb::Status s = db->Close();
-      if (!s.ok()) spdlog::warn("closing {}: {}", dir, s.ToString());
     }
+    if (mark_fd >= 0) ::close(mark_fd);
+    close_db();
   }
 
+  // The view. REQUIRES: write_mu held (a reader uses read()).
   std::shared_ptr<const View> current() const {
     std::lock_guard lk(view_mu);
     return view;
+  }
+
+  // A reader's hold on db and the view: while it lives, reopen() cannot replace db.
+  struct Reading {
+    std::shared_lock<std::shared_mutex> lock;
+    std::shared_ptr<const View> view;
+    const View* operator->() const { return view.get(); }
+    const View& operator*() const { return *view; }
+  };
+  Reading read() const {
+    std::shared_lock lk(db_mu);
+    return Reading{std::move(lk), current()};
   }
 
   std::shared_ptr<const rocksdb::Snapshot> take_db_snapshot() {
@@ -328,7 +354,20 @@ struct RaftLog::Impl {
     return Status::ok();
   }
 
-  Status load(bool fresh);
+  // Creates dir (a new database's) and syncs its parent directory, so that a power cut cannot
+  // take the directory, and the writes acknowledged in it, away.
+  Status create_dir();
+  // Reads the hard state, the snapshot and the log from db into a new view, checking the
+  // invariants; unless read_only, drops images no snapshot names and left-over image files.
+  Status load(bool fresh, bool read_only = false);
+  // Opens db from db_options and descriptors (read_only: without writing a file, for readers
+  // only), or closes it (a view's RocksDB snapshot is released first; the view keeps its
+  // numbers).
+  Status open_db(bool read_only);
+  void close_db();
+  // Replaces db by a new instance of the same database (see RaftLog::resume()).
+  // REQUIRES: write_mu held.
+  Status reopen();
   // The commit mark (see mark()), if there is a readable one.
   std::optional<raft::HardState> read_mark() const;
   // Refuses a database that would recover behind its commit mark, naming the newest WAL file,
@@ -389,6 +428,19 @@ struct RaftLog::Impl {
                 " in reserve for the database; free some space");
   }
 
+  // Deletes entries [lo, hi) in batch, one Delete each. Not one DeleteRange: the RocksDB of
+  // Debian 12 (7.8, built with its assertions) aborts the process when a compaction whose output
+  // file would hold nothing but range tombstones, all dropped, fails to write that file (an I/O
+  // error, a full disk): CompactionJob::UpdateCompactionJobStats asks the failed, empty output
+  // for its smallest key (assertion "internal_key.size() >= kNumInternalBytes" in
+  // ExtractUserKey). A compaction opens an output only for a key it keeps, so point deletes never
+  // make such a file. (A snapshot of 100000 entries adds about 1 MB to the WAL this way.)
+  void delete_entries(rocksdb::WriteBatch* batch, uint64_t lo, uint64_t hi) const {
+    for (uint64_t i = lo; i < hi; ++i) {
+      batch->Delete(entries_cf, entry_key(i)).PermitUncheckedError();
+    }
+  }
+
   // Drops the image files whose keys all lie in [image_key(lo, 0), image_key(hi, 0)).
   void drop_images(uint64_t lo, uint64_t hi) {
     const std::string b = image_key(lo, 0), e = image_key(hi, 0);
@@ -420,13 +472,20 @@ struct RaftLog::Impl {
       what = "finishing";
     }
     if (s.ok()) return info;
-    std::error_code ec;
-    fs::remove(path, ec);
+    remove_file(path);
     return fail(std::string(what) + " the image " + path + ": " + s.ToString());
+  }
+
+  // Removes the file at path if it is there, through file_system (so that a test's file system
+  // sees every change to the directory).
+  void remove_file(const std::string& path) const {
+    file_system->DeleteFile(path, rocksdb::IOOptions(), nullptr).PermitUncheckedError();
   }
 
   // Moves the image file at path into the images family (a hard link, no copy).
   Status ingest(const std::string& path) {
+    std::shared_lock dl(db_mu);
+    if (!db) return fail("ingesting the image " + path + ": the database is not open");
     rocksdb::IngestExternalFileOptions io;
     io.move_files = true;
     rocksdb::Status s = db->IngestExternalFile(images_cf, {path}, io);

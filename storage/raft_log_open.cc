@@ -69,7 +69,7 @@ std::string describe_dir_contents(const fs::path& dir) {
 
 }  // namespace
 
-Status RaftLog::Impl::load(bool fresh) {
+Status RaftLog::Impl::load(bool fresh, bool read_only) {
   rocksdb::ReadOptions ro;
   ro.verify_checksums = true;
   std::string v;
@@ -87,6 +87,7 @@ Status RaftLog::Impl::load(bool fresh) {
     if (!empty) {
       return fail("not a kvd raft log: the RocksDB database has no \"format\" record");
     }
+    if (read_only) return fail("the database has no records (its creation was interrupted)");
     if (!fresh) {
       spdlog::warn("{}: database without records (its creation was interrupted); initializing",
                    dir);
@@ -185,21 +186,41 @@ Status RaftLog::Impl::load(bool fresh) {
   // Images other than the snapshot's: ingested before a crash kept their snapshot from being
   // recorded, or replaced but not dropped yet. Image files being built are left-overs too.
   const bool keep = next.snapshot.index != 0 && !next.legacy_image;
-  drop_images(0, keep ? next.snapshot.index : ~uint64_t{0});
-  if (keep) drop_images(next.snapshot.index + 1, ~uint64_t{0});
-  std::error_code ec;
-  for (auto entry = fs::directory_iterator(dir, ec); !ec && entry != fs::directory_iterator();
-       entry.increment(ec)) {
-    const std::string name = entry->path().filename().string();
-    if (name.rfind("image-", 0) == 0 && name.size() > 8 &&
-        name.compare(name.size() - 8, 8, ".sst.tmp") == 0) {
-      std::error_code rm;
-      fs::remove(entry->path(), rm);
+  if (!read_only) {
+    drop_images(0, keep ? next.snapshot.index : ~uint64_t{0});
+    if (keep) drop_images(next.snapshot.index + 1, ~uint64_t{0});
+    std::error_code ec;
+    for (auto entry = fs::directory_iterator(dir, ec); !ec && entry != fs::directory_iterator();
+         entry.increment(ec)) {
+      const std::string name = entry->path().filename().string();
+      if (name.rfind("image-", 0) == 0 && name.size() > 8 &&
+          name.compare(name.size() - 8, 8, ".sst.tmp") == 0) {
+        remove_file(entry->path().string());
+      }
     }
   }
 
   next.db_snapshot = take_db_snapshot();
-  view = std::make_shared<const View>(std::move(next));
+  auto loaded = std::make_shared<const View>(std::move(next));
+  std::lock_guard lk(view_mu);
+  view = std::move(loaded);
+  return Status::ok();
+}
+
+Status RaftLog::Impl::create_dir() {
+  fs::path path = fs::path(dir).lexically_normal();
+  if (!path.has_filename()) path = path.parent_path();  // "a/b/"
+  const fs::path parent = path.has_parent_path() ? path.parent_path() : fs::path(".");
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) return fail("cannot create directory " + parent.string() + ": " + ec.message());
+  const rocksdb::IOOptions io;
+  std::unique_ptr<rocksdb::FSDirectory> parent_dir;
+  rocksdb::IOStatus s = file_system->CreateDirIfMissing(path.string(), io, nullptr);
+  if (s.ok()) s = file_system->NewDirectory(parent.string(), io, &parent_dir, nullptr);
+  if (s.ok()) s = parent_dir->Fsync(io, nullptr);
+  if (s.ok()) s = parent_dir->Close(io, nullptr);
+  if (!s.ok()) return fail("cannot create directory: " + s.ToString());
   return Status::ok();
 }
 
@@ -251,6 +272,86 @@ std::string newest_wal_file(const fs::path& dir) {
 }
 
 }  // namespace
+
+Status RaftLog::Impl::open_db(bool read_only) {
+  rocksdb::DB* raw = nullptr;
+  handles.clear();
+  rocksdb::Status s =
+      read_only ? rocksdb::DB::OpenForReadOnly(db_options, dir, descriptors, &handles, &raw)
+                : rocksdb::DB::Open(db_options, dir, descriptors, &handles, &raw);
+  if (!s.ok()) return Status::error(dir + ": cannot open RocksDB: " + with_file(s, dir));
+  db.reset(raw);
+  meta_cf = handles[0];
+  entries_cf = handles[1];
+  images_cf = handles[2];
+  return Status::ok();
+}
+
+void RaftLog::Impl::close_db() {
+  {
+    std::lock_guard lk(view_mu);
+    if (view && view->db_snapshot) {  // the view keeps its numbers for readers
+      View numbers = *view;
+      numbers.db_snapshot.reset();
+      view = std::make_shared<const View>(std::move(numbers));
+    }
+  }
+  if (!db) return;
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  handles.clear();
+  meta_cf = entries_cf = images_cf = nullptr;
+  rocksdb::Status s = db->Close();
+  if (!s.ok()) spdlog::warn("closing {}: {}", dir, s.ToString());
+  db.reset();
+}
+
+// After a write failed in RocksDB, the database is opened anew instead of asking RocksDB to
+// clear its error (DB::Resume), which the RocksDB of Debian 12 (7.8) cannot be trusted with: it
+// refuses for good after a plain I/O error (EIO, EROFS are "fatal" to it until the database is
+// opened again), and after a full disk it flushes the memtables but goes on writing to the WAL
+// file whose append failed when no memtable held data (a flush then starts no new WAL file):
+// the next write there aborts the process (WritableFileWriter's assertion
+// "sync_without_flush_called_"). The new instance recovers what the WAL files hold (a write
+// whose fsync failed may be there, or not: it was never acknowledged), writes it into new,
+// synced table files and starts a new WAL file, so that nothing depends on a file whose write
+// or fsync failed. First a probe: while the disk still fails, db stays open as it is and
+// readers go on with it. If the database then cannot be opened for writing, it is opened
+// read-only, so that readers still can.
+Status RaftLog::Impl::reopen() {
+  if (Status st = check_free_space("resume"); !st.is_ok()) return st;
+  const std::string probe = dir + "/kvd-resume-probe";
+  const rocksdb::IOOptions io;
+  std::unique_ptr<rocksdb::FSWritableFile> file;
+  rocksdb::IOStatus ps =
+      file_system->NewWritableFile(probe, rocksdb::FileOptions(), &file, nullptr);
+  if (ps.ok()) ps = file->Append("probe", io, nullptr);
+  if (ps.ok()) ps = file->Sync(io, nullptr);
+  if (file) {
+    rocksdb::IOStatus cs = file->Close(io, nullptr);
+    if (ps.ok()) ps = cs;
+  }
+  remove_file(probe);
+  if (!ps.ok()) return Status::error("the disk still fails: " + ps.ToString());
+
+  std::unique_lock dl(db_mu);
+  close_db();
+  Status st = open_db(/*read_only=*/false);
+  if (st.is_ok()) st = load(/*fresh=*/false);
+  if (st.is_ok()) {
+    std::lock_guard lk(cache_mu);  // the reopened log may hold the failed write: start afresh
+    cache.clear();
+    cache_bytes = 0;
+    return Status::ok();
+  }
+  close_db();
+  Status ro = open_db(/*read_only=*/true);
+  if (ro.is_ok()) ro = load(/*fresh=*/false, /*read_only=*/true);
+  if (!ro.is_ok()) {
+    spdlog::error("{}: cannot open the database even to read it: {}", dir, ro.message());
+    close_db();
+  }
+  return st;
+}
 
 std::optional<raft::HardState> RaftLog::Impl::read_mark() const {
   std::ifstream in(mark_path(), std::ios::binary);
@@ -309,6 +410,11 @@ Status RaftLog::Impl::check_mark(const rocksdb::DBOptions& options,
 }
 
 Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir) {
+  return open(dir, OpenOptions());
+}
+
+Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir,
+                                               const OpenOptions& open_options) {
   std::error_code ec;
   const fs::path path(dir);
   bool fresh = false;
@@ -330,9 +436,13 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir) {
 
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
+  impl->env = open_options.env;
+  if (!impl->env) impl->env.reset(rocksdb::Env::Default(), [](rocksdb::Env*) {});  // a static
+  impl->file_system = impl->env->GetFileSystem();
   if (Status ms = fresh ? impl->check_mark({}, {}, true) : Status::ok(); !ms.is_ok()) return ms;
 
   rocksdb::Options options;
+  options.env = impl->env.get();
   options.create_if_missing = fresh;
   options.create_missing_column_families = fresh;
   options.error_if_exists = false;
@@ -342,23 +452,24 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir) {
   // RocksDB's info LOG: at most 4 files of 4 MiB.
   options.keep_log_file_num = 4;
   options.max_log_file_size = 4 << 20;
+  // A raft log is small (compacted by snapshots) and written append-only: modest memtables
+  // (16 MiB unless a test asks for less), no compression, whole-file checksums verified on open.
+  options.write_buffer_size =
+      open_options.write_buffer_bytes ? open_options.write_buffer_bytes : 16 << 20;
+  options.max_write_buffer_number = 3;
   // The write-ahead log. Every write puts the hard state into the small default family, whose
   // memtable would otherwise keep every WAL file alive (up to 4x the memtables, 576 MiB) and make
-  // a restart replay them all: past 32 MiB of WAL, RocksDB flushes the families holding the oldest
-  // one. (WAL file reuse, recycle_log_file_num, is not available with point-in-time recovery.)
-  options.max_total_wal_size = 32 << 20;
+  // a restart replay them all: past 32 MiB of WAL (twice a memtable), RocksDB flushes the
+  // families holding the oldest one. (WAL file reuse, recycle_log_file_num, is not available with
+  // point-in-time recovery.)
+  options.max_total_wal_size = 2 * options.write_buffer_size;
   options.max_background_jobs = 2;
   options.max_open_files = 256;
-  // A raft log is small (compacted by snapshots) and written append-only: modest memtables, no
-  // compression, whole-file checksums verified on open.
-  options.write_buffer_size = 16 << 20;
-  options.max_write_buffer_number = 3;
   options.compression = rocksdb::kNoCompression;
   options.bottommost_compression = rocksdb::kNoCompression;
 
   if (fresh) {
-    fs::create_directories(path, ec);
-    if (ec) return Status::error(dir + ": cannot create directory: " + ec.message());
+    if (Status cs = impl->create_dir(); !cs.is_ok()) return cs;
   }
   std::shared_ptr<rocksdb::Logger> file_logger;
   if (rocksdb::Status ls = rocksdb::CreateLoggerFromOptions(dir, options, &file_logger); !ls.ok()) {
@@ -404,17 +515,12 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir) {
       return ms;
     }
   }
-  rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(rocksdb::DBOptions(options), dir, descriptors,
-                                        &impl->handles, &raw);
-  if (!s.ok()) return Status::error(dir + ": cannot open RocksDB: " + with_file(s, path));
-  impl->db.reset(raw);
-  impl->meta_cf = impl->handles[0];
-  impl->entries_cf = impl->handles[1];
-  impl->images_cf = impl->handles[2];
+  impl->db_options = rocksdb::DBOptions(options);
+  impl->descriptors = std::move(descriptors);
+  if (Status os = impl->open_db(/*read_only=*/false); !os.is_ok()) return os;
 
   // Reads every SST block: a damaged file is refused now, not found at some later read.
-  s = impl->db->VerifyChecksum();
+  rocksdb::Status s = impl->db->VerifyChecksum();
   if (!s.ok()) return Status::error(dir + ": RocksDB checksum verification: " + s.ToString());
 
   if (Status ls = impl->load(fresh); !ls.is_ok()) return ls;

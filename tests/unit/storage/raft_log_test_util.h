@@ -7,6 +7,7 @@
 #pragma once
 
 #include "storage/raft_log.h"
+#include "tests/unit/storage/power_cut_fs.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -199,6 +200,34 @@ class RaftLogTest : public ::testing::Test {
   fs::path root_;
   std::string dir_;
   std::unique_ptr<RaftLog> log_;
+};
+
+// A RaftLogTest whose logs run on a PowerCutFs over root_ (power cuts, injected I/O errors).
+class RaftLogFsTest : public RaftLogTest {
+ protected:
+  void SetUp() override {
+    // The file system under test only simulates durability, so the real one may as well be quick:
+    // tmpfs where there is one (these tests fsync thousands of times).
+    if (fs::is_directory("/dev/shm")) ::setenv("TMPDIR", "/dev/shm", 1);
+    RaftLogTest::SetUp();
+    ::unsetenv("TMPDIR");
+    pfs_ = std::make_shared<PowerCutFs>(root_.string());
+    options_.env = std::make_shared<FaultEnv>(pfs_);
+  }
+  void TearDown() override {
+    RaftLogTest::TearDown();  // closes the log before the file system goes
+    options_.env.reset();
+    pfs_.reset();
+  }
+  void open_log_on_fs() {
+    log_.reset();
+    auto r = RaftLog::open(dir_, options_);
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+    log_ = std::move(r.value());
+  }
+
+  std::shared_ptr<PowerCutFs> pfs_;
+  RaftLog::OpenOptions options_;
 };
 
 }  // namespace kvd::storage
