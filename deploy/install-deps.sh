@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what kvd needs to build, test and benchmark on Debian 12 (all Debian packages),
 # including the real etcd used as the reference in the end-to-end tests, and nginx for the
-# switchover demo (deploy/switchover-demo.sh, run by tests/e2e/test_proxy_switchover.py), and
-# iproute2 and iptables for the fault tests' network namespaces (tests/faults).
+# switchover demo (deploy/switchover-demo.sh, run by tests/e2e/test_proxy_switchover.py),
+# iproute2 and iptables for the fault tests' network namespaces (tests/faults), and python3-fusepy
+# for the data dir that turns read-only in tests/e2e/test_full_disk.py (tests/e2e/readonly_fs.py).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -13,4 +14,5 @@ $SUDO apt-get install -y -q --no-install-recommends \
   libboost-dev libboost-program-options-dev librocksdb-dev nlohmann-json3-dev libspdlog-dev \
   libgoogle-perftools-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
-  etcd-server etcd-client python3 python3-etcd curl wrk bc nginx-light iproute2 iptables
+  etcd-server etcd-client python3 python3-etcd python3-fusepy curl wrk bc nginx-light iproute2 \
+  iptables

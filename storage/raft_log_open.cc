@@ -2,6 +2,8 @@
 // log is served; see the format and what a crash can leave at the top of raft_log.cc.
 #include "storage/raft_log_impl.h"
 
+#include <chrono>
+#include <ctime>
 #include <iterator>
 #include <sstream>
 
@@ -9,46 +11,70 @@ namespace kvd::storage {
 
 namespace {
 
-// RocksDB's info log goes to its usual LOG file in the database directory; warnings and errors
-// (among them the report of a torn WAL tail dropped by point-in-time recovery) are also sent to
-// spdlog so that they reach the operator.
+// RocksDB's info log: the LOG file in the database directory (the previous one kept as
+// LOG.old; past kMaxLogBytes the file starts over the same way, so the two hold at most twice
+// that), written with plain stdio and its errors ignored. Not RocksDB's own file logger: in
+// RocksDB 7.8 it writes through a WritableFileWriter, and once a write of the LOG fails (a full
+// disk, a file system turned read-only, EIO), its next line aborts the process (the assertion
+// "sync_without_flush_called_"). Warnings and errors (among them the report of a torn WAL tail
+// dropped by point-in-time recovery) also go to spdlog, so that they reach the operator.
 class ForwardingLogger : public rocksdb::Logger {
  public:
-  ForwardingLogger(std::string dir, std::shared_ptr<rocksdb::Logger> file)
+  static constexpr long kMaxLogBytes = 4 << 20;
+
+  explicit ForwardingLogger(std::string dir)
       : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL), dir_(std::move(dir)),
-        file_(std::move(file)) {}
+        path_(dir_ + "/LOG") {
+    start_file();
+  }
+  ~ForwardingLogger() override {
+    if (file_) std::fclose(file_);
+  }
 
   using rocksdb::Logger::Logv;
   void Logv(const char* format, va_list ap) override {
     Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
   }
   void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
-    if (level >= rocksdb::InfoLogLevel::WARN_LEVEL) {
-      va_list copy;
-      va_copy(copy, ap);
-      char buf[1024];
-      std::vsnprintf(buf, sizeof(buf), format, copy);
-      va_end(copy);
-      if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
-        spdlog::error("rocksdb {}: {}", dir_, buf);
-      } else {
-        spdlog::warn("rocksdb {}: {}", dir_, buf);
-      }
+    char buf[1024];
+    va_list copy;
+    va_copy(copy, ap);
+    std::vsnprintf(buf, sizeof(buf), format, copy);
+    va_end(copy);
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+      spdlog::error("rocksdb {}: {}", dir_, buf);
+    } else if (level >= rocksdb::InfoLogLevel::WARN_LEVEL) {
+      spdlog::warn("rocksdb {}: {}", dir_, buf);
     }
-    if (file_) file_->Logv(level, format, ap);
+    const auto now = std::chrono::system_clock::now();
+    const std::time_t secs = std::chrono::system_clock::to_time_t(now);
+    const auto micros =
+        std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+        1000000;
+    std::tm tm{};
+    localtime_r(&secs, &tm);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y/%m/%d-%H:%M:%S", &tm);
+    std::lock_guard lk(mu_);
+    if (!file_) return;
+    std::fprintf(file_, "%s.%06lld %s\n", stamp, static_cast<long long>(micros), buf);
+    std::fflush(file_);
+    if (std::ftell(file_) > kMaxLogBytes) start_file();
   }
-  void Flush() override {
-    if (file_) file_->Flush();
-  }
-
- protected:
-  rocksdb::Status CloseImpl() override { return file_ ? file_->Close() : rocksdb::Status::OK(); }
 
  private:
-  const std::string dir_;
-  const std::shared_ptr<rocksdb::Logger> file_;
-};
+  // REQUIRES: mu_ held (or construction).
+  void start_file() {
+    if (file_) std::fclose(file_);
+    std::rename(path_.c_str(), (path_ + ".old").c_str());
+    file_ = std::fopen(path_.c_str(), "a");  // null: RocksDB's log goes nowhere but to spdlog
+  }
 
+  const std::string dir_;
+  const std::string path_;
+  std::mutex mu_;
+  std::FILE* file_ = nullptr;  // GUARDED_BY(mu_)
+};
 
 std::string describe_dir_contents(const fs::path& dir) {
   std::vector<std::string> names;
@@ -449,9 +475,6 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir,
   options.paranoid_checks = true;
   options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   options.manual_wal_flush = false;
-  // RocksDB's info LOG: at most 4 files of 4 MiB.
-  options.keep_log_file_num = 4;
-  options.max_log_file_size = 4 << 20;
   // A raft log is small (compacted by snapshots) and written append-only: modest memtables
   // (16 MiB unless a test asks for less), no compression, whole-file checksums verified on open.
   options.write_buffer_size =
@@ -471,11 +494,7 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir,
   if (fresh) {
     if (Status cs = impl->create_dir(); !cs.is_ok()) return cs;
   }
-  std::shared_ptr<rocksdb::Logger> file_logger;
-  if (rocksdb::Status ls = rocksdb::CreateLoggerFromOptions(dir, options, &file_logger); !ls.ok()) {
-    file_logger.reset();  // RocksDB then logs nowhere; our forwarding of warnings still works
-  }
-  impl->logger = std::make_shared<ForwardingLogger>(dir, std::move(file_logger));
+  impl->logger = std::make_shared<ForwardingLogger>(dir);
   options.info_log = impl->logger;
 
   if (!fresh) {
