@@ -15,6 +15,8 @@
 //     "snapshot_data" the state machine image, opaque (earlier kvd; removed by the next snapshot).
 //     "applied"       u64: an applied index, written by earlier kvd; ignored.
 //     "meta/" + key   free-form metadata (put_meta), value as given.
+//   in the directory, LOG and LOG.old: RocksDB's info log (raft_log_open.cc, ForwardingLogger),
+//     never read back.
 //   beside the directory, <dir>.mark: the commit mark (raft_log_impl.h, Impl::mark), the term
 //     and commit index that synced writes made durable, checked by open() against the log it
 //     recovers.
