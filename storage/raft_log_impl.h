@@ -371,10 +371,9 @@ struct RaftLog::Impl {
   // The commit mark (see mark()), if there is a readable one.
   std::optional<raft::HardState> read_mark() const;
   // Refuses a database that would recover behind its commit mark, naming the newest WAL file,
-  // before anything in it is changed; fresh: the database is missing or empty (options and
-  // families are then unused). Ok when there is no readable mark.
-  Status check_mark(const rocksdb::DBOptions& options,
-                    const std::vector<rocksdb::ColumnFamilyDescriptor>& families, bool fresh);
+  // before anything in it is changed; fresh: the database is missing or empty. Ok when there
+  // is no readable mark. REQUIRES: db_options and descriptors set, unless fresh; no db open.
+  Status check_mark(bool fresh);
 
   // The commit mark: <dir>.mark holds one line, "kvd-commit-mark 1 <term> <commit> <crc>\n",
   // the numbers in 20 digits and crc the CRC-32 (8 hex digits) of what precedes it: the term and

@@ -394,9 +394,7 @@ std::optional<raft::HardState> RaftLog::Impl::read_mark() const {
   return marked;
 }
 
-Status RaftLog::Impl::check_mark(const rocksdb::DBOptions& options,
-                                 const std::vector<rocksdb::ColumnFamilyDescriptor>& families,
-                                 bool fresh) {
+Status RaftLog::Impl::check_mark(bool fresh) {
   const std::optional<raft::HardState> read = read_mark();
   if (!read) return Status::ok();
   const raft::HardState& marked = *read;
@@ -410,17 +408,12 @@ Status RaftLog::Impl::check_mark(const rocksdb::DBOptions& options,
 
   // What a read-write open would recover, read without changing a file: DB::Open would flush
   // the recovered memtables and delete the write-ahead log it replayed, damaged or not.
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(options, dir, families, &handles, &raw);
-  if (!s.ok()) return Status::ok();  // the read-write open reports it, naming the file
-  std::unique_ptr<rocksdb::DB> db(raw);
+  if (!open_db(/*read_only=*/true).is_ok()) return Status::ok();  // the read-write open reports it
   std::string value;
   raft::HardState have{};
-  s = db->Get(rocksdb::ReadOptions(), handles[0], slice(kHardStateKey), &value);
+  const rocksdb::Status s = db->Get(rocksdb::ReadOptions(), meta_cf, slice(kHardStateKey), &value);
   const bool decoded = s.ok() && decode_hard_state(value, &have);
-  for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
-  db->Close().PermitUncheckedError();
+  close_db();
   if (!s.ok() && !s.IsNotFound()) return Status::ok();  // load() reports it
   if (s.ok() && !decoded) return Status::ok();           // load() reports it
   if (marked.term <= have.term && marked.commit <= have.commit) return Status::ok();
@@ -465,7 +458,7 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir,
   impl->env = open_options.env;
   if (!impl->env) impl->env.reset(rocksdb::Env::Default(), [](rocksdb::Env*) {});  // a static
   impl->file_system = impl->env->GetFileSystem();
-  if (Status ms = fresh ? impl->check_mark({}, {}, true) : Status::ok(); !ms.is_ok()) return ms;
+  if (Status ms = fresh ? impl->check_mark(/*fresh=*/true) : Status::ok(); !ms.is_ok()) return ms;
 
   rocksdb::Options options;
   options.env = impl->env.get();
@@ -528,14 +521,11 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir,
       {rocksdb::kDefaultColumnFamilyName, cf_options},
       {kEntriesFamily, cf_options},
       {kImagesFamily, image_cf_options}};
-  if (!fresh) {
-    if (Status ms = impl->check_mark(rocksdb::DBOptions(options), descriptors, fresh);
-        !ms.is_ok()) {
-      return ms;
-    }
-  }
   impl->db_options = rocksdb::DBOptions(options);
   impl->descriptors = std::move(descriptors);
+  if (!fresh) {
+    if (Status ms = impl->check_mark(/*fresh=*/false); !ms.is_ok()) return ms;
+  }
   if (Status os = impl->open_db(/*read_only=*/false); !os.is_ok()) return os;
 
   // Reads every SST block: a damaged file is refused now, not found at some later read.

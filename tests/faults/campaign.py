@@ -110,7 +110,7 @@ def _scenario(net, kind, nem, rnd, duration, quorum, result, log):
         for w in (watch_members, watch_proxy):
             w.stop()
         events = h.snapshot()
-        out = summarize(events, quorum, {**watch_members.starts, **watch_proxy.starts})
+        out = summarize(events, {**watch_members.starts, **watch_proxy.starts})
         out["drained"] = bool(drained)
         out["cleared"] = watch_members.cleared + watch_proxy.cleared
         out["history"] = events
@@ -133,7 +133,7 @@ def _scenario(net, kind, nem, rnd, duration, quorum, result, log):
         c.cleanup()
 
 
-def summarize(events, quorum=True, starts=None):
+def summarize(events, starts=None):
     """The checkers' verdicts and the counts of a run's history."""
     ops = checker.operations(events)
     done = [op for op in ops if op.type in ("ok", "fail", "info")]

@@ -139,7 +139,6 @@ class Registers(Client):
         super().__init__(history, endpoints, seed, first_process, threads)
         self.keys = [f"{prefix}/r{i}" for i in range(keys)]
         self.quorum = quorum
-        self.counts = {"ok": 0, "fail": 0, "info": 0}
 
     def run(self, process):
         rnd = random.Random(self.seed * 1000 + process)
@@ -182,7 +181,6 @@ class Registers(Client):
                     extra["index"] = (doc or {}).get("node", {}).get("modifiedIndex")
                     seen[key] = new
                 self.h.add(process=process, type=kind, f=f, key=key, value=invoke_value, **extra)
-            self.counts[kind] = self.counts.get(kind, 0) + 1
             # After a failure, back off: a down cluster is not hammered.
             self.stopping.wait(PAUSE_S if kind == "ok" else FAILED_PAUSE_S)
 
