@@ -87,7 +87,17 @@ std::vector<std::string> endpoint_flag_value(const Context& c) {
   return split(s, ',');
 }
 
-EtcdClient new_client(const Context& c) {
+std::variant<std::shared_ptr<const TlsClientConfig>, std::string> tls_config(const Context& c) {
+  auto flag_or_env = [&](const char* flag, const char* env) {
+    std::string v = c.global.get_string(flag);
+    return v.empty() ? getenv_str(env) : v;
+  };
+  return TlsClientConfig::load(flag_or_env("cert-file", "ETCDCTL_CERT_FILE"),
+                               flag_or_env("key-file", "ETCDCTL_KEY_FILE"),
+                               flag_or_env("ca-file", "ETCDCTL_CA_FILE"));
+}
+
+EtcdClient new_client(const Context& c, std::shared_ptr<const TlsClientConfig> tls) {
   std::vector<Endpoint> eps;
   for (const auto& raw : endpoint_flag_value(c)) {
     std::string err;
@@ -98,7 +108,16 @@ EtcdClient new_client(const Context& c) {
     }
     eps.push_back(*ep);
   }
+  if (tls == nullptr) {
+    auto loaded = tls_config(c);
+    if (auto* err = std::get_if<std::string>(&loaded)) {
+      write_stderr(*err + "\n");
+      exit_now(kExitBadArgs);
+    }
+    tls = std::get<std::shared_ptr<const TlsClientConfig>>(std::move(loaded));
+  }
   ClientOptions opts;
+  opts.tls = std::move(tls);
   opts.header_timeout = c.global.get_duration("timeout");
   opts.total_timeout = c.global.get_duration("total-timeout");
   opts.debug = c.global.get_bool("debug");
@@ -144,8 +163,9 @@ EtcdClient must_new_client(const Context& c) {
   return client;
 }
 
-EtcdClient must_new_client_no_sync(const Context& c) {
-  EtcdClient client = new_client(c);
+EtcdClient must_new_client_no_sync(const Context& c,
+                                   std::shared_ptr<const TlsClientConfig> tls) {
+  EtcdClient client = new_client(c, std::move(tls));
   if (c.global.get_bool("debug")) {
     write_stderr("Cluster-Endpoints: " + join(client.endpoint_texts(), ", ") + "\n");
   }

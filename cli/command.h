@@ -6,13 +6,16 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "cli/etcd_client.h"
 #include "cli/flags.h"
 #include "cli/output.h"
+#include "cli/tls_client_config.h"
 
 namespace kvd::cli {
 
@@ -60,10 +63,17 @@ std::string base64(const std::string& in);
 // Endpoint precedence: --endpoints > ETCDCTL_ENDPOINTS > --endpoint > ETCDCTL_ENDPOINT >
 // --peers/-C > ETCDCTL_PEERS > default.
 std::vector<std::string> endpoint_flag_value(const Context& c);
-EtcdClient new_client(const Context& c);
+// etcdctl's getTransport: the TLS settings of --cert-file, --key-file and --ca-file (each, when
+// not given, from ETCDCTL_CERT_FILE, ETCDCTL_KEY_FILE, ETCDCTL_CA_FILE), or Go's error text for
+// a file that is missing or bad. etcdctl v2 has no flag to skip verification.
+std::variant<std::shared_ptr<const TlsClientConfig>, std::string> tls_config(const Context& c);
+// etcdctl's newClient: endpoints, then the TLS settings (a bad file exits 1 with its error
+// text), unless `tls` was loaded already.
+EtcdClient new_client(const Context& c, std::shared_ptr<const TlsClientConfig> tls = nullptr);
 // etcdctl's mustNewClient: builds the client and syncs the member list unless --no-sync.
 EtcdClient must_new_client(const Context& c);
-EtcdClient must_new_client_no_sync(const Context& c);
+EtcdClient must_new_client_no_sync(const Context& c,
+                                   std::shared_ptr<const TlsClientConfig> tls = nullptr);
 // argOrStdin: the i-th argument, else all of stdin (which must not be empty).
 std::optional<std::string> arg_or_stdin(const Context& c, std::size_t i);
 std::string require_key(const Context& c);

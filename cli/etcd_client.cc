@@ -40,7 +40,7 @@ using json = nlohmann::json;
 
 const char kClusterUnavailable[] = "client: etcd cluster is unavailable or misconfigured";
 const char kInvalidJson[] =
-    "client: response is invalid json. The endpoint is probably not valid etcd cluster endpoint.";
+    "client: response is invalid json. The endpoint is probably not valid etcd cluster endpoint";
 
 ClientError plain(std::string msg, bool connection = false) {
   return ClientError{ClientError::Kind::kPlain, std::move(msg), {}, connection};
@@ -273,6 +273,7 @@ Result<HttpResponse> EtcdClient::send(const ApiRequest& req,
       call.content_type = "application/json";
     }
     call.authorization = options_.authorization;
+    call.tls = options_.tls.get();
     call.deadline = deadline;
     if (!wait && options_.header_timeout.count() > 0) {
       call.header_deadline =

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -69,6 +70,7 @@ struct ClientOptions {
   std::chrono::nanoseconds total_timeout{0};   // 0: none; also caps the dial timeout
   bool debug = false;
   std::string authorization;  // "Basic ..." or empty
+  std::shared_ptr<const TlsClientConfig> tls;  // for https:// endpoints; nullptr: Go's default
 };
 
 template <typename T>
@@ -102,6 +104,9 @@ class EtcdClient {
                                            std::optional<Clock::time_point> deadline);
 
   std::optional<Clock::time_point> command_deadline() const;
+
+  // The TLS settings every request of this client uses (nullptr: Go's default).
+  const TlsClientConfig* tls() const { return options_.tls.get(); }
 
  private:
   void set_endpoints(std::vector<Endpoint> eps);

@@ -1,5 +1,7 @@
 #include "cli/http_client.h"
 
+#include "cli/tls_session.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -54,6 +56,7 @@ class Socket {
 enum class WaitResult { kReady, kHeaderTimeout, kDeadline, kDialTimeout };
 
 // Waits for `events` on fd until the earliest of the given deadlines. EINTR is retried.
+// `dial_deadline` is the deadline of the step under way (the dial, or the TLS handshake).
 WaitResult wait_fd(int fd, short events, std::optional<Clock::time_point> header_deadline,
                    std::optional<Clock::time_point> deadline,
                    std::optional<Clock::time_point> dial_deadline) {
@@ -89,25 +92,146 @@ HttpFailure wait_failure(WaitResult w, const std::string& dial_text) {
   }
 }
 
-// Incremental reader over the socket with a buffer; every read honours the deadlines.
-class Reader {
+// The connection's byte stream: the socket itself, or TLS over it. Every wait honours the
+// call's deadlines; TLS runs in memory (TlsSession) and its bytes go through send_raw and
+// recv_raw like plain ones, so socket failures have the same texts either way.
+class Conn {
  public:
-  Reader(int fd, std::string local, std::string remote) : fd_(fd), local_(local), remote_(remote) {}
+  Conn(int fd, std::string local, std::string remote, TlsSession* tls)
+      : fd_(fd), local_(std::move(local)), remote_(std::move(remote)), tls_(tls) {}
 
-  // Reads more bytes into buf_. Returns nullopt on success (possibly eof_ set), else failure.
-  std::optional<HttpFailure> fill(std::optional<Clock::time_point> header_deadline,
+  // TLS only: the handshake and the verification of the server, bounded also by Go's
+  // TLSHandshakeTimeout.
+  std::optional<HttpFailure> handshake(std::optional<Clock::time_point> header_deadline,
+                                       std::optional<Clock::time_point> deadline) {
+    const auto handshake_deadline = Clock::now() + std::chrono::seconds(10);
+    for (;;) {
+      auto r = tls_->handshake();
+      // A failed handshake leaves an alert to send; as Go, kvctl reports the handshake's error
+      // whether or not the alert could be sent.
+      auto sent = flush(header_deadline, deadline);
+      if (r == TlsSession::Result::kFailed) return tls_failure();
+      if (sent) return sent;
+      if (r == TlsSession::Result::kDone) return std::nullopt;
+      std::string in;
+      bool eof = false;
+      auto w = wait_fd(fd_, POLLIN, header_deadline, deadline, handshake_deadline);
+      if (w == WaitResult::kDialTimeout) {
+        return HttpFailure{HttpFailure::Kind::kConnection, "net/http: TLS handshake timeout"};
+      }
+      if (w != WaitResult::kReady) return wait_failure(w, "");
+      if (auto f = recv_raw(&in, &eof)) return f;
+      if (eof) return HttpFailure{HttpFailure::Kind::kOther, tls_->eof_error()};
+      tls_->feed(in);
+    }
+  }
+
+  std::optional<HttpFailure> write(std::string_view data,
+                                   std::optional<Clock::time_point> header_deadline,
+                                   std::optional<Clock::time_point> deadline) {
+    if (tls_ == nullptr) return send_raw(data, header_deadline, deadline);
+    if (tls_->write(data) != TlsSession::Result::kDone) return tls_failure();
+    auto f = flush(header_deadline, deadline);
+    if (f) return alert_before(*f);
+    return std::nullopt;
+  }
+
+  // Appends what arrives to *buf, or sets *eof at the end of the stream.
+  std::optional<HttpFailure> read(std::string* buf, bool* eof,
+                                  std::optional<Clock::time_point> header_deadline,
                                   std::optional<Clock::time_point> deadline) {
-    auto w = wait_fd(fd_, POLLIN, header_deadline, deadline, std::nullopt);
-    if (w != WaitResult::kReady) return wait_failure(w, "");
+    for (;;) {
+      if (tls_ != nullptr) {
+        auto r = tls_->read(buf);
+        // Post-handshake messages may want an answer, a failure leaves an alert to send.
+        auto sent = flush(header_deadline, deadline);
+        if (r == TlsSession::Result::kFailed) return tls_failure();
+        if (r == TlsSession::Result::kDone) return std::nullopt;  // data first, as a plain read
+        if (sent) return sent;
+        if (r == TlsSession::Result::kClosed) {
+          *eof = true;
+          return std::nullopt;
+        }
+      }
+      auto w = wait_fd(fd_, POLLIN, header_deadline, deadline, std::nullopt);
+      if (w != WaitResult::kReady) return wait_failure(w, "");
+      if (tls_ == nullptr) return recv_raw(buf, eof);
+      std::string in;
+      if (auto f = recv_raw(&in, eof)) return f;
+      if (*eof) return std::nullopt;  // Go's tls.Conn reads a bare close as the end, too
+      tls_->feed(in);
+    }
+  }
+
+ private:
+  HttpFailure tls_failure() const {
+    HttpFailure f{HttpFailure::Kind::kOther, tls_->error()};
+    f.plain_http_answer = tls_->answered_plain_http();
+    return f;
+  }
+
+  // Go reads a connection while it writes the request on it. In TLS 1.3 a server judges the
+  // client's certificate after the client's handshake is over; one that rejects it sends an
+  // alert and closes, and the request written meanwhile may fail with a reset. Go then reports
+  // the alert its reader got, so kvctl, which reads only after writing, looks for one that
+  // arrived before reporting `write_failure`.
+  HttpFailure alert_before(const HttpFailure& write_failure) {
+    std::string in;
+    bool eof = false;
+    for (int i = 0; i < 64 && !eof; ++i) {
+      std::size_t before = in.size();
+      if (recv_raw(&in, &eof) || in.size() == before) break;
+    }
+    if (in.empty()) return write_failure;
+    tls_->feed(in);
+    std::string ignored;
+    if (tls_->read(&ignored) == TlsSession::Result::kFailed &&
+        tls_->error().rfind("remote error: ", 0) == 0) {
+      return tls_failure();
+    }
+    return write_failure;
+  }
+
+  std::optional<HttpFailure> flush(std::optional<Clock::time_point> header_deadline,
+                                   std::optional<Clock::time_point> deadline) {
+    std::string out = tls_->take_outgoing();
+    if (out.empty()) return std::nullopt;
+    return send_raw(out, header_deadline, deadline);
+  }
+
+  std::optional<HttpFailure> send_raw(std::string_view data,
+                                      std::optional<Clock::time_point> header_deadline,
+                                      std::optional<Clock::time_point> deadline) {
+    std::size_t sent = 0;
+    while (sent < data.size()) {
+      ssize_t n = ::send(fd_, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        auto w = wait_fd(fd_, POLLOUT, header_deadline, deadline, std::nullopt);
+        if (w != WaitResult::kReady) return wait_failure(w, "dial tcp " + remote_);
+        continue;
+      }
+      return HttpFailure{HttpFailure::Kind::kConnection, "write tcp " + local_ + "->" + remote_ +
+                                                             ": write: " + go_errno_text(errno)};
+    }
+    return std::nullopt;
+  }
+
+  // One recv() into *buf once the socket is readable; EAGAIN reads nothing.
+  std::optional<HttpFailure> recv_raw(std::string* buf, bool* eof) {
     char tmp[16384];
     for (;;) {
       ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
       if (n > 0) {
-        buf_.append(tmp, static_cast<std::size_t>(n));
+        buf->append(tmp, static_cast<std::size_t>(n));
         return std::nullopt;
       }
       if (n == 0) {
-        eof_ = true;
+        *eof = true;
         return std::nullopt;
       }
       if (errno == EINTR) continue;
@@ -117,13 +241,28 @@ class Reader {
     }
   }
 
+  int fd_;
+  std::string local_;
+  std::string remote_;
+  TlsSession* tls_;  // nullptr: plain
+};
+
+// Incremental reader over the connection with a buffer; every read honours the deadlines.
+class Reader {
+ public:
+  explicit Reader(Conn* conn) : conn_(conn) {}
+
+  // Reads more bytes into buf_. Returns nullopt on success (possibly eof_ set), else failure.
+  std::optional<HttpFailure> fill(std::optional<Clock::time_point> header_deadline,
+                                  std::optional<Clock::time_point> deadline) {
+    return conn_->read(&buf_, &eof_, header_deadline, deadline);
+  }
+
   std::string buf_;
   bool eof_ = false;
 
  private:
-  int fd_;
-  std::string local_;
-  std::string remote_;
+  Conn* conn_;
 };
 
 std::string lower(std::string s) {
@@ -151,14 +290,15 @@ std::string HttpResponse::header(std::string_view lower_name) const {
 }
 
 HttpResult http_round_trip(const Endpoint& ep, const HttpCall& call) {
-  if (ep.scheme != "http") {
+  const bool https = ep.scheme == "https";
+  if (ep.scheme != "http" && !https) {
     return HttpFailure{HttpFailure::Kind::kOther,
                        "unsupported protocol scheme \"" + ep.scheme + "\""};
   }
   if (ep.host.empty()) {
     return HttpFailure{HttpFailure::Kind::kOther, "http: no Host in request URL"};
   }
-  const std::string port = ep.port.empty() ? "80" : ep.port;
+  const std::string port = ep.port.empty() ? (https ? "443" : "80") : ep.port;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -201,6 +341,15 @@ HttpResult http_round_trip(const Endpoint& ep, const HttpCall& call) {
   ::getsockname(sock.fd(), reinterpret_cast<sockaddr*>(&local), &local_len);
   const std::string local_text = format_addr(reinterpret_cast<sockaddr*>(&local));
 
+  std::optional<TlsSession> tls;
+  if (https) {
+    tls.emplace(call.tls != nullptr ? *call.tls : *TlsClientConfig::system_default(), ep.host);
+  }
+  Conn conn(sock.fd(), local_text, remote, tls ? &*tls : nullptr);
+  if (tls) {
+    if (auto f = conn.handshake(call.header_deadline, call.deadline)) return *f;
+  }
+
   std::string host_header = ep.host.find(':') != std::string::npos ? "[" + ep.host + "]" : ep.host;
   if (!ep.port.empty()) host_header += ":" + ep.port;
   std::string req = call.method + " " + call.target + " HTTP/1.1\r\nHost: " + host_header +
@@ -210,25 +359,9 @@ HttpResult http_round_trip(const Endpoint& ep, const HttpCall& call) {
   if (!call.authorization.empty()) req += "Authorization: " + call.authorization + "\r\n";
   req += "Connection: close\r\n\r\n";
   if (call.body) req += *call.body;
+  if (auto f = conn.write(req, call.header_deadline, call.deadline)) return *f;
 
-  std::size_t sent = 0;
-  while (sent < req.size()) {
-    ssize_t n = ::send(sock.fd(), req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
-    if (n > 0) {
-      sent += static_cast<std::size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      auto w = wait_fd(sock.fd(), POLLOUT, call.header_deadline, call.deadline, std::nullopt);
-      if (w != WaitResult::kReady) return wait_failure(w, dial_text);
-      continue;
-    }
-    return HttpFailure{HttpFailure::Kind::kConnection, "write tcp " + local_text + "->" + remote +
-                                                           ": write: " + go_errno_text(errno)};
-  }
-
-  Reader rd(sock.fd(), local_text, remote);
+  Reader rd(&conn);
   std::size_t header_end;
   for (;;) {
     header_end = rd.buf_.find("\r\n\r\n");

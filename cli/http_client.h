@@ -1,8 +1,10 @@
-// A small blocking HTTP/1.1 client over POSIX sockets, one connection per request, with the
-// deadlines etcd's Go client applies: a dial timeout, a deadline for the response headers, and
-// a deadline for the whole call. Failures are values carrying Go's error texts
-// ("dial tcp 127.0.0.1:1: connect: connection refused") because kvctl prints them verbatim.
-// Not thread-safe per call; calls share no state.
+// A small blocking HTTP/1.1 client over POSIX sockets, plain or TLS (https://), one connection
+// per request, with the deadlines etcd's Go client applies: a dial timeout, a deadline for the
+// response headers, a deadline for the whole call, and Go's 10 s TLS handshake timeout (the
+// header and call deadlines bound the handshake too). Failures are values carrying Go's texts
+// ("dial tcp 127.0.0.1:1: connect: connection refused", "x509: certificate signed by unknown
+// authority") because kvctl prints them verbatim.
+// Not thread-safe per call; calls share no state but the TLS settings they are given.
 #pragma once
 
 #include <chrono>
@@ -13,6 +15,7 @@
 #include <variant>
 #include <vector>
 
+#include "cli/tls_client_config.h"
 #include "common/url.h"
 
 namespace kvd::cli {
@@ -41,6 +44,9 @@ struct HttpFailure {
   };
   Kind kind;
   std::string message;
+  // https:// to a server that answered in plain HTTP: Go's http.Client (not its Transport)
+  // reports that as "http: server gave HTTP response to HTTPS client".
+  bool plain_http_answer = false;
 };
 
 struct HttpCall {
@@ -52,6 +58,8 @@ struct HttpCall {
   std::optional<Clock::time_point> header_deadline;
   std::optional<Clock::time_point> deadline;
   std::chrono::milliseconds dial_timeout{30000};
+  // For https:// endpoints; nullptr: TlsClientConfig::system_default(). Must outlive the call.
+  const TlsClientConfig* tls = nullptr;
 };
 
 using HttpResult = std::variant<HttpResponse, HttpFailure>;

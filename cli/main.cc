@@ -1,6 +1,7 @@
 // kvctl: a command-line client for the etcd v2 keys and members API that behaves like
 // `ETCDCTL_API=2 etcdctl` 3.4.23: same command-line shape, output, error texts and exit codes
-// (observed etcdctl behaviour: the shared spec etcdctl-v2.md). Single-threaded; talks HTTP only.
+// (observed etcdctl behaviour: the shared spec etcdctl-v2.md). Single-threaded; talks HTTP and
+// HTTPS.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>

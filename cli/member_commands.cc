@@ -135,7 +135,8 @@ void cmd_member_update(const Context& c) {
 }
 
 // GET <url>/health with Go's http.Client error wrapping; returns the decoded verdict or an error.
-std::variant<bool, std::string> check_health(const std::string& url, std::chrono::milliseconds dial) {
+std::variant<bool, std::string> check_health(const std::string& url, std::chrono::milliseconds dial,
+                                             const TlsClientConfig* tls) {
   std::string target_url = url + "/health";
   std::string err;
   auto ep = url::parse(target_url, &err, false);
@@ -144,15 +145,23 @@ std::variant<bool, std::string> check_health(const std::string& url, std::chrono
   call.method = "GET";
   call.target = go::escape_path(ep->path.empty() ? "/" : ep->path);
   call.dial_timeout = dial;
+  call.tls = tls;
   HttpResult r = http_round_trip(*ep, call);
-  if (auto* f = std::get_if<HttpFailure>(&r)) return "Get " + go::quote(target_url) + ": " + f->message;
+  if (auto* f = std::get_if<HttpFailure>(&r)) {
+    return "Get " + go::quote(target_url) + ": " +
+           (f->plain_http_answer ? "http: server gave HTTP response to HTTPS client" : f->message);
+  }
   return decode_health(std::get<HttpResponse>(r).body);
 }
 
 void cmd_cluster_health(const Context& c) {
   bool forever = c.cmd.get_bool("forever");
   if (forever) exit_on_sigint();
-  EtcdClient client = must_new_client_no_sync(c);
+  // As etcdctl: the TLS settings before anything else, a bad file being a server error here.
+  auto tls = tls_config(c);
+  if (auto* err = std::get_if<std::string>(&tls)) handle_error(kExitServerError, *err);
+  EtcdClient client =
+      must_new_client_no_sync(c, std::get<std::shared_ptr<const TlsClientConfig>>(std::move(tls)));
   auto members = client.list_members(std::nullopt);
   if (auto* e = std::get_if<ClientError>(&members)) {
     write_stdout("cluster may be unhealthy: failed to list members\n");
@@ -173,7 +182,7 @@ void cmd_cluster_health(const Context& c) {
       }
       bool checked = false;
       for (const auto& url : m.client_urls) {
-        auto h = check_health(url, dial);
+        auto h = check_health(url, dial, client.tls());
         if (auto* e = std::get_if<std::string>(&h)) {
           write_stdout("failed to check the health of member " + m.id + " on " + url + ": " + *e +
                        "\n");

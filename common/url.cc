@@ -128,20 +128,17 @@ std::string check(std::string_view url_view) {
 }
 
 std::optional<Address> parse_address(std::string_view url, std::string* why) {
-  if (starts_with(url, "https://")) {
-    *why = "https (TLS) is not supported by kvd";
-    return std::nullopt;
-  }
   if (starts_with(url, "unix://") || starts_with(url, "unixs://")) {
     *why = "unix sockets are not supported by kvd";
     return std::nullopt;
   }
-  if (!starts_with(url, "http://")) {
+  Address a;
+  a.tls = starts_with(url, "https://");
+  if (!a.tls && !starts_with(url, "http://")) {
     *why = "URL scheme must be http, https, unix, or unixs";
     return std::nullopt;
   }
-  std::string_view rest = url.substr(7);
-  Address a;
+  std::string_view rest = url.substr(a.tls ? 8 : 7);
   size_t slash = rest.find('/');
   if (slash != std::string_view::npos) {
     a.path = std::string(rest.substr(slash));

@@ -2,7 +2,7 @@
 //   - parse():         Go's url.Parse (the subset etcdctl's endpoints use), for kvctl;
 //   - check():         etcd's validation of a flag URL (types.NewURLs), for the command line;
 //   - parse_address(): the host and port a server binds or dials (listen URLs, peer URLs,
-//                      member client URLs), http only.
+//                      member client URLs), http or https.
 // Pure functions; any thread.
 #pragma once
 
@@ -33,13 +33,14 @@ std::string check(std::string_view url);
 
 // Where a server binds or dials: http://host[:port][/path].
 struct Address {
+  bool tls = false;  // https
   std::string host;  // without brackets; may be empty ("http://:2379")
   std::string port;  // decimal digits, at most 65535; empty when the URL names none (or "h:")
   uint16_t port_number = 0;
   std::string path;  // "" or starting with '/'
 };
-// Splits an http URL. On failure returns nullopt and sets *why (without the URL) to
-// "https (TLS) is not supported by kvd", "unix sockets are not supported by kvd",
+// Splits an http or https URL. On failure returns nullopt and sets *why (without the URL) to
+// "unix sockets are not supported by kvd",
 // "URL scheme must be http, https, unix, or unixs", "missing ']' in host" or
 // "invalid port in URL".
 std::optional<Address> parse_address(std::string_view url, std::string* why);

@@ -70,22 +70,22 @@ const std::vector<FlagDef>& flag_defs() {
       {"auto-compaction-retention", Kind::kString, "0", "Accepted for compatibility."},
       {"auto-compaction-mode", Kind::kString, "periodic", "Accepted for compatibility."},
       {"enable-v2", Kind::kBool, "false", "Accepted for compatibility; kvd always serves the v2 API."},
-      {"cert-file", Kind::kString, "", "Accepted for compatibility; TLS is not supported."},
-      {"key-file", Kind::kString, "", "Accepted for compatibility."},
-      {"client-cert-auth", Kind::kBool, "false", "Accepted for compatibility."},
-      {"client-crl-file", Kind::kString, "", "Accepted for compatibility."},
-      {"client-cert-allowed-hostname", Kind::kString, "", "Accepted for compatibility."},
-      {"trusted-ca-file", Kind::kString, "", "Accepted for compatibility."},
-      {"auto-tls", Kind::kBool, "false", "Accepted for compatibility."},
-      {"peer-cert-file", Kind::kString, "", "Accepted for compatibility."},
-      {"peer-key-file", Kind::kString, "", "Accepted for compatibility."},
-      {"peer-client-cert-auth", Kind::kBool, "false", "Accepted for compatibility."},
-      {"peer-trusted-ca-file", Kind::kString, "", "Accepted for compatibility."},
-      {"peer-cert-allowed-cn", Kind::kString, "", "Accepted for compatibility."},
-      {"peer-cert-allowed-hostname", Kind::kString, "", "Accepted for compatibility."},
-      {"peer-auto-tls", Kind::kBool, "false", "Accepted for compatibility."},
-      {"peer-crl-file", Kind::kString, "", "Accepted for compatibility."},
-      {"cipher-suites", Kind::kString, "", "Accepted for compatibility."},
+      {"cert-file", Kind::kString, "", "Path to the client server TLS cert file."},
+      {"key-file", Kind::kString, "", "Path to the client server TLS key file."},
+      {"client-cert-auth", Kind::kBool, "false", "Enable client cert authentication."},
+      {"client-crl-file", Kind::kString, "", "Path to the client certificate revocation list file."},
+      {"client-cert-allowed-hostname", Kind::kString, "", "Allowed TLS hostname for client cert authentication."},
+      {"trusted-ca-file", Kind::kString, "", "Path to the client server TLS trusted CA cert file."},
+      {"auto-tls", Kind::kBool, "false", "Client TLS using generated certificates."},
+      {"peer-cert-file", Kind::kString, "", "Path to the peer server TLS cert file."},
+      {"peer-key-file", Kind::kString, "", "Path to the peer server TLS key file."},
+      {"peer-client-cert-auth", Kind::kBool, "false", "Enable peer client cert authentication."},
+      {"peer-trusted-ca-file", Kind::kString, "", "Path to the peer server TLS trusted CA file."},
+      {"peer-cert-allowed-cn", Kind::kString, "", "Allowed CN for inter peer authentication."},
+      {"peer-cert-allowed-hostname", Kind::kString, "", "Allowed TLS hostname for inter peer authentication."},
+      {"peer-auto-tls", Kind::kBool, "false", "Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are not provided."},
+      {"peer-crl-file", Kind::kString, "", "Path to the peer certificate revocation list file."},
+      {"cipher-suites", Kind::kString, "", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go)."},
       {"cors", Kind::kOriginList, "*", "Comma-separated whitelist of origins for CORS."},
       {"host-whitelist", Kind::kString, "*", "Accepted for compatibility."},
       {"auth-token", Kind::kString, "simple", "Accepted for compatibility."},
@@ -323,6 +323,20 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
   f.strict_reconfig_check = *go::parse_bool(get("strict-reconfig-check"));
   f.pre_vote = *go::parse_bool(get("pre-vote"));
   f.initial_election_tick_advance = *go::parse_bool(get("initial-election-tick-advance"));
+  auto tls_flags = [&](const std::string& prefix, TlsFlags& t) {
+    t.cert_file = get((prefix + "cert-file").c_str());
+    t.key_file = get((prefix + "key-file").c_str());
+    t.trusted_ca_file = get((prefix + "trusted-ca-file").c_str());
+    t.crl_file = get((prefix + (prefix.empty() ? "client-crl-file" : "crl-file")).c_str());
+    t.allowed_hostname = get((prefix.empty() ? "client-cert-allowed-hostname"
+                                             : "peer-cert-allowed-hostname"));
+    t.client_cert_auth = *go::parse_bool(get((prefix + "client-cert-auth").c_str()));
+    t.auto_tls = *go::parse_bool(get((prefix + "auto-tls").c_str()));
+  };
+  tls_flags("", f.client_tls);
+  tls_flags("peer-", f.peer_tls);
+  f.peer_tls.allowed_cn = get("peer-cert-allowed-cn");
+  f.cipher_suites = get("cipher-suites");
   std::string proxy = get("proxy");
   f.proxy = proxy == "on" ? ProxyMode::kOn : proxy == "readonly" ? ProxyMode::kReadonly : ProxyMode::kOff;
   f.proxy_failure_wait = ms(get("proxy-failure-wait"));

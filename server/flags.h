@@ -1,7 +1,7 @@
 // kvd's command line: etcd 3.4's flags with Go's flag syntax (-flag v, --flag v, -flag=v, bare
 // -flag for booleans) and ETCD_<FLAG> environment variables, with etcd's rules: a setting given
 // both ways is fatal, an unknown ETCD_* variable only warns. Flags that mean nothing to kvd
-// (TLS, gRPC, v3 tuning, --enable-v2) are accepted and validated like etcd does, then ignored.
+// (gRPC, v3 tuning, --enable-v2) are accepted and validated like etcd does, then ignored.
 //
 // Pure: parse_flags() does no I/O; the caller prints what it returns and exits when told to.
 #pragma once
@@ -16,6 +16,18 @@
 #include "server/proxy/proxy.h"
 
 namespace kvd::server {
+
+// One side's TLS flags (client: --cert-file ...; peer: --peer-cert-file ...).
+struct TlsFlags {
+  std::string cert_file;
+  std::string key_file;
+  std::string trusted_ca_file;
+  std::string crl_file;
+  std::string allowed_cn;        // peer side only (--peer-cert-allowed-cn)
+  std::string allowed_hostname;  // --client-cert-allowed-hostname, --peer-cert-allowed-hostname
+  bool client_cert_auth = false;
+  bool auto_tls = false;
+};
 
 struct Flags {
   std::string name = "default";
@@ -36,6 +48,10 @@ struct Flags {
   bool strict_reconfig_check = true;
   bool pre_vote = false;
   bool initial_election_tick_advance = true;
+
+  TlsFlags client_tls;
+  TlsFlags peer_tls;
+  std::string cipher_suites;  // Go names, comma-separated (checked by setup_tls)
 
   ProxyMode proxy = ProxyMode::kOff;
   std::chrono::milliseconds proxy_failure_wait{5000};

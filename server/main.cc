@@ -35,6 +35,7 @@
 #include "server/member/node.h"
 #include "server/peer_wiring.h"
 #include "server/proxy/proxy.h"
+#include "server/tls_setup.h"
 
 extern char** environ;
 
@@ -131,6 +132,14 @@ int main(int argc, char** argv) {
   for (const auto& n : parsed.env_notices) spdlog::info("{}", n);
   for (const auto& w : parsed.env_warnings) spdlog::warn("{}", w);
 
+  auto tls = setup_tls(flags);
+  if (!tls.is_ok()) {
+    spdlog::critical("{}", tls.status().message());
+    return 1;
+  }
+  for (const auto& n : tls.value().notices) spdlog::info("{}", n);
+  for (const auto& w : tls.value().warnings) spdlog::warn("{}", w);
+
   MemoryReleaser memory_releaser;
   const size_t max_connections = client_connection_limit();
 
@@ -148,6 +157,8 @@ int main(int argc, char** argv) {
     proxy.read_timeout = flags.proxy_read_timeout;
     // Each proxied request may hold a connection to a member besides its client's.
     proxy.max_client_connections = max_connections / 2;
+    proxy.client_tls = tls.value().client;
+    proxy.peer_tls = tls.value().peer;
     return run_proxy(proxy);
   }
 
@@ -166,7 +177,11 @@ int main(int argc, char** argv) {
   node_config.initial_advertise_peer_urls = flags.initial_advertise_peer_urls;
   node_config.initial_cluster = flags.initial_cluster;
   node_config.initial_cluster_state = flags.initial_cluster_state;
-  node_config.fetch_cluster = fetch_remote_cluster;
+  node_config.fetch_cluster = [peer_tls = tls.value().peer](const std::string& peer_url,
+                                                            std::chrono::milliseconds timeout,
+                                                            std::string* why) {
+    return fetch_remote_cluster(peer_url, timeout, peer_tls.get(), why);
+  };
   node_config.initial_cluster_token = flags.initial_cluster_token;
   node_config.snapshot_count = std::max<uint64_t>(flags.snapshot_count, 1);
   node_config.heartbeat_interval = flags.heartbeat_interval;
@@ -192,7 +207,7 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<PeerTransport> transport;
   if (!flags.listen_peer_urls.empty()) {
-    auto started = start_peer_transport(io, *node, flags.listen_peer_urls);
+    auto started = start_peer_transport(io, *node, flags.listen_peer_urls, tls.value().peer);
     if (!started.is_ok()) {
       spdlog::critical("cannot listen for peers: {}", started.status().message());
       node->stop();
@@ -209,6 +224,7 @@ int main(int argc, char** argv) {
   server_config.cors = flags.cors;
   server_config.connection_executor = [&loops] { return loops.next_executor(); };
   server_config.max_connections = max_connections;
+  server_config.tls = tls.value().client;
   ClientApi api(*node);
   ClientServer server(io, api, server_config);
   if (auto st = server.listen(); !st.is_ok()) {

@@ -10,8 +10,10 @@
 namespace kvd::server {
 
 Result<std::unique_ptr<PeerTransport>> start_peer_transport(
-    boost::asio::io_context& io, Node& node, std::vector<std::string> listen_peer_urls) {
+    boost::asio::io_context& io, Node& node, std::vector<std::string> listen_peer_urls,
+    std::shared_ptr<tls::TlsContexts> tls) {
   PeerTransportConfig config;
+  config.tls = std::move(tls);
   config.member_id = node.member_id();
   config.cluster_id = node.cluster_id();
   config.listen_peer_urls = std::move(listen_peer_urls);
@@ -51,8 +53,8 @@ Result<std::unique_ptr<PeerTransport>> start_peer_transport(
 
 std::optional<RemoteCluster> fetch_remote_cluster(const std::string& peer_url,
                                                   std::chrono::milliseconds timeout,
-                                                  std::string* why) {
-  GetResult got = http_get(peer_url, "/members", timeout);
+                                                  tls::TlsContexts* tls, std::string* why) {
+  GetResult got = http_get(peer_url, "/members", timeout, tls);
   if (!got.error.empty()) {
     *why = got.error;
     return std::nullopt;

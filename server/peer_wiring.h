@@ -23,12 +23,14 @@ namespace kvd::server {
 // it as the node's PeerLink and binds listen_peer_urls. The transport must be stopped before the
 // node. Fails with the transport's message naming the URL that could not be bound.
 Result<std::unique_ptr<PeerTransport>> start_peer_transport(
-    boost::asio::io_context& io, Node& node, std::vector<std::string> listen_peer_urls);
+    boost::asio::io_context& io, Node& node, std::vector<std::string> listen_peer_urls,
+    std::shared_ptr<tls::TlsContexts> tls);
 
 // GET <peer_url>/members (etcd's GetClusterFromRemotePeers for one peer): the cluster id from
 // X-Etcd-Cluster-Id and the member list, with peer URLs sorted. For NodeConfig::fetch_cluster.
+// tls: the peer TLS (for https peer URLs).
 std::optional<RemoteCluster> fetch_remote_cluster(const std::string& peer_url,
                                                   std::chrono::milliseconds timeout,
-                                                  std::string* why);
+                                                  tls::TlsContexts* tls, std::string* why);
 
 }  // namespace kvd::server

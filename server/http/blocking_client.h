@@ -9,6 +9,8 @@
 #include <chrono>
 #include <string>
 
+#include "server/tls/tls_config.h"
+
 namespace kvd::server {
 
 struct GetResult {
@@ -18,8 +20,9 @@ struct GetResult {
   std::string error;  // why no answer arrived (bad URL, refused, timed out), else empty
 };
 
-// GET base_url + path. base_url: http://host:port[/].
+// GET base_url + path. base_url: http[s]://host:port[/]. An https URL is dialled with tls's
+// client context (null: one that verifies against the system's roots, as Go's default).
 GetResult http_get(const std::string& base_url, const std::string& path,
-                   std::chrono::milliseconds timeout);
+                   std::chrono::milliseconds timeout, tls::TlsContexts* tls = nullptr);
 
 }  // namespace kvd::server

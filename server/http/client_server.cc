@@ -23,6 +23,7 @@ namespace {
 struct ListenAddress {
   std::string host;
   uint16_t port = 0;
+  bool tls = false;
 };
 
 // A listen URL as etcd accepts it for binding: http://IP:port[/]. On failure *error says why
@@ -41,6 +42,7 @@ std::optional<ListenAddress> parse_listen_url(const std::string& url, std::strin
   ListenAddress out;
   out.host = a->host.empty() ? "0.0.0.0" : a->host == "localhost" ? "127.0.0.1" : a->host;
   out.port = a->port_number;
+  out.tls = a->tls;
   return out;
 }
 
@@ -68,7 +70,8 @@ void accept_loop(const std::shared_ptr<ClientServer::State>& state, size_t i) {
         }
         error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        auto conn = std::make_shared<Connection>(state, std::move(socket));
+        auto conn = std::make_shared<Connection>(
+            state, std::move(socket), state->acceptor_tls[i] ? state->cfg.tls : nullptr);
         {
           // Under mu with the stopped check, so stop() sees every connection it must close.
           std::lock_guard lock(state->mu);
@@ -101,10 +104,14 @@ ClientServer::~ClientServer() { stop(); }
 Status ClientServer::listen() {
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<tcp::endpoint> endpoints;
+  std::vector<bool> acceptor_tls;
   for (const auto& url : state_->cfg.listen_urls) {
     std::string error;
     auto parsed = parse_listen_url(url, &error);
     if (!parsed) return Status::error(error + ": " + url);
+    if (parsed->tls && (!state_->cfg.tls || !state_->cfg.tls->server()))
+      return Status::error("TLS key/cert (" + state_->cfg.tls_flags +
+                           ") must be provided for client url " + url + " with HTTPS scheme");
     error_code ec;
     auto address = asio::ip::make_address(parsed->host, ec);
     if (ec) return Status::error("expected IP in URL for binding (" + url + ")");
@@ -121,9 +128,11 @@ Status ClientServer::listen() {
     if (acceptor->listen(asio::socket_base::max_listen_connections, ec); ec) return fail("listen");
     endpoints.push_back(acceptor->local_endpoint(ec));
     acceptors.push_back(std::move(acceptor));
+    acceptor_tls.push_back(parsed->tls);
   }
   state_->acceptors = std::move(acceptors);
   state_->endpoints = std::move(endpoints);
+  state_->acceptor_tls = std::move(acceptor_tls);
   for (size_t i = 0; i < state_->acceptors.size(); ++i) accept_loop(state_, i);
   return Status::ok();
 }

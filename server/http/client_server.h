@@ -26,6 +26,7 @@
 
 #include "common/status.h"
 #include "server/http/types.h"
+#include "server/tls/tls_config.h"
 
 namespace kvd::server {
 
@@ -49,6 +50,13 @@ struct ClientServerConfig {
   // at once (a strand, or an io_context run by one thread; say, one of several such, round
   // robin). Unset: a new strand on the server's io_context. Called on the accept strand.
   std::function<boost::asio::any_io_executor()> connection_executor;
+  // TLS for the https listen URLs (http and https may be mixed). Null: listen() refuses an
+  // https URL, naming tls_flags ("--cert-file, --key-file").
+  std::shared_ptr<tls::TlsContexts> tls;
+  std::string tls_flags = "--cert-file, --key-file";
+  // Bounds a TLS client's handshake, counted from its connection (a client that never
+  // finishes it is dropped then; others are not held up meanwhile).
+  std::chrono::milliseconds tls_handshake_timeout{10000};
 };
 
 class ClientServer {
@@ -59,7 +67,7 @@ class ClientServer {
   ClientServer(const ClientServer&) = delete;
   ClientServer& operator=(const ClientServer&) = delete;
 
-  // Binds all URLs (error names the URL: bad URL, https not supported, in use) and starts
+  // Binds all URLs (error names the URL: bad URL, https without TLS, in use) and starts
   // accepting. Call once, before the io_context runs or from one of its threads.
   Status listen();
   // Closes listeners and connections (watches end, their watchers are removed). Any thread.

@@ -31,13 +31,15 @@ constexpr size_t kMaxBufferedWhileWatching = 64 * 1024;
 
 }  // namespace
 
-Connection::Connection(std::shared_ptr<ClientServer::State> state, tcp::socket socket)
+Connection::Connection(std::shared_ptr<ClientServer::State> state, tcp::socket socket,
+                       std::shared_ptr<tls::TlsContexts> tls)
     : state_(std::move(state)),
+      tls_(std::move(tls)),
       socket_(std::move(socket)),
       timer_(socket_.get_executor()),
       buf_(2 * kHeaderLimit) {
   error_code ec;
-  auto ep = socket_.remote_endpoint(ec);
+  auto ep = socket_.socket().remote_endpoint(ec);
   if (!ec) remote_ip_ = ep.address().to_string();
 }
 
@@ -95,6 +97,63 @@ void Connection::notify_close(std::function<void()> on_close) {
   });
 }
 
+void Connection::start_tls() {
+  set_deadline(Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                  state_->cfg.tls_handshake_timeout));
+  read_first_bytes();
+}
+
+void Connection::read_first_bytes() {
+  socket_.socket().async_read_some(buf_.prepare(4096), [self = shared_from_this()](error_code ec, size_t n) {
+    if (self->closed_) return;
+    if (ec) return self->close();  // left, or the handshake deadline passed
+    self->buf_.commit(n);
+    std::string_view d(static_cast<const char*>(self->buf_.data().data()), self->buf_.size());
+    if (d[0] != 0x16) {  // not a TLS handshake record: plain HTTP or anything else
+      self->warn_tls("first record does not look like a TLS handshake");
+      return self->close();
+    }
+    self->socket_.use_tls(self->tls_->server());
+    self->socket_.async_handshake(boost::asio::ssl::stream_base::server, self->buf_.data(),
+                                  [self](error_code ec, size_t) {
+                                    // The client waits for the server's answer to its hello,
+                                    // so nothing past the hello was read.
+                                    self->buf_.consume(self->buf_.size());
+                                    self->on_tls_handshake(ec);
+                                  });
+  });
+}
+
+void Connection::on_tls_handshake(error_code ec) {
+  if (closed_) return;
+  if (ec) {
+    warn_tls(ec.message());
+    return close();
+  }
+  read_request();
+}
+
+void Connection::warn_tls(const std::string& why) {
+  uint64_t suppressed = 0;
+  {
+    std::lock_guard lock(state_->tls_warn_mu);
+    auto now = Clock::now();
+    if (state_->last_tls_warning != Clock::time_point{} &&
+        now - state_->last_tls_warning < std::chrono::seconds(1)) {
+      ++state_->tls_warnings_suppressed;
+      return;
+    }
+    state_->last_tls_warning = now;
+    suppressed = std::exchange(state_->tls_warnings_suppressed, 0);
+  }
+  if (suppressed > 0) {
+    spdlog::warn("rejected connection from {}: TLS: {} ({} more rejected since the last warning)",
+                 remote_ip_, why, suppressed);
+  } else {
+    spdlog::warn("rejected connection from {}: TLS: {}", remote_ip_, why);
+  }
+}
+
 void Connection::read_request() {
   if (closed_) return;
   release_body_charge();
@@ -111,6 +170,11 @@ void Connection::read_request() {
 void Connection::scan_header() {
   if (closed_) return;
   std::string_view data(static_cast<const char*>(buf_.data().data()), buf_.size());
+  if (!tls_ && !data.empty() && data[0] == 0x16 && header_scanned_ == 0 && req_count_ == 0) {
+    // A TLS handshake sent to the plain port: closed at once, as etcd does (its client then
+    // reports EOF), rather than read as a request line that never ends.
+    return close();
+  }
   size_t end = find_header_end(data, header_scanned_ > 2 ? header_scanned_ - 2 : 0);
   if (end == std::string_view::npos) {
     if (data.size() >= kHeaderLimit)
@@ -154,6 +218,7 @@ void Connection::scan_header() {
 }
 
 void Connection::on_header() {
+  ++req_count_;
   version_ = req_.version;
   keep_alive_ = parser_->keep_alive();
   if (!req_.has_host && req_.version >= 11)
@@ -499,7 +564,7 @@ void Connection::on_bg_read(error_code ec, size_t n) {
 void Connection::graceful_close() {
   if (closed_) return;
   error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  socket_.socket().shutdown(tcp::socket::shutdown_send, ignored);
   lingering_ = true;
   streaming_ = false;
   on_close_ = nullptr;
@@ -513,7 +578,6 @@ void Connection::close() {
   set_handling(false);  // an answer that comes now is dropped
   release_body_charge();
   error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   timer_.cancel();
   streaming_ = false;

@@ -37,6 +37,8 @@
 #include "server/http/request_parser.h"
 #include "server/http/response_writer.h"
 #include "server/http/types.h"
+#include "server/tls/stream.h"
+#include "server/tls/tls_config.h"
 
 namespace kvd::server {
 
@@ -66,6 +68,7 @@ struct ClientServer::State {
   boost::asio::strand<boost::asio::io_context::executor_type> accept_strand;
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors;
   std::vector<boost::asio::ip::tcp::endpoint> endpoints;
+  std::vector<bool> acceptor_tls;  // per acceptor: an https URL (uses cfg.tls)
 
   mutable std::mutex mu;
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections;  // guarded by mu
@@ -78,6 +81,11 @@ struct ClientServer::State {
 
   // Accept failures and refusals are logged at most once a minute. Used on accept_strand.
   Clock::time_point last_accept_warning{};
+  // Refused TLS handshakes are logged at most once a second, with how many were not logged.
+  std::mutex tls_warn_mu;
+  Clock::time_point last_tls_warning{};  // guarded by tls_warn_mu
+  uint64_t tls_warnings_suppressed = 0;  // guarded by tls_warn_mu
+
   bool warn_due(Clock::time_point now) {
     if (last_accept_warning != Clock::time_point{} &&
         now - last_accept_warning < std::chrono::minutes(1)) {
@@ -92,13 +100,18 @@ struct ClientServer::State {
 // executor of socket_; the public methods may be called from any thread.
 class Connection final : public Exchange, public std::enable_shared_from_this<Connection> {
  public:
-  Connection(std::shared_ptr<ClientServer::State> state, boost::asio::ip::tcp::socket socket);
+  // tls: the server's TLS contexts when the socket came from an https listener, else null.
+  Connection(std::shared_ptr<ClientServer::State> state, boost::asio::ip::tcp::socket socket,
+             std::shared_ptr<tls::TlsContexts> tls);
 
   ~Connection() override;
 
   // Any thread.
   void start() {
-    boost::asio::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->read_request(); });
+    boost::asio::dispatch(socket_.get_executor(), [self = shared_from_this()] {
+      if (self->tls_) self->start_tls();
+      else self->read_request();
+    });
   }
   // Closes now, except that a response being written is finished first (then it closes).
   void stop();
@@ -116,6 +129,17 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   void notify_close(std::function<void()> on_close) override;
 
  private:
+  // ---- TLS ----
+
+  // Reads the first bytes in plain: a TLS client starts with a handshake record (0x16); anything
+  // else (a plain HTTP request too) is closed with nothing sent and a warning logged, as etcd
+  // does (a client then reports EOF). Then the TLS handshake, bounded by
+  // ClientServerConfig::tls_handshake_timeout (etcd has no bound), and the first request.
+  void start_tls();
+  void read_first_bytes();
+  void on_tls_handshake(boost::system::error_code ec);
+  void warn_tls(const std::string& why);
+
   // ---- reading requests ----
 
   void read_request();
@@ -198,7 +222,8 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   void on_timer(boost::system::error_code ec);
 
   std::shared_ptr<ClientServer::State> state_;
-  boost::asio::ip::tcp::socket socket_;
+  const std::shared_ptr<tls::TlsContexts> tls_;  // null on a plain-HTTP listener's connection
+  tls::Stream socket_;
   boost::asio::steady_timer timer_;
   boost::beast::flat_buffer buf_;
   RequestData req_;
@@ -213,6 +238,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   std::string out_;   // headers of a plain response
   std::string body_;  // body of a plain response
   std::string tail_;  // after body_: the end of a chunked plain response, else empty
+  uint64_t req_count_ = 0;   // requests whose header was read on this connection
   std::string header_;       // the current request's header block, normalized for Beast
   size_t header_scanned_ = 0;  // bytes of buf_ already searched for the header's end
   std::string body_error_;   // why the body could not be read (Go's text), else empty

@@ -40,6 +40,8 @@ void PeerTransport::Impl::start_dial_locked(const std::shared_ptr<Peer>& p) {
   std::string why;
   auto hp = parse_peer_url(conn->url, &why);
   if (!hp) return fail_connection_locked(p, "bad peer URL " + conn->url + ": " + why);
+  conn->host = hp->host;
+  conn->tls = hp->tls;
   // One deadline covers resolve, connect, handshake and reply.
   conn->deadline.expires_after(config.dial_timeout);
   conn->deadline.async_wait([self = shared_from_this(), p, conn](error_code ec) {
@@ -56,7 +58,7 @@ void PeerTransport::Impl::start_dial_locked(const std::shared_ptr<Peer>& p) {
         if (ec) {
           return self->fail_connection_locked(p, "resolve " + conn->url + ": " + ec.message());
         }
-        asio::async_connect(conn->socket, results,
+        asio::async_connect(conn->socket.socket(), results,
                             [self, p, conn](error_code ec, const tcp::endpoint&) {
                               self->on_connected(p, conn, ec);
                             });
@@ -69,7 +71,27 @@ void PeerTransport::Impl::on_connected(const std::shared_ptr<Peer>& p,
   if (stopped || p->conn != conn) return;
   if (ec) return fail_connection_locked(p, "connect to " + conn->url + ": " + ec.message());
   error_code ignored;
-  conn->socket.set_option(tcp::no_delay(true), ignored);
+  conn->socket.socket().set_option(tcp::no_delay(true), ignored);
+  set_user_timeout(conn->socket.socket(), config.user_timeout);
+  if (!conn->tls) return send_handshake_locked(p, conn);
+  if (!config.tls) return fail_connection_locked(p, conn->url + ": https, but no TLS is set up");
+  conn->socket.use_tls(config.tls->client());
+  config.tls->prepare_client(conn->socket.native_ssl(), conn->host);
+  conn->socket.async_handshake(
+      asio::ssl::stream_base::client, [self = shared_from_this(), p, conn](error_code ec) {
+        std::lock_guard lk(self->mu);
+        if (self->stopped || p->conn != conn) return;
+        if (ec) {
+          return self->fail_connection_locked(
+              p, "TLS handshake with " + conn->url + ": " +
+                     tls::describe_handshake_error(conn->socket.native_ssl(), ec));
+        }
+        self->send_handshake_locked(p, conn);
+      });
+}
+
+void PeerTransport::Impl::send_handshake_locked(const std::shared_ptr<Peer>& p,
+                                                const std::shared_ptr<OutConn>& conn) {
   conn->handshake = wire::encode_handshake(
       {wire::kFormatVersion, config.cluster_id, config.member_id, p->id});
   // The handshake and its reply share the dial timeout set before connecting.

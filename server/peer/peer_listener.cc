@@ -23,11 +23,16 @@ Status PeerTransport::Impl::listen() {
   std::lock_guard lk(mu);
   if (stopped) return Status::error("peer transport is stopped");
   std::vector<std::shared_ptr<tcp::acceptor>> bound;
+  std::vector<bool> bound_tls;
   std::vector<uint16_t> bound_ports;
   for (const std::string& url : config.listen_peer_urls) {
     std::string why;
     auto hp = parse_peer_url(url, &why);
     if (!hp) return Status::error("cannot listen on peer URL " + url + ": " + why);
+    if (hp->tls && (!config.tls || !config.tls->server())) {
+      return Status::error("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided "
+                           "for peer url " + url + " with HTTPS scheme");
+    }
     error_code ec;
     tcp::resolver resolver(io);
     auto results = resolver.resolve(hp->host, hp->port, tcp::resolver::passive, ec);
@@ -47,17 +52,19 @@ Status PeerTransport::Impl::listen() {
     }
     bound_ports.push_back(acc->local_endpoint(ec).port());
     bound.push_back(std::move(acc));
+    bound_tls.push_back(hp->tls);
   }
-  for (auto& acc : bound) {
-    acceptors.push_back(acc);
-    start_accept_locked(acc);
+  for (size_t i = 0; i < bound.size(); ++i) {
+    acceptors.push_back(bound[i]);
+    start_accept_locked(bound[i], bound_tls[i]);
   }
   ports.insert(ports.end(), bound_ports.begin(), bound_ports.end());
   return Status::ok();
 }
 
-void PeerTransport::Impl::start_accept_locked(const std::shared_ptr<tcp::acceptor>& acc) {
-  acc->async_accept([self = shared_from_this(), acc](error_code ec, tcp::socket socket) {
+void PeerTransport::Impl::start_accept_locked(const std::shared_ptr<tcp::acceptor>& acc,
+                                              bool tls) {
+  acc->async_accept([self = shared_from_this(), acc, tls](error_code ec, tcp::socket socket) {
     std::lock_guard lk(self->mu);
     if (self->stopped || !acc->is_open()) return;
     if (ec) {
@@ -65,21 +72,93 @@ void PeerTransport::Impl::start_accept_locked(const std::shared_ptr<tcp::accepto
         spdlog::warn("peer port: accept failed: {}", ec.message());
       }
       auto timer = std::make_shared<asio::steady_timer>(self->io, kAcceptRetry);
-      timer->async_wait([self, acc, timer](error_code) {
+      timer->async_wait([self, acc, timer, tls](error_code) {
         std::lock_guard lk(self->mu);
-        if (!self->stopped && acc->is_open()) self->start_accept_locked(acc);
+        if (!self->stopped && acc->is_open()) self->start_accept_locked(acc, tls);
       });
       return;
     }
+    set_user_timeout(socket, self->config.user_timeout);
     auto c = std::make_shared<InConn>(std::move(socket));
     self->inbound.insert(c);
-    self->start_inbound_locked(c);
-    self->start_accept_locked(acc);
+    if (tls) self->start_inbound_tls_locked(c);
+    else self->start_inbound_locked(c);
+    self->start_accept_locked(acc, tls);
+  });
+}
+
+void PeerTransport::Impl::start_inbound_tls_locked(const std::shared_ptr<InConn>& c) {
+  c->remote = remote_of(c->socket);
+  arm_inbound_locked(c, "no TLS handshake within the handshake timeout");
+  c->socket.use_tls(config.tls->server());
+  c->socket.async_handshake(asio::ssl::stream_base::server,
+                            [self = shared_from_this(), c](error_code ec) {
+                              self->on_inbound_tls(c, ec);
+                            });
+}
+
+void PeerTransport::Impl::on_inbound_tls(const std::shared_ptr<InConn>& c, error_code ec) {
+  std::lock_guard lk(mu);
+  if (stopped || !inbound.count(c)) return;
+  if (ec) {
+    warn_inbound_locked(c, "rejected: TLS handshake: " +
+                               tls::describe_handshake_error(c->socket.native_ssl(), ec));
+    return close_inbound_locked(c);
+  }
+  check_client_san_locked(c);
+}
+
+void PeerTransport::Impl::check_client_san_locked(const std::shared_ptr<InConn>& c) {
+  auto sans = tls::TlsContexts::peer_sans(c->socket.native_ssl());
+  std::string remote = remote_host_of(c->socket);
+  if (!sans.has_certificate || (sans.ips.empty() && sans.dns_names.empty())) {
+    return start_inbound_locked(c);
+  }
+  if (!sans.ips.empty() && sans.dns_names.empty()) {
+    if (std::find(sans.ips.begin(), sans.ips.end(), remote) != sans.ips.end()) {
+      return start_inbound_locked(c);
+    }
+    std::string valid;
+    for (const auto& ip : sans.ips) valid += (valid.empty() ? "" : ", ") + ip;
+    warn_inbound_locked(c, "rejected: x509: certificate is valid for " + valid + ", not " + remote);
+    return close_inbound_locked(c);
+  }
+  // As etcd: with DNS SANs, one of them must resolve to the remote address.
+  check_dns_san(c, std::make_shared<tcp::resolver>(io), std::move(sans.dns_names), 0,
+                std::move(remote));
+}
+
+void PeerTransport::Impl::check_dns_san(const std::shared_ptr<InConn>& c,
+                                        std::shared_ptr<tcp::resolver> resolver,
+                                        std::vector<std::string> names, size_t next,
+                                        std::string remote) {
+  if (next == names.size()) {
+    std::lock_guard lk(mu);
+    if (stopped || !inbound.count(c)) return;
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "\"" : " \"") + n + "\"";
+    warn_inbound_locked(c, "rejected: tls: \"" + remote + "\" does not match any of DNSNames [" +
+                               list + "]");
+    return close_inbound_locked(c);
+  }
+  auto* r = resolver.get();
+  r->async_resolve(names[next], "", [self = shared_from_this(), c, resolver, names, next, remote](
+                                        error_code ec, tcp::resolver::results_type results) mutable {
+    if (!ec) {
+      for (const auto& e : results) {
+        if (e.endpoint().address().to_string() == remote) {
+          std::lock_guard lk(self->mu);
+          if (self->stopped || !self->inbound.count(c)) return;
+          return self->start_inbound_locked(c);
+        }
+      }
+    }
+    self->check_dns_san(c, std::move(resolver), std::move(names), next + 1, std::move(remote));
   });
 }
 
 void PeerTransport::Impl::start_inbound_locked(const std::shared_ptr<InConn>& c) {
-  c->remote = remote_of(c->socket);
+  if (c->remote.empty()) c->remote = remote_of(c->socket);
   arm_inbound_locked(c, "nothing complete received within the handshake timeout");
   c->socket.async_read_some(asio::buffer(c->head), [self = shared_from_this(), c](
                                                        error_code ec, size_t n) {

@@ -16,10 +16,24 @@
 // dropped). Decoding of received frames happens outside the mutex (only the connection's read
 // chain touches its buffers).
 #include "server/peer/transport_impl.h"
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <spdlog/spdlog.h>
 
 namespace kvd::server {
+
+namespace peer_detail {
+
+void set_user_timeout(tcp::socket& s, std::chrono::milliseconds timeout) {
+  if (timeout.count() <= 0) return;
+  const unsigned int ms = static_cast<unsigned int>(timeout.count());
+  // Best effort: without it a dead connection is noticed later, not wrongly.
+  (void)::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+}
+
+}  // namespace peer_detail
 
 void PeerTransport::Impl::post_unreachable(uint64_t peer) {
   if (!handler.on_unreachable) return;

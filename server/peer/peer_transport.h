@@ -39,13 +39,17 @@
 #include "common/status.h"
 #include "raft/message.h"
 #include "server/peer/peer_link.h"
+#include "server/tls/tls_config.h"
 
 namespace kvd::server {
 
 struct PeerTransportConfig {
   uint64_t member_id = 0;
   uint64_t cluster_id = 0;
-  std::vector<std::string> listen_peer_urls;  // http://host:port; https is refused at listen()
+  std::vector<std::string> listen_peer_urls;  // http:// or https://host:port
+  // TLS for the https listen URLs and for dialling https peer URLs. Null: https is refused at
+  // listen(), and an https peer cannot be reached.
+  std::shared_ptr<tls::TlsContexts> tls;
   std::chrono::milliseconds dial_timeout{1000};
   std::chrono::milliseconds max_reconnect_backoff{1000};
   uint64_t max_frame_bytes = 64ull << 20;     // a bigger frame from a peer closes the connection
@@ -53,8 +57,15 @@ struct PeerTransportConfig {
   // Encoded messages waiting for one peer beyond this are dropped oldest first (counted as fail);
   // snapshots are not counted here.
   uint64_t max_queued_bytes = 64ull << 20;
-  // An inbound connection must complete its handshake (or HTTP request) within this time.
+  // An inbound connection must complete its handshake (or HTTP request) within this time, and
+  // its TLS handshake first within the same bound again.
   std::chrono::milliseconds handshake_timeout{5000};
+  // A peer connection whose sent bytes stay unacknowledged this long is closed by the kernel
+  // (TCP_USER_TIMEOUT) and dialled anew. Without it, a connection cut by a partition that
+  // drops packets silently carries on after the heal only when TCP's exponentially backed-off
+  // retransmission next fires: after a few seconds of partitions, tens of seconds later, with
+  // the heartbeats queued behind it. Re-dialling takes one round trip.
+  std::chrono::milliseconds user_timeout{2000};
 };
 
 class PeerTransport {

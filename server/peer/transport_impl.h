@@ -34,6 +34,7 @@
 #include "common/url.h"
 #include "server/peer/peer_transport.h"
 #include "server/peer/peer_wire.h"
+#include "server/tls/stream.h"
 
 namespace kvd::server {
 namespace peer_detail {
@@ -93,22 +94,24 @@ inline bool looks_like_http(std::string_view first4) {
   return false;
 }
 
-inline std::string remote_of(const tcp::socket& s) {
+inline std::string remote_of(const tls::Stream& s) {
   error_code ec;
-  auto ep = s.remote_endpoint(ec);
+  auto ep = s.socket().remote_endpoint(ec);
   if (ec) return "?";
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-inline std::string remote_host_of(const tcp::socket& s) {
+inline std::string remote_host_of(const tls::Stream& s) {
   error_code ec;
-  auto ep = s.remote_endpoint(ec);
+  auto ep = s.socket().remote_endpoint(ec);
   return ec ? "?" : ep.address().to_string();
 }
 
-inline void close_socket(tcp::socket& s) {
+// Sets TCP_USER_TIMEOUT (PeerTransportConfig::user_timeout) on a connected socket.
+void set_user_timeout(tcp::socket& s, std::chrono::milliseconds timeout);
+
+inline void close_socket(tls::Stream& s) {
   error_code ignored;
-  s.shutdown(tcp::socket::shutdown_both, ignored);
   s.close(ignored);
 }
 
@@ -139,7 +142,7 @@ struct SnapshotJob {
 // current `conn` to tell whether they are stale.
 struct OutConn {
   explicit OutConn(asio::io_context& io) : socket(io), deadline(io), resolver(io) {}
-  tcp::socket socket;
+  tls::Stream socket;
   asio::steady_timer deadline;  // dial_timeout for connect + handshake
   tcp::resolver resolver;
   std::string handshake;
@@ -148,6 +151,8 @@ struct OutConn {
   std::array<char, wire::kFrameHeaderBytes> ack_header{};
   std::string ack_body;
   std::string url;
+  std::string host;  // of url: what a TLS peer's certificate must name
+  bool tls = false;  // url is https
 };
 
 // Outgoing state for one member of the peer set. Guarded by Impl::mu.
@@ -184,7 +189,7 @@ struct Peer {
 // An accepted connection: a peer's inbound stream, or an HTTP client.
 struct InConn {
   explicit InConn(tcp::socket s) : socket(std::move(s)), deadline(socket.get_executor()) {}
-  tcp::socket socket;
+  tls::Stream socket;
   asio::steady_timer deadline;  // handshake_timeout while a handshake, request or write is due
   std::string remote;
   std::array<char, 4> head{};
@@ -237,7 +242,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
   // Set with `stopped`; read without the mutex by posted Handler calls, which are skipped once
   // it is set: after stop() returns no Handler callback or done() starts.
   std::atomic<bool> halted{false};
-  std::vector<std::shared_ptr<tcp::acceptor>> acceptors;
+  std::vector<std::shared_ptr<tcp::acceptor>> acceptors;  // with their URL's TLS (https)
   std::vector<uint16_t> ports;
   std::map<uint64_t, std::shared_ptr<Peer>> peers;
   std::set<std::shared_ptr<InConn>> inbound;
@@ -256,7 +261,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
   Status listen();
 
   // REQUIRES: mu held.
-  void start_accept_locked(const std::shared_ptr<tcp::acceptor>& acc);
+  void start_accept_locked(const std::shared_ptr<tcp::acceptor>& acc, bool tls);
 
   // --- inbound connections ---
 
@@ -272,6 +277,16 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
 
   // REQUIRES: mu held.
   void start_inbound_locked(const std::shared_ptr<InConn>& c);
+
+  // An https listener's connection: the TLS handshake (within handshake_timeout), then etcd's
+  // peer-port SAN rule (check_client_san), then start_inbound_locked. REQUIRES: mu held.
+  void start_inbound_tls_locked(const std::shared_ptr<InConn>& c);
+  void on_inbound_tls(const std::shared_ptr<InConn>& c, error_code ec);
+  // etcd's checkSAN: a client certificate with SANs must name the remote address: by an IP SAN
+  // when it has no DNS SANs; else one of its DNS SANs must resolve to it. REQUIRES: mu held.
+  void check_client_san_locked(const std::shared_ptr<InConn>& c);
+  void check_dns_san(const std::shared_ptr<InConn>& c, std::shared_ptr<tcp::resolver> resolver,
+                     std::vector<std::string> names, size_t next, std::string remote);
 
   // Reads until the first four bytes are in (they may arrive in pieces), then dispatches.
   void on_first_bytes(const std::shared_ptr<InConn>& c, error_code ec, size_t n, size_t have);
@@ -359,6 +374,9 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
 
   void on_connected(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& conn,
                     error_code ec);
+
+  // Writes the peer handshake (after the TLS handshake on an https URL). REQUIRES: mu held.
+  void send_handshake_locked(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& conn);
 
   void on_reply_header(const std::shared_ptr<Peer>& p, const std::shared_ptr<OutConn>& conn,
                        error_code ec);

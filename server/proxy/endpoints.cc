@@ -14,7 +14,8 @@ std::optional<HostPort> parse_http_url(std::string_view url) {
   if (!a || a->host.empty() || (!a->path.empty() && a->path != "/")) return std::nullopt;
   HostPort out;
   out.host = a->host;
-  out.port = a->port.empty() ? 80 : a->port_number;
+  out.tls = a->tls;
+  out.port = a->port.empty() ? (a->tls ? 443 : 80) : a->port_number;
   if (out.port == 0) return std::nullopt;
   return out;
 }

@@ -26,9 +26,10 @@ using Clock = std::chrono::steady_clock;
 struct HostPort {
   std::string host;
   uint16_t port = 0;
+  bool tls = false;  // https
 };
-// nullopt if `url` is not http://host[:port][/] with a host and a port from 1 to 65535 (80 when
-// absent); a path other than "/" is refused too.
+// nullopt if `url` is not http[s]://host[:port][/] with a host and a port from 1 to 65535 (80,
+// or 443 for https, when absent); a path other than "/" is refused too.
 std::optional<HostPort> parse_http_url(std::string_view url);
 
 class UpstreamPool;  // upstream_pool.h: the keep-alive connections to one member

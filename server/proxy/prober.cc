@@ -34,7 +34,7 @@ void Prober::probe_all() {
   std::vector<std::thread> probes;
   probes.reserve(urls.size());
   for (size_t i = 0; i < urls.size(); ++i) {
-    probes.emplace_back([&, i] { results[i] = http_get(urls[i], "/version", kProbeTimeout); });
+    probes.emplace_back([&, i] { results[i] = http_get(urls[i], "/version", kProbeTimeout, shared_.member_tls.get()); });
   }
   for (auto& t : probes) t.join();
   for (size_t i = 0; i < urls.size(); ++i) {

@@ -15,8 +15,11 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "server/tls/tls_config.h"
 
 namespace kvd::server {
 
@@ -36,6 +39,12 @@ struct ProxyConfig {
   std::chrono::milliseconds write_timeout{5000};
   std::chrono::milliseconds read_timeout{0};  // 0: none (long polls stay open)
   size_t max_client_connections = 0;          // 0: no limit (ClientServerConfig)
+  // TLS, as etcd's proxy: client_tls (--cert-file ...) for its own https listeners and towards
+  // the members' https client URLs, where the peer TLS (--peer-cert-file ...) stands in when no
+  // client TLS is given; peer_tls for asking the members' peer URLs for the cluster. peer_tls
+  // is never null (setup_tls); client_tls may be.
+  std::shared_ptr<tls::TlsContexts> client_tls;
+  std::shared_ptr<tls::TlsContexts> peer_tls;
 };
 
 int run_proxy(const ProxyConfig& config);

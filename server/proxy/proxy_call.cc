@@ -136,7 +136,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     conn_ = endpoint_->pool->take(loop_);
     // An idle connection the member has closed meanwhile shows it now (end of stream or an
     // error to a peek): not used, so that a request is never written into a dead connection.
-    while (conn_ && !still_open(conn_->socket)) conn_ = endpoint_->pool->take(loop_);
+    while (conn_ && !still_open(conn_->socket.socket())) conn_ = endpoint_->pool->take(loop_);
     if (conn_) {
       reused_ = true;
       return send();
@@ -155,15 +155,35 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     conn_ = std::make_unique<Conn>(endpoint_->pool->io(loop_));
     shared_.metrics.upstream_dials.fetch_add(1, std::memory_order_relaxed);
     arm(shared_.settings.dial_timeout);
-    conn_->socket.async_connect(
+    conn_->socket.socket().async_connect(
         endpoint_->pool->address(),
         asio::bind_executor(loop_executor_, [self = shared_from_this()](error_code ec) {
           self->disarm();
           if (self->done_) return;
           if (ec) return self->endpoint_failed("dial", ec);
           error_code ignored;
-          self->conn_->socket.set_option(tcp::no_delay(true), ignored);
-          self->conn_->socket.non_blocking(true, ignored);
+          self->conn_->socket.socket().set_option(tcp::no_delay(true), ignored);
+          self->conn_->socket.socket().non_blocking(true, ignored);
+          if (tls::TlsContexts* tls = self->endpoint_->pool->tls()) return self->handshake(*tls);
+          self->send();
+        }));
+  }
+
+  // An https member: the TLS handshake, under the dial timeout, before the request.
+  void handshake(tls::TlsContexts& tls) {
+    conn_->socket.use_tls(tls.client());
+    tls.prepare_client(conn_->socket.native_ssl(), endpoint_->pool->host());
+    arm(shared_.settings.dial_timeout);
+    conn_->socket.async_handshake(
+        asio::ssl::stream_base::client,
+        asio::bind_executor(loop_executor_, [self = shared_from_this()](error_code ec) {
+          self->disarm();
+          if (self->done_) return;
+          if (ec) {
+            spdlog::warn("proxy: TLS handshake with {}: {}", self->endpoint_->url,
+                         tls::describe_handshake_error(self->conn_->socket.native_ssl(), ec));
+            return self->endpoint_failed("dial", ec);
+          }
           self->send();
         }));
   }
@@ -255,7 +275,9 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     // timer and no completion handler (the socket is non-blocking). The rest, if any, goes out
     // asynchronously under the write timeout.
     error_code ec;
-    size_t n = conn_->socket.write_some(asio::buffer(request_), ec);
+    size_t n = 0;
+    // (Through TLS, the request is encrypted and written by the asynchronous write below.)
+    if (!conn_->socket.is_tls()) n = conn_->socket.socket().write_some(asio::buffer(request_), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       n = 0;
       ec = {};

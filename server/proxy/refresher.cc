@@ -78,7 +78,7 @@ void Refresher::loop() {
 void Refresher::refresh() {
   std::optional<std::vector<MemberInfo>> members;
   for (const auto& peer : peer_urls_) {
-    GetResult got = http_get(peer, "/members", kMembersTimeout);
+    GetResult got = http_get(peer, "/members", kMembersTimeout, shared_.peer_tls.get());
     if (!got.error.empty()) {
       spdlog::debug("proxy: could not get cluster response from {}: {}", peer, got.error);
       continue;
@@ -123,7 +123,7 @@ void Refresher::refresh() {
 std::shared_ptr<Endpoint> Refresher::make(const std::string& url) {
   auto hp = parse_http_url(url);
   if (!hp) {
-    spdlog::warn("proxy: ignoring client URL {}: only http://host:port is supported", url);
+    spdlog::warn("proxy: ignoring client URL {}: only http[s]://host:port is supported", url);
     return nullptr;
   }
   asio::io_context io;
@@ -137,7 +137,12 @@ std::shared_ptr<Endpoint> Refresher::make(const std::string& url) {
   auto ep = std::make_shared<Endpoint>();
   ep->url = url;
   ep->address = *hp;
-  ep->pool = std::make_shared<UpstreamPool>(shared_.loops, results.begin()->endpoint());
+  if (hp->tls && !shared_.member_tls) {
+    spdlog::warn("proxy: ignoring client URL {}: https, but no TLS is set up", url);
+    return nullptr;
+  }
+  ep->pool = std::make_shared<UpstreamPool>(shared_.loops, results.begin()->endpoint(),
+                                            hp->tls ? shared_.member_tls : nullptr, hp->host);
   return ep;
 }
 

@@ -101,6 +101,8 @@ int run_proxy(const ProxyConfig& config) {
   settings.write_timeout = config.write_timeout;
   settings.read_timeout = config.read_timeout;
   Shared shared(loops, settings, config.failure_wait);
+  shared.member_tls = config.client_tls ? config.client_tls : config.peer_tls;
+  shared.peer_tls = config.peer_tls;
   Forwarder forwarder(shared);
 
   ClientServerConfig server_config;
@@ -108,6 +110,7 @@ int run_proxy(const ProxyConfig& config) {
   server_config.cors = config.cors;
   server_config.max_connections = config.max_client_connections;
   server_config.connection_executor = [&loops] { return loops.next_executor(); };
+  server_config.tls = config.client_tls;
   ClientServer server(io, forwarder, server_config);
   if (auto st = server.listen(); !st.is_ok()) {
     spdlog::critical("cannot listen for clients: {}", st.message());

@@ -71,6 +71,10 @@ struct Shared {
       : loops(loops_), settings(s), endpoints(failure_wait), load(loops_.size()) {}
   Loops& loops;
   const Settings settings;
+  // TLS towards the members' https client URLs (requests, probes) and their peer URLs (the
+  // cluster's member list): ProxyConfig's client TLS (or the peer TLS without it), peer TLS.
+  std::shared_ptr<tls::TlsContexts> member_tls;
+  std::shared_ptr<tls::TlsContexts> peer_tls;
   EndpointSet endpoints;
   Metrics metrics;
   std::vector<LoopLoad> load;  // load[i]: loop i's, touched by its thread only

@@ -12,6 +12,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 
 #include "server/proxy/shared.h"
+#include "server/tls/stream.h"
 
 namespace kvd::server::proxy {
 
@@ -26,17 +27,22 @@ class UpstreamPool {
  public:
   struct Conn {
     explicit Conn(boost::asio::io_context& io) : socket(io) {}
-    boost::asio::ip::tcp::socket socket;
+    tls::Stream socket;
     boost::beast::flat_buffer buffer;
     Clock::time_point idle_since{};
   };
 
-  UpstreamPool(Loops& loops, boost::asio::ip::tcp::endpoint address) : loops_(loops), address_(address) {
+  // tls: for an https member (its certificate must name `host`), else null.
+  UpstreamPool(Loops& loops, boost::asio::ip::tcp::endpoint address,
+               std::shared_ptr<tls::TlsContexts> tls = nullptr, std::string host = "")
+      : loops_(loops), address_(address), tls_(std::move(tls)), host_(std::move(host)) {
     for (size_t i = 0; i < loops.size(); ++i) slots_.push_back(std::make_unique<Slot>());
   }
 
   boost::asio::io_context& io(size_t loop) { return loops_[loop]; }
   const boost::asio::ip::tcp::endpoint& address() const { return address_; }
+  tls::TlsContexts* tls() const { return tls_.get(); }
+  const std::string& host() const { return host_; }
 
   // An idle connection of `loop`, or null.
   std::unique_ptr<Conn> take(size_t loop) {
@@ -64,6 +70,8 @@ class UpstreamPool {
   };
   Loops& loops_;
   const boost::asio::ip::tcp::endpoint address_;
+  const std::shared_ptr<tls::TlsContexts> tls_;
+  const std::string host_;
   std::vector<std::unique_ptr<Slot>> slots_;  // one per loop; the vector itself is const
 };
 

@@ -52,8 +52,11 @@ class Cluster:
 
     def __init__(self, kind, n=3, token=None, snapshot_count=None, extra_args=(),
                  heartbeat_ms=HEARTBEAT_MS, election_ms=ELECTION_MS, workdir_prefix=None,
-                 results=None, workdir=None, name_prefix=None):
+                 results=None, workdir=None, name_prefix=None, client_scheme="http",
+                 peer_scheme="http"):
         self.kind = kind
+        self.client_scheme = client_scheme  # "https" needs harness.DEFAULT_SSL_CONTEXT
+        self.peer_scheme = peer_scheme
         self.results = results
         self.failed_before = 0
         self.heartbeat_ms = heartbeat_ms
@@ -106,7 +109,8 @@ class Cluster:
         """A Member with free ports in this cluster's work dir, not started: its peer URL is what
         `member add` needs. Start it with join(). Also makes the founding members: a subclass
         that places members elsewhere (tests/faults/nscluster.py) overrides it."""
-        return harness.Member(self.kind, name=name, workdir=self.workdir)
+        return harness.Member(self.kind, name=name, workdir=self.workdir,
+                              client_scheme=self.client_scheme, peer_scheme=self.peer_scheme)
 
     def join(self, m, initial_cluster, timeout=40.0):
         """Starts m as a new member of the running cluster (--initial-cluster-state existing,

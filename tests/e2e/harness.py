@@ -154,8 +154,11 @@ class Member(Process):
     """One server process (kvd or etcd) with its own data dir and ports (default: free ones)."""
 
     def __init__(self, kind, name="default", workdir=None, extra_args=(), client_port=None,
-                 peer_port=None, env=None, host="127.0.0.1", command_prefix=()):
+                 peer_port=None, env=None, host="127.0.0.1", command_prefix=(),
+                 client_scheme="http", peer_scheme="http"):
         self.kind = kind
+        self.client_scheme = client_scheme  # "https": see DEFAULT_SSL_CONTEXT
+        self.peer_scheme = peer_scheme
         self.host = host
         self.command_prefix = tuple(command_prefix)
         self.name = name
@@ -171,11 +174,11 @@ class Member(Process):
 
     @property
     def url(self):
-        return f"http://{self.host}:{self.client_port}"
+        return f"{self.client_scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self):
-        return f"http://{self.host}:{self.peer_port}"
+        return f"{self.peer_scheme}://{self.host}:{self.peer_port}"
 
     def args(self):
         binary = KVD_BIN if self.kind == "kvd" else ETCD_BIN
@@ -229,8 +232,9 @@ class Proxy(Process):
     `port` of `host` (default: a free one of 127.0.0.1)."""
 
     def __init__(self, kind, initial_cluster, workdir, mode="on", extra_args=(), name="proxy",
-                 host="127.0.0.1", port=None, command_prefix=()):
+                 host="127.0.0.1", port=None, command_prefix=(), scheme="http"):
         self.kind = kind
+        self.scheme = scheme
         self.workdir = workdir
         self.host = host
         self.port = port or free_port()
@@ -244,7 +248,7 @@ class Proxy(Process):
 
     @property
     def url(self):
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def args(self):
         binary = KVD_BIN if self.kind == "kvd" else ETCD_BIN
@@ -274,12 +278,23 @@ class Proxy(Process):
 
 # --- HTTP ---
 
-def request(method, url, body=None, headers=None, timeout=10.0):
-    """One HTTP request on a fresh connection. Returns (status, headers dict (lower-case), bytes)."""
-    assert url.startswith("http://")
-    hostport, _, path = url[len("http://"):].partition("/")
+# The ssl.SSLContext that request() uses for https URLs when none is given (a TLS test sets it
+# to one trusting its CA, with a client certificate if its servers ask for one).
+DEFAULT_SSL_CONTEXT = None
+
+
+def request(method, url, body=None, headers=None, timeout=10.0, ssl_context=None):
+    """One HTTP request on a fresh connection. Returns (status, headers dict (lower-case), bytes).
+    https URLs use ssl_context, else DEFAULT_SSL_CONTEXT."""
+    tls = url.startswith("https://")
+    assert tls or url.startswith("http://")
+    hostport, _, path = url[len("https://" if tls else "http://"):].partition("/")
     host, _, port = hostport.partition(":")
-    conn = http.client.HTTPConnection(host, int(port or 80), timeout=timeout)
+    if tls:
+        conn = http.client.HTTPSConnection(host, int(port or 443), timeout=timeout,
+                                           context=ssl_context or DEFAULT_SSL_CONTEXT)
+    else:
+        conn = http.client.HTTPConnection(host, int(port or 80), timeout=timeout)
     try:
         hdrs = dict(headers or {})
         if isinstance(body, str):

@@ -19,8 +19,8 @@ Options: --kind (kvd, etcd or both, comma-separated: the same seeds for each), -
 (comma-separated names of nemesis.NEMESES or "all"), --runs (runs per nemesis and kind),
 --duration (seconds of faults per run), --seed (the first seed; run i uses seed + i), --keep
 DIR (where failed runs are kept; default a new directory under /tmp), --quorum-reads off (plain
-reads), --json FILE (every run's result, for the report), --expect-violations (exit 0 only if
-every run found a violation: the teeth check).
+reads), --json FILE (every run's result, for the report; rewritten after each run),
+--expect-violations (exit 0 only if every run found a violation: the teeth check).
 Availability, per run and nemesis: the share of operations the cluster answered (2xx, or a
 4xx such as a compare that failed), as opposed to timeouts, refused connections and 5xx.
 Exit status: 0 if every run passed, 1 if one failed, 77 (skip) if namespaces cannot be made.
@@ -206,6 +206,13 @@ def table(results):
     return "\n".join(lines)
 
 
+def _write_json(path, results):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kind", default="kvd")
@@ -243,10 +250,9 @@ def main(argv=None):
                       f"{r['unexpected']}, watch events {r['watch_events']} (missing "
                       f"{r['watch_missing']}, resyncs {len(r.get('cleared', []))}), "
                       f"{'ok' if r['ok'] else 'FAILED'}", flush=True)
+                if a.json:  # after every run: a soak stopped early keeps what it did
+                    _write_json(a.json, results)
     print(table(results))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=1, default=str)
     if a.expect_violations:
         caught = sum(1 for r in results if r["linearizable"] is False)
         print(f"{caught} passed, {len(results) - caught} failed  (runs whose plain reads were "

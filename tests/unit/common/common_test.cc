@@ -156,8 +156,14 @@ TEST(UrlTest, parseAddressForBindingAndDialing) {
   auto b = url::parse_address("http://h", &why);
   ASSERT_TRUE(b);
   EXPECT_TRUE(b->port.empty());
-  EXPECT_FALSE(url::parse_address("https://h:1", &why));
-  EXPECT_EQ(why, "https (TLS) is not supported by kvd");
+  EXPECT_FALSE(a->tls);
+  auto c = url::parse_address("https://h:1", &why);
+  ASSERT_TRUE(c) << why;
+  EXPECT_TRUE(c->tls);
+  EXPECT_EQ(c->host, "h");
+  EXPECT_EQ(c->port_number, 1);
+  EXPECT_FALSE(url::parse_address("unixs://h:1", &why));
+  EXPECT_EQ(why, "unix sockets are not supported by kvd");
   EXPECT_FALSE(url::parse_address("http://h:99999", &why));
   EXPECT_EQ(why, "invalid port in URL");
 }

@@ -142,7 +142,8 @@ class NodeClusterTest : public ::testing::Test {
     c.election_timeout = std::chrono::milliseconds(100);
     c.snapshot_count = snapshot_count_;
     c.health_interval = health_interval_;
-    c.fetch_cluster = fetch_remote_cluster;
+    c.fetch_cluster = [](const std::string& url, std::chrono::milliseconds timeout,
+                         std::string* why) { return fetch_remote_cluster(url, timeout, nullptr, why); };
     return c;
   }
   static std::string peer_url(int i) {
