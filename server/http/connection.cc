@@ -127,9 +127,10 @@ void Connection::read_first_bytes() {
 void Connection::on_tls_handshake(error_code ec) {
   if (closed_) return;
   if (ec) {
-    warn_tls(ec.message());
+    warn_tls(tls::describe_handshake_error(socket_.native_ssl(), ec));
     return close();
   }
+  client_cert_cn_ = tls::TlsContexts::verified_peer_common_name(socket_.native_ssl());
   read_request();
 }
 
@@ -312,6 +313,7 @@ void Connection::dispatch_request() {
   r.version = req_.version;
   r.raw_header = header_;
   r.remote_ip = remote_ip_;
+  r.client_cert_cn = client_cert_cn_;
   set_handling(true);
   state_->handler.handle(r, shared_from_this());
 }

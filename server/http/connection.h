@@ -262,6 +262,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   bool lingering_ = false;
   bool closed_ = false;
   std::string remote_ip_;
+  std::string client_cert_cn_;  // HttpRequest::client_cert_cn, set after the TLS handshake
 
   ClientServer::State::Clock::time_point deadline_ = ClientServer::State::Clock::time_point::max();
   bool timer_armed_ = false;

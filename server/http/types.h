@@ -28,6 +28,10 @@ struct HttpRequest {
   // fields in the client's order, the blank line. For handlers that pass headers on (proxy).
   std::string_view raw_header;
   std::string_view remote_ip;  // the client's address, "127.0.0.1"
+  // On a TLS connection whose client presented a certificate the server asked for and
+  // verified (--client-cert-auth, --trusted-ca-file): its common name, else empty. etcd's v2
+  // auth takes it as the request's user.
+  std::string_view client_cert_cn;
 };
 
 // One response, serialized by the connection. Headers are written in Go's order (CORS, then the

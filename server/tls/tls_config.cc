@@ -597,6 +597,14 @@ void TlsContexts::prepare_client(void* handle, const std::string& host) const {
   }
 }
 
+std::string TlsContexts::verified_peer_common_name(void* handle) {
+  auto* s = static_cast<SSL*>(handle);
+  X509* cert = SSL_get0_peer_certificate(s);
+  if (!cert || SSL_get_verify_result(s) != X509_V_OK) return "";
+  if (!(SSL_get_verify_mode(s) & SSL_VERIFY_PEER)) return "";
+  return common_name(cert);
+}
+
 TlsContexts::PeerSans TlsContexts::peer_sans(void* handle) {
   PeerSans out;
   X509* cert = SSL_get0_peer_certificate(static_cast<SSL*>(handle));

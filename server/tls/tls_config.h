@@ -105,6 +105,11 @@ class TlsContexts {
   };
   static PeerSans peer_sans(void* ssl);
 
+  // The common name of the certificate the other side presented, when it was asked for and
+  // verified (REQUIRES: native handle of an SSL after its handshake); "" otherwise. What etcd's
+  // v2 auth takes as the user of a request when --client-cert-auth is on.
+  static std::string verified_peer_common_name(void* ssl);
+
   TlsContexts(const TlsContexts&) = delete;
   TlsContexts& operator=(const TlsContexts&) = delete;
   ~TlsContexts();

@@ -1,0 +1,301 @@
+// server/tls: contexts from real certificate files (made by the openssl command), handshakes
+// between real TLS streams over loopback sockets, and the rules etcd applies: client
+// certificates from the CA only, the allowed CN, the CRL, Go's cipher suite names, auto TLS,
+// files renewed while running.
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <gtest/gtest.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "server/tls/stream.h"
+#include "server/tls/tls_config.h"
+
+namespace kvd::server::tls {
+namespace {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using tcp = asio::ip::tcp;
+
+void sh(const std::string& cmd) {
+  ASSERT_EQ(std::system((cmd + " >/dev/null 2>&1").c_str()), 0) << cmd;
+}
+
+// A CA, a second CA, and leaves: server (127.0.0.1), alice and bob (clients of the CA), mallory
+// (a client of the other CA), revoked (a client of the CA listed in crl.pem).
+class TlsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(fs::temp_directory_path() / ("kvd-tls-test-" + std::to_string(::getpid())));
+    fs::create_directories(*dir_);
+    const std::string& d = *dir_;
+    for (const char* ca : {"ca", "other"}) {
+      sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=" +
+         std::string(ca) + " -keyout " + d + "/" + ca + "-key.pem -out " + d + "/" + ca + ".pem");
+    }
+    std::ofstream(d + "/leaf.ext") << "subjectAltName=IP:127.0.0.1\n"
+                                      "extendedKeyUsage=serverAuth,clientAuth\n";
+    auto leaf = [&](const std::string& name, const std::string& ca) {
+      sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=" + name +
+         " -keyout " + d + "/" + name + "-key.pem -out " + d + "/" + name + ".csr");
+      sh("openssl x509 -req -in " + d + "/" + name + ".csr -CA " + d + "/" + ca + ".pem -CAkey " +
+         d + "/" + ca + "-key.pem -CAcreateserial -days 30 -extfile " + d + "/leaf.ext -out " + d +
+         "/" + name + ".pem");
+    };
+    leaf("server", "ca");
+    leaf("alice", "ca");
+    leaf("bob", "ca");
+    leaf("mallory", "other");
+    leaf("revoked", "ca");
+    // A CRL listing `revoked`, through openssl ca's database.
+    std::ofstream(d + "/index.txt").close();
+    std::ofstream(d + "/crlnumber") << "01\n";
+    std::ofstream(d + "/ca.cnf") << "[ca]\ndefault_ca=c\n[c]\ndatabase=" << d
+                                 << "/index.txt\ncrlnumber=" << d
+                                 << "/crlnumber\ndefault_md=sha256\ndefault_crl_days=30\n";
+    sh("openssl ca -config " + d + "/ca.cnf -cert " + d + "/ca.pem -keyfile " + d +
+       "/ca-key.pem -revoke " + d + "/revoked.pem");
+    sh("openssl ca -config " + d + "/ca.cnf -cert " + d + "/ca.pem -keyfile " + d +
+       "/ca-key.pem -gencrl -out " + d + "/crl.pem");
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete dir_;
+  }
+
+  static std::string f(const std::string& name) { return *dir_ + "/" + name; }
+
+  static TlsInfo server_info() {
+    TlsInfo i;
+    i.cert_file = f("server.pem");
+    i.key_file = f("server-key.pem");
+    i.trusted_ca_file = f("ca.pem");
+    i.client_cert_auth = true;
+    return i;
+  }
+  static TlsInfo client_info(const std::string& who) {
+    TlsInfo i;
+    if (!who.empty()) {
+      i.cert_file = f(who + ".pem");
+      i.key_file = f(who + "-key.pem");
+    }
+    i.trusted_ca_file = f("ca.pem");
+    return i;
+  }
+
+  struct Outcome {
+    bool ok = false;
+    std::string server_error;  // describe_handshake_error on the server side
+    std::string common_name;   // what the server saw
+  };
+
+  // One handshake over loopback between a server made from `server` and a client from `client`.
+  static Outcome handshake(TlsContexts& server, TlsContexts& client) {
+    asio::io_context io;
+    tcp::acceptor acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    Stream s(io), c(io);
+    boost::system::error_code server_ec = asio::error::would_block, client_ec = asio::error::would_block;
+    acc.async_accept(s.socket(), [&](boost::system::error_code ec) {
+      if (ec) return void(server_ec = ec);
+      s.use_tls(server.server());
+      s.async_handshake(asio::ssl::stream_base::server, [&](boost::system::error_code ec) {
+        server_ec = ec;
+        if (ec) {
+          boost::system::error_code ignored;
+          s.close(ignored);  // the client learns of the refusal
+        }
+      });
+    });
+    c.socket().async_connect(acc.local_endpoint(), [&](boost::system::error_code ec) {
+      if (ec) return void(client_ec = ec);
+      c.use_tls(client.client());
+      client.prepare_client(c.native_ssl(), "127.0.0.1");
+      c.async_handshake(asio::ssl::stream_base::client,
+                        [&](boost::system::error_code ec) { client_ec = ec; });
+    });
+    io.run_for(std::chrono::seconds(10));
+    Outcome out;
+    out.ok = !server_ec && !client_ec;
+    if (server_ec) out.server_error = describe_handshake_error(s.native_ssl(), server_ec);
+    if (!server_ec) out.common_name = TlsContexts::verified_peer_common_name(s.native_ssl());
+    return out;
+  }
+
+  static std::shared_ptr<TlsContexts> make(TlsInfo info) {
+    auto r = TlsContexts::create(std::move(info));
+    EXPECT_TRUE(r.is_ok()) << r.status().message();
+    return r.is_ok() ? r.value() : nullptr;
+  }
+
+  static std::string* dir_;
+};
+
+std::string* TlsTest::dir_ = nullptr;
+
+TEST_F(TlsTest, handshake_trustedClientIsSeenByItsCommonName) {
+  auto server = make(server_info());
+  auto client = make(client_info("alice"));
+  auto out = handshake(*server, *client);
+  EXPECT_TRUE(out.ok) << out.server_error;
+  EXPECT_EQ(out.common_name, "alice");
+}
+
+TEST_F(TlsTest, handshake_refusesNoCertificateAndOtherCaAsEtcd) {
+  auto server = make(server_info());
+  auto none = make(client_info(""));
+  EXPECT_FALSE(handshake(*server, *none).ok);
+  auto mallory = make(client_info("mallory"));
+  auto out = handshake(*server, *mallory);
+  EXPECT_FALSE(out.ok);
+  EXPECT_NE(out.server_error.find("unable to get local issuer certificate"), std::string::npos)
+      << out.server_error;
+}
+
+TEST_F(TlsTest, handshake_caFileAloneRequiresAClientCertificate) {
+  TlsInfo i = server_info();
+  i.client_cert_auth = false;  // etcd: --trusted-ca-file alone already asks for one
+  auto server = make(i);
+  auto none = make(client_info(""));
+  EXPECT_FALSE(handshake(*server, *none).ok);
+}
+
+TEST_F(TlsTest, handshake_withoutClientAuthTakesAnyClientAndSeesNoName) {
+  TlsInfo i = server_info();
+  i.client_cert_auth = false;
+  i.trusted_ca_file.clear();
+  auto server = make(i);
+  auto alice = make(client_info("alice"));
+  auto out = handshake(*server, *alice);
+  EXPECT_TRUE(out.ok) << out.server_error;
+  EXPECT_EQ(out.common_name, "");  // not asked for, not verified: no user
+}
+
+TEST_F(TlsTest, handshake_allowedCnOnBothEnds) {
+  TlsInfo i = server_info();
+  i.allowed_cn = "alice";
+  auto server = make(i);
+  EXPECT_TRUE(handshake(*server, *make(client_info("alice"))).ok);
+  auto out = handshake(*server, *make(client_info("bob")));
+  EXPECT_FALSE(out.ok);
+  EXPECT_NE(out.server_error.find("common name not allowed"), std::string::npos) << out.server_error;
+  // A client with an allowed CN checks the server's certificate too (CN "server").
+  TlsInfo c = client_info("alice");
+  c.allowed_cn = "alice";
+  EXPECT_FALSE(handshake(*make(server_info()), *make(c)).ok);
+}
+
+TEST_F(TlsTest, handshake_crlRefusesTheRevokedSerial) {
+  TlsInfo i = server_info();
+  i.crl_file = f("crl.pem");
+  auto server = make(i);
+  EXPECT_TRUE(handshake(*server, *make(client_info("alice"))).ok);
+  auto out = handshake(*server, *make(client_info("revoked")));
+  EXPECT_FALSE(out.ok);
+  EXPECT_NE(out.server_error.find("revoked"), std::string::npos) << out.server_error;
+}
+
+TEST_F(TlsTest, create_badFilesNameTheFile) {
+  TlsInfo i = server_info();
+  i.cert_file = f("missing.pem");
+  auto r = TlsContexts::create(i);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message(), "open " + f("missing.pem") + ": no such file or directory");
+  i = server_info();
+  i.cert_file = f("leaf.ext");  // not PEM
+  r = TlsContexts::create(i);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("failed to find any PEM data in certificate input"), std::string::npos);
+  EXPECT_NE(r.status().message().find(f("leaf.ext")), std::string::npos);
+  i = server_info();
+  i.key_file = f("alice-key.pem");
+  r = TlsContexts::create(i);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("private key does not match public key"), std::string::npos);
+  i = server_info();
+  i.trusted_ca_file = f("leaf.ext");
+  r = TlsContexts::create(i);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find(f("leaf.ext")), std::string::npos);
+  i = server_info();
+  i.allowed_cn = "a";
+  i.allowed_hostname = "b";
+  EXPECT_FALSE(TlsContexts::create(i).is_ok());
+}
+
+TEST_F(TlsTest, goCipherSuites_namesAsEtcdAcceptsThem) {
+  bool only13 = true;
+  auto r = go_cipher_suites("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_AES_128_GCM_SHA256", &only13);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r.value(), std::vector<std::string>{"ECDHE-RSA-AES128-GCM-SHA256"});
+  EXPECT_FALSE(only13);
+  r = go_cipher_suites("TLS_AES_256_GCM_SHA384", &only13);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_TRUE(only13);
+  r = go_cipher_suites("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_X", &only13);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message(), "unexpected TLS cipher suite \" TLS_X\"");
+  r = go_cipher_suites("", &only13);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_TRUE(r.value().empty());
+}
+
+TEST_F(TlsTest, selfCert_madeOnceKeyPrivateAndUsable) {
+  std::string d = f("auto/fixtures/client");
+  auto r = self_cert(d, {"127.0.0.1", "localhost"});
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  struct stat st {};
+  ASSERT_EQ(::stat(r.value().key_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(d.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  std::ifstream in(r.value().cert_file);
+  std::string before((std::istreambuf_iterator<char>(in)), {});
+  auto again = self_cert(d, {"127.0.0.1"});
+  ASSERT_TRUE(again.is_ok());
+  std::ifstream in2(again.value().cert_file);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(in2)), {}), before);
+  // A client of a self-certified server does not verify it.
+  auto server = make(r.value());
+  TlsInfo c;
+  c.self_cert = true;
+  EXPECT_TRUE(handshake(*server, *make(c)).ok);
+  EXPECT_FALSE(handshake(*server, *make(client_info(""))).ok);  // verifying: unknown issuer
+}
+
+TEST_F(TlsTest, renewal_newFilesForNewContextsBrokenOnesKeepThePrevious) {
+  std::string d = f("renew");
+  fs::create_directories(d);
+  fs::copy_file(f("server.pem"), d + "/cert.pem", fs::copy_options::overwrite_existing);
+  fs::copy_file(f("server-key.pem"), d + "/key.pem", fs::copy_options::overwrite_existing);
+  TlsInfo i;
+  i.cert_file = d + "/cert.pem";
+  i.key_file = d + "/key.pem";
+  auto ctx = make(i);
+  auto first = ctx->server();
+  EXPECT_EQ(ctx->server(), first);  // unchanged files: the same context
+  fs::copy_file(f("bob.pem"), d + "/cert.new", fs::copy_options::overwrite_existing);
+  fs::copy_file(f("bob-key.pem"), d + "/key.new", fs::copy_options::overwrite_existing);
+  fs::rename(d + "/key.new", d + "/key.pem");
+  fs::rename(d + "/cert.new", d + "/cert.pem");
+  auto second = ctx->server();
+  EXPECT_NE(second, first);
+  X509* served = SSL_CTX_get0_certificate(second->native_handle());
+  ASSERT_NE(served, nullptr);
+  char cn[64] = {};
+  X509_NAME_get_text_by_NID(X509_get_subject_name(served), NID_commonName, cn, sizeof cn);
+  EXPECT_STREQ(cn, "bob");
+  std::ofstream(d + "/cert.pem") << "half written";
+  EXPECT_EQ(ctx->server(), second);  // broken: the last good one stays
+}
+
+}  // namespace
+}  // namespace kvd::server::tls
