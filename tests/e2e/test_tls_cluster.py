@@ -9,6 +9,7 @@ the TLS cluster: keys, long-poll and stream watches, failover when the member it
 import json
 import os
 import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -108,6 +109,29 @@ def cluster_part(pki, other, workdir):
                             lead.peer_url.replace("https", "http") + "/members"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
         R.check(p.returncode != 0 and not p.stdout, f"plain HTTP to the TLS peer port is refused: {p.returncode}")
+
+        # Handshakes that never finish on the TLS peer port are dropped after the peer
+        # handshake timeout (5 s) and hold up neither the peers nor the clients meanwhile.
+        stalled = [socket.create_connection(("127.0.0.1", lead.peer_port), timeout=5)
+                   for _ in range(3)]
+        stalled[1].sendall(b"\x16\x03\x01\x02\x00\x01")  # a ClientHello cut short
+        stalled[2].sendall(b"\xff" * 32)                    # garbage
+        t0 = time.monotonic()
+        for i in range(10):
+            st, _, _ = harness.put(lead, f"/tls/stalled{i}", str(i))
+            R.check(st in (200, 201), f"writes replicate while the peer port has stalled handshakes: {st}")
+        R.check(time.monotonic() - t0 < 5, "10 writes beside stalled peer handshakes took under 5 s")
+
+        def dropped(sock):
+            sock.settimeout(15)
+            try:
+                return sock.recv(64) == b""
+            except ConnectionResetError:
+                return True
+        R.check(all(dropped(x) for x in stalled), "stalled peer handshakes are dropped")
+        R.check(time.monotonic() - t0 < 12, f"within the bound ({time.monotonic() - t0:.1f} s)")
+        for x in stalled:
+            x.close()
 
         untrusted_cert, untrusted_key = other.issue("untrusted-peer", cn=ALLOWED_CN)
         refused_joiner(c, "untrusted", untrusted_cert, untrusted_key, "a peer certificate from another CA")
