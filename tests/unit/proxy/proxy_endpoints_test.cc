@@ -130,7 +130,14 @@ TEST(ParseHttpUrlTest, forms) {
   auto c = parse_http_url("http://[::1]:80");
   ASSERT_TRUE(c);
   EXPECT_EQ(c->host, "::1");
-  EXPECT_FALSE(parse_http_url("https://a:1"));
+  EXPECT_FALSE(c->tls);
+  auto d = parse_http_url("https://a:1");
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->tls);
+  EXPECT_EQ(d->port, 1);
+  auto e = parse_http_url("https://a");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->port, 443);
   EXPECT_FALSE(parse_http_url("http://a:1/path"));
   EXPECT_FALSE(parse_http_url("http://a:99999"));
   EXPECT_FALSE(parse_http_url("http://:1"));
