@@ -75,15 +75,21 @@ print(*(s.getsockname()[1] for s in socks))
 EOF
 }
 
-# start_member NAME BINARY CLIENT_PORT PEER_PORT INITIAL_CLUSTER TOKEN: same flags for kvd and
-# etcd (kvd accepts and ignores --enable-v2); logs to $WORK/NAME.log.
+# start_member NAME BINARY CLIENT_PORT PEER_PORT INITIAL_CLUSTER TOKEN [TLS_PORT CERT KEY]: same
+# flags for kvd and etcd (kvd accepts and ignores --enable-v2); logs to $WORK/NAME.log. With
+# TLS_PORT, the member also serves clients on https://127.0.0.1:TLS_PORT with the certificate
+# CERT and its key KEY (--cert-file, --key-file), beside the http port.
 start_member() {
-  local name=$1 bin=$2 c="http://127.0.0.1:$3" p="http://127.0.0.1:$4"
+  local name=$1 bin=$2 c="http://127.0.0.1:$3" p="http://127.0.0.1:$4" tls=()
+  if [[ -n "${7:-}" ]]; then
+    c="$c,https://127.0.0.1:$7"
+    tls=(--cert-file "$8" --key-file "$9")
+  fi
   "$bin" --name "$name" --data-dir "$WORK/$name.data" \
     --listen-client-urls "$c" --advertise-client-urls "$c" \
     --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
     --initial-cluster "$5" --initial-cluster-token "$6" --initial-cluster-state new \
-    --enable-v2 --log-level error >>"$WORK/$name.log" 2>&1 &
+    "${tls[@]}" --enable-v2 --log-level error >>"$WORK/$name.log" 2>&1 &
   PID[$name]=$!
 }
 
@@ -186,14 +192,15 @@ wrk_result() {
   echo "$line"
 }
 
-# run_wrk ROUND TARGET WORKLOAD URL: one of the standard workloads against URL, recorded, on a
-# quiet machine (quiesce).
+# run_wrk ROUND TARGET WORKLOAD URL [LABEL]: one of the standard workloads against URL (http or
+# https), recorded as LABEL (default WORKLOAD; a LABEL also goes into the written keys, which
+# stay distinct from the unlabelled runs'), on a quiet machine (quiesce).
 #   reads   GET /v2/keys/bench-read, $CONNS connections     read1   the same on one connection
 #   writes  PUT distinct keys, $CONNS connections            write1  the same on one connection
 #   readp   reads, each connection pausing $READ_PAUSE_MS before each request
 #   writep  writes, each connection pausing $WRITE_PAUSE_MS before each request
 run_wrk() {
-  local round=$1 target=$2 workload=$3 url=$4 line
+  local round=$1 target=$2 workload=$3 url=$4 label=${5:-$3} tag="${5:+$5-}" line
   quiesce
   case "$workload" in
     reads)  line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
@@ -201,16 +208,16 @@ run_wrk() {
     read1)  line=$(wrk_result "$target" "$workload" -t1 -c1 -d"${DURATION}s" \
                      -s "$WORK/read.lua" "$url/v2/keys/bench-read") ;;
     writes) line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
-                     -s "$WORK/write.lua" "$url" -- "w$round-$target" "$VALUE_BYTES") ;;
+                     -s "$WORK/write.lua" "$url" -- "${tag}w$round-$target" "$VALUE_BYTES") ;;
     write1) line=$(wrk_result "$target" "$workload" -t1 -c1 -d"${DURATION}s" \
-                     -s "$WORK/write.lua" "$url" -- "l$round-$target" "$VALUE_BYTES") ;;
+                     -s "$WORK/write.lua" "$url" -- "${tag}l$round-$target" "$VALUE_BYTES") ;;
     readp)  line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
                      -s "$WORK/readp.lua" "$url/v2/keys/bench-read" -- "$READ_PAUSE_MS") ;;
     writep) line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
-                     -s "$WORK/writep.lua" "$url" -- "p$round-$target" "$VALUE_BYTES" "$WRITE_PAUSE_MS") ;;
+                     -s "$WORK/writep.lua" "$url" -- "${tag}p$round-$target" "$VALUE_BYTES" "$WRITE_PAUSE_MS") ;;
     *) die "unknown workload $workload" ;;
   esac
-  record "$round" "$target" "$workload" "$(result_field "$line" rps)" \
+  record "$round" "$target" "$label" "$(result_field "$line" rps)" \
     "$(result_field "$line" p50_us)" "$(result_field "$line" p99_us)" "$(result_field "$line" errors)"
 }
 
