@@ -199,9 +199,13 @@ wrk_result() {
 #   writes  PUT distinct keys, $CONNS connections            write1  the same on one connection
 #   readp   reads, each connection pausing $READ_PAUSE_MS before each request
 #   writep  writes, each connection pausing $WRITE_PAUSE_MS before each request
+# Also records LABEL_cpu_us: the server's CPU time (user + system, all threads) per request
+# during the run, when TARGET is a process started here; on a machine whose cores the load
+# generator shares, throughput is capped by both, and this is the server's own cost.
 run_wrk() {
-  local round=$1 target=$2 workload=$3 url=$4 label=${5:-$3} tag="${5:+$5-}" line
+  local round=$1 target=$2 workload=$3 url=$4 label=${5:-$3} tag="${5:+$5-}" line cpu0 cpu1 n
   quiesce
+  cpu0=$(cpu_ticks "$target")
   case "$workload" in
     reads)  line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
                      -s "$WORK/read.lua" "$url/v2/keys/bench-read") ;;
@@ -217,8 +221,25 @@ run_wrk() {
                      -s "$WORK/writep.lua" "$url" -- "${tag}p$round-$target" "$VALUE_BYTES" "$WRITE_PAUSE_MS") ;;
     *) die "unknown workload $workload" ;;
   esac
+  cpu1=$(cpu_ticks "$target")
   record "$round" "$target" "$label" "$(result_field "$line" rps)" \
     "$(result_field "$line" p50_us)" "$(result_field "$line" p99_us)" "$(result_field "$line" errors)"
+  n=$(result_field "$line" requests)
+  if [[ -n "$cpu0" && -n "$cpu1" && "$n" =~ ^[1-9][0-9]*$ ]]; then
+    printf '%s\t%s\t%s_cpu_us\t%s\n' "$round" "$target" "$label" \
+      "$(bc -l <<<"($cpu1 - $cpu0) * 1000000 / $CLK_TCK / $n")" >>"$RESULTS"
+  fi
+}
+
+# cpu_ticks TARGET: user + system clock ticks of TARGET's process so far, or nothing when it is
+# not a process started here.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() {
+  local pid="${PID[$1]:-}"
+  [[ -n "$pid" && -r "/proc/$pid/stat" ]] || return 0
+  # Fields after the command name, which is in parentheses and may hold spaces: utime is the
+  # 12th and stime the 13th of them (14th and 15th of the line).
+  sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'
 }
 
 # median TARGET METRIC: the median over rounds.

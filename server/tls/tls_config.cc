@@ -415,7 +415,11 @@ void set_verify_rules(ssl::context& ctx, std::shared_ptr<const VerifyRules> rule
 void common_settings(ssl::context& ctx, const TlsInfo& info) {
   SSL_CTX* c = ctx.native_handle();
   SSL_CTX_set_min_proto_version(c, info.tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
-  SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // TLS 1.3 suites in the order Go (and so etcd) picks them on a CPU with AES instructions:
+  // AES-128-GCM first, where OpenSSL's default picks AES-256-GCM with SHA-384, which costs more
+  // per record and per handshake for no gain a client asked for.
+  SSL_CTX_set_ciphersuites(c, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384");
   // Idle connections (watchers) give their read and write buffers back.
   SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
 }
