@@ -57,7 +57,7 @@ bool decode(std::string_view bytes, Command* out) {
   codec::Reader r(bytes);
   uint8_t version = 0, op = 0;
   if (!r.u8(&version) || version != kCommandVersion) return false;
-  if (!r.u8(&op) || op < static_cast<uint8_t>(Op::kSet) || op > static_cast<uint8_t>(Op::kInternal))
+  if (!r.u8(&op) || op < static_cast<uint8_t>(Op::kSet) || op > static_cast<uint8_t>(Op::kAuth))
     return false;
   Command c;
   c.op = static_cast<Op>(op);

@@ -26,6 +26,8 @@ enum class Op : uint8_t {
   kExpire = 8,            // leader's SYNC: remove every node whose deadline <= now_ns
   kInternal = 9,          // cluster-internal record (member, attributes, cluster version): bumps the
                           // etcd index, invisible to the keys API and its watchers
+  kAuth = 10,             // a v2 auth change: value is auth::encode_request's; decided at apply
+                          // (auth.h), its records internal like kInternal's
 };
 
 struct Command {

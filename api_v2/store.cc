@@ -24,10 +24,28 @@ std::variant<Event, Error> Store::apply(const Command& cmd) {
     case Op::kCreateInOrder: res = s.create(cmd, true); break;
     case Op::kExpire: res = s.expire(cmd.now_ns); break;
     case Op::kInternal: res = s.record_internal(cmd); break;
+    case Op::kAuth: {
+      auth::Answer a = s.apply_auth(cmd);
+      Event ev;
+      ev.action = Action::kSet;
+      ev.node.key = "/auth";
+      ev.node.value = std::move(a.body);
+      ev.etcd_index = s.index;
+      res = std::move(ev);
+      break;
+    }
     default: res = Error{ErrorCode::kRaftInternal, "unknown command", s.index}; break;
   }
   s.dispatch();
   return res;
+}
+
+auth::Answer Store::apply_auth(const Command& cmd) {
+  Impl& s = *impl_;
+  s.now_ns = cmd.now_ns;
+  auth::Answer a = s.apply_auth(cmd);
+  s.dispatch();
+  return a;
 }
 
 std::variant<Event, Error> Store::get(std::string_view key, bool recursive, bool sorted,

@@ -20,6 +20,7 @@
 #include <variant>
 #include <vector>
 
+#include "api_v2/auth.h"
 #include "api_v2/command.h"
 #include "api_v2/error.h"
 
@@ -96,6 +97,11 @@ class Store {
   // expire) and matching watchers are notified. kExpire returns an Event with action kExpire and
   // an empty node; each expired node produced its own event for watchers and history.
   std::variant<Event, Error> apply(const Command& cmd);
+
+  // Applies an Op::kAuth command (auth.h): the writes auth::decide chose, each bumping the index
+  // and taking a history slot as a cluster-internal record, and etcd's answer to the client.
+  // apply() of such a command does the same and returns the answer's body as the node's value.
+  auth::Answer apply_auth(const Command& cmd);
 
   // A read. now_ns computes the ttl fields. Const: any number of threads may read at once, as
   // long as no mutation (apply, watch, unwatch, recover) runs meanwhile.

@@ -648,6 +648,29 @@ struct Store::Impl {
     return ev;
   }
 
+  // auth.h: etcd's writes under /2, as internal records.
+  auth::Answer apply_auth(const Command& cmd) {
+    auto req = auth::decode_request(cmd.value);
+    if (!req) return auth::Answer{500, auth::error_body("Internal Server Error")};
+    auth::Decision d = auth::decide(internal, *req);
+    for (auto& w : d.writes) {
+      using K = auth::RecordWrite::Kind;
+      if (w.failed) {
+        ++(w.kind == K::kDelete ? stats.delete_fail : w.kind == K::kCreate ? stats.create_fail : stats.update_fail);
+        continue;
+      }
+      ++(w.kind == K::kDelete ? stats.delete_success
+                              : w.kind == K::kCreate ? stats.create_success : stats.update_success);
+      if (!w.key.empty()) {
+        if (w.kind == K::kDelete) internal.erase(w.key);
+        else internal[w.key] = std::move(w.value);
+      }
+      ++index;
+      add_history(index, nullptr);
+    }
+    return std::move(d.answer);
+  }
+
   // ---- invariants ----
 
   std::string check_invariants() const {

@@ -134,6 +134,9 @@ function init(args)
   run = args[1]
   body = "value=" .. string.rep("x", tonumber(args[2]))
   headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }
+  for k, v in pairs(wrk.headers) do
+    if headers[k] == nil then headers[k] = v end
+  end
   n = 0
 end
 function request()
@@ -184,10 +187,12 @@ quiesce() {
 }
 
 # wrk_result TARGET WORKLOAD WRK_ARGS...: runs wrk and prints its RESULT line.
+# WRK_ARGS: extra wrk arguments for every run (say, -H "Authorization: ..."); none by default.
+WRK_ARGS=()
 wrk_result() {
   local target=$1 workload=$2 out line
   shift 2
-  out=$(wrk --timeout 10s "$@") || die "$target $workload: wrk failed: $out"
+  out=$(wrk --timeout 10s "${WRK_ARGS[@]}" "$@") || die "$target $workload: wrk failed: $out"
   line=$(grep '^RESULT ' <<<"$out") || die "$target $workload: no result from wrk: $out"
   echo "$line"
 }

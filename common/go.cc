@@ -6,6 +6,7 @@
 #include <ctime>
 #include <limits>
 #include <utility>
+#include <vector>
 
 namespace kvd::go {
 namespace {
@@ -490,6 +491,277 @@ std::string query_escape(std::string_view s) {
     }
   }
   return out;
+}
+
+namespace {
+
+// encoding/json's quoteChar: the byte read as the rune of the same value (0xFF is U+00FF), in
+// strconv.Quote's form between single quotes; both quote characters have their own forms.
+std::string quote_json_char(unsigned char c) {
+  if (c == '\'') return "'\\''";
+  if (c == '"') return "'\"'";
+  std::string rune;
+  if (c < 0x80) {
+    rune.push_back(static_cast<char>(c));
+  } else {
+    rune.push_back(static_cast<char>(0xC0 | (c >> 6)));
+    rune.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+  }
+  std::string quoted = quote(rune);
+  return "'" + quoted.substr(1, quoted.size() - 2) + "'";
+}
+
+bool is_json_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+bool is_hex_digit(unsigned char c) {
+  return is_digit(static_cast<char>(c)) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// encoding/json's scanner reduced to what checkValid needs: bytes in, the first syntax error out.
+// The states are Go's, named after what has been read; a state that does not consume a byte
+// hands it to the next one, as Go's state functions call each other.
+class JsonSyntaxChecker {
+ public:
+  // Scans one byte; false once an error has been recorded (later bytes change nothing).
+  bool step(unsigned char c) {
+    while (true) {
+      switch (state_) {
+        case State::kError:
+          return false;
+        case State::kBeginValueOrEmpty:  // after '['
+          if (is_json_space(c)) return true;
+          state_ = c == ']' ? State::kEndValue : State::kBeginValue;
+          continue;
+        case State::kBeginValue:
+          return begin_value(c);
+        case State::kBeginKeyOrEmpty:  // after '{'
+          if (is_json_space(c)) return true;
+          if (c == '}') {
+            nesting_.back() = Nesting::kObjectValue;
+            state_ = State::kEndValue;
+            continue;
+          }
+          state_ = State::kBeginKey;
+          continue;
+        case State::kBeginKey:
+          if (is_json_space(c)) return true;
+          if (c == '"') {
+            state_ = State::kInString;
+            return true;
+          }
+          return fail(c, "looking for beginning of object key string");
+        case State::kEndValue:
+          return end_value(c);
+        case State::kEndTop:
+          if (is_json_space(c)) return true;
+          return fail(c, "after top-level value");
+        case State::kInString:
+          if (c == '"') {
+            state_ = State::kEndValue;
+          } else if (c == '\\') {
+            state_ = State::kInStringEscape;
+          } else if (c < 0x20) {
+            return fail(c, "in string literal");
+          }
+          return true;
+        case State::kInStringEscape:
+          if (c == 'u') {
+            state_ = State::kInUnicodeEscape;
+            hex_left_ = 4;
+            return true;
+          }
+          if (c == 'b' || c == 'f' || c == 'n' || c == 'r' || c == 't' || c == '\\' ||
+              c == '/' || c == '"') {
+            state_ = State::kInString;
+            return true;
+          }
+          return fail(c, "in string escape code");
+        case State::kInUnicodeEscape:
+          if (!is_hex_digit(c)) return fail(c, "in \\u hexadecimal character escape");
+          if (--hex_left_ == 0) state_ = State::kInString;
+          return true;
+        case State::kNeg:  // after '-'
+          if (!is_digit(static_cast<char>(c))) return fail(c, "in numeric literal");
+          state_ = c == '0' ? State::kZero : State::kNonZero;
+          return true;
+        case State::kNonZero:  // after 1..9 and maybe more digits
+          if (is_digit(static_cast<char>(c))) return true;
+          state_ = State::kZero;
+          continue;
+        case State::kZero:  // after the integer part
+          if (c == '.') {
+            state_ = State::kDot;
+            return true;
+          }
+          if (c == 'e' || c == 'E') {
+            state_ = State::kE;
+            return true;
+          }
+          state_ = State::kEndValue;
+          continue;
+        case State::kDot:
+          if (!is_digit(static_cast<char>(c))) {
+            return fail(c, "after decimal point in numeric literal");
+          }
+          state_ = State::kDotDigits;
+          return true;
+        case State::kDotDigits:
+          if (is_digit(static_cast<char>(c))) return true;
+          if (c == 'e' || c == 'E') {
+            state_ = State::kE;
+            return true;
+          }
+          state_ = State::kEndValue;
+          continue;
+        case State::kE:
+          if (c == '+' || c == '-') {
+            state_ = State::kESign;
+            return true;
+          }
+          state_ = State::kESign;
+          continue;
+        case State::kESign:
+          if (!is_digit(static_cast<char>(c))) return fail(c, "in exponent of numeric literal");
+          state_ = State::kEDigits;
+          return true;
+        case State::kEDigits:
+          if (is_digit(static_cast<char>(c))) return true;
+          state_ = State::kEndValue;
+          continue;
+        case State::kLiteral:  // in true, false or null after its first letter
+          if (c != static_cast<unsigned char>(literal_[literal_pos_])) {
+            std::string context = "in literal ";
+            context.append(literal_);
+            context += " (expecting '";
+            context += literal_[literal_pos_];
+            context += "')";
+            return fail(c, context);
+          }
+          if (++literal_pos_ == literal_.size()) state_ = State::kEndValue;
+          return true;
+      }
+    }
+  }
+
+  // The end of input, scanned as a space so that a number there ends: "" or the error.
+  std::string finish() {
+    if (state_ != State::kError && !end_top_) step(' ');
+    if (state_ == State::kError) return error_;
+    return end_top_ ? "" : "unexpected end of JSON input";
+  }
+
+ private:
+  enum class State {
+    kBeginValueOrEmpty, kBeginValue, kBeginKeyOrEmpty, kBeginKey, kEndValue, kEndTop,
+    kInString, kInStringEscape, kInUnicodeEscape,
+    kNeg, kNonZero, kZero, kDot, kDotDigits, kE, kESign, kEDigits,
+    kLiteral, kError,
+  };
+  // What an open array or object expects: Go's parseState.
+  enum class Nesting : uint8_t { kObjectKey, kObjectValue, kArrayValue };
+  static constexpr size_t kMaxNesting = 10000;
+
+  bool begin_value(unsigned char c) {
+    if (is_json_space(c)) return true;
+    switch (c) {
+      case '{': return push(c, Nesting::kObjectKey, State::kBeginKeyOrEmpty);
+      case '[': return push(c, Nesting::kArrayValue, State::kBeginValueOrEmpty);
+      case '"': state_ = State::kInString; return true;
+      case '-': state_ = State::kNeg; return true;
+      case '0': state_ = State::kZero; return true;
+      case 't': return begin_literal("true");
+      case 'f': return begin_literal("false");
+      case 'n': return begin_literal("null");
+      default: break;
+    }
+    if (c >= '1' && c <= '9') {
+      state_ = State::kNonZero;
+      return true;
+    }
+    return fail(c, "looking for beginning of value");
+  }
+
+  bool begin_literal(std::string_view word) {
+    state_ = State::kLiteral;
+    literal_ = word;
+    literal_pos_ = 1;
+    return true;
+  }
+
+  bool push(unsigned char c, Nesting n, State next) {
+    nesting_.push_back(n);
+    if (nesting_.size() > kMaxNesting) return fail(c, "exceeded max depth");
+    state_ = next;
+    return true;
+  }
+
+  bool end_value(unsigned char c) {
+    if (nesting_.empty()) {
+      end_top_ = true;
+      state_ = State::kEndTop;
+      return step(c);
+    }
+    if (is_json_space(c)) return true;
+    switch (nesting_.back()) {
+      case Nesting::kObjectKey:
+        if (c != ':') return fail(c, "after object key");
+        nesting_.back() = Nesting::kObjectValue;
+        state_ = State::kBeginValue;
+        return true;
+      case Nesting::kObjectValue:
+        if (c == ',') {
+          nesting_.back() = Nesting::kObjectKey;
+          state_ = State::kBeginKey;
+          return true;
+        }
+        if (c == '}') return pop();
+        return fail(c, "after object key:value pair");
+      case Nesting::kArrayValue:
+        if (c == ',') {
+          state_ = State::kBeginValue;
+          return true;
+        }
+        if (c == ']') return pop();
+        return fail(c, "after array element");
+    }
+    return fail(c, "");
+  }
+
+  bool pop() {
+    nesting_.pop_back();
+    if (nesting_.empty()) {
+      end_top_ = true;
+      state_ = State::kEndTop;
+    } else {
+      state_ = State::kEndValue;
+    }
+    return true;
+  }
+
+  bool fail(unsigned char c, std::string_view context) {
+    error_ = "invalid character " + quote_json_char(c) + " ";
+    error_.append(context);
+    state_ = State::kError;
+    return false;
+  }
+
+  State state_ = State::kBeginValue;
+  std::vector<Nesting> nesting_;
+  bool end_top_ = false;  // a whole top-level value has been read
+  std::string_view literal_;
+  size_t literal_pos_ = 0;  // Invariant: 0 < literal_pos_ < literal_.size() in kLiteral
+  int hex_left_ = 0;        // hex digits still expected in kInUnicodeEscape
+  std::string error_;       // set with kError
+};
+
+}  // namespace
+
+std::string json_syntax_error(std::string_view data) {
+  JsonSyntaxChecker checker;
+  for (char c : data) {
+    if (!checker.step(static_cast<unsigned char>(c))) break;
+  }
+  return checker.finish();
 }
 
 }  // namespace kvd::go

@@ -1,7 +1,8 @@
 // Go standard-library behaviours that clients of etcd can observe, reproduced once for the
 // server and kvctl: strconv (Quote, ParseBool, ParseInt/ParseUint with base 0), encoding/json
-// string escaping and float formatting, time (Duration.String, ParseDuration, RFC3339Nano),
-// unicode/utf8 decoding and net/url escaping. Each function names the Go function it follows.
+// string escaping, float formatting and syntax errors, time (Duration.String, ParseDuration,
+// RFC3339Nano), unicode/utf8 decoding and net/url escaping. Each function names the Go function
+// it follows.
 //
 // Pure functions; any thread.
 #pragma once
@@ -65,5 +66,15 @@ std::string escape_path(std::string_view path);
 
 // url.QueryEscape: unreserved characters kept, space as '+', the rest percent-encoded.
 std::string query_escape(std::string_view s);
+
+// The SyntaxError text of json.Unmarshal, which checks the whole input (checkValid) before it
+// decodes anything: "" when data is one JSON value with optional whitespace around it, else
+// the first error, "invalid character 'x' <context>" with Go's scanner context ("looking for
+// beginning of value", "after object key", "in string escape code", ...) or "unexpected end of
+// JSON input". The offending byte is quoted as the rune of the same value ('\x01', '\u0080',
+// 'ÿ'). The end of input is scanned as a space, so "1." is "invalid character ' ' after decimal
+// point in numeric literal". Invalid UTF-8 inside strings is accepted; nesting deeper than
+// 10000 arrays and objects is "exceeded max depth".
+std::string json_syntax_error(std::string_view data);
 
 }  // namespace kvd::go

@@ -5,7 +5,8 @@
 # iproute2 and iptables for the fault tests' network namespaces (tests/faults), and python3-fusepy
 # for the data dir that turns read-only in tests/e2e/test_full_disk.py (tests/e2e/readonly_fs.py).
 # TLS is OpenSSL (libssl-dev); the TLS tests make their certificates with the openssl command and
-# trust the system's roots through ca-certificates.
+# trust the system's roots through ca-certificates. v2 auth hashes passwords with libcrypt's
+# bcrypt (libcrypt-dev).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -14,7 +15,7 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
   build-essential cmake ninja-build pkg-config \
   libboost-dev libboost-program-options-dev librocksdb-dev nlohmann-json3-dev libspdlog-dev \
-  libgoogle-perftools-dev libssl-dev openssl ca-certificates \
+  libgoogle-perftools-dev libssl-dev openssl ca-certificates libcrypt-dev \
   libgtest-dev libgmock-dev libbenchmark-dev \
   etcd-server etcd-client python3 python3-etcd python3-fusepy curl wrk bc nginx-light iproute2 \
   iptables

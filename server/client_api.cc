@@ -46,7 +46,8 @@ std::string html_escape(std::string_view s) {
 
 }  // namespace
 
-ClientApi::ClientApi(Node& node) : node_(node), cluster_id_(node.cluster_id()) {}
+ClientApi::ClientApi(Node& node, ClientApiOptions options)
+    : node_(node), cluster_id_(node.cluster_id()), options_(std::move(options)) {}
 
 void ClientApi::handle(const HttpRequest& r, const ExchangePtr& ex) {
   std::string_view target = r.target;
@@ -114,7 +115,11 @@ void ClientApi::handle(const HttpRequest& r, const ExchangePtr& ex) {
 
   const std::string_view m = r.method;
   if (path == kKeysPrefix || starts_with(path, "/v2/keys/")) {
-    handle_keys(r, m, ex);
+    handle_keys(r, m, path, ex);
+    return;
+  }
+  if (starts_with(path, "/v2/auth/")) {
+    handle_auth(r, path, ex);
     return;
   }
   if (path == kMembersPrefix || starts_with(path, "/v2/members/")) {

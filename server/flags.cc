@@ -87,7 +87,8 @@ const std::vector<FlagDef>& flag_defs() {
       {"peer-crl-file", Kind::kString, "", "Path to the peer certificate revocation list file."},
       {"cipher-suites", Kind::kString, "", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go)."},
       {"cors", Kind::kOriginList, "*", "Comma-separated whitelist of origins for CORS."},
-      {"host-whitelist", Kind::kString, "*", "Accepted for compatibility."},
+      {"host-whitelist", Kind::kString, "*",
+       "Comma-separated acceptable hostnames from HTTP client requests, if server is not secure (empty means allow all)."},
       {"auth-token", Kind::kString, "simple", "Accepted for compatibility."},
       {"bcrypt-cost", Kind::kUint, "10", "Accepted for compatibility."},
       {"auth-token-ttl", Kind::kUint, "300", "Accepted for compatibility."},
@@ -319,6 +320,7 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
   f.election_timeout = ms(get("election-timeout"));
   f.max_request_bytes = *go::parse_uint(get("max-request-bytes"));
   f.cors = split(get("cors"), ',');
+  f.host_whitelist = split(get("host-whitelist"), ',');
   f.log_level = *go::parse_bool(get("debug")) ? "debug" : get("log-level");
   f.strict_reconfig_check = *go::parse_bool(get("strict-reconfig-check"));
   f.pre_vote = *go::parse_bool(get("pre-vote"));

@@ -44,6 +44,8 @@ struct Flags {
   std::chrono::milliseconds election_timeout{1000};
   uint64_t max_request_bytes = 1572864;
   std::vector<std::string> cors = {"*"};
+  // Hosts plain-HTTP clients may name (etcd's DNS-rebinding guard); "*": any.
+  std::vector<std::string> host_whitelist = {"*"};
   std::string log_level = "info";
   bool strict_reconfig_check = true;
   bool pre_vote = false;

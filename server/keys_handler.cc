@@ -11,7 +11,8 @@
 
 namespace kvd::server {
 
-void ClientApi::handle_keys(const HttpRequest& r, std::string_view m, const ExchangePtr& ex) {
+void ClientApi::handle_keys(const HttpRequest& r, std::string_view m, std::string_view path,
+                            const ExchangePtr& ex) {
   if (m != "GET" && m != "HEAD" && m != "PUT" && m != "POST" && m != "DELETE") {
     ex->reply(method_not_allowed("HEAD,GET,PUT,POST,DELETE"));
     return;
@@ -29,6 +30,26 @@ void ClientApi::handle_keys(const HttpRequest& r, std::string_view m, const Exch
     ex->reply(keys_error(*e, cid, head));
     return;
   }
+  if (!node_.auth_enabled()) return serve_keys(std::move(parsed), head, ex);
+  // etcd checks the key as the request's path names it (after /v2/keys, before cleaning), and a
+  // subtree for recursive requests.
+  bool recursive = false;
+  if (auto* g = std::get_if<v2::GetRequest>(&parsed)) recursive = g->recursive;
+  if (auto* w = std::get_if<v2::WatchRequest>(&parsed)) recursive = w->recursive;
+  if (auto* w = std::get_if<v2::WriteRequest>(&parsed)) recursive = w->cmd.recursive;
+  auto pending = std::make_shared<v2::KeysRequest>(std::move(parsed));
+  check_key(r, node_.auth_state(), path.substr(std::string_view("/v2/keys").size()), recursive,
+            [this, pending, head, ex, cid](bool allowed) {
+              if (!allowed) {
+                return ex->reply(keys_error(
+                    v2::Error{v2::ErrorCode::kUnauthorized, "Insufficient credentials", 0}, cid, head));
+              }
+              serve_keys(std::move(*pending), head, ex);
+            });
+}
+
+void ClientApi::serve_keys(v2::KeysRequest parsed, bool head, const ExchangePtr& ex) {
+  const uint64_t cid = cluster_id_;
   if (auto* g = std::get_if<v2::GetRequest>(&parsed)) {
     node_.get(std::move(*g), [ex, cid, head](StoreResult res, RaftStatus st) {
       if (auto* ev = std::get_if<v2::Event>(&res))

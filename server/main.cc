@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
     proxy.data_dir = flags.data_dir;
     proxy.listen_client_urls = flags.listen_client_urls;
     proxy.cors = flags.cors;
+    proxy.host_whitelist = flags.host_whitelist;
     for (const auto& [name, url] : flags.initial_cluster) proxy.initial_peer_urls.push_back(url);
     proxy.failure_wait = flags.proxy_failure_wait;
     proxy.refresh_interval = flags.proxy_refresh_interval;
@@ -222,10 +223,15 @@ int main(int argc, char** argv) {
   ClientServerConfig server_config;
   server_config.listen_urls = flags.listen_client_urls;
   server_config.cors = flags.cors;
+  server_config.host_whitelist = flags.host_whitelist;
   server_config.connection_executor = [&loops] { return loops.next_executor(); };
   server_config.max_connections = max_connections;
   server_config.tls = tls.value().client;
-  ClientApi api(*node);
+  auth::Authenticator authenticator;
+  ClientApiOptions api_options;
+  api_options.authenticator = &authenticator;
+  api_options.client_cert_auth = flags.client_tls.client_cert_auth;
+  ClientApi api(*node, std::move(api_options));
   ClientServer server(io, api, server_config);
   if (auto st = server.listen(); !st.is_ok()) {
     spdlog::critical("cannot listen for clients: {}", st.message());

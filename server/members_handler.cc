@@ -3,6 +3,7 @@
 // the change by the Node, whose MemberChange is answered with etcd's status and message.
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 
 #include <nlohmann/json.hpp>
 
@@ -45,24 +46,80 @@ std::string json_type_name(const nlohmann::json& j) {
   }
 }
 
+// A body Go's scanner accepted, rewritten so that nlohmann reads it as Go's decoder does here:
+// each invalid UTF-8 byte and each unpaired surrogate escape in a string becomes U+FFFD (Go's
+// unquote), and each number becomes 0, since only its type matters to this request and Go has
+// no range limit at this stage (nlohmann rejects 1e400). REQUIRES: go::json_syntax_error(body)
+// is "".
+std::string as_go_decodes(std::string_view body) {
+  auto hex4 = [&](size_t at) {
+    unsigned v = 0;
+    if (at + 4 > body.size()) return -1;
+    auto [end, ec] = std::from_chars(body.data() + at, body.data() + at + 4, v, 16);
+    return ec == std::errc() && end == body.data() + at + 4 ? static_cast<int>(v) : -1;
+  };
+  auto in_number = [](char c) { return (c >= '0' && c <= '9') || c == '-' || c == '+' ||
+                                       c == '.' || c == 'e' || c == 'E'; };
+  std::string out;
+  bool in_string = false;
+  for (size_t i = 0; i < body.size();) {
+    const char c = body[i];
+    if (!in_string) {
+      if (c == '-' || (c >= '0' && c <= '9')) {
+        while (i < body.size() && in_number(body[i])) ++i;
+        out.push_back('0');
+      } else {
+        in_string = c == '"';
+        out.push_back(c);
+        ++i;
+      }
+    } else if (c == '"') {
+      in_string = false;
+      out.push_back(c);
+      ++i;
+    } else if (c == '\\') {
+      size_t len = body[i + 1] == 'u' ? 6 : 2;
+      const int r = len == 6 ? hex4(i + 2) : -1;
+      if (r >= 0xDC00 && r < 0xE000) {
+        out += "\\ufffd";  // a low surrogate first
+      } else if (r >= 0xD800 && r < 0xDC00) {
+        const int low = i + 7 < body.size() && body[i + 6] == '\\' && body[i + 7] == 'u'
+                            ? hex4(i + 8) : -1;
+        if (low >= 0xDC00 && low < 0xE000) {
+          len = 12;
+          out.append(body.substr(i, len));
+        } else {
+          out += "\\ufffd";  // a high surrogate without its low half
+        }
+      } else {
+        out.append(body.substr(i, len));
+      }
+      i += len;
+    } else {
+      size_t width = 1;
+      if (go::decode_rune(body, i, &width) < 0) {
+        out += "\xEF\xBF\xBD";
+      } else {
+        out.append(body.substr(i, width));
+      }
+      i += width;
+    }
+  }
+  return out;
+}
+
 // Decodes a members mutation body as etcd's MemberCreateRequest/MemberUpdateRequest do.
 // Returns the peer URLs or sets *error to Go's error text.
 std::vector<std::string> parse_peer_urls(std::string_view body, std::string* error) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(body.begin(), body.end());
-  } catch (const nlohmann::json::parse_error& e) {
-    // Go reports a body that ends early as one error and a bad byte by naming it.
-    size_t at = e.byte > 0 ? e.byte - 1 : 0;
-    std::string_view rest = body.substr(std::min(at, body.size()));
-    size_t first = rest.find_first_not_of(" \t\r\n");
-    if (first == std::string_view::npos) {
-      *error = "unexpected end of JSON input";
-    } else {
-      *error = "invalid character '";
-      *error += rest[first];
-      *error += "' looking for beginning of value";
-    }
+  // json.Unmarshal checks the whole body before decoding: the first syntax error wins.
+  if (std::string syntax = go::json_syntax_error(body); !syntax.empty()) {
+    *error = std::move(syntax);
+    return {};
+  }
+  nlohmann::json j = nlohmann::json::parse(as_go_decodes(body), nullptr, false);
+  if (j.is_discarded()) {
+    // Not expected: what Go's scanner accepts, rewritten, nlohmann reads.
+    *error = "unexpected end of JSON input";
     return {};
   }
   std::vector<std::string> urls;
@@ -110,6 +167,19 @@ void ClientApi::handle_members(const HttpRequest& r, std::string_view path,
     ex->reply(method_not_allowed("GET,POST,DELETE,PUT"));
     return;
   }
+  if (m != "GET" && node_.auth_enabled()) {
+    // etcd's hasWriteRootAccess: changing the membership needs the root role.
+    // The request's views stay valid until it is answered; the struct is copied.
+    return check_root(r, node_.auth_state(), [this, req = r, path = std::string(path), ex](bool allowed) {
+      if (!allowed) return ex->reply(insufficient_credentials());
+      serve_members(req, path, ex);
+    });
+  }
+  serve_members(r, path, ex);
+}
+
+void ClientApi::serve_members(const HttpRequest& r, std::string_view path, const ExchangePtr& ex) {
+  const std::string_view m = r.method;
   const uint64_t cid = cluster_id_;
   std::string_view rest = path.substr(kMembersPrefix.size());
   if (!rest.empty() && rest[0] == '/') rest.remove_prefix(1);

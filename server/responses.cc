@@ -18,6 +18,14 @@ HttpResponse go_error(int status, std::string_view text) {
   return r;
 }
 
+HttpResponse insufficient_credentials() {
+  HttpResponse r;
+  r.status = 401;
+  r.content_type = kJson;
+  r.body = "{\"message\":\"Insufficient credentials\"}";
+  return r;
+}
+
 HttpResponse not_found() { return go_error(404, "404 page not found"); }
 
 HttpResponse method_not_allowed(std::string_view allow) {

@@ -24,6 +24,9 @@ HttpResponse method_not_allowed(std::string_view allow);
 HttpResponse transport_bad_request();
 // etcd's httptypes.HTTPError: {"message":"..."} without a newline.
 HttpResponse message_error(int status, std::string_view message, uint64_t cluster_id);
+// etcd's writeNoAuth: 401 {"message":"Insufficient credentials"}, without the cluster id (the
+// handlers refuse before they set it).
+HttpResponse insufficient_credentials();
 // A keys API error (v2-keys-api.md §9), and a successful keys answer with its index headers.
 HttpResponse keys_error(const v2::Error& e, uint64_t cluster_id, bool head);
 HttpResponse keys_event(const v2::Event& ev, const RaftStatus& st, uint64_t cluster_id,

@@ -33,6 +33,8 @@ namespace kvd::server {
 struct ClientServerConfig {
   std::vector<std::string> listen_urls;  // "http://127.0.0.1:2379" ..., several allowed
   std::vector<std::string> cors = {"*"};  // --cors
+  // --host-whitelist (host_whitelist.h): plain-HTTP requests naming another host get 421.
+  std::vector<std::string> host_whitelist = {"*"};
   uint64_t max_request_bytes = 32 * 1024 * 1024;
   // All request bodies being read (and held until their answer) at once, over all connections:
   // a body that would exceed it is refused with 503 instead of buffered (a chunked body counts

@@ -9,6 +9,7 @@
 #include <boost/beast/http/read.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/go.h"
 #include "server/http/header_checks.h"
 
 namespace kvd::server {
@@ -314,7 +315,21 @@ void Connection::dispatch_request() {
   r.raw_header = header_;
   r.remote_ip = remote_ip_;
   r.client_cert_cn = client_cert_cn_;
+  r.authorization = req_.authorization;
+  r.host = req_.host;
+  r.tls = socket_.is_tls();
   set_handling(true);
+  if (!r.tls && !state_->hosts.allows_all() && !state_->hosts.allows(r.host)) {
+    std::string_view name = HostWhitelist::hostname(r.host);
+    spdlog::warn("rejecting HTTP request to prevent DNS rebinding attacks (host {})", go::quote(name));
+    HttpResponse resp;
+    resp.status = 421;
+    resp.content_type = "text/plain; charset=utf-8";
+    resp.nosniff = true;
+    resp.body = HostWhitelist::refusal_text(name) + "\n";
+    resp.cors = false;
+    return reply(std::move(resp));
+  }
   state_->handler.handle(r, shared_from_this());
 }
 

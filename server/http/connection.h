@@ -34,6 +34,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 
 #include "server/http/client_server.h"
+#include "server/http/host_whitelist.h"
 #include "server/http/request_parser.h"
 #include "server/http/response_writer.h"
 #include "server/http/types.h"
@@ -50,7 +51,7 @@ struct ClientServer::State {
   using Clock = std::chrono::steady_clock;
 
   State(boost::asio::io_context& io_, RequestHandler& handler_, ClientServerConfig cfg_)
-      : io(io_), cfg(std::move(cfg_)), handler(handler_),
+      : io(io_), cfg(std::move(cfg_)), handler(handler_), hosts(cfg.host_whitelist),
         accept_strand(boost::asio::make_strand(io_)) {
     cors_any = std::find(cfg.cors.begin(), cfg.cors.end(), "*") != cfg.cors.end();
     read_timeout = cfg.read_timeout_override.count() > 0
@@ -61,6 +62,7 @@ struct ClientServer::State {
   boost::asio::io_context& io;
   const ClientServerConfig cfg;
   RequestHandler& handler;
+  const HostWhitelist hosts;
   bool cors_any = false;
   Clock::duration read_timeout{};
 

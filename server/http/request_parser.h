@@ -54,11 +54,14 @@ struct RequestData {
   std::string target;
   std::string content_type;
   std::string origin;
+  std::string authorization;  // the first Authorization header
+  std::string host;           // the Host header
   std::string body;
   int version = 11;
   bool has_host = false;
   bool has_content_type = false;
   bool has_origin = false;
+  bool has_authorization = false;
   bool expect_continue = false;
 
   // A body buffer above this is given back after its request instead of kept for the next one,
@@ -70,13 +73,15 @@ struct RequestData {
     target.clear();
     content_type.clear();
     origin.clear();
+    authorization.clear();
+    host.clear();
     if (body.capacity() > kKeptBodyCapacity) {
       std::string().swap(body);
     } else {
       body.clear();
     }
     version = 11;
-    has_host = has_content_type = has_origin = expect_continue = false;
+    has_host = has_content_type = has_origin = has_authorization = expect_continue = false;
   }
 };
 
@@ -107,7 +112,12 @@ class RequestParser final : public BodyParser<true> {
         d_.has_origin = true;
         break;
       case boost::beast::http::field::host:
+        if (!d_.has_host) d_.host.assign(value.data(), value.size());
         d_.has_host = true;
+        break;
+      case boost::beast::http::field::authorization:
+        if (!d_.has_authorization) d_.authorization.assign(value.data(), value.size());
+        d_.has_authorization = true;
         break;
       case boost::beast::http::field::expect:
         if (iequals({value.data(), value.size()}, "100-continue")) d_.expect_continue = true;

@@ -32,6 +32,9 @@ struct HttpRequest {
   // verified (--client-cert-auth, --trusted-ca-file): its common name, else empty. etcd's v2
   // auth takes it as the request's user.
   std::string_view client_cert_cn;
+  std::string_view authorization;  // the first Authorization header's value, or empty
+  std::string_view host;           // the Host header's value (Go's Request.Host), or empty
+  bool tls = false;                // it came over TLS (Go's Request.TLS != nil)
 };
 
 // One response, serialized by the connection. Headers are written in Go's order (CORS, then the

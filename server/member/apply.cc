@@ -53,6 +53,7 @@ v2::Error raft_error(std::string cause) {
 
 bool Core::apply_snapshot(const raft::Snapshot& snap) {
   if (!store.recover(snap.data)) return false;
+  refresh_auth();
   applied = snapshot_index = snap.metadata.index;
   applied_term = snap.metadata.term;
   members_dirty = true;
@@ -145,6 +146,17 @@ bool Core::apply_entry(const raft::Entry& e) {
   }
   v2::Command cmd;
   if (static_cast<uint8_t>(e.data[0]) != kCommandTag || !v2::decode(e.data, &cmd)) return false;
+  if (cmd.op == v2::Op::kAuth) {
+    v2::auth::Answer answer = store.apply_auth(cmd);
+    refresh_auth();
+    auto it = cmd.request_id ? waiters.find(cmd.request_id) : waiters.end();
+    if (it != waiters.end() && it->second.kind == Waiter::Kind::kAuth) {
+      Waiter w = std::move(it->second);
+      waiters.erase(it);
+      w.auth_cb(std::move(answer));
+    }
+    return true;
+  }
   auto result = store.apply(cmd);
   if (cmd.op == v2::Op::kInternal) members_dirty = true;
   if (cmd.request_id != 0) {
@@ -162,18 +174,21 @@ bool Core::apply_entry(const raft::Entry& e) {
   return true;
 }
 
+void Core::fail_waiter(Waiter& w, const std::string& cause) {
+  switch (w.kind) {
+    case Waiter::Kind::kInternal: w.done(false); break;
+    case Waiter::Kind::kAuth: w.auth_cb(raft_error(cause)); break;
+    case Waiter::Kind::kWrite:
+    case Waiter::Kind::kRead: w.cb(raft_error(cause), status()); break;
+  }
+}
+
 void Core::fail_all_waiters(const std::string& cause) {
   auto all = std::move(waiters);
   waiters.clear();
   stalled.clear();
   expire_in_flight = attributes_in_flight = version_in_flight = 0;
-  for (auto& [id, w] : all) {
-    if (w.kind == Waiter::Kind::kInternal) {
-      w.done(false);
-    } else {
-      w.cb(raft_error(cause), status());
-    }
-  }
+  for (auto& [id, w] : all) fail_waiter(w, cause);
   if (conf_waiter) {
     ConfWaiter w = std::move(*conf_waiter);
     conf_waiter.reset();
@@ -194,13 +209,7 @@ void Core::expire_waiters() {
       ++it;
     }
   }
-  for (auto& w : due) {
-    if (w.kind == Waiter::Kind::kInternal) {
-      w.done(false);
-    } else {
-      w.cb(raft_error(kTimeoutCause), status());
-    }
-  }
+  for (auto& w : due) fail_waiter(w, kTimeoutCause);
   if (!stalled.empty()) {
     std::erase_if(stalled, [&](const auto& p) { return !waiters.count(p.first); });
   }

@@ -199,6 +199,7 @@ Status Core::recover_and_start() {
     }
     applied = snapshot_index = committed = snap.metadata.index;
     applied_term = snap.metadata.term;
+    refresh_auth();
   }
   // The raft core reads every entry at start (membership); an unreadable log is refused here
   // with the database's name rather than by the core's abort.

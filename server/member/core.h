@@ -105,8 +105,9 @@ struct Core : std::enable_shared_from_this<Core> {
         storage_retry_timer(strand) {}
 
   struct Waiter {
-    enum class Kind { kWrite, kRead, kInternal } kind = Kind::kWrite;
+    enum class Kind { kWrite, kRead, kInternal, kAuth } kind = Kind::kWrite;
     Node::Callback cb;                  // kWrite, kRead
+    Node::AuthCallback auth_cb;         // kAuth
     v2::GetRequest req;                 // kRead
     std::function<void(bool)> done;     // kInternal: true once applied, false on timeout/stop
     SteadyClock::time_point deadline;
@@ -200,6 +201,17 @@ struct Core : std::enable_shared_from_this<Core> {
 
   mutable std::mutex cache_mu;
   std::vector<MemberInfo> members_cache;  // guarded by cache_mu: members() from any thread
+  // The auth records as the client handlers check requests against them (api_v2/auth.h),
+  // made again on the strand after every change of the records, before the change's waiter
+  // hears of it; read from any thread.
+  std::atomic<std::shared_ptr<const v2::auth::AuthState>> auth_state{
+      v2::auth::AuthState::from_records({})};
+  std::atomic<bool> auth_enabled{false};
+  void refresh_auth() {
+    auto st = v2::auth::AuthState::from_records(store.internal());
+    auth_enabled.store(st->enabled(), std::memory_order_release);
+    auth_state.store(std::move(st));
+  }
 
   // --- open() ---------------------------------------------------------------------------------
 
@@ -255,6 +267,8 @@ struct Core : std::enable_shared_from_this<Core> {
   [[nodiscard]] bool apply_entry(const raft::Entry& e);
   [[nodiscard]] bool apply_conf_change(const raft::Entry& e);
   [[nodiscard]] bool apply_snapshot(const raft::Snapshot& snap);
+  // Fails a waiter with a raft error, whatever its kind.
+  void fail_waiter(Waiter& w, const std::string& cause);
   void note_ready(const raft::Ready& rd);
   void pump();
   void schedule_pump();

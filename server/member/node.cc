@@ -171,6 +171,29 @@ void Node::propose(v2::WriteRequest req, Callback cb) {
   });
 }
 
+void Node::propose_auth(v2::auth::Request req, AuthCallback cb) {
+  impl_->core->run_on_strand([req = std::move(req), cb = std::move(cb)](Core& c) mutable {
+    if (c.stopped.load() || !c.raw) return cb(raft_error(kStoppedCause));
+    if (c.write_error) return cb(raft_error(*c.write_error));
+    v2::Command cmd;
+    cmd.op = v2::Op::kAuth;
+    cmd.request_id = c.new_request_id();
+    cmd.now_ns = now_ns();
+    cmd.value = v2::auth::encode_request(req);
+    Core::Waiter w;
+    w.kind = Core::Waiter::Kind::kAuth;
+    w.auth_cb = std::move(cb);
+    w.deadline = SteadyClock::now() + c.request_timeout;
+    c.propose_waited(cmd.request_id, std::move(w), v2::encode(cmd));
+  });
+}
+
+std::shared_ptr<const v2::auth::AuthState> Node::auth_state() const {
+  return impl_->core->auth_state.load();
+}
+
+bool Node::auth_enabled() const { return impl_->core->auth_enabled.load(std::memory_order_acquire); }
+
 void Node::get(v2::GetRequest req, Callback cb) {
   if (!req.quorum) {
     // A local read (etcd v2's default): straight from the store, under the shared lock, on

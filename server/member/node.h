@@ -33,6 +33,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include "api_v2/auth.h"
 #include "api_v2/keys_request.h"
 #include "api_v2/store.h"
 #include "common/members.h"
@@ -129,6 +130,14 @@ class Node {
   void transfer_leadership_for_stop(std::chrono::milliseconds timeout, std::function<void()> done);
 
   using Callback = std::function<void(StoreResult, RaftStatus)>;
+  // A v2 auth change (api_v2/auth.h): its answer once applied, or a raft error (timeout,
+  // stopped, storage failure).
+  using AuthCallback = std::function<void(std::variant<v2::auth::Answer, v2::Error>)>;
+  void propose_auth(v2::auth::Request req, AuthCallback cb);
+  // The auth state as of the last applied change, and whether it has auth enabled (cheaper).
+  // Safe from any thread.
+  std::shared_ptr<const v2::auth::AuthState> auth_state() const;
+  bool auth_enabled() const;
   // A mutation; cb runs once it is durable and applied (or failed).
   void propose(v2::WriteRequest req, Callback cb);
   // A read; quorum reads wait until everything committed before the call has been applied (cb

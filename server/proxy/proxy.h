@@ -30,6 +30,8 @@ struct ProxyConfig {
   std::string data_dir;             // <data-dir>/proxy/cluster keeps the learned peer URLs
   std::vector<std::string> listen_client_urls;
   std::vector<std::string> cors = {"*"};
+  // --host-whitelist, as on a member (etcd's proxy accepts the flag and does not check it).
+  std::vector<std::string> host_whitelist = {"*"};
   // The peer URLs of --initial-cluster, in flag order: where to learn the cluster from when
   // there is no cluster file yet.
   std::vector<std::string> initial_peer_urls;

@@ -108,6 +108,7 @@ int run_proxy(const ProxyConfig& config) {
   ClientServerConfig server_config;
   server_config.listen_urls = config.listen_client_urls;
   server_config.cors = config.cors;
+  server_config.host_whitelist = config.host_whitelist;
   server_config.max_connections = config.max_client_connections;
   server_config.connection_executor = [&loops] { return loops.next_executor(); };
   server_config.tls = config.client_tls;

@@ -469,3 +469,49 @@ class Results:
     def finish(self):
         print(f"{self.passed} passed, {self.failed} failed")
         sys.exit(1 if self.failed else 0)
+
+
+def run_kvctl_sides(make_target, run, before=None):
+    """The kvctl-against-etcdctl set-up the kvctl tests share: etcdctl against one etcd member
+    (the reference), kvctl against a second etcd member and, when KVD_BIN is built and starts,
+    against a kvd member. make_target(label, tool, member, dead_port) makes each side (dead_port:
+    a port nothing listens on); before(target), if given, runs on each side first; run(ref,
+    others) runs the sequence. Skips without kvctl; kills every member at the end."""
+    require_etcd()
+    kvctl = os.environ.get("KVCTL_BIN", "kvctl")
+    if not os.access(kvctl, os.X_OK):
+        print(f"SKIP: kvctl not built at {kvctl}")
+        sys.exit(SKIP)
+    dead_port = free_port()
+    members = []
+    try:
+        ref_member = Member("etcd").start()
+        members.append(ref_member)
+        etcd_member = Member("etcd").start()
+        members.append(etcd_member)
+        ref = make_target("etcdctl/etcd", ETCDCTL_BIN, ref_member, dead_port)
+        others = [make_target("kvctl/etcd", kvctl, etcd_member, dead_port)]
+        if os.access(KVD_BIN, os.X_OK):
+            try:
+                kvd_member = Member("kvd").start()
+                members.append(kvd_member)
+                others.append(make_target("kvctl/kvd", kvctl, kvd_member, dead_port))
+            except RuntimeError as e:
+                print(f"note: kvd did not start, comparing against etcd only: {e}")
+        for t in [ref] + others:
+            if before:
+                before(t)
+        run(ref, others)
+    finally:
+        for m in members:
+            m.cleanup()
+
+
+def wait_cluster_version(member, timeout=20.0):
+    """etcd serves /v2/auth only once the cluster version is decided: polls /version (bounded)
+    until it is; returns whether it was."""
+    def decided():
+        status, j, _ = get_json(member, "/version", timeout=2.0, catch=True)
+        return status == 200 and isinstance(j, dict) \
+            and j.get("etcdcluster") not in (None, "not_decided")
+    return bool(wait_for(decided, timeout))

@@ -62,7 +62,7 @@ TEST(CommandTest, decode_rejectsUnknownVersion) {
 
 TEST(CommandTest, decode_rejectsUnknownOp) {
   Command out;
-  for (uint8_t op : {0, 10, 255}) {
+  for (uint8_t op : {0, 11, 255}) {
     std::string b = encode(full_command());
     b[1] = static_cast<char>(op);
     EXPECT_FALSE(decode(b, &out)) << int(op);
