@@ -19,6 +19,7 @@
 #include "cli/flags.h"
 #include "cli/help.h"
 #include "cli/output.h"
+#include "cli/password.h"
 
 extern char** environ;
 
@@ -121,6 +122,8 @@ EtcdClient new_client(const Context& c, std::shared_ptr<const TlsClientConfig> t
   opts.header_timeout = c.global.get_duration("timeout");
   opts.total_timeout = c.global.get_duration("total-timeout");
   opts.debug = c.global.get_bool("debug");
+  // -u user[:password] (else ETCDCTL_USERNAME); without a colon the password is asked for.
+  // As the Go client, credentials are sent only with a non-empty user name.
   std::string user = c.global.get_string("username");
   if (user.empty()) user = getenv_str("ETCDCTL_USERNAME");
   if (!user.empty()) {
@@ -129,10 +132,14 @@ EtcdClient new_client(const Context& c, std::shared_ptr<const TlsClientConfig> t
       password = user.substr(colon + 1);
       user.resize(colon);
     } else {
-      write_stderr("Password: ");
-      std::getline(std::cin, password);
+      auto asked = ask_password("Password: ");
+      if (auto* e = std::get_if<PasswordError>(&asked)) {
+        write_stderr(e->message + "\n");
+        exit_now(kExitBadArgs);
+      }
+      password = std::get<std::string>(asked);
     }
-    opts.authorization = "Basic " + base64(user + ":" + password);
+    if (!user.empty()) opts.authorization = "Basic " + base64(user + ":" + password);
   }
   return EtcdClient(std::move(eps), opts);
 }

@@ -1,6 +1,6 @@
 // What kvctl's commands share: etcdctl's exit codes, the parsed command line (Context), error
 // exits, client construction from the global flags, and the commands themselves (keys_commands.cc,
-// member_commands.cc). Single-threaded.
+// member_commands.cc, auth_commands.cc). Single-threaded.
 #pragma once
 
 #include <cstdint>
@@ -106,5 +106,20 @@ void cmd_member_add(const Context& c);
 void cmd_member_remove(const Context& c);
 void cmd_member_update(const Context& c);
 void cmd_cluster_health(const Context& c);
+void cmd_user_list(const Context& c);
+void cmd_user_add(const Context& c);
+void cmd_user_get(const Context& c);
+void cmd_user_remove(const Context& c);
+void cmd_user_grant(const Context& c);
+void cmd_user_revoke(const Context& c);
+void cmd_user_passwd(const Context& c);
+void cmd_role_list(const Context& c);
+void cmd_role_add(const Context& c);
+void cmd_role_get(const Context& c);
+void cmd_role_remove(const Context& c);
+void cmd_role_grant(const Context& c);
+void cmd_role_revoke(const Context& c);
+void cmd_auth_enable(const Context& c);
+void cmd_auth_disable(const Context& c);
 
 }  // namespace kvd::cli

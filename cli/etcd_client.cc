@@ -1,4 +1,5 @@
 #include "cli/etcd_client.h"
+#include "cli/go_json.h"
 #include "common/go.h"
 
 #include <algorithm>
@@ -7,34 +8,6 @@
 
 namespace kvd::cli {
 namespace {
-
-// etcd's CanonicalURLPath: path.Clean that keeps a trailing slash; "" becomes "/".
-std::string canonical_url_path(std::string_view p) {
-  if (p.empty()) return "/";
-  std::string in = p[0] == '/' ? std::string(p) : "/" + std::string(p);
-  // path.Clean on a rooted path: drop empty and "." elements, resolve "..".
-  std::vector<std::string_view> parts;
-  std::string_view rest = in;
-  while (!rest.empty()) {
-    std::size_t slash = rest.find('/');
-    std::string_view elem = rest.substr(0, slash);
-    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
-    if (elem.empty() || elem == ".") continue;
-    if (elem == "..") {
-      if (!parts.empty()) parts.pop_back();
-      continue;
-    }
-    parts.push_back(elem);
-  }
-  std::string out;
-  for (auto e : parts) {
-    out += '/';
-    out.append(e);
-  }
-  if (out.empty()) return "/";
-  if (in.back() == '/') out += '/';
-  return out;
-}
 
 using json = nlohmann::json;
 
@@ -85,29 +58,16 @@ std::string join_path(const std::string& a, const std::string& b) {
   return c;
 }
 
-// Go's json.Unmarshal error text for a body that is not JSON at all (approximation).
+// Go's json.Unmarshal error text for a body that is not JSON.
 std::string json_syntax_error(const std::string& body) {
-  std::size_t i = body.find_first_not_of(" \t\r\n");
-  if (i == std::string::npos) return "unexpected end of JSON input";
-  return std::string("invalid character '") + body[i] + "' looking for beginning of value";
+  std::string err = go::json_syntax_error(body);
+  if (!err.empty()) return err;
+  // Valid for Go but not for the parser (invalid UTF-8 inside a string): the nearest text.
+  return "invalid character looking for beginning of value";
 }
 
 // Case-insensitive member lookup, as encoding/json matches field names.
-const json* field(const json& obj, std::string_view name) {
-  if (!obj.is_object()) return nullptr;
-  if (auto it = obj.find(std::string(name)); it != obj.end()) return &*it;
-  for (auto it = obj.begin(); it != obj.end(); ++it) {
-    const std::string& k = it.key();
-    if (k.size() == name.size() &&
-        std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
-          return std::tolower(static_cast<unsigned char>(a)) ==
-                 std::tolower(static_cast<unsigned char>(b));
-        })) {
-      return &*it;
-    }
-  }
-  return nullptr;
-}
+const json* field(const json& obj, std::string_view name) { return go_json_field(obj, name); }
 
 std::string str_field(const json& obj, std::string_view name) {
   const json* f = field(obj, name);
@@ -180,6 +140,34 @@ ClientError members_error(const std::string& body) {
 }
 
 }  // namespace
+
+// etcd's CanonicalURLPath: path.Clean that keeps a trailing slash; "" becomes "/".
+std::string canonical_url_path(std::string_view p) {
+  if (p.empty()) return "/";
+  std::string in = p[0] == '/' ? std::string(p) : "/" + std::string(p);
+  // path.Clean on a rooted path: drop empty and "." elements, resolve "..".
+  std::vector<std::string_view> parts;
+  std::string_view rest = in;
+  while (!rest.empty()) {
+    std::size_t slash = rest.find('/');
+    std::string_view elem = rest.substr(0, slash);
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    if (elem.empty() || elem == ".") continue;
+    if (elem == "..") {
+      if (!parts.empty()) parts.pop_back();
+      continue;
+    }
+    parts.push_back(elem);
+  }
+  std::string out;
+  for (auto e : parts) {
+    out += '/';
+    out.append(e);
+  }
+  if (out.empty()) return "/";
+  if (in.back() == '/') out += '/';
+  return out;
+}
 
 std::optional<KeysResponse> parse_keys_body(const std::string& body) {
   auto j = json::parse(body, nullptr, false);

@@ -11,6 +11,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -126,6 +127,10 @@ std::optional<std::string> validate_peer_urls(const std::vector<std::string>& ur
 // A /health body: true for {"health":"true"} or {"health":true}, false for other JSON objects,
 // else Go's json error text.
 std::variant<bool, std::string> decode_health(const std::string& body);
+
+// etcd's pathutil.CanonicalURLPath: path.Clean of the rooted path, keeping a trailing slash;
+// "" becomes "/".
+std::string canonical_url_path(std::string_view p);
 
 // Parses one v2 node JSON object (nlohmann-free interface for callers).
 std::optional<KeysResponse> parse_keys_body(const std::string& body);

@@ -37,6 +37,11 @@ std::chrono::nanoseconds ParsedFlags::get_duration(const std::string& name) cons
   return go::parse_duration(it->second).value_or(std::chrono::nanoseconds(0));
 }
 
+std::vector<std::string> ParsedFlags::get_list(const std::string& name) const {
+  auto it = lists.find(name);
+  return it == lists.end() ? std::vector<std::string>{} : it->second;
+}
+
 std::optional<std::string> parse_go_flags(const std::vector<FlagSpec>& specs,
                                           const std::vector<std::string>& argv, ParsedFlags* out) {
   for (const auto& s : specs) out->values[s.names[0]] = s.default_value;
@@ -91,6 +96,7 @@ std::optional<std::string> parse_go_flags(const std::vector<FlagSpec>& specs,
         return "invalid value " + go::quote(value) + " for flag -" + name + ": parse error";
       }
     }
+    if (spec->type == FlagSpec::Type::kStringSlice) out->lists[spec->names[0]].push_back(value);
     out->values[spec->names[0]] = value;
   }
   out->args.assign(argv.begin() + static_cast<std::ptrdiff_t>(i), argv.end());

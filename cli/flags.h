@@ -14,7 +14,8 @@
 namespace kvd::cli {
 
 struct FlagSpec {
-  enum class Type { kBool, kString, kInt, kDuration };
+  // kStringSlice: urfave's StringSliceFlag, one value per occurrence (no splitting at commas).
+  enum class Type { kBool, kString, kInt, kDuration, kStringSlice };
   std::vector<std::string> names;  // names[0] is the canonical name, e.g. {"recursive", "r"}
   Type type;
   std::string default_value;
@@ -26,8 +27,11 @@ class ParsedFlags {
   std::string get_string(const std::string& name) const;
   std::int64_t get_int(const std::string& name) const;
   std::chrono::nanoseconds get_duration(const std::string& name) const;
+  // The values of a kStringSlice flag, in order.
+  std::vector<std::string> get_list(const std::string& name) const;
 
   std::map<std::string, std::string> values;  // canonical name -> raw value (defaults filled)
+  std::map<std::string, std::vector<std::string>> lists;  // kStringSlice flags given
   std::vector<std::string> args;              // positional arguments left after the flags
 };
 

@@ -1,6 +1,7 @@
 // Help screens, byte for byte as etcdctl 3.4.23 (API v2) prints them, so that scripts and
-// humans see the same text. Keyed by topic: "app" (no command), "member_app" (the member
-// sub-command list), a command name, or "member_<sub>".
+// humans see the same text. Keyed by topic: "app" (no command), "<group>_app" (the sub-command
+// list of member, user, role or auth), "<group>_app_help" (that list as `<group> help` shows
+// it), a command name, or "<group>_<sub>" ("<group>_help": the help of `<group> help`).
 #include "cli/help.h"
 
 #include <array>
@@ -10,7 +11,7 @@ namespace kvd::cli {
 namespace {
 
 // clang-format off
-constexpr std::array<std::pair<std::string_view, std::string_view>, 25> kHelp{{
+constexpr std::array<std::pair<std::string_view, std::string_view>, 51> kHelp{{
     {"app", R"(NAME:
    etcdctl - A simple command line client for etcd.
 
@@ -284,11 +285,273 @@ USAGE:
 USAGE:
    etcdctl member remove <memberID>
 )"},
+    {"member_app_help", R"(NAME:
+   etcdctl member - member add, remove and list subcommands
+
+USAGE:
+   etcdctl member [global options] command [command options] [arguments...]
+
+VERSION:
+   3.4.23
+
+COMMANDS:
+   list    enumerate existing cluster members
+   add     add a new member to the etcd cluster
+   remove  remove an existing member from the etcd cluster
+   update  update an existing member in the etcd cluster
+
+GLOBAL OPTIONS:
+   --help, -h  show help
+)"},
+    {"member_help", R"(NAME:
+   etcdctl member help - Shows a list of commands or help for one command
+
+USAGE:
+   etcdctl member help [command]
+)"},
+    {"user_app_help", R"(NAME:
+   etcdctl user - user add, grant and revoke subcommands
+
+USAGE:
+   etcdctl user [global options] command [command options] [arguments...]
+
+VERSION:
+   3.4.23
+
+COMMANDS:
+   add     add a new user for the etcd cluster
+   get     get details for a user
+   list    list all current users
+   remove  remove a user for the etcd cluster
+   grant   grant roles to an etcd user
+   revoke  revoke roles for an etcd user
+   passwd  change password for a user
+
+GLOBAL OPTIONS:
+   --help, -h  show help
+)"},
+    {"user_help", R"(NAME:
+   etcdctl user help - Shows a list of commands or help for one command
+
+USAGE:
+   etcdctl user help [command]
+)"},
+    {"role_app_help", R"(NAME:
+   etcdctl role - role add, grant and revoke subcommands
+
+USAGE:
+   etcdctl role [global options] command [command options] [arguments...]
+
+VERSION:
+   3.4.23
+
+COMMANDS:
+   add     add a new role for the etcd cluster
+   get     get details for a role
+   list    list all roles
+   remove  remove a role from the etcd cluster
+   grant   grant path matches to an etcd role
+   revoke  revoke path matches for an etcd role
+
+GLOBAL OPTIONS:
+   --help, -h  show help
+)"},
+    {"role_help", R"(NAME:
+   etcdctl role help - Shows a list of commands or help for one command
+
+USAGE:
+   etcdctl role help [command]
+)"},
+    {"auth_app_help", R"(NAME:
+   etcdctl auth - overall auth controls
+
+USAGE:
+   etcdctl auth [global options] command [command options] [arguments...]
+
+VERSION:
+   3.4.23
+
+COMMANDS:
+   enable   enable auth access controls
+   disable  disable auth access controls
+
+GLOBAL OPTIONS:
+   --help, -h  show help
+)"},
+    {"auth_help", R"(NAME:
+   etcdctl auth help - Shows a list of commands or help for one command
+
+USAGE:
+   etcdctl auth help [command]
+)"},
     {"member_update", R"(NAME:
    etcdctl member update - update an existing member in the etcd cluster
 
 USAGE:
    etcdctl member update <memberID> <peerURLs>
+)"},
+    {"user_app", R"(NAME:
+   etcdctl user - user add, grant and revoke subcommands
+
+USAGE:
+   etcdctl user command [command options] [arguments...]
+
+COMMANDS:
+   add     add a new user for the etcd cluster
+   get     get details for a user
+   list    list all current users
+   remove  remove a user for the etcd cluster
+   grant   grant roles to an etcd user
+   revoke  revoke roles for an etcd user
+   passwd  change password for a user
+
+OPTIONS:
+   --help, -h  show help
+   
+)"},
+    {"user_add", R"(NAME:
+   etcdctl user add - add a new user for the etcd cluster
+
+USAGE:
+   etcdctl user add <user>
+)"},
+    {"user_get", R"(NAME:
+   etcdctl user get - get details for a user
+
+USAGE:
+   etcdctl user get <user>
+)"},
+    {"user_list", R"(NAME:
+   etcdctl user list - list all current users
+
+USAGE:
+   etcdctl user list <user>
+)"},
+    {"user_remove", R"(NAME:
+   etcdctl user remove - remove a user for the etcd cluster
+
+USAGE:
+   etcdctl user remove <user>
+)"},
+    {"user_grant", R"(NAME:
+   etcdctl user grant - grant roles to an etcd user
+
+USAGE:
+   etcdctl user grant [command options] <user>
+
+OPTIONS:
+   --roles value  List of roles to grant or revoke
+   
+)"},
+    {"user_revoke", R"(NAME:
+   etcdctl user revoke - revoke roles for an etcd user
+
+USAGE:
+   etcdctl user revoke [command options] <user>
+
+OPTIONS:
+   --roles value  List of roles to grant or revoke
+   
+)"},
+    {"user_passwd", R"(NAME:
+   etcdctl user passwd - change password for a user
+
+USAGE:
+   etcdctl user passwd <user>
+)"},
+    {"role_app", R"(NAME:
+   etcdctl role - role add, grant and revoke subcommands
+
+USAGE:
+   etcdctl role command [command options] [arguments...]
+
+COMMANDS:
+   add     add a new role for the etcd cluster
+   get     get details for a role
+   list    list all roles
+   remove  remove a role from the etcd cluster
+   grant   grant path matches to an etcd role
+   revoke  revoke path matches for an etcd role
+
+OPTIONS:
+   --help, -h  show help
+   
+)"},
+    {"role_add", R"(NAME:
+   etcdctl role add - add a new role for the etcd cluster
+
+USAGE:
+   etcdctl role add <role> 
+)"},
+    {"role_get", R"(NAME:
+   etcdctl role get - get details for a role
+
+USAGE:
+   etcdctl role get <role>
+)"},
+    {"role_list", R"(NAME:
+   etcdctl role list - list all roles
+
+USAGE:
+   etcdctl role list  
+)"},
+    {"role_remove", R"(NAME:
+   etcdctl role remove - remove a role from the etcd cluster
+
+USAGE:
+   etcdctl role remove <role>
+)"},
+    {"role_grant", R"(NAME:
+   etcdctl role grant - grant path matches to an etcd role
+
+USAGE:
+   etcdctl role grant [command options] <role>
+
+OPTIONS:
+   --path value       Path granted for the role to access
+   --read             Grant read-only access
+   --write            Grant write-only access
+   --readwrite, --rw  Grant read-write access
+   
+)"},
+    {"role_revoke", R"(NAME:
+   etcdctl role revoke - revoke path matches for an etcd role
+
+USAGE:
+   etcdctl role revoke [command options] <role>
+
+OPTIONS:
+   --path value       Path revoked for the role to access
+   --read             Revoke read access
+   --write            Revoke write access
+   --readwrite, --rw  Revoke read-write access
+   
+)"},
+    {"auth_app", R"(NAME:
+   etcdctl auth - overall auth controls
+
+USAGE:
+   etcdctl auth command [command options] [arguments...]
+
+COMMANDS:
+   enable   enable auth access controls
+   disable  disable auth access controls
+
+OPTIONS:
+   --help, -h  show help
+   
+)"},
+    {"auth_enable", R"(NAME:
+   etcdctl auth enable - enable auth access controls
+
+USAGE:
+   etcdctl auth enable  
+)"},
+    {"auth_disable", R"(NAME:
+   etcdctl auth disable - disable auth access controls
+
+USAGE:
+   etcdctl auth disable  
 )"},
 }};
 // clang-format on

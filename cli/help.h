@@ -6,8 +6,9 @@
 
 namespace kvd::cli {
 
-// Returns the help screen for `topic`: "app", "member_app", a command name ("set", "help"),
-// or "member_<sub>" ("member_list"). nullopt if there is none.
+// Returns the help screen for `topic`: "app", "<group>_app" (group: member, user, role,
+// auth), "<group>_app_help", a command name ("set", "help"), or "<group>_<sub>"
+// ("member_list", "user_add", "user_help"). nullopt if there is none.
 std::optional<std::string_view> help_text(std::string_view topic);
 
 }  // namespace kvd::cli

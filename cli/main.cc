@@ -1,4 +1,4 @@
-// kvctl: a command-line client for the etcd v2 keys and members API that behaves like
+// kvctl: a command-line client for the etcd v2 keys, members and auth APIs that behaves like
 // `ETCDCTL_API=2 etcdctl` 3.4.23: same command-line shape, output, error texts and exit codes
 // (observed etcdctl behaviour: the shared spec etcdctl-v2.md). Single-threaded; talks HTTP and
 // HTTPS.
@@ -95,17 +95,45 @@ const std::vector<Command>& commands() {
   return kCommands;
 }
 
-const std::vector<Command>& member_commands() {
-  static const std::vector<Command> kMember = {
-      {"list", {}, cmd_member_list},
-      {"add", {}, cmd_member_add},
-      {"remove", {}, cmd_member_remove},
-      {"update", {}, cmd_member_update},
+// A command with sub-commands (member, user, role, auth): urfave's sub-app.
+struct Group {
+  std::string name;
+  std::vector<Command> commands;
+};
+
+const std::vector<Group>& groups() {
+  static const FlagSpec kRoles = {{"roles"}, Type::kStringSlice, ""};
+  static const std::vector<FlagSpec> kRolePerm = {{{"path"}, Type::kString, ""},
+                                                  {{"read"}, Type::kBool, "false"},
+                                                  {{"write"}, Type::kBool, "false"},
+                                                  {{"readwrite", "rw"}, Type::kBool, "false"}};
+  static const std::vector<Group> kGroups = {
+      {"member",
+       {{"list", {}, cmd_member_list},
+        {"add", {}, cmd_member_add},
+        {"remove", {}, cmd_member_remove},
+        {"update", {}, cmd_member_update}}},
+      {"user",
+       {{"add", {}, cmd_user_add},
+        {"get", {}, cmd_user_get},
+        {"list", {}, cmd_user_list},
+        {"remove", {}, cmd_user_remove},
+        {"grant", {kRoles}, cmd_user_grant},
+        {"revoke", {kRoles}, cmd_user_revoke},
+        {"passwd", {}, cmd_user_passwd}}},
+      {"role",
+       {{"add", {}, cmd_role_add},
+        {"get", {}, cmd_role_get},
+        {"list", {}, cmd_role_list},
+        {"remove", {}, cmd_role_remove},
+        {"grant", kRolePerm, cmd_role_grant},
+        {"revoke", kRolePerm, cmd_role_revoke}}},
+      {"auth", {{"enable", {}, cmd_auth_enable}, {"disable", {}, cmd_auth_disable}}},
   };
-  return kMember;
+  return kGroups;
 }
 
-const std::vector<std::string> kUnsupported = {"backup", "user", "role", "auth"};
+const std::vector<std::string> kUnsupported = {"backup"};
 
 void print_help(const std::string& topic) { write_stdout(*help_text(topic)); }
 
@@ -113,9 +141,9 @@ void print_help(const std::string& topic) { write_stdout(*help_text(topic)); }
 [[noreturn]] void show_command_help(const std::string& topic, const std::string& prefix) {
   std::string key = prefix + topic;
   if (topic == "h") key = prefix + "help";
-  if (prefix.empty() && topic == "member") key = "member";
-  if (prefix == "member_" && (topic == "help" || topic == "h")) key = "help";
-  if (auto text = help_text(key)) {
+  // Help keys that are not command names ("app", "member_app") are no topics.
+  const bool command_name = topic.find('_') == std::string::npos && topic != "app";
+  if (auto text = command_name ? help_text(key) : std::nullopt) {
     write_stdout(*text);
     exit_now(kExitSuccess);
   }
@@ -142,29 +170,30 @@ void print_help(const std::string& topic) { write_stdout(*help_text(topic)); }
   exit_now(kExitSuccess);
 }
 
-[[noreturn]] void run_member(Context& c, const std::vector<std::string>& argv) {
+[[noreturn]] void run_group(const Group& group, Context& c, const std::vector<std::string>& argv) {
+  const std::string app = group.name + "_app";
   ParsedFlags sub;
   if (auto err = parse_go_flags({kHelpFlag}, argv, &sub)) {
     write_stdout("Incorrect Usage. " + *err + "\n\n");
-    print_help("member_app");
+    print_help(app);
     write_stderr(*err + "\n");
     exit_now(kExitBadArgs);
   }
   if (sub.get_bool("help") || sub.args.empty()) {
-    print_help("member_app");
+    print_help(app);
     exit_now(kExitSuccess);
   }
   const std::string& name = sub.args[0];
   std::vector<std::string> rest(sub.args.begin() + 1, sub.args.end());
   if (name == "help" || name == "h") {
     if (rest.empty()) {
-      print_help("member_app");
+      print_help(app + "_help");
       exit_now(kExitSuccess);
     }
-    show_command_help(rest[0], "member_");
+    show_command_help(rest[0], group.name + "_");
   }
-  for (const auto& cmd : member_commands()) {
-    if (cmd.name == name) run_command(cmd, "member_" + name, c, rest);
+  for (const auto& cmd : group.commands) {
+    if (cmd.name == name) run_command(cmd, group.name + "_" + name, c, rest);
   }
   write_stderr("No help topic for '" + name + "'\n");
   exit_now(kExitUnknownCommand);
@@ -201,7 +230,9 @@ int run(int argc, char** argv) {
     }
     show_command_help(cmd_args[0], "");
   }
-  if (name == "member") run_member(c, cmd_args);
+  for (const auto& group : groups()) {
+    if (group.name == name) run_group(group, c, cmd_args);
+  }
   for (const auto& cmd : commands()) {
     if (cmd.name == name) run_command(cmd, name, c, cmd_args);
   }

@@ -348,36 +348,14 @@ def sequence(c):
 
 
 def main():
-    harness.require_etcd()
-    kvctl = os.environ.get("KVCTL_BIN", "kvctl")
-    if not os.access(kvctl, os.X_OK):
-        print(f"SKIP: kvctl not built at {kvctl}")
-        sys.exit(harness.SKIP)
-    dead_port = harness.free_port()
-    members = []
-    try:
-        ref_member = harness.Member("etcd").start()
-        members.append(ref_member)
-        etcd_member = harness.Member("etcd").start()
-        members.append(etcd_member)
-        ref = Target("etcdctl/etcd", harness.ETCDCTL_BIN, ref_member, dead_port)
-        others = [Target("kvctl/etcd", kvctl, etcd_member, dead_port)]
-        if os.access(harness.KVD_BIN, os.X_OK):
-            try:
-                kvd_member = harness.Member("kvd").start()
-                members.append(kvd_member)
-                others.append(Target("kvctl/kvd", kvctl, kvd_member, dead_port))
-            except RuntimeError as e:
-                print(f"note: kvd did not start, comparing against etcd only: {e}")
-        for t in [ref] + others:
-            t.base_index = t.current_index()
+    def set_base(t):
+        t.base_index = t.current_index()
+
+    def run(ref, others):
         results = harness.Results()
         sequence(Comparison(results, ref, others))
         results.finish()
-    finally:
-        for m in members:
-            m.cleanup()
-
+    harness.run_kvctl_sides(Target, run, before=set_base)
 
 if __name__ == "__main__":
     main()
