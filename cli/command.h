@@ -1,6 +1,6 @@
 // What kvctl's commands share: etcdctl's exit codes, the parsed command line (Context), error
 // exits, client construction from the global flags, and the commands themselves (keys_commands.cc,
-// member_commands.cc, auth_commands.cc). Single-threaded.
+// member_commands.cc, auth_commands.cc, export_import.cc). Single-threaded.
 #pragma once
 
 #include <cstdint>
@@ -101,6 +101,9 @@ void cmd_get(const Context& c);
 void cmd_ls(const Context& c);
 void cmd_watch(const Context& c);
 void cmd_exec_watch(const Context& c);
+// kvctl's own: the v2 tree to and from a JSON file (export_import.cc).
+void cmd_export(const Context& c);
+void cmd_import(const Context& c);
 void cmd_member_list(const Context& c);
 void cmd_member_add(const Context& c);
 void cmd_member_remove(const Context& c);

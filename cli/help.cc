@@ -11,7 +11,7 @@ namespace kvd::cli {
 namespace {
 
 // clang-format off
-constexpr std::array<std::pair<std::string_view, std::string_view>, 51> kHelp{{
+constexpr std::array<std::pair<std::string_view, std::string_view>, 53> kHelp{{
     {"app", R"(NAME:
    etcdctl - A simple command line client for etcd.
 
@@ -235,6 +235,45 @@ USAGE:
 OPTIONS:
    --after-index value  watch after the given index (default: 0)
    --recursive, -r      watch all values for key and child keys
+   
+)"},
+    // kvctl's own commands (not in etcdctl, so not in the "app" list, which stays etcdctl's).
+    {"export", R"(NAME:
+   kvctl export - write the v2 tree under a key to stdout as JSON
+
+USAGE:
+   kvctl export [command options] [key]
+
+DESCRIPTION:
+   Reads the tree under [key] (default /) with one recursive quorum GET and writes
+   it as a "kvd-v2-export" JSON file (described in cli/export_import.cc): every
+   directory and key with its value, TTL (expiration, authoritative, and ttl) and
+   indexes, and the X-Etcd-Index it was read at. Works against etcd and kvd.
+   Hidden nodes (names starting with '_') are not listed by the v2 API and are not
+   exported.
+
+OPTIONS:
+   --no-index  leave out etcdIndex, createdIndex and modifiedIndex (to compare files)
+   
+)"},
+    {"import", R"(NAME:
+   kvctl import - create the tree of an export file in an empty cluster
+
+USAGE:
+   kvctl import [command options] [file]
+
+DESCRIPTION:
+   Reads an export file ([file], or stdin) and checks all of it before writing.
+   Refuses a target that holds any key under / (exit code 6) unless --force.
+   Creates directories level by level, then keys, several requests at a time.
+   TTLs are the time left until each node's expiration; expired nodes are skipped.
+   Indexes cannot be preserved: the target assigns its own createdIndex and
+   modifiedIndex. Exit codes: 0 done, 1 bad input (nothing written), 4 a request
+   failed, 6 target not empty.
+
+OPTIONS:
+   --force           import into a non-empty target: overwrite keys, keep existing directories
+   --parallel value  requests in flight (default: 16)
    
 )"},
     {"member", R"(NAME:

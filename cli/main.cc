@@ -91,6 +91,11 @@ const std::vector<Command>& commands() {
       {"exec-watch",
        {{{"after-index"}, Type::kInt, "0"}, {{"recursive", "r"}, Type::kBool, "false"}},
        cmd_exec_watch},
+      // kvctl's own; etcdctl v2 has no such commands.
+      {"export", {{{"no-index"}, Type::kBool, "false"}}, cmd_export},
+      {"import",
+       {{{"force"}, Type::kBool, "false"}, {{"parallel"}, Type::kInt, "16"}},
+       cmd_import},
   };
   return kCommands;
 }

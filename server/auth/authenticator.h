@@ -63,6 +63,7 @@ class Authenticator {
   };
   Digest digest(std::string_view user, std::string_view password, std::string_view hash) const;
 
+  const uint64_t id_;  // unique per Authenticator of this process
   std::array<unsigned char, 32> key_;
   boost::asio::thread_pool pool_;
   mutable std::mutex mu_;
