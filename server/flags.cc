@@ -118,7 +118,7 @@ const std::vector<FlagDef>& flag_defs() {
       {"experimental-peer-skip-client-san-verification", Kind::kBool, "false", "Accepted for compatibility."},
       {"experimental-watch-progress-notify-interval", Kind::kDuration, "10m", "Accepted for compatibility."},
       {"experimental-warning-apply-duration", Kind::kDuration, "100ms", "Accepted for compatibility."},
-      {"force-new-cluster", Kind::kBool, "false", "Accepted for compatibility."},
+      {"force-new-cluster", Kind::kBool, "false", "Force to create a new one member cluster."},
       {"version", Kind::kBool, "false", "Print the version and exit."},
       {"config-file", Kind::kString, "", "Not supported by kvd; rejected when given."},
   };
@@ -323,6 +323,7 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
   f.host_whitelist = split(get("host-whitelist"), ',');
   f.log_level = *go::parse_bool(get("debug")) ? "debug" : get("log-level");
   f.strict_reconfig_check = *go::parse_bool(get("strict-reconfig-check"));
+  f.force_new_cluster = *go::parse_bool(get("force-new-cluster"));
   f.pre_vote = *go::parse_bool(get("pre-vote"));
   f.initial_election_tick_advance = *go::parse_bool(get("initial-election-tick-advance"));
   auto tls_flags = [&](const std::string& prefix, TlsFlags& t) {

@@ -48,6 +48,7 @@ struct Flags {
   std::vector<std::string> host_whitelist = {"*"};
   std::string log_level = "info";
   bool strict_reconfig_check = true;
+  bool force_new_cluster = false;
   bool pre_vote = false;
   bool initial_election_tick_advance = true;
 

@@ -178,6 +178,7 @@ int main(int argc, char** argv) {
   node_config.initial_advertise_peer_urls = flags.initial_advertise_peer_urls;
   node_config.initial_cluster = flags.initial_cluster;
   node_config.initial_cluster_state = flags.initial_cluster_state;
+  node_config.force_new_cluster = flags.force_new_cluster;
   node_config.fetch_cluster = [peer_tls = tls.value().peer](const std::string& peer_url,
                                                             std::chrono::milliseconds timeout,
                                                             std::string* why) {

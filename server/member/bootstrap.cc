@@ -222,6 +222,9 @@ Status Core::recover_and_start() {
       ++next;
     }
   }
+  if (config.force_new_cluster && !fresh) {
+    if (Status st = force_standalone(snap); !st.is_ok()) return st;
+  }
   const auto [hs, cs] = log->initial_state();
   term = hs.term;
   if (!fresh) {
@@ -249,6 +252,52 @@ Status Core::recover_and_start() {
   const auto& voters = raw->status().conf_state.voters;
   if (voters.size() == 1 && voters[0] == member_id) return start_single_member();
   return Status::ok();
+}
+
+// etcd's restartAsStandaloneNode: the committed log is kept; entries after the commit index are
+// replaced by kRemoveNode changes for every other voter (this member's term, committed at once
+// by the hard state), so that the raft core starts with this member alone and applies the
+// removals like any membership change (durable, in the store's member records).
+Status Core::force_standalone(const raft::Snapshot& snap) {
+  const auto [hs, cs] = log->initial_state();
+  raft::ConfState conf = snap.empty() ? cs : snap.metadata.conf_state;
+  const uint64_t commit = std::max(hs.commit, snap.empty() ? 0 : snap.metadata.index);
+  const uint64_t last = log->last_index();
+  for (uint64_t next = std::max(log->first_index(), snap.metadata.index + 1); next <= std::min(last, commit);) {
+    std::vector<raft::Entry> batch;
+    if (log->entries(next, std::min(last, commit) + 1, kReplayBatchBytes, &batch) !=
+            raft::StorageError::kOk || batch.empty()) {
+      return Status::error(db_dir + ": cannot read log entry " + std::to_string(next));
+    }
+    for (const auto& e : batch) {
+      if (e.type == raft::EntryType::kConfChange) conf = raft::apply_conf_change(conf, *raft::decode_conf_change(e.data));
+      ++next;
+    }
+  }
+  if (std::find(conf.voters.begin(), conf.voters.end(), member_id) == conf.voters.end()) {
+    return Status::error(db_dir + ": this member (" + hex_id(member_id) +
+                         ") is not in its cluster's membership; --force-new-cluster cannot restart it");
+  }
+  std::vector<raft::Entry> removals;
+  std::string removed;
+  uint64_t index = commit;
+  for (uint64_t id : conf.voters) {
+    if (id == member_id) continue;
+    removals.push_back(raft::Entry{hs.term, ++index, raft::EntryType::kConfChange,
+                                   raft::encode_conf_change(
+                                       raft::ConfChange{raft::ConfChangeType::kRemoveNode, id, {}})});
+    removed += (removed.empty() ? "" : " ") + hex_id(id);
+  }
+  spdlog::warn("forcing restart of member {} in cluster {} at commit index {}: it becomes a "
+               "one-member cluster with all of its data; {} uncommitted log entries dropped; "
+               "members removed: [{}]. The removed members must not be started again on their "
+               "data dirs; add new members with `member add`",
+               hex_id(member_id), hex_id(cluster_id), commit, last > commit ? last - commit : 0,
+               removed);
+  if (removals.empty()) return Status::ok();  // a lone member already: nothing to change
+  raft::HardState next_hs = hs;
+  next_hs.commit = index;
+  return log->append(removals, next_hs);
 }
 
 Status Core::start_single_member() {

@@ -219,6 +219,7 @@ struct Core : std::enable_shared_from_this<Core> {
   Status bootstrap_ids(bool* fresh);
   Status join_existing();
   Status start_single_member();
+  Status force_standalone(const raft::Snapshot& snap);
   Status drive_sync();
 
   // --- strand ---------------------------------------------------------------------------------

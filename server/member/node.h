@@ -81,6 +81,11 @@ struct NodeConfig {
   // --strict-reconfig-check: refuse membership changes that could cost the quorum, as etcd. A
   // peer counts as up for it once connected for health_interval (etcd's HealthInterval).
   bool strict_reconfig_check = true;
+  // --force-new-cluster, as etcd's restartAsStandaloneNode: a member restarted on its data dir
+  // keeps everything committed, drops the uncommitted tail of its log and commits, in its own
+  // log, the removal of every other member: a one-member cluster with all of its data, the same
+  // cluster id. Ignored for a new data dir.
+  bool force_new_cluster = false;
   std::chrono::milliseconds health_interval{5000};
   // Runs (on the strand) once this member has applied its own removal from the cluster; the
   // process should stop serving. Must not call Node methods synchronously: post them.

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""--force-new-cluster after losing a quorum for good, on a kvd and on an etcd cluster side by
+side. Three members get 1,000 keys (nested dirs, TTL keys, in-order keys); two are killed with
+SIGKILL and never come back; the survivor is restarted on its data dir with --force-new-cluster.
+On each kind:
+  - the survivor is healthy and writable at once, alone in the member list, with the same
+    cluster id;
+  - every node is there with its value, createdIndex and modifiedIndex (TTLs counting down).
+What a client sees must be the same for kvd as for etcd: the outcome of each step, the member
+count, and how far the etcd index moved across the forced restart. (Growing the one-member
+cluster back with `member add` is not covered yet: kvd cannot yet add a second member to a
+one-member cluster, whose new configuration needs the new member's vote to commit.)
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from cluster import Cluster  # noqa: E402
+
+KEYS = 1000
+
+
+def load(m):
+    """Writes the tree through m: 1,000 keys under 10 nested dirs, 5 TTL keys, 5 in-order keys."""
+    for i in range(KEYS):
+        harness.put(m, f"/data/d{i % 10}/sub/k{i}", f"v{i}")
+    for i in range(5):
+        harness.put(m, f"/ttl/k{i}", "t", query="ttl=600")
+        harness.request("POST", m.url + "/v2/keys/queue", body=f"value=job{i}".encode(),
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def nodes(tree):
+    """{key: (value, dir, createdIndex, modifiedIndex, has_ttl)} of a recursive GET's tree."""
+    out = {}
+
+    def walk(n):
+        if "key" in n:
+            out[n["key"]] = (n.get("value"), bool(n.get("dir")), n.get("createdIndex"),
+                             n.get("modifiedIndex"), "ttl" in n)
+        for c in n.get("nodes", []) or []:
+            walk(c)
+    walk(tree)
+    return out
+
+
+def member_count(m):
+    status, j, _ = harness.get_json(m, "/v2/members")
+    return len(j["members"]) if status == 200 and j else None
+
+
+def cluster_id(m):
+    _, hdrs, _ = harness.request("GET", m.url + "/v2/members")
+    return hdrs.get("x-etcd-cluster-id")
+
+
+def scenario(kind, R):
+    out = {}
+    with Cluster(kind, n=3, results=R) as c:
+        survivor = c.members[0]
+        load(survivor)
+        before = c.converged()
+        R.check(before is not None, f"[{kind}] the three members converged after the load")
+        cid = cluster_id(survivor)
+        for m in c.members[1:]:
+            c.kill(m)
+        c.kill(survivor)
+        survivor.extra_args = survivor.extra_args + ["--force-new-cluster"]
+        c.restart(survivor)
+        R.check(harness.healthy(survivor)[0], f"[{kind}] the survivor is healthy after the forced restart")
+        out["members"] = member_count(survivor)
+        R.check(out["members"] == 1, f"[{kind}] one member left (got {out['members']})")
+        R.check(cluster_id(survivor) == cid, f"[{kind}] same cluster id")
+        after = Cluster.dump(survivor)
+        R.check(after is not None, f"[{kind}] the survivor answers a recursive GET")
+        if before and after:
+            nb, na = nodes(before[1]), nodes(after[1])
+            lost = [k for k in nb if k not in na]
+            changed = [k for k in nb if k in na and nb[k] != na[k]]
+            what = (f"[{kind}] every node kept with its indexes ({len(nb)} nodes; lost "
+                    f"{lost[:3]}, changed {changed[:3]})")
+            if kind == "kvd":
+                R.check(not lost and not changed and len(na) == len(nb), what)
+            else:
+                # etcd keeps what its last persisted commit index covers: writes applied (and
+                # acknowledged) after the last hard state it synced can be dropped. Reported,
+                # not required of it.
+                print(("ok: " if not lost and not changed else "note: ") + what)
+            out["lost"] = len(lost)
+            out["index_moved"] = after[0] - before[0]
+        status, _, _ = harness.put(survivor, "/after", "x", catch=True)
+        R.check(status == 201, f"[{kind}] writable at once (PUT answered {status})")
+        out["write"] = status
+    return out
+
+
+def main():
+    harness.require_etcd()
+    R = harness.Results()
+    results = {kind: scenario(kind, R) for kind in ("kvd", "etcd")}
+    keys = ["members", "write"]
+    if results["etcd"].get("lost") == 0:
+        keys.append("index_moved")  # comparable only when etcd dropped nothing
+    for key in keys:
+        R.check(results["kvd"].get(key) == results["etcd"].get(key),
+                f"kvd and etcd agree on {key}: kvd {results['kvd'].get(key)}, "
+                f"etcd {results['etcd'].get(key)}")
+    R.finish()
+
+
+if __name__ == "__main__":
+    main()
