@@ -11,6 +11,7 @@
 #include "common/ids.h"
 #include "common/url.h"
 #include "server/client_api.h"
+#include "server/http/header_checks.h"
 #include "server/responses.h"
 
 namespace kvd::server {
@@ -36,7 +37,8 @@ void append_member_json(std::string& out, const MemberInfo& m) {
   out += "]}";
 }
 
-std::string json_type_name(const nlohmann::json& j) {
+template <class Json>
+std::string json_type_name(const Json& j) {
   switch (j.type()) {
     case nlohmann::json::value_t::array: return "array";
     case nlohmann::json::value_t::string: return "string";
@@ -116,7 +118,8 @@ std::vector<std::string> parse_peer_urls(std::string_view body, std::string* err
     *error = std::move(syntax);
     return {};
   }
-  nlohmann::json j = nlohmann::json::parse(as_go_decodes(body), nullptr, false);
+  // Document order matters (Go assigns each matching key in turn), so an ordered object.
+  nlohmann::ordered_json j = nlohmann::ordered_json::parse(as_go_decodes(body), nullptr, false);
   if (j.is_discarded()) {
     // Not expected: what Go's scanner accepts, rewritten, nlohmann reads.
     *error = "unexpected end of JSON input";
@@ -129,19 +132,37 @@ std::vector<std::string> parse_peer_urls(std::string_view body, std::string* err
     *error = "json: cannot unmarshal " + json_type_name(j) +
              " into Go value of type struct { PeerURLs []string \"json:\\\"peerURLs\\\"\" }";
     return {};
-  } else if (auto it = j.find("peerURLs"); it != j.end() && !it->is_null()) {
-    if (!it->is_array()) {
-      *error = "json: cannot unmarshal " + json_type_name(*it) +
-               " into Go struct field .peerURLs of type []string";
-      return {};
-    }
-    for (const auto& u : *it) {
-      if (!u.is_string()) {
-        *error = "json: cannot unmarshal " + json_type_name(u) +
-                 " into Go struct field .peerURLs of type string";
-        return {};
+  } else {
+    // encoding/json: a key names the field exactly or case-insensitively; each one found is
+    // decoded in turn (the last wins, null empties it); the first type error is reported.
+    std::string first_error;
+    for (const auto& [key, v] : j.items()) {
+      if (!iequals(key, "peerURLs")) continue;
+      if (v.is_null()) {
+        urls.clear();
+        continue;
       }
-      urls.push_back(u.get<std::string>());
+      if (!v.is_array()) {
+        if (first_error.empty())
+          first_error = "json: cannot unmarshal " + json_type_name(v) +
+                        " into Go struct field .peerURLs of type []string";
+        continue;
+      }
+      urls.clear();
+      for (const auto& u : v) {
+        if (!u.is_string()) {
+          if (first_error.empty())
+            first_error = "json: cannot unmarshal " + json_type_name(u) +
+                          " into Go struct field .peerURLs of type string";
+          urls.emplace_back();
+          continue;
+        }
+        urls.push_back(u.get<std::string>());
+      }
+    }
+    if (!first_error.empty()) {
+      *error = std::move(first_error);
+      return {};
     }
   }
   if (urls.empty()) {

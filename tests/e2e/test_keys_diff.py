@@ -518,12 +518,21 @@ def cluster_endpoints(p):
     c(R, "members add bad scheme 400", "POST", "/v2/members", '{"peerURLs":["foo"]}',
       {"Content-Type": "application/json; charset=utf-8"})
     c(R, "members add empty 400", "POST", "/v2/members", "{}", {"Content-Type": "Application/JSON"})
-    a = p.ref.conn.request("POST", "/v2/members", json.dumps({"peerURLs": [p.ref.member.peer_url]}),
-                           {"Content-Type": "application/json"})
-    b = p.sut.conn.request("POST", "/v2/members", json.dumps({"peerURLs": [p.sut.member.peer_url]}),
-                           {"Content-Type": "application/json"})
-    d = dl.diff(a, b, p.ref.start_index, p.sut.start_index)
-    R.check(not d, f"members add existing peer 409: {d} etcd {a!r} got {b!r}")
+    # Go's decoder matches the field name in any case, each key in turn: null empties it, the
+    # first type error is the answer.
+    for what, body in [("field name in another case, null later", '{"peerURLs":["http://127.0.0.1:9"],"PeerUrls":null}'),
+                       ("field name lower case, a number", '{"peerurls":5}'),
+                       ("an element of the wrong type", '{"peerURLs":[1,"http://127.0.0.1:3"]}'),
+                       ("two keys, two type errors", '{"peerURLs":5,"PEERURLS":[true]}')]:
+        c(R, f"members add {what} 400", "POST", "/v2/members", body,
+          {"Content-Type": "application/json"})
+    for field in ("peerURLs", "PEERURLS"):
+        a = p.ref.conn.request("POST", "/v2/members", json.dumps({field: [p.ref.member.peer_url]}),
+                               {"Content-Type": "application/json"})
+        b = p.sut.conn.request("POST", "/v2/members", json.dumps({field: [p.sut.member.peer_url]}),
+                               {"Content-Type": "application/json"})
+        d = dl.diff(a, b, p.ref.start_index, p.sut.start_index)
+        R.check(not d, f"members add existing peer ({field}) 409: {d} etcd {a!r} got {b!r}")
     c(R, "members delete unknown", "DELETE", "/v2/members/1234")
     c(R, "members delete non-hex", "DELETE", "/v2/members/zzz")
     c(R, "members put unknown", "PUT", "/v2/members/1234", '{"peerURLs":["http://127.0.0.1:9"]}',
