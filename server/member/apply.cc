@@ -79,6 +79,7 @@ bool Core::apply_conf_change(const raft::Entry& e) {
   switch (cc->type) {
     case raft::ConfChangeType::kAddNode:
     case raft::ConfChangeType::kUpdateNode: {
+      if (pending_member && pending_member->id == cc->node_id) pending_member.reset();
       v2::Command cmd = internal_command(raft_attributes_key(cc->node_id),
                                          member_raft_attributes(urls));
       cmd.now_ns = 0;

@@ -166,6 +166,12 @@ struct Core : std::enable_shared_from_this<Core> {
   bool removed = false;
   bool removal_noticed = false;  // on_removed ran (applied removal or a peer's refusal)
   bool members_dirty = true;
+  // A member added to a one-member cluster, listed (and linked) from the moment its addition is
+  // proposed until it is applied. A configuration takes effect in the raft core as soon as it
+  // is in the log (thesis section 4.1), so that addition commits only with the new member's
+  // vote, and the new member starts only once the cluster lists it: without this, growing a
+  // one-member cluster (after --force-new-cluster, say) could never complete.
+  std::optional<MemberInfo> pending_member;
 
   uint64_t next_request_id = 0;
   std::unordered_map<uint64_t, Waiter> waiters;

@@ -203,6 +203,25 @@ void Core::do_conf_change(raft::ConfChangeType type, uint64_t id, std::vector<st
     spdlog::warn("membership change of member {} refused: {}", hex_id(id), raft::to_string(err));
     return cb(MemberChange{MemberChange::Outcome::kFailed, raft::to_string(err), {}});
   }
+  const auto& voters = raw->status().conf_state.voters;
+  if (type == raft::ConfChangeType::kAddNode && voters.size() == 2 &&
+      std::find(voters.begin(), voters.end(), member_id) != voters.end()) {
+    // The second member of a one-member cluster: answered now (its addition waits for its
+    // vote) and listed until applied, so that it can be started and join. etcd answers once
+    // the addition is applied, which its raft does with the old configuration's single vote.
+    MemberInfo m;
+    m.id = id;
+    m.peer_urls = urls;
+    pending_member = m;
+    members_dirty = true;
+    schedule_pump();
+    spdlog::info("adding member {} with peer URLs {} to a one-member cluster: it commits once "
+                 "that member has started and joined", hex_id(id), url_list(urls));
+    MemberChange mc;
+    mc.outcome = MemberChange::Outcome::kDone;
+    mc.member = std::move(m);
+    return cb(std::move(mc));
+  }
   ConfWaiter w;
   w.type = type;
   w.node_id = id;
@@ -257,6 +276,7 @@ std::vector<MemberInfo> Core::members() const {
       m.client_urls = strings("clientURLs");
     }
   }
+  if (pending_member && !by_id.count(pending_member->id)) by_id[pending_member->id] = *pending_member;
   for (uint64_t id : removed_ids()) by_id.erase(id);
   std::vector<MemberInfo> out;
   for (auto& [id, m] : by_id) {

@@ -5,11 +5,11 @@ SIGKILL and never come back; the survivor is restarted on its data dir with --fo
 On each kind:
   - the survivor is healthy and writable at once, alone in the member list, with the same
     cluster id;
-  - every node is there with its value, createdIndex and modifiedIndex (TTLs counting down).
+  - every node is there with its value, createdIndex and modifiedIndex (TTLs counting down);
+  - it grows back to three with `member add` and members started with
+    --initial-cluster-state existing, which receive every key and replicate new writes.
 What a client sees must be the same for kvd as for etcd: the outcome of each step, the member
-count, and how far the etcd index moved across the forced restart. (Growing the one-member
-cluster back with `member add` is not covered yet: kvd cannot yet add a second member to a
-one-member cluster, whose new configuration needs the new member's vote to commit.)
+count, and how far the etcd index moved across the forced restart.
 """
 import json
 import os
@@ -93,6 +93,35 @@ def scenario(kind, R):
         status, _, _ = harness.put(survivor, "/after", "x", catch=True)
         R.check(status == 201, f"[{kind}] writable at once (PUT answered {status})")
         out["write"] = status
+        # Grow back to three: `member add`, then the new member started with
+        # --initial-cluster-state existing, twice.
+        live = [survivor]
+        for i in range(2):
+            new = c.new_member_slot(f"{kind}new{i}")
+            last = []
+
+            def add():
+                # --strict-reconfig-check refuses an addition (500) until every member has been
+                # connected for 5 s (etcd's HealthInterval): the member joined just before is.
+                st, _, body = harness.request(
+                    "POST", survivor.url + "/v2/members",
+                    body=json.dumps({"peerURLs": [new.peer_url]}).encode(),
+                    headers={"Content-Type": "application/json"})
+                last[:] = [st, body[:120]]
+                return st == 201
+            R.check(harness.wait_for(add, 20.0, interval=0.5),
+                    f"[{kind}] member add {i + 1} answered {last}")
+            live.append(new)
+            c.join(new, ",".join(f"{m.name}={m.peer_url}" for m in live))
+        counts = [member_count(m) for m in live]
+        R.check(counts == [3, 3, 3], f"[{kind}] three members again ({counts})")
+        grown = c.converged(among=live)
+        R.check(grown is not None and len(nodes(grown[1])) == len(nodes(after[1])) + 1,
+                f"[{kind}] the new members hold every key")
+        status, _, _ = harness.put(live[-1], "/grown", "y", catch=True)
+        R.check(status == 201, f"[{kind}] a write through a new member ({status})")
+        out["grown"] = c.converged(among=live) is not None
+        R.check(out["grown"], f"[{kind}] the write replicated to all three")
     return out
 
 
@@ -100,7 +129,7 @@ def main():
     harness.require_etcd()
     R = harness.Results()
     results = {kind: scenario(kind, R) for kind in ("kvd", "etcd")}
-    keys = ["members", "write"]
+    keys = ["members", "write", "grown"]
     if results["etcd"].get("lost") == 0:
         keys.append("index_moved")  # comparable only when etcd dropped nothing
     for key in keys:
