@@ -261,6 +261,17 @@ row() {
   printf "| %s | $3 | $3 | %s |\n" "$1" "$k" "$e" "$(ratio "$k" "$e")"
 }
 
+# row2 VARIANT LABEL METRIC FORMAT: a table row comparing two ways of running the same workload
+# (plain METRIC, and VARIANT_METRIC: over https, with auth...): the medians of both servers for
+# each, the kvd/etcd ratio for each, and what the variant costs each server (variant/plain).
+row2() {
+  local kh eh kt et
+  kh=$(median kvd "$3"); eh=$(median etcd "$3")
+  kt=$(median kvd "$1_$3"); et=$(median etcd "$1_$3")
+  printf "| %s | $4 | $4 | %s | $4 | $4 | **%s** | %s | %s |\n" "$2" "$kh" "$eh" "$(ratio "$kh" "$eh")" \
+    "$kt" "$et" "$(ratio "$kt" "$et")" "$(ratio "$kt" "$kh")" "$(ratio "$et" "$eh")"
+}
+
 # ratio A B: A/B with two decimals, n/a when B is 0.
 ratio() { if [[ $(bc -l <<<"$2 == 0") == 1 ]]; then echo "n/a"; else printf '%.2f' "$(bc -l <<<"$1 / $2")"; fi; }
 

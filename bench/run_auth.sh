@@ -84,30 +84,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
   set_auth off
 done
 
-# row2 LABEL METRIC FORMAT: medians without and with auth for both servers, the kvd/etcd ratios
-# and what auth costs each server (with/without).
-row2() {
-  local kh eh kt et
-  kh=$(median kvd "$2"); eh=$(median etcd "$2")
-  kt=$(median kvd "auth_$2"); et=$(median etcd "auth_$2")
-  printf "| %s | $3 | $3 | %s | $3 | $3 | **%s** | %s | %s |\n" "$1" "$kh" "$eh" "$(ratio "$kh" "$eh")" \
-    "$kt" "$et" "$(ratio "$kt" "$et")" "$(ratio "$kt" "$kh")" "$(ratio "$et" "$eh")"
-}
-
 echo
 echo "Medians over $ROUNDS rounds of ${DURATION}s; value ${VALUE_BYTES} bytes; auth: user app, role with /bench-read (read) and /bench/* (write), guest role removed."
 echo
 echo "| metric | kvd | etcd | kvd/etcd | kvd auth | etcd auth | kvd/etcd | kvd auth/no auth | etcd auth/no auth |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-row2 "reads, $CONNS conns (req/s, higher is better)" reads_rps "%.0f"
-row2 "reads, $CONNS conns, p99 latency (ms)" reads_p99_ms "%.3f"
-row2 "server CPU per read, $CONNS conns (µs, lower is better)" reads_cpu_us "%.1f"
-row2 "reads, 1 conn (req/s)" read1_rps "%.0f"
-row2 "read latency, 1 conn, p50 (ms, lower is better)" read1_p50_ms "%.3f"
-row2 "writes, $CONNS conns (req/s, higher is better)" writes_rps "%.0f"
-row2 "writes, $CONNS conns, p99 latency (ms)" writes_p99_ms "%.3f"
-row2 "server CPU per write, $CONNS conns (µs, lower is better)" writes_cpu_us "%.1f"
-row2 "writes, 1 conn (req/s)" write1_rps "%.0f"
-row2 "write latency, 1 conn, p50 (ms, lower is better)" write1_p50_ms "%.3f"
+row2 auth "reads, $CONNS conns (req/s, higher is better)" reads_rps "%.0f"
+row2 auth "reads, $CONNS conns, p99 latency (ms)" reads_p99_ms "%.3f"
+row2 auth "server CPU per read, $CONNS conns (µs, lower is better)" reads_cpu_us "%.1f"
+row2 auth "reads, 1 conn (req/s)" read1_rps "%.0f"
+row2 auth "read latency, 1 conn, p50 (ms, lower is better)" read1_p50_ms "%.3f"
+row2 auth "writes, $CONNS conns (req/s, higher is better)" writes_rps "%.0f"
+row2 auth "writes, $CONNS conns, p99 latency (ms)" writes_p99_ms "%.3f"
+row2 auth "server CPU per write, $CONNS conns (µs, lower is better)" writes_cpu_us "%.1f"
+row2 auth "writes, 1 conn (req/s)" write1_rps "%.0f"
+row2 auth "write latency, 1 conn, p50 (ms, lower is better)" write1_p50_ms "%.3f"
 echo
 warn_on_errors

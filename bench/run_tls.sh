@@ -112,35 +112,25 @@ for ((round = 1; round <= ROUNDS; round++)); do
   for name in "${order[@]}"; do run_handshakes "$round" "$name" tls_hs "$HS_CLIENTS"; done
 done
 
-# row2 LABEL METRIC FORMAT: medians over http and over https for both servers, the kvd/etcd
-# ratios and what https costs each server against http (https/http).
-row2() {
-  local kh eh kt et
-  kh=$(median kvd "$2"); eh=$(median etcd "$2")
-  kt=$(median kvd "tls_$2"); et=$(median etcd "tls_$2")
-  printf "| %s | $3 | $3 | %s | $3 | $3 | **%s** | %s | %s |\n" "$1" "$kh" "$eh" "$(ratio "$kh" "$eh")" \
-    "$kt" "$et" "$(ratio "$kt" "$et")" "$(ratio "$kt" "$kh")" "$(ratio "$et" "$eh")"
-}
-
 echo
 echo "Medians over $ROUNDS rounds of ${DURATION}s; value ${VALUE_BYTES} bytes; https: TLS 1.3, ECDSA P-256 certificate."
 echo
 echo "| metric | kvd http | etcd http | kvd/etcd | kvd https | etcd https | kvd/etcd | kvd https/http | etcd https/http |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-row2 "reads, $CONNS conns (req/s, higher is better)" reads_rps "%.0f"
-row2 "reads, $CONNS conns, p50 latency (ms)" reads_p50_ms "%.3f"
-row2 "reads, $CONNS conns, p99 latency (ms)" reads_p99_ms "%.3f"
-row2 "server CPU per read, $CONNS conns (µs, lower is better)" reads_cpu_us "%.1f"
-row2 "reads, 1 conn (req/s)" read1_rps "%.0f"
-row2 "read latency, 1 conn, p50 (ms, lower is better)" read1_p50_ms "%.3f"
-row2 "read latency, 1 conn, p99 (ms, lower is better)" read1_p99_ms "%.3f"
-row2 "writes, $CONNS conns (req/s, higher is better)" writes_rps "%.0f"
-row2 "writes, $CONNS conns, p50 latency (ms)" writes_p50_ms "%.3f"
-row2 "writes, $CONNS conns, p99 latency (ms)" writes_p99_ms "%.3f"
-row2 "server CPU per write, $CONNS conns (µs, lower is better)" writes_cpu_us "%.1f"
-row2 "writes, 1 conn (req/s)" write1_rps "%.0f"
-row2 "write latency, 1 conn, p50 (ms, lower is better)" write1_p50_ms "%.3f"
-row2 "write latency, 1 conn, p99 (ms, lower is better)" write1_p99_ms "%.3f"
+row2 tls "reads, $CONNS conns (req/s, higher is better)" reads_rps "%.0f"
+row2 tls "reads, $CONNS conns, p50 latency (ms)" reads_p50_ms "%.3f"
+row2 tls "reads, $CONNS conns, p99 latency (ms)" reads_p99_ms "%.3f"
+row2 tls "server CPU per read, $CONNS conns (µs, lower is better)" reads_cpu_us "%.1f"
+row2 tls "reads, 1 conn (req/s)" read1_rps "%.0f"
+row2 tls "read latency, 1 conn, p50 (ms, lower is better)" read1_p50_ms "%.3f"
+row2 tls "read latency, 1 conn, p99 (ms, lower is better)" read1_p99_ms "%.3f"
+row2 tls "writes, $CONNS conns (req/s, higher is better)" writes_rps "%.0f"
+row2 tls "writes, $CONNS conns, p50 latency (ms)" writes_p50_ms "%.3f"
+row2 tls "writes, $CONNS conns, p99 latency (ms)" writes_p99_ms "%.3f"
+row2 tls "server CPU per write, $CONNS conns (µs, lower is better)" writes_cpu_us "%.1f"
+row2 tls "writes, 1 conn (req/s)" write1_rps "%.0f"
+row2 tls "write latency, 1 conn, p50 (ms, lower is better)" write1_p50_ms "%.3f"
+row2 tls "write latency, 1 conn, p99 (ms, lower is better)" write1_p99_ms "%.3f"
 echo
 echo "| handshakes: new TLS connection + GET /version, no resumption | kvd | etcd | ratio kvd/etcd |"
 echo "|---|---:|---:|---:|"
