@@ -77,17 +77,23 @@ OPTIONS:
    
 )"},
     {"backup", R"(NAME:
-   etcdctl backup - backup an etcd directory
+   kvctl backup - backup a member's data dir, or a running member
 
 USAGE:
-   etcdctl backup [command options]  
+   kvctl backup [command options]  
+
+DESCRIPTION:
+   With --data-dir: copies a stopped member's data dir (etcdctl's backup). Without it:
+   an online backup of the running member at the first endpoint, consistent at one
+   index. Either way the backup gets a new member and cluster id and is started with
+   kvd --data-dir BACKUP-DIR --force-new-cluster.
 
 OPTIONS:
-   --data-dir value        Path to the etcd data dir
-   --wal-dir value         Path to the etcd wal dir
-   --backup-dir value      Path to the backup dir
-   --backup-wal-dir value  Path to the backup wal dir
-   --with-v3               Backup v3 backend data
+   --data-dir value        Path to the member's data dir (offline backup)
+   --wal-dir value         Path to the etcd wal dir (kvd has none: refused)
+   --backup-dir value      Path to the backup dir (absent or empty)
+   --backup-wal-dir value  Path to the backup wal dir (kvd has none: refused)
+   --with-v3               Backup v3 backend data (kvd has none: ignored)
    
 )"},
     {"cluster-health", R"(NAME:

@@ -91,6 +91,13 @@ const std::vector<Command>& commands() {
       {"exec-watch",
        {{{"after-index"}, Type::kInt, "0"}, {{"recursive", "r"}, Type::kBool, "false"}},
        cmd_exec_watch},
+      {"backup",
+       {{{"data-dir"}, Type::kString, ""},
+        {{"wal-dir"}, Type::kString, ""},
+        {{"backup-dir"}, Type::kString, ""},
+        {{"backup-wal-dir"}, Type::kString, ""},
+        {{"with-v3"}, Type::kBool, "false"}},
+       cmd_backup},
       // kvctl's own; etcdctl v2 has no such commands.
       {"export", {{{"no-index"}, Type::kBool, "false"}}, cmd_export},
       {"import",
@@ -137,8 +144,6 @@ const std::vector<Group>& groups() {
   };
   return kGroups;
 }
-
-const std::vector<std::string> kUnsupported = {"backup"};
 
 void print_help(const std::string& topic) { write_stdout(*help_text(topic)); }
 
@@ -240,10 +245,6 @@ int run(int argc, char** argv) {
   }
   for (const auto& cmd : commands()) {
     if (cmd.name == name) run_command(cmd, name, c, cmd_args);
-  }
-  if (std::find(kUnsupported.begin(), kUnsupported.end(), name) != kUnsupported.end()) {
-    write_stderr("kvctl: the " + name + " command is not supported\n");
-    return kExitBadArgs;
   }
   write_stderr("No help topic for '" + name + "'\n");
   return kExitUnknownCommand;

@@ -48,4 +48,12 @@ inline constexpr std::string_view kEtcdSnapDir = "snap";
 inline constexpr std::string_view kProxyDir = "proxy";
 inline constexpr std::string_view kProxyClusterFile = "cluster";
 
+// Metadata records of the raft log (storage::RaftLog::put_meta), each a string.
+inline constexpr char kMetaMemberId[] = "member_id";          // hex
+inline constexpr char kMetaClusterId[] = "cluster_id";        // hex
+inline constexpr char kMetaClusterToken[] = "cluster_token";
+// Set by a backup (offline/backup.h), holding where it came from as JSON; "" or absent
+// otherwise. Such a data dir starts only with --force-new-cluster, which clears it.
+inline constexpr char kMetaBackupOf[] = "backup_of";
+
 }  // namespace kvd::data_dir

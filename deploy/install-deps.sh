@@ -16,6 +16,7 @@ $SUDO apt-get install -y -q --no-install-recommends \
   build-essential cmake ninja-build pkg-config \
   libboost-dev libboost-program-options-dev librocksdb-dev nlohmann-json3-dev libspdlog-dev \
   libgoogle-perftools-dev libssl-dev openssl ca-certificates libcrypt-dev \
+  libprotobuf-dev protobuf-compiler \
   libgtest-dev libgmock-dev libbenchmark-dev \
   etcd-server etcd-client python3 python3-etcd python3-fusepy curl wrk bc nginx-light iproute2 \
   iptables

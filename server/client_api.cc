@@ -132,6 +132,7 @@ void ClientApi::handle(const HttpRequest& r, const ExchangePtr& ex) {
   if (path == "/v2/stats/self") return handle_stats_self(m, ex);
   if (path == "/v2/stats/leader") return handle_stats_leader(m, ex);
   if (path == "/v2/stats/store") return handle_stats_store(m, ex);
+  if (path == "/kvd/backup") return handle_backup(r, ex);
   ex->reply(not_found());
 }
 

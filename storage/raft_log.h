@@ -52,6 +52,11 @@ class RaftLog : public raft::LogStorage {
     // make it small so that memtable flushes, WAL switches and compactions come after little
     // data.
     size_t write_buffer_bytes = 0;
+    // Opens an existing database without changing any of its files (no recovery flush, no
+    // clean-up of left-over images), for reading a member's log from another process: a
+    // backup. Refused while a kvd process holds the database (RocksDB's LOCK file), since its
+    // files may then change under the reader. Every mutating method fails.
+    bool read_only = false;
   };
   static Result<std::unique_ptr<RaftLog>> open(const std::string& dir, const OpenOptions& options);
   ~RaftLog() override;

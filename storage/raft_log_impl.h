@@ -181,6 +181,7 @@ struct RaftLog::Impl {
   };
 
   std::string dir;
+  bool read_only = false;  // opened with OpenOptions::read_only: never writes
   // The environment of every file operation on the database (RaftLog::OpenOptions::env), and
   // its file system. Outlive db.
   std::shared_ptr<rocksdb::Env> env;
@@ -286,7 +287,7 @@ struct RaftLog::Impl {
   mutable std::multiset<uint64_t> image_readers;  // GUARDED_BY(view_mu)
 
   ~Impl() {
-    if (db && view) {  // (no view: open() failed before the log was loaded)
+    if (db && view && !read_only) {  // (no view: open() failed before the log was loaded)
       // A clean close leaves nothing in the write-ahead log that is not also in table files
       // (so that a damaged newest WAL file loses nothing), then syncs the commit mark: the hard
       // state may hold a commit index written unsynced, durable only once the flush succeeded (a

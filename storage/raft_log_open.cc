@@ -297,6 +297,22 @@ std::string newest_wal_file(const fs::path& dir) {
   return newest;
 }
 
+// RocksDB holds an fcntl lock on <dir>/LOCK while the database is open for writing: another
+// process holding it is a running member.
+Status check_not_locked(const fs::path& dir) {
+  const std::string lock = (dir / "LOCK").string();
+  const int fd = ::open(lock.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::ok();
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  const bool held = ::fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+  ::close(fd);
+  if (!held) return Status::ok();
+  return Status::error(dir.string() + ": in use by a running kvd (process " +
+                       std::to_string(fl.l_pid) + " holds " + lock + ")");
+}
+
 }  // namespace
 
 Status RaftLog::Impl::open_db(bool read_only) {
@@ -442,10 +458,12 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir,
     return Status::error(dir + ": " + ec.message());
   }
   if (!fs::exists(st)) {
+    if (open_options.read_only) return Status::error(dir + ": no such directory");
     fresh = true;
   } else if (!fs::is_directory(st)) {
     return Status::error(dir + ": exists and is not a directory");
   } else if (fs::is_empty(path, ec)) {
+    if (open_options.read_only) return Status::error(dir + ": empty, not a kvd database");
     fresh = true;
   } else if (!fs::exists(path / "CURRENT", ec)) {
     return Status::error(dir + ": not a kvd database, or a damaged one: no RocksDB CURRENT file (" +
@@ -523,6 +541,15 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir,
       {kImagesFamily, image_cf_options}};
   impl->db_options = rocksdb::DBOptions(options);
   impl->descriptors = std::move(descriptors);
+  if (open_options.read_only) {
+    impl->read_only = true;
+    if (Status ls = check_not_locked(path); !ls.is_ok()) return ls;
+    if (Status os = impl->open_db(/*read_only=*/true); !os.is_ok()) return os;
+    rocksdb::Status s = impl->db->VerifyChecksum();
+    if (!s.ok()) return Status::error(dir + ": RocksDB checksum verification: " + s.ToString());
+    if (Status ls = impl->load(/*fresh=*/false, /*read_only=*/true); !ls.is_ok()) return ls;
+    return std::unique_ptr<RaftLog>(new RaftLog(std::move(impl)));
+  }
   if (!fresh) {
     if (Status ms = impl->check_mark(/*fresh=*/false); !ms.is_ok()) return ms;
   }

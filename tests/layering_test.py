@@ -25,9 +25,10 @@ ALLOWED = {
     "server/peer": ["server/tls", "raft", "common"],
     "server/member": ["api_v2", "storage", "raft", "common", "server/peer/peer_link.h"],
     "server/proxy": ["server/http", "server/tls", "common"],
-    "server": ["server/tls", "server/auth", "server/http", "server/peer", "server/member", "server/proxy", "api_v2",
+    "server": ["server/tls", "server/auth", "server/http", "server/peer", "server/member", "server/proxy", "offline", "api_v2",
                "storage", "raft", "common"],
-    "cli": ["common"],
+    "offline": ["storage", "api_v2", "raft", "common"],
+    "cli": ["offline", "common"],
 }
 # From raft, server/peer may use the message types only (and what they are made of).
 RAFT_FOR_PEER = {"raft/message.h", "raft/types.h"}

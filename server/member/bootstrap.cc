@@ -23,6 +23,7 @@
 #include <boost/uuid/detail/sha1.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/data_dir.h"
 #include "common/ids.h"
 
 namespace kvd::server {
@@ -30,9 +31,10 @@ namespace kvd::server {
 namespace {
 
 constexpr uint64_t kReplayBatchBytes = 64 << 20;
-const char* const kMetaMemberId = "member_id";
-const char* const kMetaClusterId = "cluster_id";
-const char* const kMetaClusterToken = "cluster_token";
+using data_dir::kMetaBackupOf;
+using data_dir::kMetaClusterId;
+using data_dir::kMetaClusterToken;
+using data_dir::kMetaMemberId;
 
 uint64_t sha1_prefix64(const std::string& bytes) {
   boost::uuids::detail::sha1 h;
@@ -79,6 +81,12 @@ Status Core::bootstrap_ids(bool* fresh) {
     member_id = *m;
     cluster_id = *c;
     if (!*fresh) {
+      if (auto from = log->get_meta(kMetaBackupOf);
+          from && !from->empty() && !config.force_new_cluster) {
+        return Status::error(db_dir + " is a backup (of " + *from +
+                             "), not a member of a running cluster: start it with "
+                             "--force-new-cluster to make a new one-member cluster of it");
+      }
       // As etcd: an existing member restarts from its data dir; the bootstrap flags no longer
       // matter.
       spdlog::info("the data dir holds member {} of cluster {}: restarting it, ignoring "
@@ -256,8 +264,9 @@ Status Core::recover_and_start() {
 
 // etcd's restartAsStandaloneNode: the committed log is kept; entries after the commit index are
 // replaced by kRemoveNode changes for every other voter (this member's term, committed at once
-// by the hard state), so that the raft core starts with this member alone and applies the
-// removals like any membership change (durable, in the store's member records).
+// by the hard state; preceded by its own kAddNode when restoring a backup), so that the raft
+// core starts with this member alone and applies the changes like any membership change
+// (durable, in the store's member records).
 Status Core::force_standalone(const raft::Snapshot& snap) {
   const auto [hs, cs] = log->initial_state();
   raft::ConfState conf = snap.empty() ? cs : snap.metadata.conf_state;
@@ -274,30 +283,45 @@ Status Core::force_standalone(const raft::Snapshot& snap) {
       ++next;
     }
   }
-  if (std::find(conf.voters.begin(), conf.voters.end(), member_id) == conf.voters.end()) {
-    return Status::error(db_dir + ": this member (" + hex_id(member_id) +
-                         ") is not in its cluster's membership; --force-new-cluster cannot restart it");
-  }
-  std::vector<raft::Entry> removals;
+  // A backup (offline/backup.h) carries a new member id that no configuration holds: the member
+  // adds itself first, with its advertised peer URLs (etcd adds a placeholder,
+  // http://localhost:2380, that the operator must correct with `member update`).
+  std::vector<raft::Entry> changes;
   std::string removed;
   uint64_t index = commit;
+  const bool is_backup = !log->get_meta(kMetaBackupOf).value_or("").empty();
+  if (std::find(conf.voters.begin(), conf.voters.end(), member_id) == conf.voters.end()) {
+    if (!is_backup) {
+      return Status::error(db_dir + ": this member (" + hex_id(member_id) +
+                           ") is not in its cluster's membership; --force-new-cluster cannot "
+                           "restart it");
+    }
+    changes.push_back(raft::Entry{
+        hs.term, ++index, raft::EntryType::kConfChange,
+        raft::encode_conf_change(raft::ConfChange{
+            raft::ConfChangeType::kAddNode, member_id,
+            member_context(member_id, config.initial_advertise_peer_urls)})});
+  }
   for (uint64_t id : conf.voters) {
     if (id == member_id) continue;
-    removals.push_back(raft::Entry{hs.term, ++index, raft::EntryType::kConfChange,
+    changes.push_back(raft::Entry{hs.term, ++index, raft::EntryType::kConfChange,
                                    raft::encode_conf_change(
                                        raft::ConfChange{raft::ConfChangeType::kRemoveNode, id, {}})});
     removed += (removed.empty() ? "" : " ") + hex_id(id);
   }
   spdlog::warn("forcing restart of member {} in cluster {} at commit index {}: it becomes a "
                "one-member cluster with all of its data; {} uncommitted log entries dropped; "
-               "members removed: [{}]. The removed members must not be started again on their "
+               "members removed: [{}]{}. The removed members must not be started again on their "
                "data dirs; add new members with `member add`",
                hex_id(member_id), hex_id(cluster_id), commit, last > commit ? last - commit : 0,
-               removed);
-  if (removals.empty()) return Status::ok();  // a lone member already: nothing to change
-  raft::HardState next_hs = hs;
-  next_hs.commit = index;
-  return log->append(removals, next_hs);
+               removed, is_backup ? "; restored from a backup, it added itself" : "");
+  if (!changes.empty()) {
+    raft::HardState next_hs = hs;
+    next_hs.commit = index;
+    if (Status st = log->append(changes, next_hs); !st.is_ok()) return st;
+  }
+  // Cleared once the new membership is durable: the data dir is this cluster's member now.
+  return is_backup ? log->put_meta(kMetaBackupOf, "") : Status::ok();
 }
 
 Status Core::start_single_member() {

@@ -78,6 +78,10 @@ std::vector<std::string> context_peer_urls(const std::string& context);
 // {"name":..,"clientURLs":[..]} under attributes (published by the member after each start).
 std::string member_raft_attributes(const std::vector<std::string>& peer_urls);
 std::string member_attributes(const std::string& name, const std::vector<std::string>& urls);
+// An online backup's consistent read of the raft log: the snapshot, then every entry after it up
+// to the commit index, retried if a compaction removed entries meanwhile (backup.cc). Safe on
+// any thread: RaftLog's reads are.
+Result<Node::Backup> read_backup(const storage::RaftLog& log);
 // "[a b c]" for logs.
 std::string url_list(const std::vector<std::string>& urls);
 
@@ -131,7 +135,8 @@ struct Core : std::enable_shared_from_this<Core> {
   std::atomic<bool> stopped{false};
 
   // Read by the raft core (on the strand) and written by the WAL thread; closed by stop().
-  std::unique_ptr<storage::RaftLog> log;
+  // Shared with online backups reading it on a thread of their own (backup.cc).
+  std::shared_ptr<storage::RaftLog> log;
   std::unique_ptr<WalWriter> wal;
   std::unique_ptr<raft::RawNode> raw;  // null once stopped
   PeerLink link;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -254,6 +255,22 @@ void Node::update_member(uint64_t id, std::vector<std::string> peer_urls, Member
       [id, urls = std::move(peer_urls), cb = std::move(cb)](Core& c) mutable {
         c.do_conf_change(raft::ConfChangeType::kUpdateNode, id, std::move(urls), std::move(cb));
       });
+}
+
+void Node::backup(BackupCallback cb) {
+  impl_->core->run_on_strand([cb = std::move(cb)](Core& c) mutable {
+    if (c.stopped.load() || !c.log) return cb(Status::error(kStoppedCause));
+    std::thread([log = c.log, member = c.member_id, cluster = c.cluster_id,
+                 token = c.cluster_token, cb = std::move(cb)] {
+      auto got = read_backup(*log);
+      if (got.is_ok()) {
+        got.value().member_id = member;
+        got.value().cluster_id = cluster;
+        got.value().cluster_token = token;
+      }
+      cb(std::move(got));
+    }).detach();
+  });
 }
 
 boost::asio::any_io_executor Node::executor() const { return impl_->core->strand; }

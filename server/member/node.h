@@ -208,6 +208,21 @@ class Node {
   };
   void info(std::function<void(Info)> cb);
 
+  // What an online backup (offline/backup.h) takes: the member's raft log read consistently at
+  // its commit index (the last snapshot and the entries after it), on a thread of its own, so
+  // the strand never waits for it and writes go on. cb runs on that thread. The read keeps the
+  // log open: a stop() meanwhile frees the data dir only once the read has finished.
+  struct Backup {
+    raft::Snapshot snapshot;           // empty (index 0) before the first snapshot
+    std::vector<raft::Entry> entries;  // snapshot.metadata.index + 1 .. hard_state.commit
+    raft::HardState hard_state;        // the backup's index is its commit
+    uint64_t member_id = 0;
+    uint64_t cluster_id = 0;
+    std::string cluster_token;
+  };
+  using BackupCallback = std::function<void(Result<Backup>)>;
+  void backup(BackupCallback cb);
+
   // Fixed after open(); safe from any thread.
   uint64_t member_id() const;
   uint64_t cluster_id() const;

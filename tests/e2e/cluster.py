@@ -239,6 +239,17 @@ class Cluster:
         self.cleanup()
 
 
+def load_sample_tree(m, keys=1000):
+    """Writes a tree through m: `keys` keys under 10 nested dirs (/data/d<i>/sub/k<n>), 5 TTL
+    keys (/ttl/k<i>, 600 s) and 5 in-order keys under /queue."""
+    for i in range(keys):
+        harness.put(m, f"/data/d{i % 10}/sub/k{i}", f"v{i}")
+    for i in range(5):
+        harness.put(m, f"/ttl/k{i}", "t", query="ttl=600")
+        harness.request("POST", m.url + "/v2/keys/queue", body=f"value=job{i}".encode(),
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
 def index_of(tree):
     """Flattens a recursive GET's node tree into {key: value} for files (dirs omitted)."""
     out = {}

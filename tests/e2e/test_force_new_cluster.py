@@ -17,19 +17,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from cluster import Cluster  # noqa: E402
+from cluster import Cluster, load_sample_tree  # noqa: E402
 
 KEYS = 1000
-
-
-def load(m):
-    """Writes the tree through m: 1,000 keys under 10 nested dirs, 5 TTL keys, 5 in-order keys."""
-    for i in range(KEYS):
-        harness.put(m, f"/data/d{i % 10}/sub/k{i}", f"v{i}")
-    for i in range(5):
-        harness.put(m, f"/ttl/k{i}", "t", query="ttl=600")
-        harness.request("POST", m.url + "/v2/keys/queue", body=f"value=job{i}".encode(),
-                        headers={"Content-Type": "application/x-www-form-urlencoded"})
 
 
 def nodes(tree):
@@ -60,7 +50,7 @@ def scenario(kind, R):
     out = {}
     with Cluster(kind, n=3, results=R) as c:
         survivor = c.members[0]
-        load(survivor)
+        load_sample_tree(survivor, KEYS)
         before = c.converged()
         R.check(before is not None, f"[{kind}] the three members converged after the load")
         cid = cluster_id(survivor)
