@@ -84,6 +84,27 @@ struct StoreStats {
   uint64_t expire_count = 0;
 };
 
+// The whole state of a store (not its watchers) as plain values: what dump() gives and seed()
+// takes, for building a store from another server's data (offline/migrate.h).
+struct StoreSeed {
+  struct Node {
+    std::string key;  // clean absolute key
+    bool dir = false;
+    std::string value;  // files only
+    std::optional<int64_t> expire_ns;
+    uint64_t created_index = 0, modified_index = 0;
+  };
+  struct HistoryEntry {
+    uint64_t index = 0;
+    std::optional<Event> event;  // nullopt: the slot of a cluster-internal record
+  };
+  uint64_t index = 0;
+  StoreStats stats;
+  std::map<std::string, std::string> internal;
+  std::vector<Node> nodes;            // every node but the root, each after its parent
+  std::vector<HistoryEntry> history;  // oldest first, strictly increasing indexes
+};
+
 class Store {
  public:
   static constexpr size_t kHistoryCapacity = 1000;
@@ -137,6 +158,14 @@ class Store {
   // Replaces the state with a saved image. Returns false if the image is malformed (the store is
   // then unchanged). Watchers are kept.
   [[nodiscard]] bool recover(std::string_view image);
+
+  // The state as plain values (pre-order, children by name). O(size of the store).
+  StoreSeed dump() const;
+  // Replaces the state with seed's (the newest kHistoryCapacity history entries). Returns ""
+  // or, leaving the store unchanged, what in seed breaks the store's invariants (a node before
+  // its parent or under a file, an index above seed.index, history out of order, ...).
+  // Watchers are kept.
+  [[nodiscard]] std::string seed(const StoreSeed& seed);
 
  private:
   struct Impl;

@@ -98,22 +98,8 @@ std::string Store::save(size_t size_hint) const {
     put_u64(out, n->modified_index);
     if (n->dir) put_u32(out, static_cast<uint32_t>(n->children.size()));
   };
-  // Pre-order walk with an explicit stack: trees may be deeper than the call stack allows.
-  using It = decltype(s.root->children)::const_iterator;
-  std::vector<std::pair<const Node*, It>> stack;
   put_node(s.root.get());
-  stack.emplace_back(s.root.get(), s.root->children.begin());
-  while (!stack.empty()) {
-    auto& [node, it] = stack.back();
-    if (it == node->children.end()) {
-      stack.pop_back();
-      continue;
-    }
-    const Node* child = it->second.get();
-    ++it;
-    put_node(child);
-    if (child->dir) stack.emplace_back(child, child->children.begin());
-  }
+  for_each_below(s.root.get(), put_node);
   put_u32(out, static_cast<uint32_t>(s.history.size()));
   for (const auto& h : s.history) {
     put_u64(out, h.index);

@@ -134,6 +134,26 @@ inline bool starts_with(std::string_view s, std::string_view prefix) {
 
 using namespace store_detail;  // NOLINT: the internals' own helpers, in this file and its users
 
+// Calls fn(node) for every node under root (not root itself) in pre-order, children by name,
+// with an explicit stack: trees may be deeper than the call stack allows.
+template <typename Fn>
+inline void for_each_below(const Node* root, Fn&& fn) {
+  using It = decltype(root->children)::const_iterator;
+  std::vector<std::pair<const Node*, It>> stack;
+  stack.emplace_back(root, root->children.begin());
+  while (!stack.empty()) {
+    auto& [node, it] = stack.back();
+    if (it == node->children.end()) {
+      stack.pop_back();
+      continue;
+    }
+    const Node* child = it->second.get();
+    ++it;
+    fn(child);
+    if (child->dir) stack.emplace_back(child, child->children.begin());
+  }
+}
+
 struct Store::Impl {
   struct Watcher {
     WatcherId id = 0;

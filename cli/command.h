@@ -104,6 +104,7 @@ void cmd_exec_watch(const Context& c);
 // kvctl's own: the v2 tree to and from a JSON file (export_import.cc).
 void cmd_backup(const Context& c);
 void cmd_export(const Context& c);
+void cmd_migrate(const Context& c);
 void cmd_import(const Context& c);
 void cmd_member_list(const Context& c);
 void cmd_member_add(const Context& c);

@@ -86,65 +86,6 @@ constexpr std::int64_t kVersion = 1;
 // import into a target that already holds keys, without --force.
 constexpr int kExitTargetNotEmpty = 6;
 
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
-// time.Parse(time.RFC3339Nano, s) as Unix nanoseconds: "2006-01-02T15:04:05.999999999Z07:00".
-std::optional<std::int64_t> parse_rfc3339(std::string_view s) {
-  auto digits = [&](std::size_t pos, std::size_t n) -> std::optional<int> {
-    if (pos + n > s.size()) return std::nullopt;
-    int v = 0;
-    for (std::size_t i = pos; i < pos + n; ++i) {
-      if (s[i] < '0' || s[i] > '9') return std::nullopt;
-      v = v * 10 + (s[i] - '0');
-    }
-    return v;
-  };
-  auto year = digits(0, 4), month = digits(5, 2), day = digits(8, 2), hour = digits(11, 2),
-       minute = digits(14, 2), second = digits(17, 2);
-  if (!year || !month || !day || !hour || !minute || !second || s[4] != '-' || s[7] != '-' ||
-      (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':' || *month < 1 ||
-      *month > 12 || *day < 1 || *day > 31 || *hour > 23 || *minute > 59 || *second > 59) {
-    return std::nullopt;
-  }
-  std::size_t pos = 19;
-  std::int64_t frac_ns = 0;
-  if (pos < s.size() && s[pos] == '.') {
-    ++pos;
-    std::size_t start = pos;
-    std::int64_t scale = 100000000;
-    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
-      frac_ns += (s[pos] - '0') * scale;
-      scale /= 10;
-      ++pos;
-    }
-    if (pos == start || pos - start > 9) return std::nullopt;
-  }
-  std::int64_t offset_s = 0;
-  if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
-    ++pos;
-  } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
-    auto oh = digits(pos + 1, 2), om = digits(pos + 4, 2);
-    if (!oh || !om || pos + 3 >= s.size() || s[pos + 3] != ':') return std::nullopt;
-    offset_s = (*oh * 3600 + *om * 60) * (s[pos] == '-' ? -1 : 1);
-    pos += 6;
-  } else {
-    return std::nullopt;
-  }
-  if (pos != s.size()) return std::nullopt;
-  std::int64_t secs = days_from_civil(*year, static_cast<unsigned>(*month),
-                                      static_cast<unsigned>(*day)) * 86400 +
-                      *hour * 3600 + *minute * 60 + *second - offset_s;
-  return secs * 1000000000 + frac_ns;
-}
-
 std::int64_t now_unix_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -164,7 +105,7 @@ void append_node_lines(const Node& n, bool with_index, std::vector<std::string>&
   }
   if (n.expiration) {
     // Normalised to UTC so that files from servers in different time zones compare equal.
-    if (auto ns = parse_rfc3339(*n.expiration)) {
+    if (auto ns = go::parse_rfc3339_nano(*n.expiration)) {
       std::string t;
       go::append_rfc3339_nano(t, *ns);
       j["expiration"] = t;
@@ -303,7 +244,7 @@ std::vector<ImportNode> parse_import_file(const std::string& text) {
     }
     if (auto e = j.find("expiration"); e != j.end() && !e->is_null()) {
       std::optional<std::int64_t> ns;
-      if (e->is_string()) ns = parse_rfc3339(e->get<std::string>());
+      if (e->is_string()) ns = go::parse_rfc3339_nano(e->get<std::string>());
       if (!ns) bad_input(at + ": \"expiration\" is not an RFC 3339 time");
       n.expiration_ns = ns;
     }

@@ -11,7 +11,7 @@ namespace kvd::cli {
 namespace {
 
 // clang-format off
-constexpr std::array<std::pair<std::string_view, std::string_view>, 53> kHelp{{
+constexpr std::array<std::pair<std::string_view, std::string_view>, 54> kHelp{{
     {"app", R"(NAME:
    etcdctl - A simple command line client for etcd.
 
@@ -260,6 +260,24 @@ DESCRIPTION:
 
 OPTIONS:
    --no-index  leave out etcdIndex, createdIndex and modifiedIndex (to compare files)
+   
+)"},
+    {"migrate", R"(NAME:
+   kvctl migrate - convert a stopped etcd 3.4 member's data dir into a kvd data dir
+
+USAGE:
+   kvctl migrate [command options]
+
+DESCRIPTION:
+   Reads etcd's snap and WAL files and writes a kvd data dir serving the same v2
+   tree: every node (hidden ones too), TTLs, createdIndex, modifiedIndex and the
+   X-Etcd-Index. The member keeps its id and cluster id; start it with
+   kvd --force-new-cluster, then add members. v3 data is not migrated.
+
+OPTIONS:
+   --etcd-data-dir value  the etcd member's --data-dir (read only)
+   --data-dir value       the kvd data dir to write (absent or empty)
+   --name value           the member's name: --data-dir defaults to NAME.etcd
    
 )"},
     {"import", R"(NAME:

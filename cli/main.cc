@@ -103,6 +103,11 @@ const std::vector<Command>& commands() {
       {"import",
        {{{"force"}, Type::kBool, "false"}, {{"parallel"}, Type::kInt, "16"}},
        cmd_import},
+      {"migrate",
+       {{{"etcd-data-dir"}, Type::kString, ""},
+        {{"data-dir"}, Type::kString, ""},
+        {{"name"}, Type::kString, ""}},
+       cmd_migrate},
   };
   return kCommands;
 }

@@ -56,6 +56,10 @@ std::string format_duration(int64_t ns);
 // dropped, no fraction when it is 0 ("2026-11-23T10:50:30.13098912Z").
 void append_rfc3339_nano(std::string& out, int64_t unix_ns);
 std::string format_rfc3339_nano(std::chrono::system_clock::time_point t);
+// time.Parse(time.RFC3339Nano, s) as Unix nanoseconds ("2006-01-02T15:04:05.999999999Z07:00");
+// nullopt when malformed or outside what 64-bit nanoseconds hold (1677..2262, so not Go's
+// zero time, 0001-01-01T00:00:00Z).
+std::optional<int64_t> parse_rfc3339_nano(std::string_view s);
 
 // net/http's TimeFormat in UTC, as in a Date header: "Tue, 24 Nov 2026 17:45:49 GMT".
 std::string format_http_date(int64_t unix_seconds);

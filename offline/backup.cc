@@ -64,21 +64,16 @@ class BackupWriter {
 
   storage::RaftLog& log() { return *log_; }
 
-  // The new identity and the provenance record, then the rename that makes it a data dir.
-  Status finish(BackupInfo& info, const std::string& cluster_token) {
-    info.member_id = random_id();
-    info.cluster_id = random_id();
-    std::string from = "member " + hex_id(info.source_member_id) + " of cluster " +
-                       hex_id(info.source_cluster_id) + " at raft index " +
-                       std::to_string(info.raft_index) + ", taken ";
-    go::append_rfc3339_nano(from, std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                      std::chrono::system_clock::now().time_since_epoch())
-                                      .count());
-    for (const auto& [key, value] :
-         {std::pair<const char*, std::string>{data_dir::kMetaBackupOf, from},
-          {data_dir::kMetaMemberId, hex_id(info.member_id)},
-          {data_dir::kMetaClusterId, hex_id(info.cluster_id)},
-          {data_dir::kMetaClusterToken, cluster_token}}) {
+  // The identity and the provenance record, then the rename that makes it a data dir. An empty
+  // token is not written (the member then takes --initial-cluster-token's).
+  Status finish(uint64_t member_id, uint64_t cluster_id, const std::string& cluster_token,
+                const std::string& provenance) {
+    std::vector<std::pair<const char*, std::string>> meta = {
+        {data_dir::kMetaBackupOf, provenance},
+        {data_dir::kMetaMemberId, hex_id(member_id)},
+        {data_dir::kMetaClusterId, hex_id(cluster_id)}};
+    if (!cluster_token.empty()) meta.emplace_back(data_dir::kMetaClusterToken, cluster_token);
+    for (const auto& [key, value] : meta) {
       if (Status st = log_->put_meta(key, value); !st.is_ok()) return st;
     }
     log_.reset();
@@ -102,15 +97,19 @@ std::optional<uint64_t> meta_id(const storage::RaftLog& log, const char* key) {
 
 }  // namespace
 
-Result<BackupInfo> write_backup(const BackupContent& b, const std::string& backup_dir) {
+Result<BackupInfo> write_data_dir(const BackupContent& b, const std::string& dir,
+                                  uint64_t member_id, uint64_t cluster_id,
+                                  const std::string& provenance) {
   BackupInfo info;
   info.source_member_id = b.member_id;
   info.source_cluster_id = b.cluster_id;
+  info.member_id = member_id;
+  info.cluster_id = cluster_id;
   info.raft_index = b.hard_state.commit;
   info.snapshot_index = b.snapshot.metadata.index;
   info.entries = b.entries.size();
   info.image_bytes = b.snapshot.data.size();
-  auto writer = BackupWriter::create(backup_dir);
+  auto writer = BackupWriter::create(dir);
   if (!writer.is_ok()) return writer.status();
   storage::RaftLog& dst = writer.value().log();
   if (!b.snapshot.empty()) {
@@ -126,10 +125,23 @@ Result<BackupInfo> write_backup(const BackupContent& b, const std::string& backu
     if (Status st = dst.append(batch, std::nullopt); !st.is_ok()) return st;
   }
   raft::HardState hs = b.hard_state;
-  hs.vote = raft::kNoNode;  // a vote of the source's; the backup votes afresh
+  hs.vote = raft::kNoNode;  // a vote of the source's; the copy votes afresh
   if (Status st = dst.append({}, hs); !st.is_ok()) return st;
-  if (Status st = writer.value().finish(info, b.cluster_token); !st.is_ok()) return st;
+  if (Status st = writer.value().finish(member_id, cluster_id, b.cluster_token, provenance);
+      !st.is_ok()) {
+    return st;
+  }
   return info;
+}
+
+Result<BackupInfo> write_backup(const BackupContent& b, const std::string& backup_dir) {
+  std::string from = "backup of member " + hex_id(b.member_id) + " of cluster " +
+                     hex_id(b.cluster_id) +
+                     " at raft index " + std::to_string(b.hard_state.commit) + ", taken ";
+  go::append_rfc3339_nano(from, std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count());
+  return write_data_dir(b, backup_dir, random_id(), random_id(), from);
 }
 
 Result<BackupInfo> backup_data_dir(const std::string& data_dir, const std::string& backup_dir) {

@@ -70,7 +70,12 @@ struct BackupContent {
 std::string encode_stream(const BackupContent& b);
 // A stream back into its content, checked as described above.
 Result<BackupContent> decode_stream(std::string_view stream);
-// Writes content (a decoded stream) into backup_dir.
+// Writes content (a decoded stream) into backup_dir, with a new member id and cluster id.
 Result<BackupInfo> write_backup(const BackupContent& b, const std::string& backup_dir);
+// The same with the identity given, and `provenance` (what the copy is of, for kvd's refusal
+// to start it without --force-new-cluster) as the data_dir::kMetaBackupOf record.
+Result<BackupInfo> write_data_dir(const BackupContent& b, const std::string& dir,
+                                  uint64_t member_id, uint64_t cluster_id,
+                                  const std::string& provenance);
 
 }  // namespace kvd::offline

@@ -19,6 +19,7 @@ ALLOWED = {
     "raft": ["common"],
     "storage": ["raft", "common"],
     "api_v2": ["common"],
+    "etcd_data": ["common"],
     "server/tls": ["common"],
     "server/auth": ["common"],
     "server/http": ["server/tls", "common"],
@@ -27,7 +28,7 @@ ALLOWED = {
     "server/proxy": ["server/http", "server/tls", "common"],
     "server": ["server/tls", "server/auth", "server/http", "server/peer", "server/member", "server/proxy", "offline", "api_v2",
                "storage", "raft", "common"],
-    "offline": ["storage", "api_v2", "raft", "common"],
+    "offline": ["storage", "api_v2", "etcd_data", "raft", "common"],
     "cli": ["offline", "common"],
 }
 # From raft, server/peer may use the message types only (and what they are made of).

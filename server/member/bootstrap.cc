@@ -83,7 +83,7 @@ Status Core::bootstrap_ids(bool* fresh) {
     if (!*fresh) {
       if (auto from = log->get_meta(kMetaBackupOf);
           from && !from->empty() && !config.force_new_cluster) {
-        return Status::error(db_dir + " is a backup (of " + *from +
+        return Status::error(db_dir + " is a copy (" + *from +
                              "), not a member of a running cluster: start it with "
                              "--force-new-cluster to make a new one-member cluster of it");
       }
@@ -272,6 +272,12 @@ Status Core::force_standalone(const raft::Snapshot& snap) {
   raft::ConfState conf = snap.empty() ? cs : snap.metadata.conf_state;
   const uint64_t commit = std::max(hs.commit, snap.empty() ? 0 : snap.metadata.index);
   const uint64_t last = log->last_index();
+  // This member's peer URLs as its cluster knows them: the snapshot's record, then the changes.
+  std::vector<std::string> recorded_urls;
+  if (auto it = store.internal().find(raft_attributes_key(member_id));
+      it != store.internal().end()) {
+    recorded_urls = context_peer_urls(it->second);
+  }
   for (uint64_t next = std::max(log->first_index(), snap.metadata.index + 1); next <= std::min(last, commit);) {
     std::vector<raft::Entry> batch;
     if (log->entries(next, std::min(last, commit) + 1, kReplayBatchBytes, &batch) !=
@@ -279,7 +285,13 @@ Status Core::force_standalone(const raft::Snapshot& snap) {
       return Status::error(db_dir + ": cannot read log entry " + std::to_string(next));
     }
     for (const auto& e : batch) {
-      if (e.type == raft::EntryType::kConfChange) conf = raft::apply_conf_change(conf, *raft::decode_conf_change(e.data));
+      if (e.type == raft::EntryType::kConfChange) {
+        const raft::ConfChange cc = *raft::decode_conf_change(e.data);
+        conf = raft::apply_conf_change(conf, cc);
+        if (cc.node_id == member_id && cc.type != raft::ConfChangeType::kRemoveNode) {
+          recorded_urls = context_peer_urls(cc.context);
+        }
+      }
       ++next;
     }
   }
@@ -302,6 +314,21 @@ Status Core::force_standalone(const raft::Snapshot& snap) {
             raft::ConfChangeType::kAddNode, member_id,
             member_context(member_id, config.initial_advertise_peer_urls)})});
   }
+  bool added = !changes.empty();
+  // Restarted elsewhere (a migrated or restored data dir), it would be unreachable at the URLs
+  // its cluster holds for it, and members added later could not reach it: the URLs given are
+  // recorded (etcd leaves that to a `member update`).
+  std::vector<std::string> urls = config.initial_advertise_peer_urls;
+  std::sort(urls.begin(), urls.end());
+  std::sort(recorded_urls.begin(), recorded_urls.end());
+  if (!added && !urls.empty() && urls != recorded_urls) {
+    changes.push_back(raft::Entry{
+        hs.term, ++index, raft::EntryType::kConfChange,
+        raft::encode_conf_change(raft::ConfChange{raft::ConfChangeType::kUpdateNode, member_id,
+                                                  member_context(member_id, urls)})});
+    spdlog::warn("member {}: its peer URLs change from {} to {} (--initial-advertise-peer-urls)",
+                 hex_id(member_id), url_list(recorded_urls), url_list(urls));
+  }
   for (uint64_t id : conf.voters) {
     if (id == member_id) continue;
     changes.push_back(raft::Entry{hs.term, ++index, raft::EntryType::kConfChange,
@@ -314,7 +341,7 @@ Status Core::force_standalone(const raft::Snapshot& snap) {
                "members removed: [{}]{}. The removed members must not be started again on their "
                "data dirs; add new members with `member add`",
                hex_id(member_id), hex_id(cluster_id), commit, last > commit ? last - commit : 0,
-               removed, is_backup ? "; restored from a backup, it added itself" : "");
+               removed, added ? "; it was in no configuration (a backup), so it added itself" : "");
   if (!changes.empty()) {
     raft::HardState next_hs = hs;
     next_hs.commit = index;

@@ -123,6 +123,29 @@ class Cluster:
         self.learn_id(m)
         return m
 
+    def grow(self, via, names, results, label=""):
+        """Grows the cluster whose only member is `via` by one new member per name, one at a
+        time: `member add` through via (retried while --strict-reconfig-check refuses an
+        addition, 500, until every member has been connected for 5 s: etcd's HealthInterval),
+        then join(). Checks each step in `results`; returns every member, via first."""
+        live = [via]
+        for i, name in enumerate(names):
+            new = self.new_member_slot(name)
+            last = []
+
+            def add():
+                st, _, body = harness.request(
+                    "POST", via.url + "/v2/members",
+                    body=json.dumps({"peerURLs": [new.peer_url]}).encode(),
+                    headers={"Content-Type": "application/json"})
+                last[:] = [st, body[:120]]
+                return st == 201
+            results.check(harness.wait_for(add, 20.0, interval=0.5),
+                          f"{label}member add {i + 1} answered {last}")
+            live.append(new)
+            self.join(new, ",".join(f"{m.name}={m.peer_url}" for m in live))
+        return live
+
     def kill(self, m, sig=signal.SIGKILL):
         m.kill(sig)
 

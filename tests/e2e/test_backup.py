@@ -249,12 +249,7 @@ def main():
             check_online(R, writers, base[1], got[1])
 
         # Grow the restored member back: `member add` and a member joining it.
-        new = c.new_member_slot("grown")
-        st, _, body = harness.request("POST", on.url + "/v2/members",
-                                      body=json.dumps({"peerURLs": [new.peer_url]}).encode(),
-                                      headers={"Content-Type": "application/json"})
-        R.check(st == 201, f"member add on the restored member ({st} {body[:100]!r})")
-        c.join(new, f"on={on.peer_url},grown={new.peer_url}")
+        on, new = c.grow(on, ["grown"], R, "restored member: ")
         harness.put(new, "/grown", "y")
         grown = c.converged(among=[on, new])
         R.check(grown is not None and len(nodes(grown[1])) == len(nodes(got[1])) + 1,

@@ -11,7 +11,6 @@ On each kind:
 What a client sees must be the same for kvd as for etcd: the outcome of each step, the member
 count, and how far the etcd index moved across the forced restart.
 """
-import json
 import os
 import sys
 
@@ -85,24 +84,7 @@ def scenario(kind, R):
         out["write"] = status
         # Grow back to three: `member add`, then the new member started with
         # --initial-cluster-state existing, twice.
-        live = [survivor]
-        for i in range(2):
-            new = c.new_member_slot(f"{kind}new{i}")
-            last = []
-
-            def add():
-                # --strict-reconfig-check refuses an addition (500) until every member has been
-                # connected for 5 s (etcd's HealthInterval): the member joined just before is.
-                st, _, body = harness.request(
-                    "POST", survivor.url + "/v2/members",
-                    body=json.dumps({"peerURLs": [new.peer_url]}).encode(),
-                    headers={"Content-Type": "application/json"})
-                last[:] = [st, body[:120]]
-                return st == 201
-            R.check(harness.wait_for(add, 20.0, interval=0.5),
-                    f"[{kind}] member add {i + 1} answered {last}")
-            live.append(new)
-            c.join(new, ",".join(f"{m.name}={m.peer_url}" for m in live))
+        live = c.grow(survivor, [f"{kind}new0", f"{kind}new1"], R, f"[{kind}] ")
         counts = [member_count(m) for m in live]
         R.check(counts == [3, 3, 3], f"[{kind}] three members again ({counts})")
         grown = c.converged(among=live)

@@ -35,15 +35,7 @@ std::string observe(Store& s, int64_t now_ns) {
 }
 
 TEST_F(StoreTest, recover_roundTripKeepsEverything) {
-  set("/a/b", "1");
-  set("/a/_h", "hidden");
-  ok(with_ttl(make(Op::kSet, "/t", "ttl"), 30));
-  Command d = with_ttl(make(Op::kSet, "/tdir"), 40);
-  d.dir = true;
-  ok(d);
-  ok(make(Op::kInternal, "/0/version", "3.4.0"));
-  ok(make(Op::kDelete, "/a/b"));
-  get("/a");
+  fill_sample();
   std::string image = store_.save();
 
   Store other;

@@ -58,6 +58,19 @@ class StoreTest : public ::testing::Test {
   }
 
   std::string set(std::string key, std::string value) { return ok(make(Op::kSet, key, value)); }
+  // A bit of everything a store image holds: keys, a hidden key, a TTL key and dir, an internal
+  // record, a deletion, and a read in the counters.
+  void fill_sample() {
+    set("/a/b", "1");
+    set("/a/_h", "hidden");
+    ok(with_ttl(make(Op::kSet, "/t", "ttl"), 30));
+    Command d = with_ttl(make(Op::kSet, "/tdir"), 40);
+    d.dir = true;
+    ok(d);
+    ok(make(Op::kInternal, "/0/version", "3.4.0"));
+    ok(make(Op::kDelete, "/a/b"));
+    get("/a");
+  }
   std::string mkdir(std::string key) {
     Command c = make(Op::kSet, key);
     c.dir = true;
