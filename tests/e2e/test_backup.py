@@ -2,7 +2,7 @@
 """kvctl backup, offline and online, and restores with --force-new-cluster (README "Disaster
 recovery"). Three kvd members get 1,000 keys (nested dirs, TTL keys, in-order keys); then:
   - online: `kvctl --endpoints B backup --backup-dir DIR` is taken from a running member while
-    16 client threads overwrite keys through all three members and a probe writes one key at a
+    64 client connections overwrite keys through all three members and a probe writes one key at a
     time. The restored member must hold exactly the tree at one index: for every key, the last
     acknowledged write at or below that index and nothing written after it. Writes go on while
     the backup is read; the probe's slowest write during the backup is printed beside its
@@ -11,7 +11,8 @@ recovery"). Three kvd members get 1,000 keys (nested dirs, TTL keys, in-order ke
     cluster's tree with its value, dir flag, indexes and expiration time.
   - a backup starts only with --force-new-cluster (else a clear error), has its own member and
     cluster ids, and a restored member grows to two with `member add`.
-  - refusals: the data dir of a running member, a backup dir that is not empty.
+  - refusals: the data dir of a running member, a backup dir that is not empty, an online
+    backup without root's credentials when v2 auth is on (it holds password hashes).
 """
 import json
 import os
@@ -25,7 +26,7 @@ import harness  # noqa: E402
 from cluster import Cluster, load_sample_tree  # noqa: E402
 
 KEYS = 1000
-WRITERS = 16
+WRITERS = 64  # client connections writing during the online backup
 SLOTS = 40  # keys per writer thread, overwritten in turn
 
 
@@ -241,6 +242,18 @@ def main():
         R.check(len(member_ids(off)) == 1, "the restored member is alone in its cluster")
         status, _, _ = harness.put(off, "/after-restore", "x", catch=True)
         R.check(status == 201, f"the restored member is writable ({status})")
+
+        # With v2 auth on, the backup (which holds password hashes) needs the root role.
+        harness.request("PUT", off.url + "/v2/auth/users/root",
+                        body=json.dumps({"user": "root", "password": "pw"}).encode(),
+                        headers={"Content-Type": "application/json"})
+        st, _, _ = harness.request("PUT", off.url + "/v2/auth/enable")
+        R.check(st == 200, f"auth enabled on the restored member ({st})")
+        st, _, body = harness.request("GET", off.url + "/kvd/backup")
+        R.check(st == 401, f"an online backup without credentials is refused ({st} {body[:80]!r})")
+        rc, out, err = kvctl("--endpoints", off.url, "-u", "root:pw", "backup", "--backup-dir",
+                             os.path.join(c.workdir, "auth.data"))
+        R.check(rc == 0, f"root's online backup: rc {rc} {out}{err}")
 
         on = restore(c, "on", online_dir)
         got = Cluster.dump(on)
