@@ -4,6 +4,7 @@
 
 #include "api_v2/keys_request.h"
 #include "common/go.h"
+#include "metrics/metrics.h"
 #include "server/responses.h"
 
 namespace kvd::server {
@@ -47,7 +48,9 @@ std::string html_escape(std::string_view s) {
 }  // namespace
 
 ClientApi::ClientApi(Node& node, ClientApiOptions options)
-    : node_(node), cluster_id_(node.cluster_id()), options_(std::move(options)) {}
+    : node_(node), cluster_id_(node.cluster_id()), options_(std::move(options)) {
+  metrics::register_process_metrics();
+}
 
 void ClientApi::handle(const HttpRequest& r, const ExchangePtr& ex) {
   std::string_view target = r.target;
@@ -133,6 +136,7 @@ void ClientApi::handle(const HttpRequest& r, const ExchangePtr& ex) {
   if (path == "/v2/stats/leader") return handle_stats_leader(m, ex);
   if (path == "/v2/stats/store") return handle_stats_store(m, ex);
   if (path == "/kvd/backup") return handle_backup(r, ex);
+  if (path == "/metrics") return handle_metrics(m, ex);
   ex->reply(not_found());
 }
 

@@ -2,7 +2,7 @@
 // (client_api.cc), the keys endpoint with watches (keys_handler.cc), /v2/members and
 // /v2/machines (members_handler.cc), /version, /health and /v2/stats/* (stats_handler.cc), and
 // v2 auth: /v2/auth/* and the access checks of the other endpoints (auth_handler.cc), and
-// /kvd/backup, an online backup (backup_handler.cc).
+// /kvd/backup, an online backup (backup_handler.cc), and /metrics (metrics_handler.cc).
 // Shared specs: v2-keys-api.md §1, §3, §4, §8 and v2-cluster-api.md §1-§5.
 //
 // Each handler turns an HttpRequest into a call on the Node and the Node's typed answer into
@@ -71,6 +71,8 @@ class ClientApi final : public RequestHandler {
   void handle_members_mutation(const HttpRequest& r, std::string_view method,
                                std::string_view id_part, const ExchangePtr& ex);
   void handle_machines(std::string_view method, const ExchangePtr& ex);
+  // metrics_handler.cc
+  void handle_metrics(std::string_view method, const ExchangePtr& ex);
   // backup_handler.cc
   void handle_backup(const HttpRequest& r, const ExchangePtr& ex);
   void serve_backup(const ExchangePtr& ex);

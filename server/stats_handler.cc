@@ -5,6 +5,7 @@
 #include "common/go.h"
 #include "common/ids.h"
 #include "common/version.h"
+#include "metrics/metrics.h"
 #include "server/client_api.h"
 #include "server/responses.h"
 
@@ -22,11 +23,26 @@ void ClientApi::handle_health(std::string_view m, const ExchangePtr& ex) {
   if (m != "GET") return ex->reply(method_not_allowed("GET"));
   // etcd 3.4's checkHealth: unhealthy without a known leader (answered at once), else an
   // empty read through raft (QGET) must complete within 1 s. kvd raises no alarms.
+  static metrics::Counter& successes =
+      metrics::registry()
+          .counter("etcd_server_health_success", "The total number of successful health checks")
+          .only();
+  static metrics::Counter& failures =
+      metrics::registry()
+          .counter("etcd_server_health_failures", "The total number of failed health checks")
+          .only();
   Node* node = &node_;
   node_.info([ex, node](Node::Info info) {
-    if (info.leader_id == 0) return ex->reply(go_error(503, R"({"health":"false"})"));
+    if (info.leader_id == 0) {
+      failures.inc();
+      return ex->reply(go_error(503, R"({"health":"false"})"));
+    }
     node->probe_quorum(std::chrono::seconds(1), [ex](bool ok) {
-      if (!ok) return ex->reply(go_error(503, R"({"health":"false"})"));
+      if (!ok) {
+        failures.inc();
+        return ex->reply(go_error(503, R"({"health":"false"})"));
+      }
+      successes.inc();
       HttpResponse resp;
       resp.content_type = kTextPlain;
       resp.body = R"({"health":"true"})";

@@ -176,6 +176,7 @@ bool Core::apply_entry(const raft::Entry& e) {
 }
 
 void Core::fail_waiter(Waiter& w, const std::string& cause) {
+  if (w.kind != Waiter::Kind::kRead) ++proposals_failed;
   switch (w.kind) {
     case Waiter::Kind::kInternal: w.done(false); break;
     case Waiter::Kind::kAuth: w.auth_cb(raft_error(cause)); break;

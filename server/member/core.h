@@ -194,6 +194,9 @@ struct Core : std::enable_shared_from_this<Core> {
   std::shared_ptr<raft::Ready> failed_ready;
   uint64_t recv_append_requests = 0;
   uint64_t send_append_requests = 0;
+  // For /metrics: leaders seen since start, and proposals that failed (timed out, dropped).
+  uint64_t leader_changes = 0;
+  uint64_t proposals_failed = 0;
   boost::asio::steady_timer tick_timer;
   boost::asio::steady_timer tick_advance_timer;
   // A store image being written by a child process (see maybe_snapshot): its pid (0: none),

@@ -349,6 +349,13 @@ void Node::info(std::function<void(Info)> cb) {
     info.wal_append_calls = c.wal ? c.wal->append_calls() : 0;
     info.child_snapshots = c.child_snapshots_saved.load();
     if (info.is_leader && c.link.stats) info.follower_stats = c.link.stats();
+    info.applied = c.applied;
+    info.leader_changes = c.leader_changes;
+    info.proposals_pending = c.waiters.size();
+    info.proposals_failed = c.proposals_failed;
+    if (auto v = c.store.internal().find(std::string(kVersionKey)); v != c.store.internal().end()) {
+      info.cluster_version = v->second;
+    }
     cb(std::move(info));
   });
 }

@@ -205,6 +205,12 @@ class Node {
     uint64_t child_snapshots = 0;   // snapshot images written by a child process and saved
     std::vector<uint64_t> removed_ids;  // members removed from the cluster (410 on DELETE)
     std::map<uint64_t, PeerStats> follower_stats;  // leader only: /v2/stats/leader
+    // For /metrics (etcd_server_*).
+    uint64_t applied = 0;
+    uint64_t leader_changes = 0;    // leaders seen since start
+    uint64_t proposals_pending = 0;
+    uint64_t proposals_failed = 0;  // since start
+    std::string cluster_version;    // "" until decided
   };
   void info(std::function<void(Info)> cb);
 

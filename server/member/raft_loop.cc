@@ -23,6 +23,7 @@ void Core::note_ready(const raft::Ready& rd) {
     const raft::SoftState& ss = *rd.soft_state;
     if (ss.lead != leader_id) {
       if (ss.lead != raft::kNoNode) {
+        ++leader_changes;
         spdlog::info("raft: {} elected leader {} at term {}", hex_id(member_id), hex_id(ss.lead),
                      term);
         leader_since = Clock::now();
