@@ -4,6 +4,8 @@
 # switchover demo (deploy/switchover-demo.sh, run by tests/e2e/test_proxy_switchover.py),
 # iproute2 and iptables for the fault tests' network namespaces (tests/faults), and python3-fusepy
 # for the data dir that turns read-only in tests/e2e/test_full_disk.py (tests/e2e/readonly_fs.py).
+# prometheus (and its promtool) scrape kvd and check its alerting rules in tests/e2e/test_metrics.py;
+# libprotobuf-dev and protobuf-compiler read etcd's data dirs for kvctl migrate (etcd_data/).
 # TLS is OpenSSL (libssl-dev); the TLS tests make their certificates with the openssl command and
 # trust the system's roots through ca-certificates. v2 auth hashes passwords with libcrypt's
 # bcrypt (libcrypt-dev).
@@ -19,4 +21,4 @@ $SUDO apt-get install -y -q --no-install-recommends \
   libprotobuf-dev protobuf-compiler \
   libgtest-dev libgmock-dev libbenchmark-dev \
   etcd-server etcd-client python3 python3-etcd python3-fusepy curl wrk bc nginx-light iproute2 \
-  iptables
+  iptables prometheus

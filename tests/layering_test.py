@@ -24,7 +24,7 @@ ALLOWED = {
     "server/tls": ["common"],
     "server/auth": ["common"],
     "server/http": ["server/tls", "common"],
-    "server/peer": ["server/tls", "raft", "common"],
+    "server/peer": ["server/tls", "raft", "metrics", "common"],
     "server/member": ["api_v2", "storage", "raft", "metrics", "common", "server/peer/peer_link.h"],
     "server/proxy": ["server/http", "server/tls", "metrics", "common"],
     "server": ["server/tls", "server/auth", "server/http", "server/peer", "server/member", "server/proxy", "offline", "metrics", "api_v2",

@@ -60,6 +60,8 @@ void PeerTransport::Impl::on_handshake(const std::shared_ptr<InConn>& c, error_c
     return flush_inbound_locked(c);
   }
   c->sender = h->sender;
+  c->received_bytes = &received_bytes_from(c->sender);
+  c->received_failures = &received_failures_from(c->sender);
   disarm(c->deadline);
   spdlog::debug("peer port: accepted stream from member {} at {}", hex_id(c->sender), c->remote);
   flush_inbound_locked(c);
@@ -148,14 +150,17 @@ void PeerTransport::Impl::on_frame_body(const std::shared_ptr<InConn>& c, error_
   if (!ec && wire::crc32c(c->body) != c->header.crc) {
     std::lock_guard lk(mu);
     if (stopped || !inbound.count(c)) return;
+    if (c->received_failures) c->received_failures->inc();
     return abort_inbound_locked(c, "frame checksum mismatch");
   }
   if (ec) {
     std::lock_guard lk(mu);
     if (stopped || !inbound.count(c)) return;
+    if (c->received_failures) c->received_failures->inc();
     warn_inbound_locked(c, "stream truncated inside a frame body: " + ec.message());
     return close_inbound_locked(c);
   }
+  if (c->received_bytes) c->received_bytes->inc(wire::kFrameHeaderBytes + c->body.size());
   switch (c->header.type) {
     case wire::FrameType::kMessages: return on_messages(c);
     case wire::FrameType::kSnapshotBegin: return on_snapshot_begin(c);

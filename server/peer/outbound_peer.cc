@@ -147,6 +147,7 @@ void PeerTransport::Impl::on_accepted_locked(const std::shared_ptr<Peer>& p,
   disarm(conn->deadline);
   p->state = Peer::State::kConnected;
   p->connected_since = Clock::now();
+  p->metrics.active.set(1);
   p->backoff = kInitialBackoff;
   if (!p->ever_connected) {
     spdlog::info("peer transport: connected to member {} at {}", hex_id(p->id), conn->url);
@@ -206,6 +207,11 @@ void PeerTransport::Impl::fail_connection_locked(const std::shared_ptr<Peer>& p,
   p->connected_since.reset();
   uint64_t dropped = p->queue.size();
   p->stats.fail += dropped;
+  p->metrics.sent_failures.inc(dropped);
+  if (was_connected) {
+    p->metrics.active.set(0);
+    p->metrics.disconnected.inc();
+  }
   p->queue.clear();
   p->queued_bytes = 0;
   bool snapshots_failed = !p->snapshots.empty() || !p->awaiting_ack.empty();
@@ -274,9 +280,11 @@ void PeerTransport::Impl::pump_writes_locked(const std::shared_ptr<Peer>& p) {
                       p->writing = false;
                       if (ec) {
                         p->stats.fail += count;
+                        p->metrics.sent_failures.inc(count);
                         return self->fail_connection_locked(p, "write: " + ec.message());
                       }
                       p->stats.success += count;
+                      p->metrics.sent_bytes.inc(out->size());
                       self->pump_writes_locked(p);
                     });
 }
@@ -313,6 +321,7 @@ void PeerTransport::Impl::record_heartbeat_resp_locked(Peer& p) {
   if (!p.heartbeat_sent) return;
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - *p.heartbeat_sent).count();
   p.heartbeat_sent.reset();
+  p.metrics.round_trip.observe(ms / 1000);
   ++p.latency_samples;
   double delta = ms - p.latency_mean;
   p.latency_mean += delta / static_cast<double>(p.latency_samples);

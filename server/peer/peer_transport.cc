@@ -49,6 +49,45 @@ void PeerTransport::Impl::post_done(std::function<void(bool)> done, bool ok) {
   });
 }
 
+metrics::Counter& peer_detail::received_bytes_from(uint64_t peer) {
+  return metrics::registry()
+      .counter("etcd_network_peer_received_bytes_total",
+               "The total number of bytes received from peers.", {"From"})
+      .with({hex_id(peer)});
+}
+
+metrics::Counter& peer_detail::received_failures_from(uint64_t peer) {
+  return metrics::registry()
+      .counter("etcd_network_peer_received_failures_total",
+               "The total number of receive failures from peers.", {"From"})
+      .with({hex_id(peer)});
+}
+
+PeerMetrics::PeerMetrics(uint64_t local, uint64_t peer)
+    : sent_bytes(metrics::registry()
+                     .counter("etcd_network_peer_sent_bytes_total",
+                              "The total number of bytes sent to peers.", {"To"})
+                     .with({hex_id(peer)})),
+      sent_failures(metrics::registry()
+                        .counter("etcd_network_peer_sent_failures_total",
+                                 "The total number of send failures from peers.", {"To"})
+                        .with({hex_id(peer)})),
+      received_bytes(received_bytes_from(peer)),
+      received_failures(received_failures_from(peer)),
+      round_trip(metrics::registry()
+                     .histogram("etcd_network_peer_round_trip_time_seconds",
+                                "Round-Trip-Time histogram between peers",
+                                metrics::exponential_buckets(0.0001, 2, 14), {"To"})
+                     .with({hex_id(peer)})),
+      active(metrics::registry()
+                 .gauge("etcd_network_active_peers", "The current number of active peer connections.",
+                        {"Local", "Remote"})
+                 .with({hex_id(local), hex_id(peer)})),
+      disconnected(metrics::registry()
+                       .counter("etcd_network_disconnected_peers_total",
+                                "The total number of disconnected peers.", {"Local", "Remote"})
+                       .with({hex_id(local), hex_id(peer)})) {}
+
 void PeerTransport::Impl::add_peer(uint64_t id, std::vector<std::string> urls) {
   std::lock_guard lk(mu);
   if (stopped || id == config.member_id) return;
@@ -56,7 +95,7 @@ void PeerTransport::Impl::add_peer(uint64_t id, std::vector<std::string> urls) {
     it->second->urls = std::move(urls);
     return;
   }
-  auto p = std::make_shared<Peer>(io, id, std::move(urls));
+  auto p = std::make_shared<Peer>(io, config.member_id, id, std::move(urls));
   peers.emplace(id, p);
   start_dial_locked(p);
 }

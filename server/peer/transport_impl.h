@@ -32,6 +32,7 @@
 
 #include "common/ids.h"
 #include "common/url.h"
+#include "metrics/metrics.h"
 #include "server/peer/peer_transport.h"
 #include "server/peer/peer_wire.h"
 #include "server/tls/stream.h"
@@ -155,12 +156,27 @@ struct OutConn {
   bool tls = false;  // url is https
 };
 
+// etcd's etcd_network_* families for one peer (To/From its hex id, Local/Remote for the
+// connection gauges), looked up once.
+metrics::Counter& received_bytes_from(uint64_t peer);
+metrics::Counter& received_failures_from(uint64_t peer);
+struct PeerMetrics {
+  PeerMetrics(uint64_t local, uint64_t peer);
+  metrics::Counter& sent_bytes;
+  metrics::Counter& sent_failures;
+  metrics::Counter& received_bytes;
+  metrics::Counter& received_failures;
+  metrics::Histogram& round_trip;
+  metrics::Gauge& active;
+  metrics::Counter& disconnected;
+};
+
 // Outgoing state for one member of the peer set. Guarded by Impl::mu.
 struct Peer {
   enum class State { kDialing, kConnected, kBackoff };
 
-  Peer(asio::io_context& io, uint64_t id, std::vector<std::string> urls)
-      : id(id), urls(std::move(urls)), backoff_timer(io) {}
+  Peer(asio::io_context& io, uint64_t local, uint64_t id, std::vector<std::string> urls)
+      : id(id), urls(std::move(urls)), backoff_timer(io), metrics(local, id) {}
 
   const uint64_t id;
   std::vector<std::string> urls;
@@ -184,6 +200,7 @@ struct Peer {
   uint64_t latency_samples = 0;
   double latency_mean = 0;
   double latency_m2 = 0;  // Welford's running sum of squared deviations
+  PeerMetrics metrics;
 };
 
 // An accepted connection: a peer's inbound stream, or an HTTP client.
@@ -195,6 +212,8 @@ struct InConn {
   std::array<char, 4> head{};
   std::array<char, wire::kHandshakeBytes - 4> handshake_rest{};
   uint64_t sender = 0;  // set once the handshake was accepted
+  metrics::Counter* received_bytes = nullptr;     // the sender's, once it is known
+  metrics::Counter* received_failures = nullptr;
   std::array<char, wire::kFrameHeaderBytes> frame_header{};
   std::string body;
   wire::FrameHeader header;

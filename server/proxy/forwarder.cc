@@ -1,6 +1,5 @@
 #include "server/proxy/forwarder.h"
 
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -27,7 +26,7 @@ HttpResponse proxy_error(int status, const std::string& message) {
 void Forwarder::handle(const HttpRequest& r, const std::shared_ptr<Exchange>& ex) {
   const std::string_view path = path_of(r.target);
   if (path == "/metrics") return ex->reply(metrics());
-  shared_.metrics.requests.fetch_add(1, std::memory_order_relaxed);
+  shared_.metrics.request(r.method);
   if (shared_.settings.mode == ProxyMode::kReadonly && r.method != "GET") {
     HttpResponse resp;  // etcd's readonly handler: bare 501, outside the CORS wrapper
     resp.status = 501;
@@ -45,11 +44,13 @@ void Forwarder::handle(const HttpRequest& r, const std::shared_ptr<Exchange>& ex
   }
   auto endpoints = shared_.endpoints.available(Clock::now());
   if (endpoints.empty()) {
-    shared_.metrics.dropped_zero_endpoints.fetch_add(1, std::memory_order_relaxed);
+    shared_.metrics.dropped(r.method, ProxyMetrics::Drop::kZeroEndpoints);
     spdlog::warn("proxy: zero endpoints currently available");
     return ex->reply(proxy_error(503, "zero endpoints currently available"));
   }
   CallInfo info;
+  info.method = std::string(r.method);
+  info.start = Clock::now();
   info.head = r.method == "HEAD";
   info.idempotent = r.method == "GET" || r.method == "HEAD";
   info.watch = query_flag(r.target, "wait");
@@ -85,29 +86,9 @@ HttpResponse Forwarder::config(std::string_view method) {
 }
 
 HttpResponse Forwarder::metrics() {
-  const auto& m = shared_.metrics;
-  std::ostringstream out;
-  out << "# HELP etcd_proxy_requests_total Counter requests incoming by method.\n"
-      << "# TYPE etcd_proxy_requests_total counter\n"
-      << "etcd_proxy_requests_total " << m.requests.load() << "\n"
-      << "# HELP etcd_proxy_handled_total Counter of requests fully handled (by authoratitave "
-         "servers)\n"
-      << "# TYPE etcd_proxy_handled_total counter\n"
-      << "etcd_proxy_handled_total " << m.handled.load() << "\n"
-      << "# HELP etcd_proxy_dropped_total Counter of requests dropped on the proxy.\n"
-      << "# TYPE etcd_proxy_dropped_total counter\n"
-      << "etcd_proxy_dropped_total{proxying_error=\"zero_endpoints\"} "
-      << m.dropped_zero_endpoints.load() << "\n"
-      << "etcd_proxy_dropped_total{proxying_error=\"failed_sending_request\"} "
-      << m.dropped_failed_sending.load() << "\n"
-      << "etcd_proxy_dropped_total{proxying_error=\"failed_getting_response\"} "
-      << m.dropped_failed_response.load() << "\n"
-      << "# HELP kvd_proxy_upstream_dials_total TCP connections opened to members.\n"
-      << "# TYPE kvd_proxy_upstream_dials_total counter\n"
-      << "kvd_proxy_upstream_dials_total " << m.upstream_dials.load() << "\n";
   HttpResponse resp;
   resp.content_type = "text/plain; version=0.0.4; charset=utf-8";
-  resp.body = out.str();
+  resp.body = metrics::registry().render();
   return resp;
 }
 

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "metrics/metrics.h"
 #include "server/http/types.h"
 #include "server/proxy/shared.h"
 
@@ -12,7 +13,7 @@ namespace kvd::server::proxy {
 // its own errors) and a ProxyCall for everything else. Called from any event loop's thread.
 class Forwarder final : public RequestHandler {
  public:
-  explicit Forwarder(Shared& shared) : shared_(shared) {}
+  explicit Forwarder(Shared& shared) : shared_(shared) { metrics::register_process_metrics(); }
 
   void handle(const HttpRequest& r, const std::shared_ptr<Exchange>& ex) override;
 

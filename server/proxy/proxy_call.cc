@@ -126,7 +126,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
       return end_stream_early(asio::error::not_found);
     }
     if (next_ >= endpoints_.size()) {
-      shared_.metrics.dropped_failed_response.fetch_add(1, std::memory_order_relaxed);
+      shared_.metrics.dropped(info_.method, ProxyMetrics::Drop::kFailedResponse);
       spdlog::warn("proxy: unable to get response from {} endpoint(s)", endpoints_.size());
       return finish_with(proxy_error(
           502, "unable to get response from " + std::to_string(endpoints_.size()) + " endpoint(s)"));
@@ -153,7 +153,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
   void connect() {
     reused_ = false;
     conn_ = std::make_unique<Conn>(endpoint_->pool->io(loop_));
-    shared_.metrics.upstream_dials.fetch_add(1, std::memory_order_relaxed);
+    shared_.metrics.upstream_dial();
     arm(shared_.settings.dial_timeout);
     conn_->socket.socket().async_connect(
         endpoint_->pool->address(),
@@ -202,7 +202,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
       retried_fresh_ = true;
       return connect();
     }
-    shared_.metrics.dropped_failed_sending.fetch_add(1, std::memory_order_relaxed);
+    shared_.metrics.dropped(info_.method, ProxyMetrics::Drop::kFailedSending);
     spdlog::warn("proxy: failed to direct request to {}: {} {}", endpoint_->url, what,
                  silent      ? "the member stopped answering"
                  : timed_out ? "i/o timeout"
@@ -343,6 +343,13 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     forward_body();
   }
 
+  // etcd_proxy_handled_total, and the handling time of a request that is not a watch.
+  void report_handled(int status) {
+    std::optional<std::chrono::nanoseconds> took;
+    if (!info_.watch) took = Clock::now() - info_.start;
+    shared_.metrics.handled(info_.method, status, took);
+  }
+
   HttpResponse client_headers() {
     HttpResponse r;
     r.status = response_.status;
@@ -358,7 +365,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     const bool reusable = parser_->keep_alive();
     if (reusable) recycle_conn();
     else drop_conn();
-    shared_.metrics.handled.fetch_add(1, std::memory_order_relaxed);
+    report_handled(r.status);
     finish_with(std::move(r));
   }
 
@@ -394,7 +401,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     if (parser_->is_done()) {
       if (parser_->keep_alive()) recycle_conn();
       else drop_conn();
-      shared_.metrics.handled.fetch_add(1, std::memory_order_relaxed);
+      report_handled(first_status_);
       done_ = true;
       probe_timer_.cancel();
       ex_->end_stream();
@@ -412,7 +419,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
       spdlog::info("proxy: response from {} broke off: {}", endpoint_->url,
                    timed_out_ ? "i/o timeout" : ec.message());
     drop_conn();
-    shared_.metrics.handled.fetch_add(1, std::memory_order_relaxed);
+    report_handled(first_status_);
     auto finish = [this] {
       done_ = true;
       probe_timer_.cancel();

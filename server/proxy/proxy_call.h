@@ -45,6 +45,8 @@ namespace kvd::server::proxy {
 
 // What the proxy knows of a request, for the choices above.
 struct CallInfo {
+  std::string method;       // the client's, for the metrics
+  Clock::time_point start;  // when the proxy took the request, for the metrics
   bool head = false;        // HEAD: the answer has no body
   bool idempotent = false;  // GET or HEAD: may be sent to another member after a silence
   bool watch = false;       // wait=true: a long poll, whose member connection closes when the

@@ -12,6 +12,7 @@
 #include "server/http/types.h"
 #include "server/proxy/endpoints.h"
 #include "server/proxy/proxy.h"
+#include "server/proxy/proxy_metrics.h"
 
 namespace kvd::server::proxy {
 
@@ -21,16 +22,6 @@ namespace kvd::server::proxy {
 using Loops = EventLoops;
 // Which of the loops the current thread runs (set by each thread of run_proxy).
 extern thread_local size_t t_loop;
-
-// Counters for /metrics, named like etcd's proxy metrics.
-struct Metrics {
-  std::atomic<uint64_t> requests{0};
-  std::atomic<uint64_t> handled{0};
-  std::atomic<uint64_t> dropped_zero_endpoints{0};
-  std::atomic<uint64_t> dropped_failed_sending{0};
-  std::atomic<uint64_t> dropped_failed_response{0};
-  std::atomic<uint64_t> upstream_dials{0};
-};
 
 struct Settings {
   ProxyMode mode = ProxyMode::kOn;
@@ -76,7 +67,7 @@ struct Shared {
   std::shared_ptr<tls::TlsContexts> member_tls;
   std::shared_ptr<tls::TlsContexts> peer_tls;
   EndpointSet endpoints;
-  Metrics metrics;
+  ProxyMetrics metrics;
   std::vector<LoopLoad> load;  // load[i]: loop i's, touched by its thread only
 };
 
