@@ -228,7 +228,10 @@ int run(int argc, char** argv) {
     return kExitSuccess;
   }
   if (c.global.get_bool("version")) {
-    write_stdout("etcdctl version: " + std::string(version::kServer) + "\nAPI version: 2\n");
+    // etcdctl's two lines, which scripts read, then which kvctl this is.
+    write_stdout("etcdctl version: " + std::string(version::kServer) + "\nAPI version: 2\n" +
+                 "kvctl version: " + std::string(version::kKvd) + "\nGit SHA: " +
+                 std::string(version::git_revision()) + "\n");
     return kExitSuccess;
   }
   const auto& rest = c.global.args;

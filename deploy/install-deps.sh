@@ -8,7 +8,7 @@
 # libprotobuf-dev and protobuf-compiler read etcd's data dirs for kvctl migrate (etcd_data/).
 # TLS is OpenSSL (libssl-dev); the TLS tests make their certificates with the openssl command and
 # trust the system's roots through ca-certificates. v2 auth hashes passwords with libcrypt's
-# bcrypt (libcrypt-dev).
+# bcrypt (libcrypt-dev). kvd reads etcd's YAML config file with libyaml-cpp-dev.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -17,7 +17,7 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
   build-essential cmake ninja-build pkg-config \
   libboost-dev libboost-program-options-dev librocksdb-dev nlohmann-json3-dev libspdlog-dev \
-  libgoogle-perftools-dev libssl-dev openssl ca-certificates libcrypt-dev \
+  libgoogle-perftools-dev libssl-dev openssl ca-certificates libcrypt-dev libyaml-cpp-dev \
   libprotobuf-dev protobuf-compiler \
   libgtest-dev libgmock-dev libbenchmark-dev \
   etcd-server etcd-client python3 python3-etcd python3-fusepy curl wrk bc nginx-light iproute2 \

@@ -6,10 +6,12 @@
 #include <functional>
 #include <optional>
 #include <set>
+#include <variant>
 
 #include "common/go.h"
 #include "common/url.h"
 #include "common/version.h"
+#include "server/config_file.h"
 
 namespace kvd::server {
 namespace {
@@ -101,6 +103,9 @@ const std::vector<FlagDef>& flag_defs() {
        {"debug", "info", "warn", "error", "panic", "fatal"}},
       {"debug", Kind::kBool, "false", "Enable debug-level logging."},
       {"log-package-levels", Kind::kString, "", "Accepted for compatibility."},
+      {"log-output", Kind::kString, "default", "Accepted for compatibility (deprecated in etcd for --log-outputs)."},
+      {"enable-grpc-gateway", Kind::kBool, "true", "Accepted for compatibility."},
+      {"unsafe-no-fsync", Kind::kBool, "false", "Accepted for compatibility; kvd always syncs."},
       {"proxy", Kind::kEnum, "off", "Proxy mode setting ('off', 'readonly' or 'on').",
        {"off", "readonly", "on"}},
       {"proxy-failure-wait", Kind::kUint, "5000",
@@ -114,13 +119,16 @@ const std::vector<FlagDef>& flag_defs() {
       {"experimental-enable-v2v3", Kind::kString, "", "Accepted for compatibility."},
       {"experimental-backend-bbolt-freelist-type", Kind::kString, "array", "Accepted for compatibility."},
       {"experimental-enable-lease-checkpoint", Kind::kBool, "false", "Accepted for compatibility."},
+      {"experimental-enable-lease-checkpoint-persist", Kind::kBool, "false", "Accepted for compatibility."},
       {"experimental-compaction-batch-limit", Kind::kUint, "1000", "Accepted for compatibility."},
       {"experimental-peer-skip-client-san-verification", Kind::kBool, "false", "Accepted for compatibility."},
       {"experimental-watch-progress-notify-interval", Kind::kDuration, "10m", "Accepted for compatibility."},
       {"experimental-warning-apply-duration", Kind::kDuration, "100ms", "Accepted for compatibility."},
       {"force-new-cluster", Kind::kBool, "false", "Force to create a new one member cluster."},
       {"version", Kind::kBool, "false", "Print the version and exit."},
-      {"config-file", Kind::kString, "", "Not supported by kvd; rejected when given."},
+      {"config-file", Kind::kString, "",
+       "Path to the server configuration file (etcd 3.4's YAML). Note that if a configuration "
+       "file is provided, other command line flags and environment variables will be ignored."},
   };
   return defs;
 }
@@ -184,13 +192,100 @@ std::chrono::milliseconds ms(const std::string& v) {
   return std::chrono::milliseconds(static_cast<int64_t>(*go::parse_uint(v)));
 }
 
+std::string env_value(const std::vector<std::string>& env, const std::string& name) {
+  for (const auto& kv : env)
+    if (kv.size() > name.size() && kv.compare(0, name.size(), name) == 0 && kv[name.size()] == '=')
+      return kv.substr(name.size() + 1);
+  return "";
+}
+
+// ETCD_* variables fill in flags not given on the command line (etcd's SetFlagsFromEnv).
+std::optional<std::string> apply_environment(const std::vector<std::string>& env,
+                                             const std::map<std::string, std::string>& set,
+                                             std::map<std::string, std::string>& values,
+                                             FlagsResult& r) {
+  std::set<std::string> known_env;
+  for (const auto& d : flag_defs()) known_env.insert(env_name(d.name));
+  for (const auto& kv : env) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+    if (key.rfind("ETCD_", 0) != 0) continue;
+    if (!known_env.count(key)) {
+      r.env_warnings.push_back("unrecognized environment variable " + kv);
+      continue;
+    }
+    for (const auto& d : flag_defs()) {
+      if (env_name(d.name) != key) continue;
+      if (set.count(d.name))
+        return "conflicting environment variable \"" + key +
+               "\" is shadowed by corresponding command-line flag (either unset "
+               "environment variable or disable flag)";
+      if (std::string err = validate(d, value); !err.empty())
+        return "kvd: error verifying flags, invalid value \"" + value + "\" for " + key + ": " +
+               err + ". See 'kvd --help'.";
+      values[d.name] = value;
+      r.env_notices.push_back("recognized and used environment variable " + kv);
+    }
+  }
+  return std::nullopt;
+}
+
+// The file's settings alone (etcd's configFromFile), each checked as its flag is checked; errors
+// name the file, the line and the key.
+std::optional<std::string> load_config_file(const std::string& path, const ReadFile& read_file,
+                                            std::map<std::string, std::string>& values) {
+  auto text = read_file ? read_file(path) : read_config_file(path);
+  if (!text.is_ok()) return "kvd: cannot load config file: " + text.status().message();
+  auto parsed = parse_config_yaml(text.value());
+  const std::string where = "kvd: config file " + go::json_quote(path);
+  auto at = [&](int line) { return line > 0 ? where + ", line " + std::to_string(line) : where; };
+  if (const auto* e = std::get_if<ConfigFileError>(&parsed)) return at(e->line) + ": " + e->message;
+  for (const auto& setting : std::get<std::vector<ConfigSetting>>(parsed)) {
+    const FlagDef* d = find_flag(setting.flag);
+    if (!d) return at(setting.line) + ": " + setting.key + " is not supported";
+    if (std::string err = validate(*d, setting.value); !err.empty())
+      return at(setting.line) + ": invalid value \"" + setting.value + "\" for " + setting.key +
+             ": " + err;
+    values[setting.flag] = setting.value;
+  }
+  return std::nullopt;
+}
+
+// What a config file makes kvd ignore, said once in the log (etcd says only that it may).
+void note_ignored(const std::map<std::string, std::string>& set,
+                  const std::vector<std::string>& env, std::vector<std::string>& warnings) {
+  std::string flags, vars;
+  for (const auto& [name, value] : set)
+    if (name != "config-file") flags += (flags.empty() ? "--" : ", --") + name;
+  for (const auto& kv : env) {
+    std::string key = kv.substr(0, kv.find('='));
+    if (key.rfind("ETCD_", 0) == 0 && key != "ETCD_CONFIG_FILE")
+      vars += (vars.empty() ? "" : ", ") + key;
+  }
+  if (!flags.empty())
+    warnings.push_back("ignoring command-line flags given beside the config file: " + flags);
+  if (!vars.empty())
+    warnings.push_back("ignoring environment variables given beside the config file: " + vars);
+}
+
 }  // namespace
 
+// etcd's four lines, which scripts read (the first above all), with kvd's revision as the Git
+// SHA, then kvd's own version.
 std::string version_text() {
+#if defined(__x86_64__)
+  constexpr const char* kArch = "amd64";
+#elif defined(__aarch64__)
+  constexpr const char* kArch = "arm64";
+#else
+  constexpr const char* kArch = "unknown";
+#endif
   return "etcd Version: " + std::string(version::kServer) + "\n" +
-         "Git SHA: kvd\n"
+         "Git SHA: " + std::string(version::git_revision()) + "\n" +
          "Go Version: kvd (C++20)\n"
-         "Go OS/Arch: linux/amd64\n";
+         "Go OS/Arch: linux/" + kArch + "\n" +
+         "kvd Version: " + std::string(version::kKvd) + "\n";
 }
 
 std::string usage_text() {
@@ -216,7 +311,8 @@ std::string usage_text() {
   return out;
 }
 
-FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<std::string>& env) {
+FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<std::string>& env,
+                        const ReadFile& read_file) {
   FlagsResult r;
   std::map<std::string, std::string> set;  // flag name -> value from the command line
   auto fail = [&](int code, std::string msg) {
@@ -271,40 +367,27 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
     return r;
   }
 
-  // Environment variables fill in flags not given on the command line.
-  std::map<std::string, std::string> values = set;
-  std::set<std::string> known_env;
-  for (const auto& d : flag_defs()) known_env.insert(env_name(d.name));
-  for (const auto& kv : env) {
-    auto eq = kv.find('=');
-    if (eq == std::string::npos) continue;
-    std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
-    if (key.rfind("ETCD_", 0) != 0) continue;
-    if (!known_env.count(key)) {
-      r.env_warnings.push_back("unrecognized environment variable " + kv);
-      continue;
-    }
-    for (const auto& d : flag_defs()) {
-      if (env_name(d.name) != key) continue;
-      if (set.count(d.name))
-        return fail(1, "conflicting environment variable \"" + key +
-                           "\" is shadowed by corresponding command-line flag (either unset "
-                           "environment variable or disable flag)");
-      if (std::string err = validate(d, value); !err.empty())
-        return fail(1, "kvd: error verifying flags, invalid value \"" + value + "\" for " + key +
-                           ": " + err + ". See 'kvd --help'.");
-      values[d.name] = value;
-      r.env_notices.push_back("recognized and used environment variable " + kv);
-    }
+  // The config file: the flag, else ETCD_CONFIG_FILE, read on its own as etcd does, since with a
+  // file every other flag and variable is ignored (etcdmain's config.parse).
+  std::string config_file = set.count("config-file") ? set["config-file"] : "";
+  if (config_file.empty()) config_file = env_value(env, "ETCD_CONFIG_FILE");
+  const bool from_file = !config_file.empty();
+  std::map<std::string, std::string> values;
+  if (from_file) {
+    if (auto err = load_config_file(config_file, read_file, values)) return fail(1, *err);
+    r.env_notices.push_back("Loading server configuration from " + go::json_quote(config_file) +
+                            ". Other configuration command line flags and environment variables "
+                            "will be ignored if provided.");
+    note_ignored(set, env, r.env_warnings);
+  } else {
+    values = set;
+    if (auto err = apply_environment(env, set, values, r)) return fail(1, *err);
   }
   auto get = [&](const char* name) {
     auto it = values.find(name);
     return it != values.end() ? it->second : std::string(find_flag(name)->default_value);
   };
   auto given = [&](const char* name) { return values.count(name) > 0; };
-
-  if (given("config-file"))
-    return fail(1, "kvd: --config-file is not supported; give the settings as flags or ETCD_* variables");
 
   Flags& f = r.flags;
   f.name = get("name");
@@ -364,7 +447,8 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
   }
 
   if (f.proxy == ProxyMode::kOff) {
-    if (given("listen-client-urls") && !given("advertise-client-urls"))
+    // A config file without advertise-client-urls advertises the default, as etcd's does.
+    if (!from_file && given("listen-client-urls") && !given("advertise-client-urls"))
       return fail(1, "kvd: error verifying flags, --advertise-client-urls is required when "
                      "--listen-client-urls is set explicitly. See 'kvd --help'.");
     if (given("listen-peer-urls") && !given("initial-advertise-peer-urls") &&

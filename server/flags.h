@@ -2,17 +2,22 @@
 // -flag for booleans) and ETCD_<FLAG> environment variables, with etcd's rules: a setting given
 // both ways is fatal, an unknown ETCD_* variable only warns. Flags that mean nothing to kvd
 // (gRPC, v3 tuning, --enable-v2) are accepted and validated like etcd does, then ignored.
+// --config-file FILE (or ETCD_CONFIG_FILE) takes every setting from etcd 3.4's YAML file
+// (server/config_file.h) and, as in etcd, ignores the other flags and variables.
 //
-// Pure: parse_flags() does no I/O; the caller prints what it returns and exits when told to.
+// Pure but for reading the config file (through the caller's ReadFile when one is given); the
+// caller prints what parse_flags() returns and exits when told to.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "common/status.h"
 #include "server/proxy/proxy.h"
 
 namespace kvd::server {
@@ -71,13 +76,18 @@ struct FlagsResult {
   std::string err;
   Flags flags;
   // For the log once logging is set up: "recognized and used environment variable ETCD_X=v",
-  // "unrecognized environment variable ETCD_Y=v".
+  // "unrecognized environment variable ETCD_Y=v", the config file loaded and what it ignores.
   std::vector<std::string> env_notices;
   std::vector<std::string> env_warnings;
 };
 
-// args excludes argv[0]; env is "NAME=value" strings (e.g. from environ).
-FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<std::string>& env);
+// Reads a config file's text; "open FILE: reason" when it cannot.
+using ReadFile = std::function<Result<std::string>(const std::string& path)>;
+
+// args excludes argv[0]; env is "NAME=value" strings (e.g. from environ). Without read_file a
+// config file is read from disk (read_config_file).
+FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<std::string>& env,
+                        const ReadFile& read_file = {});
 
 std::string usage_text();
 std::string version_text();

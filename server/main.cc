@@ -28,6 +28,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "common/version.h"
 #include "server/client_api.h"
 #include "server/flags.h"
 #include "server/http/client_server.h"
@@ -129,6 +130,8 @@ int main(int argc, char** argv) {
   }
   const Flags& flags = parsed.flags;
   setup_logging(flags.log_level);
+  spdlog::info("kvd Version: {}, Git SHA: {} (serving etcd {}'s v2 API)", kvd::version::kKvd,
+               kvd::version::git_revision(), kvd::version::kServer);
   for (const auto& n : parsed.env_notices) spdlog::info("{}", n);
   for (const auto& w : parsed.env_warnings) spdlog::warn("{}", w);
 

@@ -15,7 +15,7 @@ void ClientApi::handle_version(std::string_view m, const ExchangePtr& ex) {
   if (m != "GET") return ex->reply(method_not_allowed("GET"));
   HttpResponse resp;
   resp.content_type = kJson;
-  resp.body = std::string(version::kVersionJson);
+  resp.body = version::version_json();
   ex->reply(std::move(resp));
 }
 

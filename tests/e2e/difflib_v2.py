@@ -34,6 +34,9 @@ _COMPARED_PREFIXES = ("x-etcd-", "x-raft-", "access-control-")
 _COMPARED_EXACT = {"content-type", "allow", "location", "transfer-encoding", "content-length",
                    "x-content-type-options"}
 
+# kvd's own members of GET /version (its version and git revision), which etcd's lacks.
+KVD_VERSION_MEMBERS_RE = re.compile(r',"kvd":"[^"]*","kvdrevision":"[^"]*"')
+
 EXPIRATION_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z$")
 
 
@@ -185,6 +188,7 @@ def normalize_body(body, start, unordered=False):
             text = text.encode("utf-8").decode("latin-1")
         except ValueError:
             pass
+    text = KVD_VERSION_MEMBERS_RE.sub("", text)
     text = re.sub(r'"(modifiedIndex|createdIndex|index)":(\d+)',
                   lambda m: f'"{m.group(1)}":{_norm_index(m.group(2), start)}', text)
     text = re.sub(r"(?<=/)(\d{20})(?=[/\"\\])", lambda m: f"<{_norm_index(m.group(1), start)}>", text)
