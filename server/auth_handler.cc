@@ -57,7 +57,7 @@ void ClientApi::basic_user(const HttpRequest& r, std::shared_ptr<const va::AuthS
                            std::function<void(const va::User*)> cb) {
   auto creds = auth::parse_basic_auth(r.authorization);
   if (!creds) {
-    spdlog::warn("auth: malformed basic auth encoding");
+    SPDLOG_WARN("auth: malformed basic auth encoding");
     return cb(nullptr);
   }
   const va::User* u = st->user(creds->user);
@@ -65,7 +65,7 @@ void ClientApi::basic_user(const HttpRequest& r, std::shared_ptr<const va::AuthS
   std::string name = creds->user;
   options_.authenticator->verify(creds->user, creds->password, u->password,
                                  [u, st, name, cb = std::move(cb)](bool ok) {
-                                   if (!ok) spdlog::warn("auth: incorrect password for user: {}", name);
+                                   if (!ok) SPDLOG_WARN("auth: incorrect password for user: {}", name);
                                    cb(ok ? u : nullptr);
                                  });
 }
@@ -74,7 +74,7 @@ void ClientApi::check_root(const HttpRequest& r, std::shared_ptr<const va::AuthS
   auto decide = [st, cb](const va::User* u) {
     if (!u) return cb(false);
     if (st->has_root(*u)) return cb(true);
-    spdlog::warn("auth: user {} does not have the root role", u->name);
+    SPDLOG_WARN("auth: user {} does not have the root role", u->name);
     cb(false);
   };
   if (r.authorization.empty() && options_.client_cert_auth) {
@@ -91,7 +91,7 @@ void ClientApi::check_key(const HttpRequest& r, std::shared_ptr<const va::AuthSt
     if (options_.client_cert_auth && !r.client_cert_cn.empty()) u = st->user(r.client_cert_cn);
     if (!u) {
       bool ok = st->guest_has_access(key, write);
-      if (!ok) spdlog::warn("auth: invalid access for unauthenticated user on resource {}", key);
+      if (!ok) SPDLOG_WARN("auth: invalid access for unauthenticated user on resource {}", key);
       return cb(ok);
     }
     return cb(st->has_key_access(*u, key, write, recursive));
@@ -99,7 +99,7 @@ void ClientApi::check_key(const HttpRequest& r, std::shared_ptr<const va::AuthSt
   basic_user(r, st, [st, key = std::string(key), write, recursive, cb](const va::User* u) {
     if (!u) return cb(false);
     bool ok = st->has_key_access(*u, key, write, recursive);
-    if (!ok) spdlog::warn("auth: invalid access for user {} on key {}", u->name, key);
+    if (!ok) SPDLOG_WARN("auth: invalid access for user {} on key {}", u->name, key);
     cb(ok);
   });
 }
@@ -213,7 +213,7 @@ void ClientApi::serve_auth_users(const va::AuthState& st, std::string_view m, co
   options_.authenticator->hash(std::move(password), [this, ex, cid, req = std::move(req)](
                                                          Result<std::string> h) mutable {
     if (!h.is_ok()) {
-      spdlog::warn("auth: cannot hash the password of user {}: {}", req.name, h.status().message());
+      SPDLOG_WARN("auth: cannot hash the password of user {}: {}", req.name, h.status().message());
       return ex->reply(message_error(500, "Internal Server Error", cid));
     }
     req.user.password = std::move(h.value());

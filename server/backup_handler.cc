@@ -50,7 +50,7 @@ void ClientApi::serve_backup(const ExchangePtr& ex) {
     content.entries = std::move(got.value().entries);
     content.hard_state = b.hard_state;
     auto data = std::make_shared<const std::string>(offline::encode_stream(content));
-    spdlog::info("backup: sending the raft log up to index {} (snapshot at {}, {} entries after "
+    SPDLOG_INFO("backup: sending the raft log up to index {} (snapshot at {}, {} entries after "
                  "it), {} bytes",
                  content.hard_state.commit, content.snapshot.metadata.index,
                  content.entries.size(), data->size());

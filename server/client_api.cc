@@ -137,6 +137,7 @@ void ClientApi::handle(const HttpRequest& r, const ExchangePtr& ex) {
   if (path == "/v2/stats/store") return handle_stats_store(m, ex);
   if (path == "/kvd/backup") return handle_backup(r, ex);
   if (path == "/metrics") return handle_metrics(m, ex);
+  if (path == "/config/local/log") return handle_log_level(r, ex);
   ex->reply(not_found());
 }
 

@@ -73,6 +73,8 @@ class ClientApi final : public RequestHandler {
   void handle_machines(std::string_view method, const ExchangePtr& ex);
   // metrics_handler.cc
   void handle_metrics(std::string_view method, const ExchangePtr& ex);
+  // log_handler.cc
+  void handle_log_level(const HttpRequest& r, const ExchangePtr& ex);
   // backup_handler.cc
   void handle_backup(const HttpRequest& r, const ExchangePtr& ex);
   void serve_backup(const ExchangePtr& ex);

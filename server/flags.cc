@@ -97,8 +97,8 @@ const std::vector<FlagDef>& flag_defs() {
       {"enable-pprof", Kind::kBool, "false", "Accepted for compatibility."},
       {"metrics", Kind::kString, "basic", "Accepted for compatibility."},
       {"listen-metrics-urls", Kind::kOptionalUrls, "", "Accepted for compatibility."},
-      {"logger", Kind::kString, "capnslog", "Accepted for compatibility; kvd logs one line per event."},
-      {"log-outputs", Kind::kString, "default", "Accepted for compatibility; kvd logs to stderr."},
+      {"logger", Kind::kString, "capnslog", "Log format: capnslog (a text line per event) or zap (a JSON object per line)."},
+      {"log-outputs", Kind::kString, "default", "Where logs go, comma-separated: default (stderr), stderr, stdout, or file paths."},
       {"log-level", Kind::kEnum, "info", "Log level: debug, info, warn, error, panic or fatal.",
        {"debug", "info", "warn", "error", "panic", "fatal"}},
       {"debug", Kind::kBool, "false", "Enable debug-level logging."},
@@ -405,6 +405,8 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
   f.cors = split(get("cors"), ',');
   f.host_whitelist = split(get("host-whitelist"), ',');
   f.log_level = *go::parse_bool(get("debug")) ? "debug" : get("log-level");
+  f.logger = get("logger");
+  f.log_outputs = split(get("log-outputs"), ',');
   f.strict_reconfig_check = *go::parse_bool(get("strict-reconfig-check"));
   f.force_new_cluster = *go::parse_bool(get("force-new-cluster"));
   f.pre_vote = *go::parse_bool(get("pre-vote"));

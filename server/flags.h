@@ -52,6 +52,8 @@ struct Flags {
   // Hosts plain-HTTP clients may name (etcd's DNS-rebinding guard); "*": any.
   std::vector<std::string> host_whitelist = {"*"};
   std::string log_level = "info";
+  std::string logger = "capnslog";                      // --logger: capnslog or zap
+  std::vector<std::string> log_outputs = {"default"};   // --log-outputs
   bool strict_reconfig_check = true;
   bool force_new_cluster = false;
   bool pre_vote = false;

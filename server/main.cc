@@ -25,7 +25,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "common/version.h"
@@ -33,6 +32,7 @@
 #include "server/flags.h"
 #include "server/http/client_server.h"
 #include "server/http/event_loops.h"
+#include "server/logging.h"
 #include "server/member/node.h"
 #include "server/peer_wiring.h"
 #include "server/proxy/proxy.h"
@@ -85,18 +85,6 @@ class MemoryReleaser {
   std::thread thread_;
 };
 
-void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("kvd");
-  spdlog::set_default_logger(logger);
-  // One line per event, in etcd's capnslog shape: "2026-11-24 14:44:48.106873 I | message".
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%f %L | %v");
-  if (level == "debug") spdlog::set_level(spdlog::level::debug);
-  else if (level == "warn") spdlog::set_level(spdlog::level::warn);
-  else if (level == "error") spdlog::set_level(spdlog::level::err);
-  else if (level == "panic" || level == "fatal") spdlog::set_level(spdlog::level::critical);
-  else spdlog::set_level(spdlog::level::info);
-}
-
 // File descriptors: the soft limit is raised to the hard one (as Go's runtime does for etcd), and
 // client connections are limited so that kReservedDescriptors stay for the database's files,
 // the peers and the snapshot machinery. Returns the client connection limit.
@@ -129,19 +117,24 @@ int main(int argc, char** argv) {
     return parsed.exit_code;
   }
   const Flags& flags = parsed.flags;
-  setup_logging(flags.log_level);
-  spdlog::info("kvd Version: {}, Git SHA: {} (serving etcd {}'s v2 API)", kvd::version::kKvd,
+  if (kvd::Status st = setup_logging(LogConfig{flags.logger, flags.log_outputs, flags.log_level});
+      !st.is_ok()) {
+    std::fprintf(stderr, "kvd: error verifying flags, %s. See 'kvd --help'.\n",
+                 st.message().c_str());
+    return 1;
+  }
+  SPDLOG_INFO("kvd Version: {}, Git SHA: {} (serving etcd {}'s v2 API)", kvd::version::kKvd,
                kvd::version::git_revision(), kvd::version::kServer);
-  for (const auto& n : parsed.env_notices) spdlog::info("{}", n);
-  for (const auto& w : parsed.env_warnings) spdlog::warn("{}", w);
+  for (const auto& n : parsed.env_notices) SPDLOG_INFO("{}", n);
+  for (const auto& w : parsed.env_warnings) SPDLOG_WARN("{}", w);
 
   auto tls = setup_tls(flags);
   if (!tls.is_ok()) {
-    spdlog::critical("{}", tls.status().message());
+    SPDLOG_CRITICAL("{}", tls.status().message());
     return 1;
   }
-  for (const auto& n : tls.value().notices) spdlog::info("{}", n);
-  for (const auto& w : tls.value().warnings) spdlog::warn("{}", w);
+  for (const auto& n : tls.value().notices) SPDLOG_INFO("{}", n);
+  for (const auto& w : tls.value().warnings) SPDLOG_WARN("{}", w);
 
   MemoryReleaser memory_releaser;
   const size_t max_connections = client_connection_limit();
@@ -205,7 +198,7 @@ int main(int argc, char** argv) {
 
   auto opened = Node::open(io, node_config);
   if (!opened.is_ok()) {
-    spdlog::critical("cannot open data dir {}: {}", flags.data_dir, opened.status().message());
+    SPDLOG_CRITICAL("cannot open data dir {}: {}", flags.data_dir, opened.status().message());
     return 1;
   }
   std::unique_ptr<Node> node = std::move(opened.value());
@@ -214,7 +207,7 @@ int main(int argc, char** argv) {
   if (!flags.listen_peer_urls.empty()) {
     auto started = start_peer_transport(io, *node, flags.listen_peer_urls, tls.value().peer);
     if (!started.is_ok()) {
-      spdlog::critical("cannot listen for peers: {}", started.status().message());
+      SPDLOG_CRITICAL("cannot listen for peers: {}", started.status().message());
       node->stop();
       return 1;
     }
@@ -238,7 +231,7 @@ int main(int argc, char** argv) {
   ClientApi api(*node, std::move(api_options));
   ClientServer server(io, api, server_config);
   if (auto st = server.listen(); !st.is_ok()) {
-    spdlog::critical("cannot listen for clients: {}", st.message());
+    SPDLOG_CRITICAL("cannot listen for clients: {}", st.message());
     stop_transport();
     node->stop();
     return 1;
@@ -246,10 +239,10 @@ int main(int argc, char** argv) {
   node->start();
   std::string urls;
   for (const auto& u : flags.listen_client_urls) urls += (urls.empty() ? "" : ", ") + u;
-  spdlog::info("kvd member {} ({:x}) serving clients on {}", flags.name, node->member_id(), urls);
+  SPDLOG_INFO("kvd member {} ({:x}) serving clients on {}", flags.name, node->member_id(), urls);
 
   shutdown = [&] {
-    spdlog::critical("this member was removed from the cluster: stopping");
+    SPDLOG_CRITICAL("this member was removed from the cluster: stopping");
     server.stop();
     stop_transport();
     node->stop();
@@ -260,7 +253,7 @@ int main(int argc, char** argv) {
   int stop_signal = 0;
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
-    spdlog::info("received signal {}, shutting down", sig);
+    SPDLOG_INFO("received signal {}, shutting down", sig);
     stop_signal = sig;
     // As etcd's Close: client requests already being handled are answered first (at most
     // 2 s, Go's Shutdown there), then a leader hands leadership over (bounded by the request

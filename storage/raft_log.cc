@@ -164,7 +164,7 @@ raft::StorageError RaftLog::entries(uint64_t lo, uint64_t hi, uint64_t max_bytes
     std::string_view val(it->value().data(), it->value().size());
     if (!decode_entry_key(std::string_view(it->key().data(), it->key().size()), &index) ||
         index != want || !decode_entry(val, index, &e)) {
-      spdlog::error("{}: raft log entry {} is missing or malformed", impl_->dir, want);
+      SPDLOG_ERROR("{}: raft log entry {} is missing or malformed", impl_->dir, want);
       return raft::StorageError::kIo;
     }
     bytes += e.data.size();
@@ -172,12 +172,12 @@ raft::StorageError RaftLog::entries(uint64_t lo, uint64_t hi, uint64_t max_bytes
     out->push_back(std::move(e));
   }
   if (!it->status().ok()) {
-    spdlog::error("{}: reading raft log entries [{}, {}): {}", impl_->dir, lo, hi,
+    SPDLOG_ERROR("{}: reading raft log entries [{}, {}): {}", impl_->dir, lo, hi,
                   it->status().ToString());
     return raft::StorageError::kIo;
   }
   if (want != hi) {
-    spdlog::error("{}: raft log entry {} is missing", impl_->dir, want);
+    SPDLOG_ERROR("{}: raft log entry {} is missing", impl_->dir, want);
     return raft::StorageError::kIo;
   }
   return raft::StorageError::kOk;
@@ -202,7 +202,7 @@ Status RaftLog::resume() {
   if (Status st = m.reopen(); !st.is_ok()) {
     return m.fail("resume after \"" + *m.write_error + "\": " + st.message());
   }
-  spdlog::info("{}: writes accepted again after: {}", m.dir, *m.write_error);
+  SPDLOG_INFO("{}: writes accepted again after: {}", m.dir, *m.write_error);
   m.write_error.reset();
   return Status::ok();
 }
@@ -222,7 +222,7 @@ std::optional<std::string> RaftLog::get_meta(const std::string& key) const {
   rocksdb::Status s =
       impl_->db->Get(rocksdb::ReadOptions(), impl_->meta_cf, std::string(kMetaPrefix) + key, &value);
   if (s.ok()) return value;
-  if (!s.IsNotFound()) spdlog::error("{}: reading meta \"{}\": {}", impl_->dir, key, s.ToString());
+  if (!s.IsNotFound()) SPDLOG_ERROR("{}: reading meta \"{}\": {}", impl_->dir, key, s.ToString());
   return std::nullopt;
 }
 

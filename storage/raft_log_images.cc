@@ -131,7 +131,7 @@ raft::StorageError RaftLog::snapshot(raft::Snapshot* out) const {
   if (v->legacy_image) {
     rocksdb::Status s = m.db->Get(ro, m.meta_cf, slice(kSnapshotDataKey), &out->data);
     if (!s.ok()) {
-      spdlog::error("{}: reading the snapshot data: {}", m.dir, s.ToString());
+      SPDLOG_ERROR("{}: reading the snapshot data: {}", m.dir, s.ToString());
       return raft::StorageError::kIo;
     }
     return raft::StorageError::kOk;
@@ -149,12 +149,12 @@ raft::StorageError RaftLog::snapshot(raft::Snapshot* out) const {
     out->data.append(it->value().data(), it->value().size());
   }
   if (!it->status().ok()) {
-    spdlog::error("{}: reading the image of the snapshot at index {}: {}", m.dir, image.index,
+    SPDLOG_ERROR("{}: reading the image of the snapshot at index {}: {}", m.dir, image.index,
                   it->status().ToString());
     return raft::StorageError::kIo;
   }
   if (chunk != image.chunks || out->data.size() != image.bytes) {
-    spdlog::error("{}: the image of the snapshot at index {} is incomplete: {} of {} chunks, {} "
+    SPDLOG_ERROR("{}: the image of the snapshot at index {} is incomplete: {} of {} chunks, {} "
                   "of {} bytes",
                   m.dir, image.index, chunk, image.chunks, out->data.size(), image.bytes);
     out->data.clear();

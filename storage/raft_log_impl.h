@@ -298,7 +298,7 @@ struct RaftLog::Impl {
         if (s.ok()) {
           mark(view->hard_state, /*sync=*/true);
         } else {
-          spdlog::warn("{}: flushing at close: {}", dir, s.ToString());
+          SPDLOG_WARN("{}: flushing at close: {}", dir, s.ToString());
         }
       }
     }
@@ -408,7 +408,7 @@ struct RaftLog::Impl {
     if (ok && sync) ok = ::fsync(mark_fd) == 0;
     if (!ok && !mark_warned) {
       mark_warned = true;  // once: the mark only strengthens a check at the next start
-      spdlog::warn("{}: cannot write the commit mark {}: {}", dir, mark_path(),
+      SPDLOG_WARN("{}: cannot write the commit mark {}: {}", dir, mark_path(),
                    std::strerror(errno));
     }
   }
@@ -446,7 +446,7 @@ struct RaftLog::Impl {
     const std::string b = image_key(lo, 0), e = image_key(hi, 0);
     rocksdb::Slice bs(b), es(e);
     rocksdb::Status s = rocksdb::DeleteFilesInRange(db.get(), images_cf, &bs, &es, false);
-    if (!s.ok()) spdlog::warn("{}: dropping images [{}, {}): {}", dir, lo, hi, s.ToString());
+    if (!s.ok()) SPDLOG_WARN("{}: dropping images [{}, {}): {}", dir, lo, hi, s.ToString());
   }
 
   // Writes data as one image SST file at path: chunks of at most kImageChunkBytes under image

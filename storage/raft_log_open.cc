@@ -42,9 +42,9 @@ class ForwardingLogger : public rocksdb::Logger {
     std::vsnprintf(buf, sizeof(buf), format, copy);
     va_end(copy);
     if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
-      spdlog::error("rocksdb {}: {}", dir_, buf);
+      SPDLOG_ERROR("rocksdb {}: {}", dir_, buf);
     } else if (level >= rocksdb::InfoLogLevel::WARN_LEVEL) {
-      spdlog::warn("rocksdb {}: {}", dir_, buf);
+      SPDLOG_WARN("rocksdb {}: {}", dir_, buf);
     }
     const auto now = std::chrono::system_clock::now();
     const std::time_t secs = std::chrono::system_clock::to_time_t(now);
@@ -115,7 +115,7 @@ Status RaftLog::Impl::load(bool fresh, bool read_only) {
     }
     if (read_only) return fail("the database has no records (its creation was interrupted)");
     if (!fresh) {
-      spdlog::warn("{}: database without records (its creation was interrupted); initializing",
+      SPDLOG_WARN("{}: database without records (its creation was interrupted); initializing",
                    dir);
     }
     rocksdb::WriteBatch b;
@@ -343,7 +343,7 @@ void RaftLog::Impl::close_db() {
   handles.clear();
   meta_cf = entries_cf = images_cf = nullptr;
   rocksdb::Status s = db->Close();
-  if (!s.ok()) spdlog::warn("closing {}: {}", dir, s.ToString());
+  if (!s.ok()) SPDLOG_WARN("closing {}: {}", dir, s.ToString());
   db.reset();
 }
 
@@ -389,7 +389,7 @@ Status RaftLog::Impl::reopen() {
   Status ro = open_db(/*read_only=*/true);
   if (ro.is_ok()) ro = load(/*fresh=*/false, /*read_only=*/true);
   if (!ro.is_ok()) {
-    spdlog::error("{}: cannot open the database even to read it: {}", dir, ro.message());
+    SPDLOG_ERROR("{}: cannot open the database even to read it: {}", dir, ro.message());
     close_db();
   }
   return st;
@@ -404,7 +404,7 @@ std::optional<raft::HardState> RaftLog::Impl::read_mark() const {
   raft::HardState marked{};
   if (text.size() > 80 || !(fields >> magic >> version >> marked.term >> marked.commit >> crc) ||
       mark_line(marked) != text) {  // also checks the magic, the version and the CRC
-    spdlog::warn("{}: ignoring the unreadable commit mark {} (torn by a crash?)", dir, mark_path());
+    SPDLOG_WARN("{}: ignoring the unreadable commit mark {} (torn by a crash?)", dir, mark_path());
     return std::nullopt;
   }
   return marked;

@@ -58,7 +58,7 @@ void accept_loop(const std::shared_ptr<ClientServer::State>& state, size_t i) {
           // Out of descriptors and the like: back off briefly instead of spinning, and say so
           // once a minute rather than at every retry.
           if (state->warn_due(Clock::now())) {
-            spdlog::warn("accepting a client connection failed: {}", ec.message());
+            SPDLOG_WARN("accepting a client connection failed: {}", ec.message());
           }
           auto timer = std::make_shared<asio::steady_timer>(state->accept_strand,
                                                             std::chrono::milliseconds(100));
@@ -81,7 +81,7 @@ void accept_loop(const std::shared_ptr<ClientServer::State>& state, size_t i) {
             // Over the limit: closed at once (conn is destroyed unstarted), so that the
             // descriptors the rest of the process needs stay free.
             if (state->warn_due(Clock::now())) {
-              spdlog::warn("refusing client connections: {} are open, the limit is {}",
+              SPDLOG_WARN("refusing client connections: {} are open, the limit is {}",
                            state->connections.size(), state->cfg.max_connections);
             }
             accept_loop(state, i);
@@ -177,7 +177,7 @@ void ClientServer::shutdown(std::chrono::milliseconds timeout, std::function<voi
       [state = state_] { return state->handling.load() <= 0; },
       [state = state_, done = std::move(done)] {
         if (state->handling.load() > 0) {
-          spdlog::warn("stopping with {} client requests unanswered", state->handling.load());
+          SPDLOG_WARN("stopping with {} client requests unanswered", state->handling.load());
         }
         done();
       });

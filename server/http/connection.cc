@@ -149,10 +149,10 @@ void Connection::warn_tls(const std::string& why) {
     suppressed = std::exchange(state_->tls_warnings_suppressed, 0);
   }
   if (suppressed > 0) {
-    spdlog::warn("rejected connection from {}: TLS: {} ({} more rejected since the last warning)",
+    SPDLOG_WARN("rejected connection from {}: TLS: {} ({} more rejected since the last warning)",
                  remote_ip_, why, suppressed);
   } else {
-    spdlog::warn("rejected connection from {}: TLS: {}", remote_ip_, why);
+    SPDLOG_WARN("rejected connection from {}: TLS: {}", remote_ip_, why);
   }
 }
 
@@ -321,7 +321,7 @@ void Connection::dispatch_request() {
   set_handling(true);
   if (!r.tls && !state_->hosts.allows_all() && !state_->hosts.allows(r.host)) {
     std::string_view name = HostWhitelist::hostname(r.host);
-    spdlog::warn("rejecting HTTP request to prevent DNS rebinding attacks (host {})", go::quote(name));
+    SPDLOG_WARN("rejecting HTTP request to prevent DNS rebinding attacks (host {})", go::quote(name));
     HttpResponse resp;
     resp.status = 421;
     resp.content_type = "text/plain; charset=utf-8";
@@ -365,7 +365,7 @@ void Connection::release_body_charge() {
 }
 
 void Connection::reply_busy() {
-  spdlog::debug("refusing a request body: {} bytes of bodies are being read already",
+  SPDLOG_DEBUG("refusing a request body: {} bytes of bodies are being read already",
                 state_->body_bytes.load());
   HttpResponse r = {};
   r.status = 503;
@@ -500,7 +500,7 @@ void Connection::do_send_chunk(std::string data, std::function<void()> written) 
   queued_bytes_ += queue_.back().size();
   if (written) written_.push_back(std::move(written));
   if (queued_bytes_ > kMaxQueuedBytes) {
-    spdlog::debug("closing a watch stream: client too slow ({} bytes in {} events queued)",
+    SPDLOG_DEBUG("closing a watch stream: client too slow ({} bytes in {} events queued)",
                   queued_bytes_, queue_.size());
     return close();
   }
@@ -626,7 +626,7 @@ void Connection::on_timer(error_code ec) {
   timer_armed_ = false;
   if (deadline_ == Clock::time_point::max()) return;
   if (Clock::now() >= deadline_) {
-    if (!lingering_) spdlog::debug("closing a client connection: read timeout");
+    if (!lingering_) SPDLOG_DEBUG("closing a client connection: read timeout");
     return close();
   }
   set_deadline(deadline_);

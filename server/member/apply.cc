@@ -57,12 +57,12 @@ bool Core::apply_snapshot(const raft::Snapshot& snap) {
   applied = snapshot_index = snap.metadata.index;
   applied_term = snap.metadata.term;
   members_dirty = true;
-  spdlog::info("installed the snapshot at index {} (term {}): etcd index {}", snap.metadata.index,
+  SPDLOG_INFO("installed the snapshot at index {} (term {}): etcd index {}", snap.metadata.index,
                snap.metadata.term, store.index());
   // A member that was removed while it was away finds itself missing from the snapshot.
   auto gone = removed_ids();
   if (std::find(gone.begin(), gone.end(), member_id) != gone.end()) {
-    spdlog::critical("this member ({}) has been permanently removed from the cluster; it stops "
+    SPDLOG_CRITICAL("this member ({}) has been permanently removed from the cluster; it stops "
                      "serving. Its data dir must be removed before it can join again",
                      hex_id(member_id));
     removed = true;
@@ -84,7 +84,7 @@ bool Core::apply_conf_change(const raft::Entry& e) {
                                          member_raft_attributes(urls));
       cmd.now_ns = 0;
       (void)store.apply(cmd);
-      spdlog::info("{} member {} with peer URLs {}",
+      SPDLOG_INFO("{} member {} with peer URLs {}",
                    cc->type == raft::ConfChangeType::kAddNode ? "added" : "updated", hex,
                    url_list(urls));
       break;
@@ -93,10 +93,10 @@ bool Core::apply_conf_change(const raft::Entry& e) {
       v2::Command cmd = internal_command(std::string(kRemovedPrefix) + hex, "removed");
       cmd.now_ns = 0;
       (void)store.apply(cmd);
-      spdlog::info("removed member {} from the cluster", hex);
+      SPDLOG_INFO("removed member {} from the cluster", hex);
       if (link.remove_peer && linked_peers.erase(cc->node_id)) link.remove_peer(cc->node_id);
       if (cc->node_id == member_id) {
-        spdlog::critical("this member ({}) has been permanently removed from the cluster; it "
+        SPDLOG_CRITICAL("this member ({}) has been permanently removed from the cluster; it "
                          "stops serving. Its data dir must be removed before it can join again",
                          hex);
         removed = true;
@@ -218,7 +218,7 @@ void Core::expire_waiters() {
   if (conf_waiter && conf_waiter->deadline <= now) {
     ConfWaiter w = std::move(*conf_waiter);
     conf_waiter.reset();
-    spdlog::warn("membership change of member {} timed out", hex_id(w.node_id));
+    SPDLOG_WARN("membership change of member {} timed out", hex_id(w.node_id));
     w.cb(MemberChange{MemberChange::Outcome::kFailed, kTimeoutCause, {}});
   }
 }

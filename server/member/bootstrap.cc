@@ -89,7 +89,7 @@ Status Core::bootstrap_ids(bool* fresh) {
       }
       // As etcd: an existing member restarts from its data dir; the bootstrap flags no longer
       // matter.
-      spdlog::info("the data dir holds member {} of cluster {}: restarting it, ignoring "
+      SPDLOG_INFO("the data dir holds member {} of cluster {}: restarting it, ignoring "
                    "--initial-cluster, --initial-cluster-state and --initial-cluster-token",
                    hex_id(member_id), hex_id(cluster_id));
       return Status::ok();
@@ -188,7 +188,7 @@ Status Core::join_existing() {
   }
   cluster_id = remote->cluster_id;
   remote_members = remote->members;
-  spdlog::info("joining cluster {} as member {} ({} members)", hex_id(cluster_id),
+  SPDLOG_INFO("joining cluster {} as member {} ({} members)", hex_id(cluster_id),
                hex_id(member_id), remote->members.size());
   if (Status st = log->put_meta(kMetaMemberId, hex_id(member_id)); !st.is_ok()) return st;
   if (Status st = log->put_meta(kMetaClusterId, hex_id(cluster_id)); !st.is_ok()) return st;
@@ -236,7 +236,7 @@ Status Core::recover_and_start() {
   const auto [hs, cs] = log->initial_state();
   term = hs.term;
   if (!fresh) {
-    spdlog::info("recovered member {} (cluster {}) at raft index {} (commit {}, term {}), "
+    SPDLOG_INFO("recovered member {} (cluster {}) at raft index {} (commit {}, term {}), "
                  "etcd index {}",
                  hex_id(member_id), hex_id(cluster_id), last, hs.commit, hs.term, store.index());
   }
@@ -326,7 +326,7 @@ Status Core::force_standalone(const raft::Snapshot& snap) {
         hs.term, ++index, raft::EntryType::kConfChange,
         raft::encode_conf_change(raft::ConfChange{raft::ConfChangeType::kUpdateNode, member_id,
                                                   member_context(member_id, urls)})});
-    spdlog::warn("member {}: its peer URLs change from {} to {} (--initial-advertise-peer-urls)",
+    SPDLOG_WARN("member {}: its peer URLs change from {} to {} (--initial-advertise-peer-urls)",
                  hex_id(member_id), url_list(recorded_urls), url_list(urls));
   }
   for (uint64_t id : conf.voters) {
@@ -336,7 +336,7 @@ Status Core::force_standalone(const raft::Snapshot& snap) {
                                        raft::ConfChange{raft::ConfChangeType::kRemoveNode, id, {}})});
     removed += (removed.empty() ? "" : " ") + hex_id(id);
   }
-  spdlog::warn("forcing restart of member {} in cluster {} at commit index {}: it becomes a "
+  SPDLOG_WARN("forcing restart of member {} in cluster {} at commit index {}: it becomes a "
                "one-member cluster with all of its data; {} uncommitted log entries dropped; "
                "members removed: [{}]{}. The removed members must not be started again on their "
                "data dirs; add new members with `member add`",

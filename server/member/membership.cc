@@ -66,7 +66,7 @@ void Core::maybe_publish() {
             self->attributes_in_flight = 0;
             if (ok) {
               self->attributes_published = true;
-              spdlog::info("published the attributes of member {} to the cluster",
+              SPDLOG_INFO("published the attributes of member {} to the cluster",
                            hex_id(self->member_id));
             }
           }
@@ -110,12 +110,12 @@ bool Core::strict_reconfig_allows(raft::ConfChangeType type, uint64_t id,
       if (!connected_long_enough(m.id)) all_connected = false;
     }
     if (!(started == 1 && members == 2) && started < members / 2 + 1) {
-      spdlog::warn("rejecting member add: not enough started members ({} of {})", started,
+      SPDLOG_WARN("rejecting member add: not enough started members ({} of {})", started,
                    members - 1);
       return false;
     }
     if (!all_connected) {
-      spdlog::warn("rejecting member add: unhealthy cluster (not every member has been "
+      SPDLOG_WARN("rejecting member add: unhealthy cluster (not every member has been "
                    "connected for {} ms)",
                    config.health_interval.count());
       return false;
@@ -131,7 +131,7 @@ bool Core::strict_reconfig_allows(raft::ConfChangeType type, uint64_t id,
       if (!m.name.empty()) ++started;
     }
     if (started < members / 2 + 1) {
-      spdlog::warn("rejecting member remove: not enough started members ({} of {} would remain)",
+      SPDLOG_WARN("rejecting member remove: not enough started members ({} of {} would remain)",
                    started, members);
       return false;
     }
@@ -142,7 +142,7 @@ bool Core::strict_reconfig_allows(raft::ConfChangeType type, uint64_t id,
       if (connected_now(m.id)) ++active;
     }
     if (active < 2 + (all.size() - 1) / 2) {
-      spdlog::warn("rejecting member remove: not enough connected members ({} of {})", active,
+      SPDLOG_WARN("rejecting member remove: not enough connected members ({} of {})", active,
                    all.size());
       return false;
     }
@@ -200,7 +200,7 @@ void Core::do_conf_change(raft::ConfChangeType type, uint64_t id, std::vector<st
   raft::ConfChange cc{type, id,
                       type == raft::ConfChangeType::kRemoveNode ? "" : member_context(id, urls)};
   if (raft::Error err = raw->propose_conf_change(cc); err != raft::Error::kOk) {
-    spdlog::warn("membership change of member {} refused: {}", hex_id(id), raft::to_string(err));
+    SPDLOG_WARN("membership change of member {} refused: {}", hex_id(id), raft::to_string(err));
     return cb(MemberChange{MemberChange::Outcome::kFailed, raft::to_string(err), {}});
   }
   const auto& voters = raw->status().conf_state.voters;
@@ -215,7 +215,7 @@ void Core::do_conf_change(raft::ConfChangeType type, uint64_t id, std::vector<st
     pending_member = m;
     members_dirty = true;
     schedule_pump();
-    spdlog::info("adding member {} with peer URLs {} to a one-member cluster: it commits once "
+    SPDLOG_INFO("adding member {} with peer URLs {} to a one-member cluster: it commits once "
                  "that member has started and joined", hex_id(id), url_list(urls));
     MemberChange mc;
     mc.outcome = MemberChange::Outcome::kDone;

@@ -66,7 +66,7 @@ Result<std::unique_ptr<Node>> Node::open(boost::asio::io_context& io, NodeConfig
     if (Status st = core->recover_and_start(); !st.is_ok()) return st;
     core->wal = std::make_unique<WalWriter>(core->log.get(), log_snapshot_saved);
     core->refresh_members_cache();
-    spdlog::info("member {} of cluster {} started at raft index {} term {}, etcd index {}",
+    SPDLOG_INFO("member {} of cluster {} started at raft index {} term {}, etcd index {}",
                  hex_id(core->member_id), hex_id(core->cluster_id), core->applied, core->term,
                  core->store.index());
   }
@@ -135,7 +135,7 @@ void Node::transfer_leadership_for_stop(std::chrono::milliseconds timeout,
       }
     }
     if (to == raft::kNoNode) return done();
-    spdlog::info("stopping: handing leadership from {} to {} (term {})", hex_id(c.member_id),
+    SPDLOG_INFO("stopping: handing leadership from {} to {} (term {})", hex_id(c.member_id),
                  hex_id(to), c.term);
     c.raw->transfer_leadership(to);
     c.schedule_pump();
@@ -154,9 +154,9 @@ void Node::transfer_leadership_for_stop(std::chrono::milliseconds timeout,
                    std::lock_guard lock(self->mu);
                    if (self->raw && self->leader_id != raft::kNoNode &&
                        self->leader_id != self->member_id) {
-                     spdlog::info("stopping: member {} leads now", hex_id(self->leader_id));
+                     SPDLOG_INFO("stopping: member {} leads now", hex_id(self->leader_id));
                    } else if (self->raw) {
-                     spdlog::warn("stopping: leadership was not handed over in time (no other "
+                     SPDLOG_WARN("stopping: leadership was not handed over in time (no other "
                                   "member took it); the others elect a leader after their "
                                   "election timeout");
                    }
@@ -283,7 +283,7 @@ void Node::step(raft::Message m) {
       c.stats_received_append(m.from);
     }
     if (raft::Error err = c.raw->step(std::move(m)); err != raft::Error::kOk) {
-      spdlog::debug("raft refused a peer message: {}", raft::to_string(err));
+      SPDLOG_DEBUG("raft refused a peer message: {}", raft::to_string(err));
     }
     c.schedule_pump();
   });
@@ -293,10 +293,10 @@ void Node::step_snapshot(raft::Message m, std::string data) {
   impl_->core->run_on_strand([m = std::move(m), data = std::move(data)](Core& c) mutable {
     if (!c.raw || !m.snapshot) return;
     m.snapshot->data = std::move(data);
-    spdlog::info("received snapshot at index {} (term {}) from member {}",
+    SPDLOG_INFO("received snapshot at index {} (term {}) from member {}",
                  m.snapshot->metadata.index, m.snapshot->metadata.term, hex_id(m.from));
     if (raft::Error err = c.raw->step(std::move(m)); err != raft::Error::kOk) {
-      spdlog::warn("raft refused a snapshot: {}", raft::to_string(err));
+      SPDLOG_WARN("raft refused a snapshot: {}", raft::to_string(err));
     }
     c.pump();
   });
@@ -313,7 +313,7 @@ void Node::report_removed_by(uint64_t peer) {
   impl_->core->run_on_strand([peer](Core& c) {
     if (!c.raw || c.removal_noticed) return;
     c.removal_noticed = true;
-    spdlog::critical("this member ({}) has been permanently removed from the cluster (member {} "
+    SPDLOG_CRITICAL("this member ({}) has been permanently removed from the cluster (member {} "
                      "refused it as removed); it stops serving. Its data dir must be removed "
                      "before it can join again",
                      hex_id(c.member_id), hex_id(peer));

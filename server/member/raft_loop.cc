@@ -24,11 +24,11 @@ void Core::note_ready(const raft::Ready& rd) {
     if (ss.lead != leader_id) {
       if (ss.lead != raft::kNoNode) {
         ++leader_changes;
-        spdlog::info("raft: {} elected leader {} at term {}", hex_id(member_id), hex_id(ss.lead),
+        SPDLOG_INFO("raft: {} elected leader {} at term {}", hex_id(member_id), hex_id(ss.lead),
                      term);
         leader_since = Clock::now();
       } else {
-        spdlog::info("raft: {} lost leader {} at term {}", hex_id(member_id), hex_id(leader_id),
+        SPDLOG_INFO("raft: {} lost leader {} at term {}", hex_id(member_id), hex_id(leader_id),
                      term);
       }
     }
@@ -80,7 +80,7 @@ void Core::persist_ready(std::shared_ptr<raft::Ready> rd) {
       if (!c.raw) return;
       if (!st.is_ok()) return c.storage_failed(rd, st);
       if (c.write_error) {
-        spdlog::warn("the raft log accepts writes again: this member takes writes again");
+        SPDLOG_WARN("the raft log accepts writes again: this member takes writes again");
         c.write_error.reset();
         c.failed_ready.reset();
       }
@@ -98,7 +98,7 @@ void Core::persist_ready(std::shared_ptr<raft::Ready> rd) {
 // reads and membership changes are refused at once with the error; plain reads go on.
 void Core::storage_failed(std::shared_ptr<raft::Ready> rd, const Status& st) {
   if (!write_error) {
-    spdlog::error("writing the raft log failed: {}; writes are refused until it works again "
+    SPDLOG_ERROR("writing the raft log failed: {}; writes are refused until it works again "
                   "(retried every {} ms)",
                   st.message(), kStorageRetryInterval.count());
   }
@@ -117,14 +117,14 @@ void Core::retry_storage() {
     self->run_on_strand([st = std::move(st)](Core& c) {
       if (!c.raw || !c.failed_ready) return;
       if (!st.is_ok()) {
-        spdlog::debug("the raft log still refuses writes: {}", st.message());
+        SPDLOG_DEBUG("the raft log still refuses writes: {}", st.message());
         return c.run_after(c.storage_retry_timer, kStorageRetryInterval,
                            [](Core& c) { c.retry_storage(); });
       }
       c.persist_ready(c.failed_ready);
     });
   });
-  if (!queued) spdlog::warn("the raft log is stopped: the write that failed is not retried");
+  if (!queued) SPDLOG_WARN("the raft log is stopped: the write that failed is not retried");
 }
 
 // Proposals and peer messages only schedule a pump: everything that arrives before it runs goes
@@ -142,7 +142,7 @@ void Core::finish_ready(raft::Ready& rd) {
   // Persisted: now the messages that promise it may go (Raft paper Figure 2).
   send_messages(std::move(rd.messages));
   if (rd.snapshot && !apply_snapshot(*rd.snapshot)) {
-    spdlog::critical("apply: the snapshot at index {} from the leader holds a corrupt store image",
+    SPDLOG_CRITICAL("apply: the snapshot at index {} from the leader holds a corrupt store image",
                      rd.snapshot->metadata.index);
     std::abort();
   }
@@ -158,11 +158,11 @@ void Core::finish_ready(raft::Ready& rd) {
   for (const auto& e : rd.committed_entries) {
     if (e.index <= applied) continue;  // covered by a snapshot installed in this Ready
     if (e.index != applied + 1) {
-      spdlog::critical("apply: entry {} committed after {}: log order broken", e.index, applied);
+      SPDLOG_CRITICAL("apply: entry {} committed after {}: log order broken", e.index, applied);
       std::abort();
     }
     if (!apply_entry(e)) {
-      spdlog::critical("apply: raft entry {} (term {}) holds undecodable data: our own log is "
+      SPDLOG_CRITICAL("apply: raft entry {} (term {}) holds undecodable data: our own log is "
                        "corrupt",
                        e.index, e.term);
       std::abort();
@@ -205,7 +205,7 @@ void Core::send_messages(std::vector<raft::Message> msgs) {
     auto data = std::make_shared<const std::string>(std::move(m.snapshot->data));
     m.snapshot->data.clear();
     const uint64_t to = m.to;
-    spdlog::info("sending snapshot at index {} to member {}", m.snapshot->metadata.index,
+    SPDLOG_INFO("sending snapshot at index {} to member {}", m.snapshot->metadata.index,
                  hex_id(to));
     std::weak_ptr<Core> weak = weak_from_this();
     link.send_snapshot(std::move(m), std::move(data), [weak, to](bool ok) {

@@ -26,9 +26,9 @@ namespace kvd::server {
 // entry the snapshot would have covered, so recovery stays correct.
 void log_snapshot_saved(uint64_t index, Status st) {
   if (st.is_ok()) {
-    spdlog::info("saved snapshot at index {}", index);
+    SPDLOG_INFO("saved snapshot at index {}", index);
   } else {
-    spdlog::error("saving snapshot at index {} failed: {}", index, st.message());
+    SPDLOG_ERROR("saving snapshot at index {} failed: {}", index, st.message());
   }
 }
 
@@ -56,7 +56,7 @@ void Core::maybe_snapshot() {
 
 void Core::save_snapshot(raft::Snapshot snap) {
   if (!wal->save_snapshot(std::move(snap))) {
-    spdlog::warn("snapshot not saved: the log no longer accepts writes");
+    SPDLOG_WARN("snapshot not saved: the log no longer accepts writes");
   }
 }
 
@@ -76,7 +76,7 @@ bool Core::start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_bef
           .string();
   int fd = ::open(child_image_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
-    spdlog::warn("snapshot: cannot create {}: {}; writing the image inline",
+    SPDLOG_WARN("snapshot: cannot create {}: {}; writing the image inline",
                  child_image_path, std::strerror(errno));
     return false;
   }
@@ -101,7 +101,7 @@ bool Core::start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_bef
   }
   ::close(fd);
   if (pid < 0) {
-    spdlog::warn("snapshot: fork failed: {}; writing the image inline", std::strerror(errno));
+    SPDLOG_WARN("snapshot: fork failed: {}; writing the image inline", std::strerror(errno));
     return false;
   }
   snapshot_child = pid;
@@ -132,7 +132,7 @@ void Core::reap_snapshot_child() {
   if (!ok) {
     std::error_code ec;
     fs::remove(child_image_path, ec);
-    spdlog::warn("snapshot: the child writing {} failed (status {}); images are made inline "
+    SPDLOG_WARN("snapshot: the child writing {} failed (status {}); images are made inline "
                  "from now on",
                  child_image_path, status);
     child_snapshots_failed = true;
@@ -150,7 +150,7 @@ void Core::reap_snapshot_child() {
       })) {
     std::error_code ec;
     fs::remove(child_image_path, ec);
-    spdlog::warn("snapshot not saved: the log no longer accepts writes");
+    SPDLOG_WARN("snapshot not saved: the log no longer accepts writes");
   }
 }
 

@@ -53,7 +53,7 @@ void PeerTransport::Impl::on_handshake(const std::shared_ptr<InConn>& c, error_c
     std::string key = "refuse:" + remote_host_of(c->socket) + ":" + hex_id(h->sender) + ":" +
                       std::string(wire::to_string(code));
     if (warn_limiter.allow(key)) {
-      spdlog::warn("peer port: refused connection from {} (member {}): {}: {}", c->remote,
+      SPDLOG_WARN("peer port: refused connection from {} (member {}): {}: {}", c->remote,
                    hex_id(h->sender), wire::to_string(code), reason);
     }
     c->close_after_write = true;
@@ -63,7 +63,7 @@ void PeerTransport::Impl::on_handshake(const std::shared_ptr<InConn>& c, error_c
   c->received_bytes = &received_bytes_from(c->sender);
   c->received_failures = &received_failures_from(c->sender);
   disarm(c->deadline);
-  spdlog::debug("peer port: accepted stream from member {} at {}", hex_id(c->sender), c->remote);
+  SPDLOG_DEBUG("peer port: accepted stream from member {} at {}", hex_id(c->sender), c->remote);
   flush_inbound_locked(c);
   read_frame_header_locked(c);
 }
@@ -105,7 +105,7 @@ void PeerTransport::Impl::on_frame_header(const std::shared_ptr<InConn>& c, erro
     } else if (c->assembly) {
       warn_inbound_locked(c, "stream ended during a snapshot: the partial snapshot is dropped");
     } else {
-      spdlog::debug("peer port: stream from member {} closed: {}", hex_id(c->sender),
+      SPDLOG_DEBUG("peer port: stream from member {} closed: {}", hex_id(c->sender),
                     ec.message());
     }
     return close_inbound_locked(c);
@@ -253,7 +253,7 @@ void PeerTransport::Impl::on_snapshot_end(const std::shared_ptr<InConn>& c) {
                                        a.id, hex_id(c->sender), a.data.size(), a.total_bytes,
                                        a.crc, e->crc));
   } else if (handler.on_snapshot) {
-    spdlog::info("peer port: received snapshot at index {} ({} bytes) from member {}",
+    SPDLOG_INFO("peer port: received snapshot at index {} ({} bytes) from member {}",
                  a.message.snapshot->metadata.index, a.data.size(), hex_id(c->sender));
     asio::post(deliver, [self = shared_from_this(), m = std::move(a.message),
                          data = std::move(a.data)]() mutable {

@@ -27,7 +27,7 @@ namespace kvd::server {
 
 void PeerTransport::Impl::warn_peer_locked(const Peer& p, const std::string& what) {
   if (warn_limiter.allow("out:" + hex_id(p.id))) {
-    spdlog::warn("peer transport: member {}: {}", hex_id(p.id), what);
+    SPDLOG_WARN("peer transport: member {}: {}", hex_id(p.id), what);
   }
 }
 
@@ -150,9 +150,9 @@ void PeerTransport::Impl::on_accepted_locked(const std::shared_ptr<Peer>& p,
   p->metrics.active.set(1);
   p->backoff = kInitialBackoff;
   if (!p->ever_connected) {
-    spdlog::info("peer transport: connected to member {} at {}", hex_id(p->id), conn->url);
+    SPDLOG_INFO("peer transport: connected to member {} at {}", hex_id(p->id), conn->url);
   } else {
-    spdlog::debug("peer transport: reconnected to member {} at {}", hex_id(p->id), conn->url);
+    SPDLOG_DEBUG("peer transport: reconnected to member {} at {}", hex_id(p->id), conn->url);
   }
   p->ever_connected = true;
   read_ack_locked(p, conn);
@@ -248,7 +248,7 @@ void PeerTransport::Impl::pump_writes_locked(const std::shared_ptr<Peer>& p) {
       OutMessage& m = p->queue.front();
       if (m.bytes.size() + 4 > config.max_frame_bytes) {
         // Too big for any frame the peer accepts: it can never be sent.
-        spdlog::error("peer transport: dropping a {}-byte message to member {}: over "
+        SPDLOG_ERROR("peer transport: dropping a {}-byte message to member {}: over "
                       "max_frame_bytes", m.bytes.size(), hex_id(p->id));
         p->stats.fail++;
         p->queued_bytes -= m.bytes.size();

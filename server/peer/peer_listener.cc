@@ -69,7 +69,7 @@ void PeerTransport::Impl::start_accept_locked(const std::shared_ptr<tcp::accepto
     if (self->stopped || !acc->is_open()) return;
     if (ec) {
       if (self->warn_limiter.allow("accept")) {
-        spdlog::warn("peer port: accept failed: {}", ec.message());
+        SPDLOG_WARN("peer port: accept failed: {}", ec.message());
       }
       auto timer = std::make_shared<asio::steady_timer>(self->io, kAcceptRetry);
       timer->async_wait([self, acc, timer, tls](error_code) {
@@ -210,7 +210,7 @@ void PeerTransport::Impl::close_inbound_locked(const std::shared_ptr<InConn>& c)
 void PeerTransport::Impl::warn_inbound_locked(const std::shared_ptr<InConn>& c,
     const std::string& what) {
   std::string key = "in:" + remote_host_of(c->socket) + ":" + hex_id(c->sender);
-  if (warn_limiter.allow(key)) spdlog::warn("peer port: connection from {}: {}", c->remote, what);
+  if (warn_limiter.allow(key)) SPDLOG_WARN("peer port: connection from {}: {}", c->remote, what);
 }
 
 void PeerTransport::Impl::arm_inbound_locked(const std::shared_ptr<InConn>& c, const char* what) {

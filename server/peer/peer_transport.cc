@@ -129,7 +129,7 @@ void PeerTransport::Impl::send(std::vector<raft::Message> messages) {
   encoded.reserve(messages.size());
   for (const raft::Message& m : messages) {
     if (!wire::is_wire_message_type(m.type)) {
-      spdlog::error("peer transport: not sending a {} message to member {}: {}",
+      SPDLOG_ERROR("peer transport: not sending a {} message to member {}: {}",
                     raft::to_string(m.type), hex_id(m.to),
                     m.type == raft::MessageType::kSnap ? "snapshots go through send_snapshot"
                                                        : "local message type");
@@ -145,7 +145,7 @@ void PeerTransport::Impl::send(std::vector<raft::Message> messages) {
   for (auto& [to, om] : encoded) {
     auto it = peers.find(to);
     if (it == peers.end()) {
-      spdlog::debug("peer transport: dropping a message to unknown member {}", hex_id(to));
+      SPDLOG_DEBUG("peer transport: dropping a message to unknown member {}", hex_id(to));
       continue;
     }
     Peer& p = *it->second;

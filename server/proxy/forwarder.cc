@@ -45,7 +45,7 @@ void Forwarder::handle(const HttpRequest& r, const std::shared_ptr<Exchange>& ex
   auto endpoints = shared_.endpoints.available(Clock::now());
   if (endpoints.empty()) {
     shared_.metrics.dropped(r.method, ProxyMetrics::Drop::kZeroEndpoints);
-    spdlog::warn("proxy: zero endpoints currently available");
+    SPDLOG_WARN("proxy: zero endpoints currently available");
     return ex->reply(proxy_error(503, "zero endpoints currently available"));
   }
   CallInfo info;

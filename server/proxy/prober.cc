@@ -41,10 +41,10 @@ void Prober::probe_all() {
     const bool silent = !results[i].error.empty();
     if (!shared_.endpoints.set_silent(urls[i], silent)) continue;
     if (silent) {
-      spdlog::warn("proxy: member {} stopped answering ({}); requests go to the others", urls[i],
+      SPDLOG_WARN("proxy: member {} stopped answering ({}); requests go to the others", urls[i],
                    results[i].error);
     } else {
-      spdlog::info("proxy: member {} answers again", urls[i]);
+      SPDLOG_INFO("proxy: member {} answers again", urls[i]);
     }
   }
 }

@@ -122,12 +122,12 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
   void try_next() {
     if (done_) return;
     if (next_ >= endpoints_.size() && streaming_) {
-      spdlog::warn("proxy: no member left to resume a watch on");
+      SPDLOG_WARN("proxy: no member left to resume a watch on");
       return end_stream_early(asio::error::not_found);
     }
     if (next_ >= endpoints_.size()) {
       shared_.metrics.dropped(info_.method, ProxyMetrics::Drop::kFailedResponse);
-      spdlog::warn("proxy: unable to get response from {} endpoint(s)", endpoints_.size());
+      SPDLOG_WARN("proxy: unable to get response from {} endpoint(s)", endpoints_.size());
       return finish_with(proxy_error(
           502, "unable to get response from " + std::to_string(endpoints_.size()) + " endpoint(s)"));
     }
@@ -180,7 +180,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
           self->disarm();
           if (self->done_) return;
           if (ec) {
-            spdlog::warn("proxy: TLS handshake with {}: {}", self->endpoint_->url,
+            SPDLOG_WARN("proxy: TLS handshake with {}: {}", self->endpoint_->url,
                          tls::describe_handshake_error(self->conn_->socket.native_ssl(), ec));
             return self->endpoint_failed("dial", ec);
           }
@@ -203,7 +203,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
       return connect();
     }
     shared_.metrics.dropped(info_.method, ProxyMetrics::Drop::kFailedSending);
-    spdlog::warn("proxy: failed to direct request to {}: {} {}", endpoint_->url, what,
+    SPDLOG_WARN("proxy: failed to direct request to {}: {} {}", endpoint_->url, what,
                  silent      ? "the member stopped answering"
                  : timed_out ? "i/o timeout"
                              : ec.message());
@@ -258,7 +258,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     silent_ = false;
     timed_out_ = false;
     drop_conn();
-    spdlog::info("proxy: watch on {} ended ({}); resuming it on another member", endpoint_->url,
+    SPDLOG_INFO("proxy: watch on {} ended ({}); resuming it on another member", endpoint_->url,
                  silent ? "the member stopped answering" : ec.message());
     shared_.endpoints.mark_failed(*endpoint_, Clock::now());
     if (!info_.wait_index) request_ = info_.with_wait_index(*first_etcd_index_ + 1);
@@ -416,7 +416,7 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
   void end_stream_early(error_code ec) {
     const bool eof_delimited = !parser_->chunked() && !parser_->content_length();
     if (!(eof_delimited && ec == http::error::end_of_stream))
-      spdlog::info("proxy: response from {} broke off: {}", endpoint_->url,
+      SPDLOG_INFO("proxy: response from {} broke off: {}", endpoint_->url,
                    timed_out_ ? "i/o timeout" : ec.message());
     drop_conn();
     report_handled(first_status_);

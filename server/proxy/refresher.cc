@@ -80,19 +80,19 @@ void Refresher::refresh() {
   for (const auto& peer : peer_urls_) {
     GetResult got = http_get(peer, "/members", kMembersTimeout, shared_.peer_tls.get());
     if (!got.error.empty()) {
-      spdlog::debug("proxy: could not get cluster response from {}: {}", peer, got.error);
+      SPDLOG_DEBUG("proxy: could not get cluster response from {}: {}", peer, got.error);
       continue;
     }
     if (got.status != 200 || got.cluster_id.empty()) {
-      spdlog::debug("proxy: unusable cluster response from {} (status {})", peer, got.status);
+      SPDLOG_DEBUG("proxy: unusable cluster response from {} (status {})", peer, got.status);
       continue;
     }
     members = parse_members_json(got.body);
     if (members) break;
-    spdlog::debug("proxy: could not parse the cluster response from {}", peer);
+    SPDLOG_DEBUG("proxy: could not parse the cluster response from {}", peer);
   }
   if (!members) {
-    spdlog::warn("proxy: could not retrieve cluster information from the given URLs");
+    SPDLOG_WARN("proxy: could not retrieve cluster information from the given URLs");
     shared_.endpoints.replace({}, nullptr);
     return;
   }
@@ -102,9 +102,9 @@ void Refresher::refresh() {
     Status st = write_file_synced(tmp, format_cluster_file(peers));
     if (st.is_ok() && std::rename(tmp.c_str(), cluster_file_.c_str()) != 0)
       st = Status::error("rename " + tmp + ": " + std::strerror(errno));
-    if (!st.is_ok()) spdlog::warn("proxy: cannot write the cluster file: {}", st.message());
+    if (!st.is_ok()) SPDLOG_WARN("proxy: cannot write the cluster file: {}", st.message());
     if (peers != peer_urls_)
-      spdlog::info("proxy: updated peer urls in cluster file from [{}] to [{}]", join(peer_urls_),
+      SPDLOG_INFO("proxy: updated peer urls in cluster file from [{}] to [{}]", join(peer_urls_),
                    join(peers));
     peer_urls_ = peers;
   }
@@ -115,7 +115,7 @@ void Refresher::refresh() {
   if (now != last_logged_) {
     std::string list;
     for (const auto& u : now) list += (list.empty() ? "\"" : " \"") + u + "\"";
-    spdlog::info("proxy: endpoints found [{}]", list);
+    SPDLOG_INFO("proxy: endpoints found [{}]", list);
     last_logged_ = now;
   }
 }
@@ -123,7 +123,7 @@ void Refresher::refresh() {
 std::shared_ptr<Endpoint> Refresher::make(const std::string& url) {
   auto hp = parse_http_url(url);
   if (!hp) {
-    spdlog::warn("proxy: ignoring client URL {}: only http[s]://host:port is supported", url);
+    SPDLOG_WARN("proxy: ignoring client URL {}: only http[s]://host:port is supported", url);
     return nullptr;
   }
   asio::io_context io;
@@ -131,14 +131,14 @@ std::shared_ptr<Endpoint> Refresher::make(const std::string& url) {
   error_code ec;
   auto results = resolver.resolve(hp->host, std::to_string(hp->port), ec);
   if (ec || results.empty()) {
-    spdlog::warn("proxy: cannot resolve client URL {}: {}", url, ec.message());
+    SPDLOG_WARN("proxy: cannot resolve client URL {}: {}", url, ec.message());
     return nullptr;
   }
   auto ep = std::make_shared<Endpoint>();
   ep->url = url;
   ep->address = *hp;
   if (hp->tls && !shared_.member_tls) {
-    spdlog::warn("proxy: ignoring client URL {}: https, but no TLS is set up", url);
+    SPDLOG_WARN("proxy: ignoring client URL {}: https, but no TLS is set up", url);
     return nullptr;
   }
   ep->pool = std::make_shared<UpstreamPool>(shared_.loops, results.begin()->endpoint(),

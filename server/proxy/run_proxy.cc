@@ -56,7 +56,7 @@ Result<std::vector<std::string>> seed_peer_urls(const ProxyConfig& config,
       return Status::error("the proxy's cluster file " + file +
                            " is corrupt (want {\"PeerURLs\":[...]}); remove it to start over "
                            "from --initial-cluster");
-    spdlog::info("proxy: using peer urls [{}] from cluster file {}",
+    SPDLOG_INFO("proxy: using peer urls [{}] from cluster file {}",
                  [&] {
                    std::string s;
                    for (const auto& u : *urls) s += (s.empty() ? "" : " ") + u;
@@ -82,16 +82,16 @@ int run_proxy(const ProxyConfig& config) {
   namespace asio = boost::asio;
   const std::string proxy_dir = config.data_dir + "/" + std::string(data_dir::kProxyDir);
   if (Status st = make_dirs(proxy_dir); !st.is_ok()) {
-    spdlog::critical("cannot create the proxy's data dir {}: {}", proxy_dir, st.message());
+    SPDLOG_CRITICAL("cannot create the proxy's data dir {}: {}", proxy_dir, st.message());
     return 1;
   }
   const std::string cluster_file = proxy_dir + "/" + std::string(data_dir::kProxyClusterFile);
   auto seed = seed_peer_urls(config, cluster_file);
   if (!seed.is_ok()) {
-    spdlog::critical("{}", seed.status().message());
+    SPDLOG_CRITICAL("{}", seed.status().message());
     return 1;
   }
-  spdlog::info("proxy: this proxy supports v2 API only!");
+  SPDLOG_INFO("proxy: this proxy supports v2 API only!");
 
   Loops loops;
   asio::io_context& io = loops[0];  // also the acceptors', signals' loop
@@ -114,7 +114,7 @@ int run_proxy(const ProxyConfig& config) {
   server_config.tls = config.client_tls;
   ClientServer server(io, forwarder, server_config);
   if (auto st = server.listen(); !st.is_ok()) {
-    spdlog::critical("cannot listen for clients: {}", st.message());
+    SPDLOG_CRITICAL("cannot listen for clients: {}", st.message());
     return 1;
   }
 
@@ -127,7 +127,7 @@ int run_proxy(const ProxyConfig& config) {
 
   std::string urls;
   for (const auto& u : config.listen_client_urls) urls += (urls.empty() ? "" : ", ") + u;
-  spdlog::info("kvd proxy ({}) serving clients on {}",
+  SPDLOG_INFO("kvd proxy ({}) serving clients on {}",
                config.mode == ProxyMode::kReadonly ? "readonly" : "on", urls);
 
   loops.set_spin([&shared](size_t i) { return shared.load[i].spin(Clock::now()); });
@@ -135,7 +135,7 @@ int run_proxy(const ProxyConfig& config) {
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
-    spdlog::info("received signal {}, shutting down", sig);
+    SPDLOG_INFO("received signal {}, shutting down", sig);
     server.stop();
     loops.stop();
   });

@@ -185,7 +185,7 @@ struct CrlCache {
   // Whether x's serial is listed. A CRL that cannot be read refuses every certificate, as etcd.
   bool revoked(X509* x) {
     if (Status st = refresh(); !st.is_ok()) {
-      spdlog::warn("refusing a certificate: {}", st.message());
+      SPDLOG_WARN("refusing a certificate: {}", st.message());
       return true;
     }
     const ASN1_INTEGER* serial = X509_get0_serialNumber(x);
@@ -337,7 +337,7 @@ Result<TlsInfo> self_cert(const std::string& dir, const std::vector<std::string>
       !s.is_ok()) {
     return s;
   }
-  spdlog::info("created cert file {} and key file {} (auto TLS)", info.cert_file, info.key_file);
+  SPDLOG_INFO("created cert file {} and key file {} (auto TLS)", info.cert_file, info.key_file);
   return info;
 }
 
@@ -562,11 +562,11 @@ void TlsContexts::renew_if_changed() {
   Built b;
   if (Status s = build(b); !s.is_ok()) {
     warned_for_ = now;
-    spdlog::warn("the TLS files changed but cannot be used (keeping the previous certificates "
+    SPDLOG_WARN("the TLS files changed but cannot be used (keeping the previous certificates "
                  "for new connections): {}", s.message());
     return;
   }
-  spdlog::info("TLS files changed: new connections use {}", info_.cert_file.empty()
+  SPDLOG_INFO("TLS files changed: new connections use {}", info_.cert_file.empty()
                                                                  ? info_.trusted_ca_file
                                                                  : info_.cert_file);
   if (b.server) server_ = std::move(b.server);
