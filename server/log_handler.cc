@@ -2,14 +2,12 @@
 // process at run time (capnslog's level names, any case; server/logging.h). Answers as etcd 3.4:
 // 204; 400 {"message":"Invalid json body"} or {"message":"Invalid log level X"}; 405 to other
 // methods.
-#include <algorithm>
-#include <cctype>
-
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/go.h"
 #include "server/client_api.h"
+#include "server/http/header_checks.h"
 #include "server/logging.h"
 #include "server/responses.h"
 
@@ -37,12 +35,7 @@ void ClientApi::handle_log_level(const HttpRequest& r, const ExchangePtr& ex) {
   bool ok = j.is_object();
   if (ok) {
     for (const auto& [key, value] : j.items()) {
-      if (key.size() != 5 ||
-          !std::equal(key.begin(), key.end(), "level", [](char a, char b) {
-            return std::tolower(static_cast<unsigned char>(a)) == b;
-          })) {
-        continue;
-      }
+      if (!iequals(key, "level")) continue;
       if (value.is_string()) {
         level = value.get<std::string>();
       } else if (!value.is_null()) {
