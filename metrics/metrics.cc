@@ -48,13 +48,41 @@ void append_sample(std::string& out, const std::string& name,
   out += '\n';
 }
 
-std::vector<std::pair<std::string, std::string>> zip(const std::vector<std::string>& names,
-                                                     const std::vector<std::string>& values) {
-  std::vector<std::pair<std::string, std::string>> out;
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+// client_golang writes a sample's labels sorted by name, whatever order the family declared.
+Labels by_name(Labels ls) {
+  std::sort(ls.begin(), ls.end());
+  return ls;
+}
+
+Labels zip(const std::vector<std::string>& names, const std::vector<std::string>& values) {
+  Labels out;
   for (size_t i = 0; i < names.size() && i < values.size(); ++i) {
     out.emplace_back(names[i], values[i]);
   }
+  return by_name(std::move(out));
+}
+
+// A family's children in client_golang's order: by their labels, sorted by name first.
+template <typename M>
+std::vector<std::pair<Labels, const M*>> sorted_children(
+    const std::vector<std::string>& names,
+    const std::map<std::vector<std::string>, std::unique_ptr<M>>& children) {
+  std::vector<std::pair<Labels, const M*>> out;
+  out.reserve(children.size());
+  for (const auto& [values, m] : children) out.emplace_back(zip(names, values), m.get());
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   return out;
+}
+
+// Samples computed at scrape time, in the same order with their labels sorted by name.
+std::vector<Sample> sorted_samples(std::vector<Sample> samples) {
+  for (auto& s : samples) s.labels = by_name(std::move(s.labels));
+  std::sort(samples.begin(), samples.end(),
+            [](const Sample& a, const Sample& b) { return a.labels < b.labels; });
+  return samples;
 }
 
 const char* type_name(Type t) {
@@ -195,25 +223,19 @@ std::string Registry::render(const std::vector<Extra>& extra) const {
       std::string body;
       if (e.counters) {
         std::lock_guard fl(e.counters->mu_);
-        for (const auto& [values, c] : e.counters->children_) {
-          append_sample(body, name, zip(e.counters->labels_, values),
-                        static_cast<double>(c->value()));
-        }
+        for (const auto& [labels, c] : sorted_children(e.counters->labels_, e.counters->children_))
+          append_sample(body, name, labels, static_cast<double>(c->value()));
       } else if (e.gauges) {
         std::lock_guard fl(e.gauges->mu_);
-        for (const auto& [values, g] : e.gauges->children_) {
-          append_sample(body, name, zip(e.gauges->labels_, values), g->value());
-        }
+        for (const auto& [labels, g] : sorted_children(e.gauges->labels_, e.gauges->children_))
+          append_sample(body, name, labels, g->value());
       } else if (e.histograms) {
         std::lock_guard fl(e.histograms->mu_);
-        for (const auto& [values, h] : e.histograms->children_) {
-          append_histogram(body, name, zip(e.histograms->labels_, values), *h);
-        }
+        for (const auto& [labels, h] :
+             sorted_children(e.histograms->labels_, e.histograms->children_))
+          append_histogram(body, name, labels, *h);
       } else if (e.collector) {
-        auto samples = e.collector();
-        std::sort(samples.begin(), samples.end(),
-                  [](const Sample& a, const Sample& b) { return a.labels < b.labels; });
-        for (const auto& s : samples) append_sample(body, name, s.labels, s.value);
+        for (const auto& s : sorted_samples(e.collector())) append_sample(body, name, s.labels, s.value);
       }
       if (body.empty()) continue;  // a family without children renders nothing, as Go's
       families[name] = {e.help, std::move(body)};
@@ -221,11 +243,8 @@ std::string Registry::render(const std::vector<Extra>& extra) const {
     }
   }
   for (const Extra& x : extra) {
-    auto samples = x.samples;
-    std::sort(samples.begin(), samples.end(),
-              [](const Sample& a, const Sample& b) { return a.labels < b.labels; });
     std::string body;
-    for (const auto& s : samples) append_sample(body, x.name, s.labels, s.value);
+    for (const auto& s : sorted_samples(x.samples)) append_sample(body, x.name, s.labels, s.value);
     if (body.empty()) continue;
     families[x.name] = {x.help, std::move(body)};
     types[x.name] = x.type;

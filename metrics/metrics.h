@@ -143,6 +143,19 @@ class Registry {
   std::map<std::string, Entry> entries_;  // GUARDED_BY(mu_)
 };
 
+// The child of f that `slot` caches: looked up with the label values labels() makes on first
+// use (under the family's mutex) and kept in slot, so that later calls take no lock and
+// allocate nothing. For hot paths that count into a fixed table of children.
+template <typename M, typename Labels>
+M& cached_child(std::atomic<M*>& slot, Family<M>& f, Labels labels) {
+  M* m = slot.load(std::memory_order_acquire);
+  if (!m) {
+    m = &f.with(labels());
+    slot.store(m, std::memory_order_release);
+  }
+  return *m;
+}
+
 // The process's registry (what /metrics renders).
 Registry& registry();
 

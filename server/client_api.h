@@ -12,6 +12,7 @@
 // to call from any thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,6 +22,7 @@
 #include "api_v2/keys_request.h"
 #include "server/auth/authenticator.h"
 #include "server/http/types.h"
+#include "server/keys_metrics.h"
 #include "server/member/node.h"
 
 namespace kvd::server {
@@ -45,7 +47,12 @@ class ClientApi final : public RequestHandler {
   // keys_handler.cc
   void handle_keys(const HttpRequest& r, std::string_view method, std::string_view path,
                    const ExchangePtr& ex);
-  void serve_keys(v2::KeysRequest parsed, bool head, const ExchangePtr& ex);
+  // What etcd_http_* (keys_metrics.h) record of a keys request: its method label and arrival.
+  struct Timing {
+    KeysMetrics::Method method;
+    std::chrono::steady_clock::time_point start;
+  };
+  void serve_keys(v2::KeysRequest parsed, bool head, Timing timing, const ExchangePtr& ex);
   // auth_handler.cc
   void handle_auth(const HttpRequest& r, std::string_view path, const ExchangePtr& ex);
   void handle_auth_enable(const HttpRequest& r, const ExchangePtr& ex);
@@ -88,6 +95,7 @@ class ClientApi final : public RequestHandler {
   Node& node_;
   const uint64_t cluster_id_;
   const ClientApiOptions options_;
+  KeysMetrics keys_metrics_;
 };
 
 }  // namespace kvd::server

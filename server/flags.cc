@@ -96,7 +96,7 @@ const std::vector<FlagDef>& flag_defs() {
       {"auth-token-ttl", Kind::kUint, "300", "Accepted for compatibility."},
       {"enable-pprof", Kind::kBool, "false", "Accepted for compatibility."},
       {"metrics", Kind::kString, "basic", "Accepted for compatibility."},
-      {"listen-metrics-urls", Kind::kOptionalUrls, "", "Accepted for compatibility."},
+      {"listen-metrics-urls", Kind::kOptionalUrls, "", "List of URLs to listen on for the metrics and health endpoints."},
       {"logger", Kind::kString, "capnslog", "Log format: capnslog (a text line per event) or zap (a JSON object per line)."},
       {"log-outputs", Kind::kString, "default", "Where logs go, comma-separated: default (stderr), stderr, stdout, or file paths."},
       {"log-level", Kind::kEnum, "info", "Log level: debug, info, warn, error, panic or fatal.",
@@ -395,6 +395,8 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
   f.listen_client_urls = split(get("listen-client-urls"), ',');
   f.advertise_client_urls = split(get("advertise-client-urls"), ',');
   f.listen_peer_urls = split(get("listen-peer-urls"), ',');
+  if (!get("listen-metrics-urls").empty())
+    f.listen_metrics_urls = split(get("listen-metrics-urls"), ',');
   f.initial_advertise_peer_urls = split(get("initial-advertise-peer-urls"), ',');
   f.initial_cluster_state = get("initial-cluster-state");
   f.initial_cluster_token = get("initial-cluster-token");

@@ -41,6 +41,9 @@ struct Flags {
   std::vector<std::string> advertise_client_urls;
   std::vector<std::string> listen_peer_urls;
   std::vector<std::string> initial_advertise_peer_urls;
+  // --listen-metrics-urls: extra listeners serving /metrics and /health only (https ones with
+  // the client certificate, as etcd).
+  std::vector<std::string> listen_metrics_urls;
   std::vector<std::pair<std::string, std::string>> initial_cluster;  // name=peerURL, flag order
   std::string initial_cluster_state = "new";
   std::string initial_cluster_token = "etcd-cluster";

@@ -2,6 +2,7 @@
 // request (api_v2/keys_request.h; bad input is answered here), handed to the Node, and the
 // Node's StoreResult rendered as etcd renders it. A watch answers in pieces through the
 // Exchange's stream: headers at once, then each event.
+#include <chrono>
 #include <variant>
 
 #include "api_v2/keys_request.h"
@@ -19,6 +20,7 @@ void ClientApi::handle_keys(const HttpRequest& r, std::string_view m, std::strin
   }
   const uint64_t cid = cluster_id_;
   const bool head = m == "HEAD";
+  const auto start = std::chrono::steady_clock::now();
   v2::HttpInput in{m, r.target, r.content_type, r.body, r.body_error};
   if (!in.target.empty() && in.target[0] != '/') {
     // Absolute form: hand the parser the origin-form part.
@@ -30,7 +32,15 @@ void ClientApi::handle_keys(const HttpRequest& r, std::string_view m, std::strin
     ex->reply(keys_error(*e, cid, head));
     return;
   }
-  if (!node_.auth_enabled()) return serve_keys(std::move(parsed), head, ex);
+  KeysMetrics::Method method = KeysMetrics::Method::kGet;
+  if (head) method = KeysMetrics::Method::kHead;
+  else if (m == "PUT") method = KeysMetrics::Method::kPut;
+  else if (m == "POST") method = KeysMetrics::Method::kPost;
+  else if (m == "DELETE") method = KeysMetrics::Method::kDelete;
+  else if (auto* g = std::get_if<v2::GetRequest>(&parsed); g && g->quorum)
+    method = KeysMetrics::Method::kQget;
+  const Timing timing{method, start};
+  if (!node_.auth_enabled()) return serve_keys(std::move(parsed), head, timing, ex);
   // etcd checks the key as the request's path names it (after /v2/keys, before cleaning), and a
   // subtree for recursive requests.
   bool recursive = false;
@@ -39,33 +49,45 @@ void ClientApi::handle_keys(const HttpRequest& r, std::string_view m, std::strin
   if (auto* w = std::get_if<v2::WriteRequest>(&parsed)) recursive = w->cmd.recursive;
   auto pending = std::make_shared<v2::KeysRequest>(std::move(parsed));
   check_key(r, node_.auth_state(), path.substr(std::string_view("/v2/keys").size()), recursive,
-            [this, pending, head, ex, cid](bool allowed) {
+            [this, pending, head, timing, ex, cid](bool allowed) {
               if (!allowed) {
                 return ex->reply(keys_error(
                     v2::Error{v2::ErrorCode::kUnauthorized, "Insufficient credentials", 0}, cid, head));
               }
-              serve_keys(std::move(*pending), head, ex);
+              serve_keys(std::move(*pending), head, timing, ex);
             });
 }
 
-void ClientApi::serve_keys(v2::KeysRequest parsed, bool head, const ExchangePtr& ex) {
+void ClientApi::serve_keys(v2::KeysRequest parsed, bool head, Timing timing,
+                           const ExchangePtr& ex) {
   const uint64_t cid = cluster_id_;
+  KeysMetrics* counts = &keys_metrics_;
   if (auto* g = std::get_if<v2::GetRequest>(&parsed)) {
-    node_.get(std::move(*g), [ex, cid, head](StoreResult res, RaftStatus st) {
-      if (auto* ev = std::get_if<v2::Event>(&res))
+    counts->received(timing.method);
+    node_.get(std::move(*g), [ex, cid, head, counts, timing](StoreResult res, RaftStatus st) {
+      if (auto* ev = std::get_if<v2::Event>(&res)) {
         ex->reply(keys_event(*ev, st, cid, false, false, head));
-      else
-        ex->reply(keys_error(std::get<v2::Error>(res), cid, head));
+        counts->succeeded(timing.method, timing.start);
+      } else {
+        const auto& e = std::get<v2::Error>(res);
+        counts->failed(timing.method, e.status());
+        ex->reply(keys_error(e, cid, head));
+      }
     });
     return;
   }
   if (auto* w = std::get_if<v2::WriteRequest>(&parsed)) {
+    counts->received(timing.method);
     bool no_value = w->no_value_on_success;
-    node_.propose(std::move(*w), [ex, cid, no_value](StoreResult res, RaftStatus st) {
-      if (auto* ev = std::get_if<v2::Event>(&res))
+    node_.propose(std::move(*w), [ex, cid, no_value, counts, timing](StoreResult res, RaftStatus st) {
+      if (auto* ev = std::get_if<v2::Event>(&res)) {
         ex->reply(keys_event(*ev, st, cid, true, no_value, false));
-      else
-        ex->reply(keys_error(std::get<v2::Error>(res), cid, false));
+        counts->succeeded(timing.method, timing.start);
+      } else {
+        const auto& e = std::get<v2::Error>(res);
+        counts->failed(timing.method, e.status());
+        ex->reply(keys_error(e, cid, false));
+      }
     });
     return;
   }
@@ -78,8 +100,9 @@ void ClientApi::serve_keys(v2::KeysRequest parsed, bool head, const ExchangePtr&
         ex->send_chunk(v2::render_event(ev));
         if (!stream) ex->end_stream();
       },
-      [ex, cid, stream, node](v2::WatchResult wr, RaftStatus st) {
+      [ex, cid, stream, node, counts, timing](v2::WatchResult wr, RaftStatus st) {
         if (wr.error) {
+          counts->failed(timing.method, wr.error->status());
           ex->reply(keys_error(*wr.error, cid, false));
           return;
         }

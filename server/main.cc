@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <atomic>
 #include <csignal>
 #include <functional>
@@ -144,6 +145,7 @@ int main(int argc, char** argv) {
     proxy.mode = flags.proxy;
     proxy.data_dir = flags.data_dir;
     proxy.listen_client_urls = flags.listen_client_urls;
+    proxy.listen_metrics_urls = flags.listen_metrics_urls;
     proxy.cors = flags.cors;
     proxy.host_whitelist = flags.host_whitelist;
     for (const auto& [name, url] : flags.initial_cluster) proxy.initial_peer_urls.push_back(url);
@@ -236,14 +238,28 @@ int main(int argc, char** argv) {
     node->stop();
     return 1;
   }
+  // --listen-metrics-urls: /metrics and /health only, without CORS, https with the client
+  // certificate (etcd's serveMetrics).
+  std::optional<ClientServer> metrics_server;
+  if (!flags.listen_metrics_urls.empty()) {
+    metrics_server.emplace(io, api, metrics_listener_config(server_config, flags.listen_metrics_urls));
+    if (auto st = metrics_server->listen(); !st.is_ok()) {
+      SPDLOG_CRITICAL("cannot listen for metrics: {}", st.message());
+      server.stop();
+      stop_transport();
+      node->stop();
+      return 1;
+    }
+  }
   node->start();
-  std::string urls;
-  for (const auto& u : flags.listen_client_urls) urls += (urls.empty() ? "" : ", ") + u;
-  SPDLOG_INFO("kvd member {} ({:x}) serving clients on {}", flags.name, node->member_id(), urls);
+  SPDLOG_INFO("kvd member {} ({:x}) serving clients on {}", flags.name, node->member_id(),
+              join_urls(flags.listen_client_urls));
+  if (metrics_server) SPDLOG_INFO("serving metrics on {}", join_urls(flags.listen_metrics_urls));
 
   shutdown = [&] {
     SPDLOG_CRITICAL("this member was removed from the cluster: stopping");
     server.stop();
+    if (metrics_server) metrics_server->stop();
     stop_transport();
     node->stop();
     stop_loops();
@@ -264,6 +280,7 @@ int main(int argc, char** argv) {
       node->transfer_leadership_for_stop(timeout, [&] {
         boost::asio::post(io, [&] {
           server.stop();
+          if (metrics_server) metrics_server->stop();
           stop_transport();
           node->stop();
           stop_loops();

@@ -94,7 +94,7 @@ std::vector<Registry::Extra> member_families(const Node::Info& info) {
 }  // namespace
 
 void ClientApi::handle_metrics(std::string_view m, const ExchangePtr& ex) {
-  if (m != "GET" && m != "HEAD") return ex->reply(method_not_allowed("GET"));
+  // Any method, as etcd's promhttp handler (POST /metrics is a 200 there too).
   const bool head = m == "HEAD";
   node_.info([ex, head](Node::Info info) {
     HttpResponse resp;

@@ -101,6 +101,28 @@ ClientServer::ClientServer(asio::io_context& io, RequestHandler& handler, Client
 
 ClientServer::~ClientServer() { stop(); }
 
+ClientServerConfig metrics_listener_config(const ClientServerConfig& client,
+                                           std::vector<std::string> urls) {
+  ClientServerConfig cfg;
+  cfg.listen_urls = std::move(urls);
+  cfg.cors = {};
+  cfg.only_paths = {"/metrics", "/health"};
+  cfg.max_connections = client.max_connections;
+  cfg.connection_executor = client.connection_executor;
+  cfg.tls = client.tls;
+  cfg.tls_flags = client.tls_flags;
+  return cfg;
+}
+
+std::string join_urls(const std::vector<std::string>& urls) {
+  std::string out;
+  for (const auto& u : urls) {
+    if (!out.empty()) out += ", ";
+    out += u;
+  }
+  return out;
+}
+
 Status ClientServer::listen() {
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<tcp::endpoint> endpoints;

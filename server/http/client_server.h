@@ -35,6 +35,10 @@ struct ClientServerConfig {
   std::vector<std::string> cors = {"*"};  // --cors
   // --host-whitelist (host_whitelist.h): plain-HTTP requests naming another host get 421.
   std::vector<std::string> host_whitelist = {"*"};
+  // Non-empty: only requests for these exact paths (any query) reach the handler; any other is
+  // answered as Go's ServeMux answers an unknown path (404 "404 page not found"). The metrics
+  // listeners (--listen-metrics-urls) serve {"/metrics", "/health"} so, as etcd's do.
+  std::vector<std::string> only_paths;
   uint64_t max_request_bytes = 32 * 1024 * 1024;
   // All request bodies being read (and held until their answer) at once, over all connections:
   // a body that would exceed it is refused with 503 instead of buffered (a chunked body counts
@@ -60,6 +64,14 @@ struct ClientServerConfig {
   // finishes it is dropped then; others are not held up meanwhile).
   std::chrono::milliseconds tls_handshake_timeout{10000};
 };
+
+// The listeners of --listen-metrics-urls beside the client ones `client` describes: the same
+// connection threads, limit and TLS (an https metrics URL uses the client certificate, as
+// etcd), no CORS headers, and only /metrics and /health served.
+ClientServerConfig metrics_listener_config(const ClientServerConfig& client,
+                                           std::vector<std::string> urls);
+// "u1, u2" for the log.
+std::string join_urls(const std::vector<std::string>& urls);
 
 class ClientServer {
  public:

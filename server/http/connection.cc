@@ -330,6 +330,18 @@ void Connection::dispatch_request() {
     resp.cors = false;
     return reply(std::move(resp));
   }
+  if (!state_->cfg.only_paths.empty()) {
+    std::string_view path = r.target.substr(0, r.target.find('?'));
+    const auto& only = state_->cfg.only_paths;
+    if (std::find(only.begin(), only.end(), path) == only.end()) {
+      HttpResponse resp;
+      resp.status = 404;
+      resp.content_type = "text/plain; charset=utf-8";
+      resp.nosniff = true;
+      resp.body = "404 page not found\n";
+      return reply(std::move(resp));
+    }
+  }
   state_->handler.handle(r, shared_from_this());
 }
 

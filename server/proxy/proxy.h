@@ -29,6 +29,9 @@ struct ProxyConfig {
   ProxyMode mode = ProxyMode::kOn;  // kOn or kReadonly
   std::string data_dir;             // <data-dir>/proxy/cluster keeps the learned peer URLs
   std::vector<std::string> listen_client_urls;
+  // --listen-metrics-urls: /metrics (the proxy's) and /health (forwarded) only. etcd's proxy
+  // ignores the flag; kvd's serves them.
+  std::vector<std::string> listen_metrics_urls;
   std::vector<std::string> cors = {"*"};
   // --host-whitelist, as on a member (etcd's proxy accepts the flag and does not check it).
   std::vector<std::string> host_whitelist = {"*"};

@@ -18,18 +18,6 @@ std::vector<std::string> names(std::string_view a, std::string_view b = {}) {
   return out;
 }
 
-// The child in slot, looked up in f (with the label values labels() makes) and kept there on
-// first use; later calls allocate nothing.
-template <typename M, typename Labels>
-M& child(std::atomic<M*>& slot, metrics::Family<M>& f, Labels labels) {
-  M* m = slot.load(std::memory_order_acquire);
-  if (!m) {
-    m = &f.with(labels());
-    slot.store(m, std::memory_order_release);
-  }
-  return *m;
-}
-
 }  // namespace
 
 ProxyMetrics::ProxyMetrics()
@@ -63,7 +51,7 @@ size_t ProxyMetrics::method_slot(std::string_view method) {
 
 void ProxyMetrics::request(std::string_view method) {
   const size_t m = method_slot(method);
-  if (m < kMethods) return child(request_by_method_[m], requests_, [&] { return names(method); }).inc();
+  if (m < kMethods) return metrics::cached_child(request_by_method_[m], requests_, [&] { return names(method); }).inc();
   requests_.with(names(method)).inc();
 }
 
@@ -71,7 +59,7 @@ void ProxyMetrics::handled(std::string_view method, int code,
                            std::optional<std::chrono::nanoseconds> took) {
   const size_t m = method_slot(method);
   if (m < kMethods && code >= 100 && code < 600) {
-    child(handled_by_code_[m][static_cast<size_t>(code - 100)], handled_,
+    metrics::cached_child(handled_by_code_[m][static_cast<size_t>(code - 100)], handled_,
           [&] { return names(method, std::to_string(code)); })
         .inc();
   } else {
@@ -80,7 +68,7 @@ void ProxyMetrics::handled(std::string_view method, int code,
   if (!took) return;
   const double seconds = std::chrono::duration<double>(*took).count();
   if (m < kMethods) {
-    return child(duration_by_method_[m], duration_, [&] { return names(method); }).observe(seconds);
+    return metrics::cached_child(duration_by_method_[m], duration_, [&] { return names(method); }).observe(seconds);
   }
   duration_.with(names(method)).observe(seconds);
 }
@@ -89,7 +77,7 @@ void ProxyMetrics::dropped(std::string_view method, Drop why) {
   const size_t m = method_slot(method);
   const size_t d = static_cast<size_t>(why);
   if (m < kMethods) {
-    return child(dropped_by_method_[m][d], dropped_,
+    return metrics::cached_child(dropped_by_method_[m][d], dropped_,
                  [&] { return names(method, kDropNames[d]); })
         .inc();
   }

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <boost/asio/signal_set.hpp>
@@ -117,6 +118,15 @@ int run_proxy(const ProxyConfig& config) {
     SPDLOG_CRITICAL("cannot listen for clients: {}", st.message());
     return 1;
   }
+  std::optional<ClientServer> metrics_server;
+  if (!config.listen_metrics_urls.empty()) {
+    metrics_server.emplace(io, forwarder,
+                           metrics_listener_config(server_config, config.listen_metrics_urls));
+    if (auto st = metrics_server->listen(); !st.is_ok()) {
+      SPDLOG_CRITICAL("cannot listen for metrics: {}", st.message());
+      return 1;
+    }
+  }
 
   Refresher refresher(shared, std::move(seed.value()), cluster_file,
                       std::chrono::duration_cast<Clock::duration>(
@@ -125,10 +135,10 @@ int run_proxy(const ProxyConfig& config) {
   Prober prober(shared);
   prober.start();
 
-  std::string urls;
-  for (const auto& u : config.listen_client_urls) urls += (urls.empty() ? "" : ", ") + u;
   SPDLOG_INFO("kvd proxy ({}) serving clients on {}",
-               config.mode == ProxyMode::kReadonly ? "readonly" : "on", urls);
+              config.mode == ProxyMode::kReadonly ? "readonly" : "on",
+              join_urls(config.listen_client_urls));
+  if (metrics_server) SPDLOG_INFO("serving metrics on {}", join_urls(config.listen_metrics_urls));
 
   loops.set_spin([&shared](size_t i) { return shared.load[i].spin(Clock::now()); });
 
@@ -137,6 +147,7 @@ int run_proxy(const ProxyConfig& config) {
     if (ec) return;
     SPDLOG_INFO("received signal {}, shutting down", sig);
     server.stop();
+    if (metrics_server) metrics_server->stop();
     loops.stop();
   });
 

@@ -84,6 +84,36 @@ TEST(MetricsTest, render_sortedWithHelpTypeAndEscapedLabels) {
             "e{k=\"2\"} 2\n");
 }
 
+TEST(MetricsTest, render_labelsSortedByNameAsClientGolang) {
+  // As etcd's etcd_http_failed_total{code="404",method="GET"}: declared (method, code), written
+  // by name, children ordered by the labels so sorted.
+  Registry r;
+  auto& f = r.counter("f_total", "F.", {"method", "code"});
+  f.with({"PUT", "412"}).inc();
+  f.with({"GET", "500"}).inc();
+  f.with({"GET", "404"}).inc(2);
+  r.histogram("h", "H.", {1}, {"method", "Code"}).with({"GET", "7"}).observe(2);
+  r.collect("g", "G.", Type::kGauge, [] {
+    return std::vector<Sample>{{{{"z", "1"}, {"a", "2"}}, 1}, {{{"z", "0"}, {"a", "1"}}, 0}};
+  });
+  EXPECT_EQ(r.render(),
+            "# HELP f_total F.\n"
+            "# TYPE f_total counter\n"
+            "f_total{code=\"404\",method=\"GET\"} 2\n"
+            "f_total{code=\"412\",method=\"PUT\"} 1\n"
+            "f_total{code=\"500\",method=\"GET\"} 1\n"
+            "# HELP g G.\n"
+            "# TYPE g gauge\n"
+            "g{a=\"1\",z=\"0\"} 0\n"
+            "g{a=\"2\",z=\"1\"} 1\n"
+            "# HELP h H.\n"
+            "# TYPE h histogram\n"
+            "h_bucket{Code=\"7\",method=\"GET\",le=\"1\"} 0\n"
+            "h_bucket{Code=\"7\",method=\"GET\",le=\"+Inf\"} 1\n"
+            "h_sum{Code=\"7\",method=\"GET\"} 2\n"
+            "h_count{Code=\"7\",method=\"GET\"} 1\n");
+}
+
 TEST(MetricsTest, process_metricsAreThere) {
   Registry r;
   register_process_metrics(r);
