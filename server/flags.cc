@@ -123,7 +123,7 @@ const std::vector<FlagDef>& flag_defs() {
       {"experimental-compaction-batch-limit", Kind::kUint, "1000", "Accepted for compatibility."},
       {"experimental-peer-skip-client-san-verification", Kind::kBool, "false", "Accepted for compatibility."},
       {"experimental-watch-progress-notify-interval", Kind::kDuration, "10m", "Accepted for compatibility."},
-      {"experimental-warning-apply-duration", Kind::kDuration, "100ms", "Accepted for compatibility."},
+      {"experimental-warning-apply-duration", Kind::kDuration, "100ms", "Time duration after which a warning is generated if applying a request takes more time."},
       {"force-new-cluster", Kind::kBool, "false", "Force to create a new one member cluster."},
       {"version", Kind::kBool, "false", "Print the version and exit."},
       {"config-file", Kind::kString, "",
@@ -403,6 +403,7 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
   f.snapshot_count = *go::parse_uint(get("snapshot-count"));
   f.heartbeat_interval = ms(get("heartbeat-interval"));
   f.election_timeout = ms(get("election-timeout"));
+  f.warning_apply_duration = *go::parse_duration(get("experimental-warning-apply-duration"));
   f.max_request_bytes = *go::parse_uint(get("max-request-bytes"));
   f.cors = split(get("cors"), ',');
   f.host_whitelist = split(get("host-whitelist"), ',');

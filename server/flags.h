@@ -50,6 +50,7 @@ struct Flags {
   uint64_t snapshot_count = 100000;
   std::chrono::milliseconds heartbeat_interval{100};
   std::chrono::milliseconds election_timeout{1000};
+  std::chrono::nanoseconds warning_apply_duration{std::chrono::milliseconds(100)};
   uint64_t max_request_bytes = 1572864;
   std::vector<std::string> cors = {"*"};
   // Hosts plain-HTTP clients may name (etcd's DNS-rebinding guard); "*": any.

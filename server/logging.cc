@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "common/go.h"
+#include "common/log_event.h"
 
 namespace kvd::server {
 
@@ -69,13 +70,37 @@ class ZapFormatter final : public spdlog::formatter {
       out += ",\"caller\":";
       go::append_json_string(out, std::string(file) + ":" + std::to_string(msg.source.line));
     }
+    const logev::Decoded event = logev::decode(std::string_view(msg.payload.data(), msg.payload.size()));
     out += ",\"msg\":";
-    go::append_json_string(out, std::string_view(msg.payload.data(), msg.payload.size()));
+    go::append_json_string(out, event.msg);
+    if (!event.fields.empty()) {
+      out += ',';
+      out += event.fields;
+    }
     out += "}\n";
     dest.append(out.data(), out.data() + out.size());
   }
   std::unique_ptr<spdlog::formatter> clone() const override {
     return std::make_unique<ZapFormatter>();
+  }
+};
+
+// capnslog's message: the text as it is, or an event's message with its fields after it
+// (logev::text).
+class EventText final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    const std::string_view payload(msg.payload.data(), msg.payload.size());
+    if (!logev::is_event(payload)) {
+      dest.append(payload.data(), payload.data() + payload.size());
+      return;
+    }
+    const std::string t = logev::text(payload);
+    dest.append(t.data(), t.data() + t.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<EventText>();
   }
 };
 
@@ -122,8 +147,9 @@ Status setup_logging(const LogConfig& config) {
   if (config.logger == "zap") {
     logger->set_formatter(std::make_unique<ZapFormatter>());
   } else {
-    logger->set_formatter(
-        std::make_unique<spdlog::pattern_formatter>("%Y-%m-%d %H:%M:%S.%f %L | %v"));
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<EventText>('*').set_pattern("%Y-%m-%d %H:%M:%S.%f %L | %*");
+    logger->set_formatter(std::move(formatter));
   }
   logger->set_level(*level);
   // Each line is written out at once (as Go's unbuffered files): a log file is complete up to

@@ -189,6 +189,7 @@ int main(int argc, char** argv) {
   node_config.pre_vote = flags.pre_vote;
   node_config.initial_election_tick_advance = flags.initial_election_tick_advance;
   node_config.strict_reconfig_check = flags.strict_reconfig_check;
+  node_config.warning_apply_duration = flags.warning_apply_duration;
 
   // A member removed from the cluster stops serving (Node logs why); set once the pieces exist.
   std::function<void()> shutdown;

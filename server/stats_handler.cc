@@ -1,9 +1,12 @@
 // /version, /health and /v2/stats/{self,leader,store}, as etcd 3.4's v2http answers them.
 #include <chrono>
 
+#include <spdlog/spdlog.h>
+
 #include "api_v2/render.h"
 #include "common/go.h"
 #include "common/ids.h"
+#include "common/log_event.h"
 #include "common/version.h"
 #include "metrics/metrics.h"
 #include "server/client_api.h"
@@ -31,17 +34,22 @@ void ClientApi::handle_health(std::string_view m, const ExchangePtr& ex) {
       metrics::registry()
           .counter("etcd_server_health_failures", "The total number of failed health checks")
           .only();
-  Node* node = &node_;
-  node_.info([ex, node](Node::Info info) {
-    if (info.leader_id == 0) {
-      failures.inc();
-      return ex->reply(go_error(503, R"({"health":"false"})"));
+  // Each failure is logged as etcd logs it, at most one line per 10 s (monitors probe often).
+  static logev::Repeats failure_log(std::chrono::seconds(10));
+  auto fail = [](const ExchangePtr& ex, const char* why) {
+    failures.inc();
+    uint64_t suppressed = 0;
+    if (failure_log.allow(&suppressed)) {
+      KVD_LOG_EVENT(WARN, std::string("/health error; ") + why + " (status code 503)",
+                    logev::count("suppressed", suppressed));
     }
-    node->probe_quorum(std::chrono::seconds(1), [ex](bool ok) {
-      if (!ok) {
-        failures.inc();
-        return ex->reply(go_error(503, R"({"health":"false"})"));
-      }
+    ex->reply(go_error(503, R"({"health":"false"})"));
+  };
+  Node* node = &node_;
+  node_.info([ex, node, fail](Node::Info info) {
+    if (info.leader_id == 0) return fail(ex, "no leader");
+    node->probe_quorum(std::chrono::seconds(1), [ex, fail](bool ok) {
+      if (!ok) return fail(ex, "QGET failed: no quorum read within 1s");
       successes.inc();
       HttpResponse resp;
       resp.content_type = kTextPlain;

@@ -20,6 +20,7 @@
 
 #include "common/codec.h"
 #include "common/ids.h"
+#include "common/log_event.h"
 
 namespace kvd::server {
 
@@ -29,6 +30,23 @@ std::string encode_read_barrier(uint64_t request_id) {
   std::string out(1, kReadBarrierTag);
   codec::put_u64(out, request_id);
   return out;
+}
+
+// The request in "apply request took too long": the operation as a client asked for it.
+std::string_view op_name(v2::Op op) {
+  switch (op) {
+    case v2::Op::kSet: return "set";
+    case v2::Op::kCreate: return "create";
+    case v2::Op::kUpdate: return "update";
+    case v2::Op::kCompareAndSwap: return "compareAndSwap";
+    case v2::Op::kDelete: return "delete";
+    case v2::Op::kCompareAndDelete: return "compareAndDelete";
+    case v2::Op::kCreateInOrder: return "createInOrder";
+    case v2::Op::kExpire: return "expire";
+    case v2::Op::kInternal: return "internal";
+    case v2::Op::kAuth: return "auth";
+  }
+  return "unknown";
 }
 
 }  // namespace
@@ -84,16 +102,20 @@ bool Core::apply_conf_change(const raft::Entry& e) {
                                          member_raft_attributes(urls));
       cmd.now_ns = 0;
       (void)store.apply(cmd);
-      SPDLOG_INFO("{} member {} with peer URLs {}",
-                   cc->type == raft::ConfChangeType::kAddNode ? "added" : "updated", hex,
-                   url_list(urls));
+      // A restart replays the changes it had applied before: the same record, not news.
+      const auto level = e.index <= replay_until ? spdlog::level::debug : spdlog::level::info;
+      SPDLOG_LOGGER_CALL(spdlog::default_logger_raw(), level, "{} member {} with peer URLs {}",
+                         cc->type == raft::ConfChangeType::kAddNode ? "added" : "updated", hex,
+                         url_list(urls));
       break;
     }
     case raft::ConfChangeType::kRemoveNode: {
       v2::Command cmd = internal_command(std::string(kRemovedPrefix) + hex, "removed");
       cmd.now_ns = 0;
       (void)store.apply(cmd);
-      SPDLOG_INFO("removed member {} from the cluster", hex);
+      SPDLOG_LOGGER_CALL(spdlog::default_logger_raw(),
+                         e.index <= replay_until ? spdlog::level::debug : spdlog::level::info,
+                         "removed member {} from the cluster", hex);
       if (link.remove_peer && linked_peers.erase(cc->node_id)) link.remove_peer(cc->node_id);
       if (cc->node_id == member_id) {
         SPDLOG_CRITICAL("this member ({}) has been permanently removed from the cluster; it "
@@ -158,7 +180,11 @@ bool Core::apply_entry(const raft::Entry& e) {
     }
     return true;
   }
+  const auto t0 = SteadyClock::now();
   auto result = store.apply(cmd);
+  if (const auto took = SteadyClock::now() - t0; took > config.warning_apply_duration) {
+    warn_slow_apply(cmd, e.index, took);
+  }
   if (cmd.op == v2::Op::kInternal) members_dirty = true;
   if (cmd.request_id != 0) {
     auto it = waiters.find(cmd.request_id);
@@ -173,6 +199,26 @@ bool Core::apply_entry(const raft::Entry& e) {
     }
   }
   return true;
+}
+
+void Core::warn_slow_apply(const v2::Command& cmd, uint64_t index,
+                           std::chrono::nanoseconds took) {
+  uint64_t suppressed = 0;
+  if (!slow_apply_log.allow(&suppressed)) return;
+  KVD_LOG_EVENT(WARN, "apply request took too long", logev::dur("took", took),
+                logev::dur("expected-duration", config.warning_apply_duration),
+                logev::str("request", std::string(op_name(cmd.op)) + " " + cmd.key),
+                logev::num("index", index), logev::count("suppressed", suppressed));
+}
+
+void Core::warn_timeouts(uint64_t n) {
+  uint64_t suppressed = 0;
+  if (!timeout_log.allow(&suppressed, n)) return;
+  KVD_LOG_EVENT(WARN, "request timed out", logev::num("requests", n),
+                logev::dur("timeout", request_timeout),
+                logev::str("leader", leader_id ? hex_id(leader_id) : "none"),
+                logev::num("term", term), logev::str("reachable", reachable_voters()),
+                logev::count("suppressed", suppressed));
 }
 
 void Core::fail_waiter(Waiter& w, const std::string& cause) {
@@ -211,7 +257,12 @@ void Core::expire_waiters() {
       ++it;
     }
   }
-  for (auto& w : due) fail_waiter(w, kTimeoutCause);
+  uint64_t client_requests = 0;
+  for (auto& w : due) {
+    client_requests += w.kind != Waiter::Kind::kInternal;  // not quorum probes, publications
+    fail_waiter(w, kTimeoutCause);
+  }
+  if (client_requests > 0) warn_timeouts(client_requests);
   if (!stalled.empty()) {
     std::erase_if(stalled, [&](const auto& p) { return !waiters.count(p.first); });
   }

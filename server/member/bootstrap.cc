@@ -25,6 +25,7 @@
 
 #include "common/data_dir.h"
 #include "common/ids.h"
+#include "common/log_event.h"
 
 namespace kvd::server {
 
@@ -236,9 +237,19 @@ Status Core::recover_and_start() {
   const auto [hs, cs] = log->initial_state();
   term = hs.term;
   if (!fresh) {
-    SPDLOG_INFO("recovered member {} (cluster {}) at raft index {} (commit {}, term {}), "
-                 "etcd index {}",
-                 hex_id(member_id), hex_id(cluster_id), last, hs.commit, hs.term, store.index());
+    // The one line that says where a restarted member starts: what it had committed, what its
+    // snapshot holds, and what it replays; note_replayed() says when the replay is done.
+    KVD_LOG_EVENT(INFO,
+                  "restarting member " + hex_id(member_id) + " in cluster " + hex_id(cluster_id) +
+                      " at commit index " + std::to_string(hs.commit),
+                  logev::num("term", hs.term), logev::num("last-index", last),
+                  logev::num("snapshot-index", snapshot_index),
+                  logev::num("snapshot-etcd-index", store.index()),
+                  logev::num("replaying", hs.commit > applied ? hs.commit - applied : 0));
+    if (hs.commit > applied) {
+      replay_until = hs.commit;
+      replay_start = SteadyClock::now();
+    }
   }
 
   raft::Config rc;

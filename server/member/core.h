@@ -33,6 +33,7 @@
 
 #include "api_v2/command.h"
 #include "api_v2/store.h"
+#include "common/log_event.h"
 #include "common/members.h"
 #include "common/status.h"
 #include "common/version.h"
@@ -57,6 +58,9 @@ inline constexpr std::string_view kRemovedPrefix = "removed_members/";
 inline constexpr auto kExpiryInterval = std::chrono::milliseconds(500);
 inline constexpr const char* kStoppedCause = "etcdserver: server stopped";
 inline constexpr const char* kTimeoutCause = "etcdserver: request timed out";
+// A member without a leader says so after this long, and again every kNoLeaderReport.
+inline constexpr auto kNoLeaderFirstReport = std::chrono::seconds(5);
+inline constexpr auto kNoLeaderReport = std::chrono::seconds(10);
 // How often a member whose raft log refused a write tries again.
 inline constexpr auto kStorageRetryInterval = std::chrono::milliseconds(1000);
 
@@ -213,6 +217,19 @@ struct Core : std::enable_shared_from_this<Core> {
   boost::asio::steady_timer expiry_timer;
   boost::asio::steady_timer storage_retry_timer;
 
+  // Events that repeat are logged at most so often (common/log_event.h).
+  logev::Repeats slow_apply_log{std::chrono::seconds(1)};
+  logev::Repeats timeout_log{std::chrono::seconds(5)};
+  // Since when this member has known no leader (set when it loses one, and at start), and when
+  // it next says so in the log (on_tick; kNoLeaderFirstReport, then every kNoLeaderReport).
+  std::optional<SteadyClock::time_point> leaderless_since = SteadyClock::now();
+  SteadyClock::time_point next_leaderless_report = SteadyClock::now() + kNoLeaderFirstReport;
+  bool leaderless_reported = false;
+  // Restarted on a data dir: the commit index it had, and when the restart began; the log says
+  // once when the member has applied that far (replay_done()). 0: nothing to replay.
+  uint64_t replay_until = 0;
+  SteadyClock::time_point replay_start;
+
   mutable std::mutex cache_mu;
   std::vector<MemberInfo> members_cache;  // guarded by cache_mu: members() from any thread
   // The auth records as the client handlers check requests against them (api_v2/auth.h),
@@ -284,6 +301,15 @@ struct Core : std::enable_shared_from_this<Core> {
   [[nodiscard]] bool apply_snapshot(const raft::Snapshot& snap);
   // Fails a waiter with a raft error, whatever its kind.
   void fail_waiter(Waiter& w, const std::string& cause);
+  void warn_slow_apply(const v2::Command& cmd, uint64_t index, std::chrono::nanoseconds took);
+  // Logs, rate-limited, that n requests timed out, with what the member knows of why.
+  void warn_timeouts(uint64_t n);
+  // on_tick: a member without a leader for kNoLeaderFirstReport says so, and again every
+  // kNoLeaderReport, with the members it reaches.
+  void report_leaderless();
+  std::string reachable_voters() const;
+  // finish_ready: once a restarted member has applied what it had committed, says so, once.
+  void note_replayed();
   void note_ready(const raft::Ready& rd);
   void pump();
   void schedule_pump();

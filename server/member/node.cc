@@ -66,9 +66,11 @@ Result<std::unique_ptr<Node>> Node::open(boost::asio::io_context& io, NodeConfig
     if (Status st = core->recover_and_start(); !st.is_ok()) return st;
     core->wal = std::make_unique<WalWriter>(core->log.get(), log_snapshot_saved);
     core->refresh_members_cache();
-    SPDLOG_INFO("member {} of cluster {} started at raft index {} term {}, etcd index {}",
-                 hex_id(core->member_id), hex_id(core->cluster_id), core->applied, core->term,
-                 core->store.index());
+    if (core->replay_until == 0) {
+      SPDLOG_INFO("member {} of cluster {} started at raft index {} term {}, etcd index {}",
+                  hex_id(core->member_id), hex_id(core->cluster_id), core->applied, core->term,
+                  core->store.index());
+    }
   }
   return std::unique_ptr<Node>(new Node(std::make_unique<Impl>(Impl{std::move(core)})));
 }

@@ -87,6 +87,9 @@ struct NodeConfig {
   // cluster id. Ignored for a new data dir.
   bool force_new_cluster = false;
   std::chrono::milliseconds health_interval{5000};
+  // --experimental-warning-apply-duration: applying one request slower than this is logged
+  // ("apply request took too long", at most one line a second).
+  std::chrono::nanoseconds warning_apply_duration{std::chrono::milliseconds(100)};
   // Runs (on the strand) once this member has applied its own removal from the cluster; the
   // process should stop serving. Must not call Node methods synchronously: post them.
   std::function<void()> on_removed;

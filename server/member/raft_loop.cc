@@ -22,14 +22,28 @@ void Core::note_ready(const raft::Ready& rd) {
   if (rd.soft_state) {
     const raft::SoftState& ss = *rd.soft_state;
     if (ss.lead != leader_id) {
+      const auto now = SteadyClock::now();
       if (ss.lead != raft::kNoNode) {
         ++leader_changes;
-        SPDLOG_INFO("raft: {} elected leader {} at term {}", hex_id(member_id), hex_id(ss.lead),
-                     term);
+        const auto without = leaderless_since ? now - *leaderless_since : SteadyClock::duration{};
+        if (leaderless_reported) {
+          // The log said there was none: say for how long, and that it is over.
+          KVD_LOG_EVENT(INFO, "raft: " + hex_id(member_id) + " elected leader " +
+                                  hex_id(ss.lead) + " at term " + std::to_string(term) +
+                                  ": the cluster has a leader again",
+                        logev::dur("without-leader", without));
+        } else {
+          SPDLOG_INFO("raft: {} elected leader {} at term {}", hex_id(member_id),
+                      hex_id(ss.lead), term);
+        }
         leader_since = Clock::now();
+        leaderless_since.reset();
+        leaderless_reported = false;
       } else {
         SPDLOG_INFO("raft: {} lost leader {} at term {}", hex_id(member_id), hex_id(leader_id),
                      term);
+        leaderless_since = now;
+        next_leaderless_report = now + kNoLeaderFirstReport;
       }
     }
     leader_id = ss.lead;
@@ -172,6 +186,7 @@ void Core::finish_ready(raft::Ready& rd) {
     sync_peers();
     refresh_members_cache();
   }
+  note_replayed();
   maybe_snapshot();
   if (leader_id != raft::kNoNode) {
     retry_stalled();
@@ -221,6 +236,38 @@ void Core::send_messages(std::vector<raft::Message> msgs) {
   if (!plain.empty() && link.send) link.send(std::move(plain));
 }
 
+std::string Core::reachable_voters() const {
+  if (!raw) return "";
+  const auto& voters = raw->raft().conf_state().voters;
+  size_t reached = 0;
+  for (uint64_t id : voters) {
+    if (id == member_id || (link.connected && link.connected(id))) ++reached;
+  }
+  return std::to_string(reached) + " of " + std::to_string(voters.size()) +
+         " voting members (a quorum is " + std::to_string(voters.size() / 2 + 1) + ")";
+}
+
+void Core::report_leaderless() {
+  if (leader_id != raft::kNoNode || !leaderless_since) return;
+  const auto now = SteadyClock::now();
+  if (now < next_leaderless_report) return;
+  next_leaderless_report = now + kNoLeaderReport;
+  leaderless_reported = true;
+  KVD_LOG_EVENT(WARN, "no leader: writes and quorum reads cannot complete",
+                logev::dur("for", now - *leaderless_since), logev::num("term", raw->raft().term()),
+                logev::str("reachable", reachable_voters()),
+                logev::num("pending-requests", waiters.size()));
+}
+
+void Core::note_replayed() {
+  if (replay_until == 0 || applied < replay_until) return;
+  replay_until = 0;
+  KVD_LOG_EVENT(INFO,
+                "member " + hex_id(member_id) + " caught up with its log: applied index " +
+                    std::to_string(applied) + ", etcd index " + std::to_string(store.index()),
+                logev::dur("took", SteadyClock::now() - replay_start));
+}
+
 void Core::schedule_tick() {
   run_after(tick_timer, config.heartbeat_interval, [](Core& c) { c.on_tick(); });
 }
@@ -250,6 +297,7 @@ void Core::advance_ticks_when_connected(int polls_left) {
 
 void Core::on_tick() {
   raw->tick();
+  report_leaderless();
   expire_waiters();
   maybe_publish();
   pump();

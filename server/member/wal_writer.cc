@@ -6,11 +6,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/log_event.h"
 #include "metrics/metrics.h"
 
 namespace kvd::server {
 
 namespace {
+
+// etcd's warnSyncDuration: a synced write of the raft log slower than this is logged.
+constexpr std::chrono::seconds kWarnSyncDuration{1};
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -218,9 +222,16 @@ void WalWriter::run_persist(Op& op) {
     if (sync) append_calls_.fetch_add(1);
     const auto t0 = std::chrono::steady_clock::now();
     st = log_->append(rd.entries, rd.hard_state, sync);
-    const double took = seconds_since(t0);
+    const auto elapsed = std::chrono::steady_clock::now() - t0;
+    const double took = std::chrono::duration<double>(elapsed).count();
     m.backend_commit.observe(took);
     if (sync) m.wal_fsync.observe(took);
+    if (sync && elapsed > kWarnSyncDuration) {
+      // At most one a second, as each takes that long: not rate-limited (etcd's warning too).
+      KVD_LOG_EVENT(WARN, "slow fdatasync", logev::dur("took", elapsed),
+                    logev::dur("expected-duration", kWarnSyncDuration),
+                    logev::num("entries", rd.entries.size()));
+    }
     double bytes = 0;
     for (const auto& e : rd.entries) bytes += static_cast<double>(e.data.size());
     m.wal_bytes.add(bytes);

@@ -22,6 +22,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/log_event.h"
+
 
 namespace kvd::server {
 
@@ -151,9 +153,14 @@ void PeerTransport::Impl::on_accepted_locked(const std::shared_ptr<Peer>& p,
   p->backoff = kInitialBackoff;
   if (!p->ever_connected) {
     SPDLOG_INFO("peer transport: connected to member {} at {}", hex_id(p->id), conn->url);
+  } else if (p->inactive_since) {
+    KVD_LOG_EVENT(INFO, "peer " + hex_id(p->id) + " became active",
+                  logev::str("url", conn->url),
+                  logev::dur("inactive-for", Clock::now() - *p->inactive_since));
   } else {
     SPDLOG_DEBUG("peer transport: reconnected to member {} at {}", hex_id(p->id), conn->url);
   }
+  p->inactive_since.reset();
   p->ever_connected = true;
   read_ack_locked(p, conn);
   pump_writes_locked(p);
@@ -217,7 +224,16 @@ void PeerTransport::Impl::fail_connection_locked(const std::shared_ptr<Peer>& p,
   bool snapshots_failed = !p->snapshots.empty() || !p->awaiting_ack.empty();
   fail_snapshots_locked(*p);
   if (p->removed) return;
-  warn_peer_locked(*p, (was_connected ? "lost connection: " : "cannot connect: ") + why);
+  if (was_connected) {
+    // Once per loss, whatever the rate limit of the dial failures that follow (etcd's "peer X
+    // became inactive"); those then wait out the limit so that a dead peer is not a line a try.
+    KVD_LOG_EVENT(WARN, "peer " + hex_id(p->id) + " became inactive (lost connection: " + why + ")",
+                  logev::count("dropped-messages", dropped));
+    p->inactive_since = Clock::now();
+    warn_limiter.hold("out:" + hex_id(p->id));
+  } else {
+    warn_peer_locked(*p, "cannot connect: " + why);
+  }
   if (was_connected || dropped > 0 || snapshots_failed) post_unreachable(p->id);
   p->state = Peer::State::kBackoff;
   p->backoff_timer.expires_after(p->backoff);

@@ -70,6 +70,8 @@ class WarnLimiter {
     it->second = now;
     return true;
   }
+  // Starts key's interval now, as if a warning had just been logged.
+  void hold(const std::string& key) { last_[key] = Clock::now(); }
 
  private:
   std::map<std::string, Clock::time_point> last_;
@@ -188,6 +190,9 @@ struct Peer {
   std::chrono::milliseconds backoff = kInitialBackoff;
   bool ever_connected = false;
   std::optional<Clock::time_point> connected_since;  // Invariant: set iff state == kConnected
+  // Since when a peer that was connected is not (its "became inactive" line logged); the
+  // "became active" line follows when it is back.
+  std::optional<Clock::time_point> inactive_since;
 
   std::deque<OutMessage> queue;  // Invariant: queued_bytes == sum of queue[i].bytes.size()
   uint64_t queued_bytes = 0;

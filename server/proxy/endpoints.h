@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/log_event.h"
 #include "common/members.h"
 
 namespace kvd::server::proxy {
@@ -40,6 +41,8 @@ struct Endpoint {
   std::string url;  // as the member advertises it, "http://127.0.0.1:2379"
   HostPort address;
   std::shared_ptr<UpstreamPool> pool;  // null in unit tests
+  // Requests that could not reach this member are logged at most once per 5 s.
+  logev::Repeats failure_log{std::chrono::seconds(5)};
 };
 
 // The ordered endpoint list with failure marks. Thread-safe (one mutex, held briefly).

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/log_event.h"
 #include "server/proxy/headers.h"
 #include "server/proxy/proxy_call.h"
 
@@ -45,7 +46,11 @@ void Forwarder::handle(const HttpRequest& r, const std::shared_ptr<Exchange>& ex
   auto endpoints = shared_.endpoints.available(Clock::now());
   if (endpoints.empty()) {
     shared_.metrics.dropped(r.method, ProxyMetrics::Drop::kZeroEndpoints);
-    SPDLOG_WARN("proxy: zero endpoints currently available");
+    static logev::Repeats repeats(std::chrono::seconds(5));
+    if (uint64_t suppressed = 0; repeats.allow(&suppressed)) {
+      KVD_LOG_EVENT(WARN, "proxy: zero endpoints currently available",
+                    logev::count("suppressed", suppressed));
+    }
     return ex->reply(proxy_error(503, "zero endpoints currently available"));
   }
   CallInfo info;

@@ -15,6 +15,8 @@
 #include <boost/beast/http/read.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/log_event.h"
+
 #include "server/http/request_parser.h"
 #include "server/proxy/headers.h"
 #include "server/proxy/prober.h"
@@ -127,7 +129,12 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
     }
     if (next_ >= endpoints_.size()) {
       shared_.metrics.dropped(info_.method, ProxyMetrics::Drop::kFailedResponse);
-      SPDLOG_WARN("proxy: unable to get response from {} endpoint(s)", endpoints_.size());
+      static logev::Repeats repeats(std::chrono::seconds(5));
+      if (uint64_t suppressed = 0; repeats.allow(&suppressed)) {
+        KVD_LOG_EVENT(WARN, "proxy: unable to get response from " +
+                                std::to_string(endpoints_.size()) + " endpoint(s)",
+                      logev::str("method", info_.method), logev::count("suppressed", suppressed));
+      }
       return finish_with(proxy_error(
           502, "unable to get response from " + std::to_string(endpoints_.size()) + " endpoint(s)"));
     }
@@ -203,10 +210,15 @@ class ProxyCall final : public std::enable_shared_from_this<ProxyCall> {
       return connect();
     }
     shared_.metrics.dropped(info_.method, ProxyMetrics::Drop::kFailedSending);
-    SPDLOG_WARN("proxy: failed to direct request to {}: {} {}", endpoint_->url, what,
-                 silent      ? "the member stopped answering"
-                 : timed_out ? "i/o timeout"
-                             : ec.message());
+    // Once per member and 5 s: a member that is down fails every request sent its way.
+    if (uint64_t suppressed = 0; endpoint_->failure_log.allow(&suppressed)) {
+      KVD_LOG_EVENT(WARN, "proxy: failed to direct request to " + endpoint_->url + ": " + what +
+                              " " +
+                              (silent      ? std::string("the member stopped answering")
+                               : timed_out ? std::string("i/o timeout")
+                                           : ec.message()),
+                    logev::count("suppressed", suppressed));
+    }
     shared_.endpoints.mark_failed(*endpoint_, Clock::now());
     if (silent && !info_.idempotent) {
       // Sent, maybe applied: never sent again.
