@@ -14,6 +14,7 @@
 #include "api_v2/store.h"
 #include "common/codec.h"
 #include "common/data_dir.h"
+#include "common/private_dir.h"
 #include "common/go.h"
 #include "common/ids.h"
 #include "raft/types.h"
@@ -55,9 +56,12 @@ class BackupWriter {
       return Status::error(backup_dir + ": not empty; a backup is written into an absent or empty "
                                         "directory");
     }
-    fs::create_directories(dir / kPartialDir, ec);
-    if (ec) return Status::error(backup_dir + ": cannot create it: " + ec.message());
-    auto log = storage::RaftLog::open((dir / kPartialDir / data_dir::kRaftLogDir).string());
+    // 0700, as a member's data dir (common/private_dir.h): a backup holds every value.
+    const std::string db_dir = (dir / kPartialDir / data_dir::kRaftLogDir).string();
+    if (Status st = make_private_dirs(db_dir); !st.is_ok()) {
+      return Status::error(backup_dir + ": cannot create it: " + st.message());
+    }
+    auto log = storage::RaftLog::open(db_dir);
     if (!log.is_ok()) return log.status();
     return BackupWriter(dir, std::move(log.value()));
   }

@@ -61,10 +61,10 @@ const std::vector<FlagDef>& flag_defs() {
        "Initial cluster token for the etcd cluster during bootstrap."},
       {"advertise-client-urls", Kind::kUrls, "http://localhost:2379",
        "List of this member's client URLs to advertise to the public."},
-      {"discovery", Kind::kString, "", "Accepted for compatibility; discovery is not supported."},
+      {"discovery", Kind::kString, "", "Discovery URL used to bootstrap the cluster (not supported yet: refused)."},
       {"discovery-fallback", Kind::kEnum, "proxy", "Accepted for compatibility.", {"exit", "proxy"}},
       {"discovery-proxy", Kind::kString, "", "Accepted for compatibility."},
-      {"discovery-srv", Kind::kString, "", "Accepted for compatibility."},
+      {"discovery-srv", Kind::kString, "", "DNS domain used to bootstrap initial cluster (not supported yet: refused)."},
       {"discovery-srv-name", Kind::kString, "", "Accepted for compatibility."},
       {"strict-reconfig-check", Kind::kBool, "true",
        "Reject reconfiguration requests that would cause quorum loss."},
@@ -252,6 +252,25 @@ std::optional<std::string> load_config_file(const std::string& path, const ReadF
   return std::nullopt;
 }
 
+// Flags kvd accepts for etcd's sake and does not act on (their help says "Accepted for
+// compatibility"), when given with a value other than their default: one warning at start, so
+// that an operator does not believe a quota, a compaction or a discovery is in force.
+void note_no_effect(const std::map<std::string, std::string>& values,
+                    std::vector<std::string>& warnings) {
+  std::string names;
+  for (const auto& d : flag_defs()) {
+    auto it = values.find(d.name);
+    if (it == values.end() || it->second == d.default_value) continue;
+    if (std::string_view(d.help).rfind("Accepted for compatibility", 0) != 0) continue;
+    // kvd always serves the v2 API: what --enable-v2 asks for is what it does.
+    if (std::string_view(d.name) == "enable-v2" && go::parse_bool(it->second) == true) continue;
+    names += (names.empty() ? "--" : ", --") + std::string(d.name);
+  }
+  if (!names.empty()) {
+    warnings.push_back("accepted for compatibility with etcd, without effect in kvd: " + names);
+  }
+}
+
 // What a config file makes kvd ignore, said once in the log (etcd says only that it may).
 void note_ignored(const std::map<std::string, std::string>& set,
                   const std::vector<std::string>& env, std::vector<std::string>& warnings) {
@@ -388,6 +407,7 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
     return it != values.end() ? it->second : std::string(find_flag(name)->default_value);
   };
   auto given = [&](const char* name) { return values.count(name) > 0; };
+  note_no_effect(values, r.env_warnings);
 
   Flags& f = r.flags;
   f.name = get("name");
@@ -451,6 +471,15 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
     for (const auto& u : f.initial_advertise_peer_urls) f.initial_cluster.emplace_back(f.name, u);
   }
 
+  // Ignoring a discovery setting would make every member a cluster of its own (or a proxy
+  // attach to whatever answers): refused until kvd speaks etcd's discovery.
+  for (const char* name : {"discovery", "discovery-srv"}) {
+    if (!get(name).empty()) {
+      return fail(1, std::string("kvd: --") + name +
+                         " is not supported yet: list the members with --initial-cluster "
+                         "(each member's name=peer URL)");
+    }
+  }
   if (f.proxy == ProxyMode::kOff) {
     // A config file without advertise-client-urls advertises the default, as etcd's does.
     if (!from_file && given("listen-client-urls") && !given("advertise-client-urls"))

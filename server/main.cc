@@ -29,6 +29,8 @@
 #include <spdlog/spdlog.h>
 
 #include "common/version.h"
+#include "common/private_dir.h"
+#include "server/bootstrap_checks.h"
 #include "server/client_api.h"
 #include "server/flags.h"
 #include "server/http/client_server.h"
@@ -103,6 +105,17 @@ size_t client_connection_limit() {
                                                    : lim.rlim_cur / 2;
 }
 
+// The client listeners' handler from the moment they are bound (before the member exists) to
+// the moment they accept (after): the member's ClientApi, set before ClientServer::start.
+class LateHandler final : public kvd::server::RequestHandler {
+ public:
+  kvd::server::RequestHandler* target = nullptr;
+  void handle(const kvd::server::HttpRequest& r,
+              const std::shared_ptr<kvd::server::Exchange>& ex) override {
+    target->handle(r, ex);
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -169,6 +182,50 @@ int main(int argc, char** argv) {
   boost::asio::io_context& io = loops[0];
   auto stop_loops = [&loops] { loops.stop(); };
 
+  // As etcd, before anything is bound or written: the bootstrap flags of a new member, then
+  // the data dir's permissions.
+  if (!holds_member(flags.data_dir)) {
+    if (auto err = verify_bootstrap(flags)) {
+      SPDLOG_CRITICAL("{}", *err);
+      return 1;
+    }
+  }
+  if (auto warning = kvd::loose_permission_warning(flags.data_dir)) {
+    SPDLOG_WARN("check file permission: {}", *warning);
+  }
+
+  // Every listener is bound before the data dir is touched: a busy port fails the start with
+  // nothing written. Connections wait in the kernel's backlog until the member serves them.
+  ClientServerConfig server_config;
+  server_config.listen_urls = flags.listen_client_urls;
+  server_config.cors = flags.cors;
+  server_config.host_whitelist = flags.host_whitelist;
+  server_config.connection_executor = [&loops] { return loops.next_executor(); };
+  server_config.max_connections = max_connections;
+  server_config.tls = tls.value().client;
+  LateHandler client_handler;
+  ClientServer server(io, client_handler, server_config);
+  if (auto st = server.bind(); !st.is_ok()) {
+    SPDLOG_CRITICAL("cannot listen for clients: {}", st.message());
+    return 1;
+  }
+  // --listen-metrics-urls: /metrics and /health only, without CORS, https with the client
+  // certificate (etcd's serveMetrics).
+  std::optional<ClientServer> metrics_server;
+  if (!flags.listen_metrics_urls.empty()) {
+    metrics_server.emplace(io, client_handler,
+                           metrics_listener_config(server_config, flags.listen_metrics_urls));
+    if (auto st = metrics_server->bind(); !st.is_ok()) {
+      SPDLOG_CRITICAL("cannot listen for metrics: {}", st.message());
+      return 1;
+    }
+  }
+  auto peer_listeners = bind_peer_listeners(io, flags.listen_peer_urls, tls.value().peer);
+  if (!peer_listeners.is_ok()) {
+    SPDLOG_CRITICAL("cannot listen for peers: {}", peer_listeners.status().message());
+    return 1;
+  }
+
   NodeConfig node_config;
   node_config.name = flags.name;
   node_config.data_dir = flags.data_dir;
@@ -208,7 +265,8 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<PeerTransport> transport;
   if (!flags.listen_peer_urls.empty()) {
-    auto started = start_peer_transport(io, *node, flags.listen_peer_urls, tls.value().peer);
+    auto started = start_peer_transport(io, *node, std::move(peer_listeners.value()),
+                                        tls.value().peer);
     if (!started.is_ok()) {
       SPDLOG_CRITICAL("cannot listen for peers: {}", started.status().message());
       node->stop();
@@ -220,38 +278,14 @@ int main(int argc, char** argv) {
     if (transport) transport->stop();
   };
 
-  ClientServerConfig server_config;
-  server_config.listen_urls = flags.listen_client_urls;
-  server_config.cors = flags.cors;
-  server_config.host_whitelist = flags.host_whitelist;
-  server_config.connection_executor = [&loops] { return loops.next_executor(); };
-  server_config.max_connections = max_connections;
-  server_config.tls = tls.value().client;
   auth::Authenticator authenticator;
   ClientApiOptions api_options;
   api_options.authenticator = &authenticator;
   api_options.client_cert_auth = flags.client_tls.client_cert_auth;
   ClientApi api(*node, std::move(api_options));
-  ClientServer server(io, api, server_config);
-  if (auto st = server.listen(); !st.is_ok()) {
-    SPDLOG_CRITICAL("cannot listen for clients: {}", st.message());
-    stop_transport();
-    node->stop();
-    return 1;
-  }
-  // --listen-metrics-urls: /metrics and /health only, without CORS, https with the client
-  // certificate (etcd's serveMetrics).
-  std::optional<ClientServer> metrics_server;
-  if (!flags.listen_metrics_urls.empty()) {
-    metrics_server.emplace(io, api, metrics_listener_config(server_config, flags.listen_metrics_urls));
-    if (auto st = metrics_server->listen(); !st.is_ok()) {
-      SPDLOG_CRITICAL("cannot listen for metrics: {}", st.message());
-      server.stop();
-      stop_transport();
-      node->stop();
-      return 1;
-    }
-  }
+  client_handler.target = &api;
+  server.start();
+  if (metrics_server) metrics_server->start();
   node->start();
   SPDLOG_INFO("kvd member {} ({:x}) serving clients on {}", flags.name, node->member_id(),
               join_urls(flags.listen_client_urls));

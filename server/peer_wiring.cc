@@ -9,14 +9,14 @@
 
 namespace kvd::server {
 
-Result<std::unique_ptr<PeerTransport>> start_peer_transport(
-    boost::asio::io_context& io, Node& node, std::vector<std::string> listen_peer_urls,
-    std::shared_ptr<tls::TlsContexts> tls) {
+Result<std::unique_ptr<PeerTransport>> start_peer_transport(boost::asio::io_context& io,
+                                                            Node& node, PeerListeners listeners,
+                                                            std::shared_ptr<tls::TlsContexts> tls) {
   PeerTransportConfig config;
   config.tls = std::move(tls);
   config.member_id = node.member_id();
   config.cluster_id = node.cluster_id();
-  config.listen_peer_urls = std::move(listen_peer_urls);
+  config.listeners = std::move(listeners);
   Node* n = &node;
   PeerTransport::Handler handler;
   handler.on_message = [n](raft::Message m) { n->step(std::move(m)); };

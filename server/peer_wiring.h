@@ -20,11 +20,11 @@
 namespace kvd::server {
 
 // Creates the transport for `node` (REQUIRES: open() returned, start() not yet called), attaches
-// it as the node's PeerLink and binds listen_peer_urls. The transport must be stopped before the
-// node. Fails with the transport's message naming the URL that could not be bound.
-Result<std::unique_ptr<PeerTransport>> start_peer_transport(
-    boost::asio::io_context& io, Node& node, std::vector<std::string> listen_peer_urls,
-    std::shared_ptr<tls::TlsContexts> tls);
+// it as the node's PeerLink and serves `listeners` (bound on io by bind_peer_listeners before
+// the node was opened). The transport must be stopped before the node.
+Result<std::unique_ptr<PeerTransport>> start_peer_transport(boost::asio::io_context& io,
+                                                            Node& node, PeerListeners listeners,
+                                                            std::shared_ptr<tls::TlsContexts> tls);
 
 // GET <peer_url>/members (etcd's GetClusterFromRemotePeers for one peer): the cluster id from
 // X-Etcd-Cluster-Id and the member list, with peer URLs sorted. For NodeConfig::fetch_cluster.

@@ -124,6 +124,16 @@ std::string join_urls(const std::vector<std::string>& urls) {
 }
 
 Status ClientServer::listen() {
+  if (Status st = bind(); !st.is_ok()) return st;
+  start();
+  return Status::ok();
+}
+
+void ClientServer::start() {
+  for (size_t i = 0; i < state_->acceptors.size(); ++i) accept_loop(state_, i);
+}
+
+Status ClientServer::bind() {
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<tcp::endpoint> endpoints;
   std::vector<bool> acceptor_tls;
@@ -155,7 +165,6 @@ Status ClientServer::listen() {
   state_->acceptors = std::move(acceptors);
   state_->endpoints = std::move(endpoints);
   state_->acceptor_tls = std::move(acceptor_tls);
-  for (size_t i = 0; i < state_->acceptors.size(); ++i) accept_loop(state_, i);
   return Status::ok();
 }
 

@@ -84,6 +84,11 @@ class ClientServer {
   // Binds all URLs (error names the URL: bad URL, https without TLS, in use) and starts
   // accepting. Call once, before the io_context runs or from one of its threads.
   Status listen();
+  // listen() in two steps: bind() binds and listens (connections wait in the kernel's
+  // backlog), start() accepts them. kvd binds every port before it opens the data dir, and
+  // starts serving once the member exists. Call each once, in that order, instead of listen().
+  Status bind();
+  void start();
   // Closes listeners and connections (watches end, their watchers are removed). Any thread.
   // A response being written is finished first.
   void stop();

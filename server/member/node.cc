@@ -11,6 +11,7 @@
 
 #include "common/ids.h"
 #include "common/data_dir.h"
+#include "common/private_dir.h"
 #include "common/poll_until.h"
 
 namespace kvd::server {
@@ -40,10 +41,11 @@ Result<std::unique_ptr<Node>> Node::open(boost::asio::io_context& io, NodeConfig
                            " exists); kvd cannot read etcd's files: use an empty data dir");
     }
   }
-  std::error_code ec;
-  fs::create_directories(member_dir, ec);
-  if (ec) return Status::error("cannot create " + member_dir.string() + ": " + ec.message());
+  // 0700 all the way down, as etcd: the log holds every value and the auth records.
   const std::string db_dir = (member_dir / data_dir::kRaftLogDir).string();
+  if (Status st = make_private_dirs(db_dir); !st.is_ok()) {
+    return Status::error("cannot create " + db_dir + ": " + st.message());
+  }
   auto opened = storage::RaftLog::open(db_dir);
   if (!opened.is_ok()) return opened.status();
 
@@ -53,6 +55,7 @@ Result<std::unique_ptr<Node>> Node::open(boost::asio::io_context& io, NodeConfig
     // An image a child was writing when the process died is of no use: the snapshot it belonged
     // to was never recorded.
     core->child_image_dir = member_dir.string();
+    std::error_code ec;
     for (auto it = fs::directory_iterator(member_dir, ec); !ec && it != fs::directory_iterator();
          it.increment(ec)) {
       const std::string name = it->path().filename().string();

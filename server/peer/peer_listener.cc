@@ -19,26 +19,27 @@
 
 namespace kvd::server {
 
-Status PeerTransport::Impl::listen() {
-  std::lock_guard lk(mu);
-  if (stopped) return Status::error("peer transport is stopped");
-  std::vector<std::shared_ptr<tcp::acceptor>> bound;
-  std::vector<bool> bound_tls;
-  std::vector<uint16_t> bound_ports;
-  for (const std::string& url : config.listen_peer_urls) {
+Result<PeerListeners> bind_peer_listeners(asio::io_context& io, const std::vector<std::string>& urls,
+                                          const std::shared_ptr<tls::TlsContexts>& tls) {
+  PeerListeners out;
+  auto fail = [&out](std::string what) {
+    error_code ignored;
+    for (auto& a : out.acceptors) a->close(ignored);
+    return Status::error(std::move(what));
+  };
+  for (const std::string& url : urls) {
     std::string why;
     auto hp = parse_peer_url(url, &why);
-    if (!hp) return Status::error("cannot listen on peer URL " + url + ": " + why);
-    if (hp->tls && (!config.tls || !config.tls->server())) {
-      return Status::error("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided "
-                           "for peer url " + url + " with HTTPS scheme");
+    if (!hp) return fail("cannot listen on peer URL " + url + ": " + why);
+    if (hp->tls && (!tls || !tls->server())) {
+      return fail("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer "
+                  "url " + url + " with HTTPS scheme");
     }
     error_code ec;
     tcp::resolver resolver(io);
     auto results = resolver.resolve(hp->host, hp->port, tcp::resolver::passive, ec);
     if (ec || results.empty()) {
-      return Status::error("cannot listen on peer URL " + url + ": " +
-                           (ec ? ec.message() : "host not found"));
+      return fail("cannot listen on peer URL " + url + ": " + (ec ? ec.message() : "host not found"));
     }
     auto acc = std::make_shared<tcp::acceptor>(io);
     tcp::endpoint ep = results.begin()->endpoint();
@@ -46,19 +47,30 @@ Status PeerTransport::Impl::listen() {
     if (!ec) acc->set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec) acc->bind(ep, ec);
     if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
-      for (auto& a : bound) a->close(ec);
-      return Status::error("cannot listen on peer URL " + url + ": " + ec.message());
-    }
-    bound_ports.push_back(acc->local_endpoint(ec).port());
-    bound.push_back(std::move(acc));
-    bound_tls.push_back(hp->tls);
+    if (ec) return fail("cannot listen on peer URL " + url + ": " + ec.message());
+    out.acceptors.push_back(std::move(acc));
+    out.tls.push_back(hp->tls);
   }
-  for (size_t i = 0; i < bound.size(); ++i) {
-    acceptors.push_back(bound[i]);
-    start_accept_locked(bound[i], bound_tls[i]);
+  return out;
+}
+
+Status PeerTransport::Impl::listen() {
+  std::lock_guard lk(mu);
+  if (stopped) return Status::error("peer transport is stopped");
+  PeerListeners bound;
+  if (config.listeners) {
+    bound = *config.listeners;
+  } else {
+    auto made = bind_peer_listeners(io, config.listen_peer_urls, config.tls);
+    if (!made.is_ok()) return made.status();
+    bound = std::move(made.value());
   }
-  ports.insert(ports.end(), bound_ports.begin(), bound_ports.end());
+  for (size_t i = 0; i < bound.acceptors.size(); ++i) {
+    error_code ec;
+    ports.push_back(bound.acceptors[i]->local_endpoint(ec).port());
+    acceptors.push_back(bound.acceptors[i]);
+    start_accept_locked(bound.acceptors[i], bound.tls[i]);
+  }
   return Status::ok();
 }
 

@@ -35,6 +35,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include "common/status.h"
 #include "raft/message.h"
@@ -43,10 +44,25 @@
 
 namespace kvd::server {
 
+// Listeners bound on the peer URLs ahead of the transport (kvd binds every port before it
+// writes to the data dir), handed over in PeerTransportConfig::listeners.
+struct PeerListeners {
+  std::vector<std::shared_ptr<boost::asio::ip::tcp::acceptor>> acceptors;
+  std::vector<bool> tls;  // per acceptor: an https URL
+};
+// Binds and listens on every URL (http or https, host names resolved), on io. Errors name the
+// URL: "cannot listen on peer URL U: bind: Address already in use", or https without TLS.
+Result<PeerListeners> bind_peer_listeners(boost::asio::io_context& io,
+                                          const std::vector<std::string>& urls,
+                                          const std::shared_ptr<tls::TlsContexts>& tls);
+
 struct PeerTransportConfig {
   uint64_t member_id = 0;
   uint64_t cluster_id = 0;
   std::vector<std::string> listen_peer_urls;  // http:// or https://host:port
+  // Bound already (bind_peer_listeners, on the transport's io_context): listen() serves these
+  // instead of binding listen_peer_urls.
+  std::optional<PeerListeners> listeners;
   // TLS for the https listen URLs and for dialling https peer URLs. Null: https is refused at
   // listen(), and an https peer cannot be reached.
   std::shared_ptr<tls::TlsContexts> tls;

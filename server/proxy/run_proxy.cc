@@ -13,6 +13,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/private_dir.h"
+
 #include "common/data_dir.h"
 #include "common/status.h"
 #include "server/http/client_server.h"
@@ -27,21 +29,6 @@ namespace proxy {
 thread_local size_t t_loop = 0;
 
 namespace {
-
-Status make_dirs(const std::string& path) {
-  std::string cur;
-  std::stringstream ss(path);
-  std::string part;
-  if (!path.empty() && path[0] == '/') cur = "/";
-  while (std::getline(ss, part, '/')) {
-    if (part.empty()) continue;
-    cur += part;
-    if (::mkdir(cur.c_str(), 0700) != 0 && errno != EEXIST)
-      return Status::error("mkdir " + cur + ": " + std::strerror(errno));
-    cur += "/";
-  }
-  return Status::ok();
-}
 
 // The seed peer URLs: the cluster file when there is one (it wins over --initial-cluster, as
 // in etcd), else --initial-cluster's. A file that cannot be read or parsed is fatal.
@@ -81,18 +68,6 @@ int run_proxy(const ProxyConfig& config) {
   using namespace proxy;
   using Clock = std::chrono::steady_clock;
   namespace asio = boost::asio;
-  const std::string proxy_dir = config.data_dir + "/" + std::string(data_dir::kProxyDir);
-  if (Status st = make_dirs(proxy_dir); !st.is_ok()) {
-    SPDLOG_CRITICAL("cannot create the proxy's data dir {}: {}", proxy_dir, st.message());
-    return 1;
-  }
-  const std::string cluster_file = proxy_dir + "/" + std::string(data_dir::kProxyClusterFile);
-  auto seed = seed_peer_urls(config, cluster_file);
-  if (!seed.is_ok()) {
-    SPDLOG_CRITICAL("{}", seed.status().message());
-    return 1;
-  }
-  SPDLOG_INFO("proxy: this proxy supports v2 API only!");
 
   Loops loops;
   asio::io_context& io = loops[0];  // also the acceptors', signals' loop
@@ -114,7 +89,8 @@ int run_proxy(const ProxyConfig& config) {
   server_config.connection_executor = [&loops] { return loops.next_executor(); };
   server_config.tls = config.client_tls;
   ClientServer server(io, forwarder, server_config);
-  if (auto st = server.listen(); !st.is_ok()) {
+  // Bound before the data dir is touched, as a member's (main.cc); served once seeded.
+  if (auto st = server.bind(); !st.is_ok()) {
     SPDLOG_CRITICAL("cannot listen for clients: {}", st.message());
     return 1;
   }
@@ -122,11 +98,25 @@ int run_proxy(const ProxyConfig& config) {
   if (!config.listen_metrics_urls.empty()) {
     metrics_server.emplace(io, forwarder,
                            metrics_listener_config(server_config, config.listen_metrics_urls));
-    if (auto st = metrics_server->listen(); !st.is_ok()) {
+    if (auto st = metrics_server->bind(); !st.is_ok()) {
       SPDLOG_CRITICAL("cannot listen for metrics: {}", st.message());
       return 1;
     }
   }
+  const std::string proxy_dir = config.data_dir + "/" + std::string(data_dir::kProxyDir);
+  if (Status st = make_private_dirs(proxy_dir); !st.is_ok()) {
+    SPDLOG_CRITICAL("cannot create the proxy's data dir {}: {}", proxy_dir, st.message());
+    return 1;
+  }
+  const std::string cluster_file = proxy_dir + "/" + std::string(data_dir::kProxyClusterFile);
+  auto seed = seed_peer_urls(config, cluster_file);
+  if (!seed.is_ok()) {
+    SPDLOG_CRITICAL("{}", seed.status().message());
+    return 1;
+  }
+  SPDLOG_INFO("proxy: this proxy supports v2 API only!");
+  server.start();
+  if (metrics_server) metrics_server->start();
 
   Refresher refresher(shared, std::move(seed.value()), cluster_file,
                       std::chrono::duration_cast<Clock::duration>(
