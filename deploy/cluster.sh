@@ -3,7 +3,9 @@
 # front of them.
 #
 #   deploy/cluster.sh up            start every process not running yet, wait until the proxy
-#                                   answers writes
+#                                   answers writes and every member belongs to this cluster;
+#                                   refuses busy ports before starting anything, and fails with
+#                                   the log line of a process that died
 #   deploy/cluster.sh down          stop them all (SIGTERM, then SIGKILL after 10 s); data stays
 #   deploy/cluster.sh status        processes, members and leader (through the proxy), health
 #   deploy/cluster.sh kill NAME     SIGKILL one process (etcd0, etcd1, etcd2 or proxy)
@@ -56,6 +58,44 @@ pid_of() {  # NAME -> the pid if that process is running, else nothing (exit 1)
   return 1
 }
 
+ports_of() {  # NAME -> the ports it listens on
+  if [[ "$1" == proxy ]]; then echo "$PROXY_PORT"; else echo "${CLIENT[$1]} ${PEER[$1]}"; fi
+}
+
+port_busy() {  # PORT: something accepts connections on HOST:PORT
+  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+}
+
+last_words() {  # NAME: the log lines that say why it stopped
+  grep -E ' [CE] \||"level":"(error|fatal)"|error|cannot' "$CLUSTER_DIR/$1.log" 2>/dev/null |
+    tail -n 3 | sed 's/^/  /'
+}
+
+# The cluster id every member reports (X-Etcd-Cluster-Id of GET /v2/members); recorded at the
+# first `up` in CLUSTER_DIR/cluster-id, so that a later `up` or `status` notices another cluster
+# answering on these ports.
+cluster_id_at() {  # URL -> the id, or nothing
+  curl -s -o /dev/null -D - --max-time 3 "$1/v2/members" 2>/dev/null |
+    tr -d '\r' | sed -nE 's/^[Xx]-[Ee]tcd-[Cc]luster-[Ii]d: *([0-9a-f]+)$/\1/p'
+}
+
+check_members() {  # every member answers, all with one cluster id, the recorded one
+  local name id ids=() recorded=""
+  [[ -f "$CLUSTER_DIR/cluster-id" ]] && recorded=$(<"$CLUSTER_DIR/cluster-id")
+  for name in "${MEMBERS[@]}"; do
+    id=$(cluster_id_at "http://$HOST:${CLIENT[$name]}")
+    [[ -n "$id" ]] || die "$name does not answer on http://$HOST:${CLIENT[$name]}"
+    ids+=("$id")
+  done
+  [[ "$(printf '%s\n' "${ids[@]}" | sort -u | wc -l)" == 1 ]] ||
+    die "the members report different clusters (${ids[*]}): these ports are not all this cluster's"
+  if [[ -n "$recorded" && "$recorded" != "${ids[0]}" ]]; then
+    die "the members answer for cluster ${ids[0]}, but this cluster ($CLUSTER_DIR) is $recorded"
+  fi
+  [[ -n "$recorded" ]] || echo "${ids[0]}" >"$CLUSTER_DIR/cluster-id"
+  echo "cluster ${ids[0]}: etcd0, etcd1, etcd2"
+}
+
 start_one() {  # NAME
   local name=$1 pid extra=()
   if pid=$(pid_of "$name"); then
@@ -91,9 +131,19 @@ wait_proxy_writes() {  # until a write through the proxy succeeds
       echo "cluster up: proxy $PROXY_URL"
       return 0
     fi
+    # No point waiting once the proxy or a quorum of members is gone.
+    local dead=0 name
+    for name in "${MEMBERS[@]}"; do pid_of "$name" >/dev/null || dead=$((dead + 1)); done
+    if (( dead >= 2 )) || ! pid_of proxy >/dev/null; then break; fi
     sleep 0.1
   done
-  die "the proxy at $PROXY_URL did not accept a write within ${START_TIMEOUT}s (logs in $CLUSTER_DIR)"
+  local name
+  for name in "${MEMBERS[@]}" proxy; do
+    pid_of "$name" >/dev/null && continue
+    echo "cluster.sh: $name is not running; its log ($CLUSTER_DIR/$name.log) says:" >&2
+    last_words "$name" >&2
+  done
+  die "the proxy at $PROXY_URL accepted no write (logs in $CLUSTER_DIR)"
 }
 
 stop_one() {  # NAME
@@ -122,7 +172,20 @@ status() {
     fi
   done
   echo
-  echo "members (through the proxy $PROXY_URL):"
+  # Only what this script started: no proxy of ours, no cluster view (another process may
+  # answer on the port); a proxy that answers for another cluster is said so.
+  if ! pid_of proxy >/dev/null; then
+    echo "the proxy is not running: no cluster view (deploy/cluster.sh start proxy)"
+    return 0
+  fi
+  local recorded="" seen
+  [[ -f "$CLUSTER_DIR/cluster-id" ]] && recorded=$(<"$CLUSTER_DIR/cluster-id")
+  seen=$(cluster_id_at "$PROXY_URL")
+  if [[ -n "$recorded" && -n "$seen" && "$seen" != "$recorded" ]]; then
+    echo "the proxy answers for cluster $seen, not this cluster ($recorded): not shown"
+    return 0
+  fi
+  echo "members (through the proxy $PROXY_URL, cluster ${seen:-unknown}):"
   "$KVCTL_BIN" --no-sync -C "$PROXY_URL" member list 2>&1 | sed 's/^/  /' || true
   local leader
   leader=$(curl -sf --max-time 3 "$PROXY_URL/v2/members/leader" 2>/dev/null | sed -nE 's/.*"name":"([^"]*)".*/\1/p' || true)
@@ -135,8 +198,28 @@ status() {
 cmd="${1:-}"
 case "$cmd" in
   up)
-    for name in "${MEMBERS[@]}" proxy; do start_one "$name"; done
+    # Nothing starts while a port it needs is taken by something else.
+    busy=()
+    for name in "${MEMBERS[@]}" proxy; do
+      pid_of "$name" >/dev/null && continue
+      for port in $(ports_of "$name"); do
+        port_busy "$port" && busy+=("$HOST:$port ($name)")
+      done
+    done
+    (( ${#busy[@]} == 0 )) || die "ports in use by another process: ${busy[*]}; nothing started"
+    started=()
+    for name in "${MEMBERS[@]}" proxy; do
+      pid_of "$name" >/dev/null || started+=("$name")
+      start_one "$name"
+    done
     wait_proxy_writes
+    for name in "${started[@]}"; do
+      pid_of "$name" >/dev/null && continue
+      echo "cluster.sh: $name exited; its log ($CLUSTER_DIR/$name.log) says:" >&2
+      last_words "$name" >&2
+      exit 1
+    done
+    check_members
     ;;
   down)
     for name in proxy "${MEMBERS[@]}"; do stop_one "$name"; done
@@ -155,7 +238,7 @@ case "$cmd" in
     start_one "$2"
     ;;
   *)
-    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

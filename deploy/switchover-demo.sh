@@ -14,7 +14,9 @@
 #
 # Environment (defaults in brackets): DEMO_DIR [a new temporary dir] KEEP [0] 1 keeps it;
 #   NGINX_PORT [8000] BACKEND1_PORT [8001] BACKEND2_PORT [8002]; PROXY_URL [] use this proxy
-#   instead of starting a cluster; otherwise cluster.sh's variables (ETCD0_CLIENT ...
+#   instead of starting a cluster: the demo then deletes and rewrites /app/upstream there, so it
+#   refuses unless WRITE_TO_PROXY_URL=1 says that cluster may be written to; otherwise
+#   cluster.sh's variables (ETCD0_CLIENT ...
 #   PROXY_PORT [8080], MEMBER_FLAGS, KVD_BIN); KVCTL_BIN [build/cli/kvctl]; NGINX_BIN [nginx];
 #   STAGE_TIMEOUT [30] seconds per stage.
 set -euo pipefail
@@ -38,6 +40,19 @@ log() { echo "[$(date +%H:%M:%S)] $*"; }
 command -v python3 >/dev/null || die "python3 is needed for the backends and the client"
 command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
 
+# Every port the demo would take, refused before anything starts: a demo half-started on
+# someone else's ports would write to their cluster or reload their nginx.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+busy=()
+for port in "$NGINX_PORT" "$BACKEND1_PORT" "$BACKEND2_PORT"; do
+  port_busy "$port" && busy+=("$port")
+done
+(( ${#busy[@]} == 0 )) || die "ports in use by another process: ${busy[*]}; nothing started"
+if [[ -n "${PROXY_URL:-}" && "${WRITE_TO_PROXY_URL:-0}" != 1 ]]; then
+  die "PROXY_URL=$PROXY_URL names a cluster this demo did not start, and the demo deletes and
+  rewrites /app/upstream there: set WRITE_TO_PROXY_URL=1 if that is what you want"
+fi
+
 declare -A PID=()
 OWN_CLUSTER=0
 export CLUSTER_DIR="$DEMO_DIR/cluster"
@@ -59,7 +74,9 @@ if [[ -z "${PROXY_URL:-}" ]]; then
   OWN_CLUSTER=1
   PROXY_URL="http://127.0.0.1:${PROXY_PORT:-8080}"
   log "starting a kvd cluster and proxy (deploy/cluster.sh, data in $CLUSTER_DIR)"
-  "$REPO_DIR/deploy/cluster.sh" up
+  # cluster.sh refuses busy ports and fails unless every process it started runs and answers
+  # for the cluster it created: the demo stops there, having written nothing.
+  "$REPO_DIR/deploy/cluster.sh" up || die "the cluster did not come up (logs in $CLUSTER_DIR)"
 fi
 kv() { "$KVCTL_BIN" --no-sync -C "$PROXY_URL" "$@"; }
 kv rm --recursive /app/upstream >/dev/null 2>&1 || true
