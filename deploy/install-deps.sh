@@ -8,7 +8,9 @@
 # libprotobuf-dev and protobuf-compiler read etcd's data dirs for kvctl migrate (etcd_data/).
 # TLS is OpenSSL (libssl-dev); the TLS tests make their certificates with the openssl command and
 # trust the system's roots through ca-certificates. v2 auth hashes passwords with libcrypt's
-# bcrypt (libcrypt-dev). kvd reads etcd's YAML config file with libyaml-cpp-dev.
+# bcrypt (libcrypt-dev). kvd reads etcd's YAML config file with libyaml-cpp-dev. The package test
+# (tests/e2e/test_package.py) builds the .deb with cpack (dpkg-dev, file) and installs it into a
+# fresh Debian root made with mmdebstrap.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -21,4 +23,4 @@ $SUDO apt-get install -y -q --no-install-recommends \
   libprotobuf-dev protobuf-compiler \
   libgtest-dev libgmock-dev libbenchmark-dev \
   etcd-server etcd-client python3 python3-etcd python3-fusepy curl wrk bc nginx-light iproute2 \
-  iptables prometheus
+  iptables prometheus dpkg-dev file mmdebstrap
