@@ -28,8 +28,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
-#include "common/version.h"
 #include "common/private_dir.h"
+#include "common/version.h"
 #include "server/bootstrap_checks.h"
 #include "server/client_api.h"
 #include "server/flags.h"
