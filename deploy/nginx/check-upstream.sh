@@ -2,7 +2,9 @@
 # confd's check_cmd for deploy/confd/conf.d/app-upstream.toml: checks the RENDERED upstream file
 # (confd passes its staged copy as {{.src}}) with nginx, inside a minimal configuration that
 # uses it as the site does (proxy_pass http://app), before confd installs it. `nginx -t` alone
-# would check the configuration already installed, not the new one.
+# would check the configuration already installed, not the new one. Runs as any user: nothing in
+# that configuration needs root (the server listens on a unix socket in its temporary dir, as
+# `nginx -t` binds what it listens on; no log but stderr).
 #
 #   check-upstream.sh FILE        exit 0 if nginx accepts FILE as the "app" upstream
 #
@@ -17,6 +19,7 @@ cat >"$dir/nginx.conf" <<CONF
 pid $dir/nginx.pid;
 events {}
 http {
+    access_log off;
     client_body_temp_path $dir/client;
     proxy_temp_path $dir/proxy;
     fastcgi_temp_path $dir/fastcgi;
@@ -24,7 +27,7 @@ http {
     scgi_temp_path $dir/scgi;
     include $(realpath "$FILE");
     server {
-        listen 127.0.0.1:1;
+        listen unix:$dir/check.sock;
         location / { proxy_pass http://app; }
     }
 }
