@@ -15,6 +15,7 @@
 
 #include "cli/command.h"
 #include "cli/etcd_client.h"
+#include "common/dns_srv.h"
 #include "common/go.h"
 #include "cli/flags.h"
 #include "cli/help.h"
@@ -88,6 +89,43 @@ std::vector<std::string> endpoint_flag_value(const Context& c) {
   return split(s, ',');
 }
 
+std::variant<std::vector<std::string>, std::string> discovered_endpoints(const Context& c) {
+  std::string domain = c.global.get_string("discovery-srv");
+  if (domain.empty()) domain = getenv_str("ETCDCTL_DISCOVERY_SRV");
+  if (domain.empty()) return std::vector<std::string>{};
+  const bool insecure = c.global.get_bool("insecure-discovery") ||
+                        !getenv_str("ETCDCTL_INSECURE_DISCOVERY").empty();
+  std::string suffix = getenv_str("ETCDCTL_DISCOVERY_SRV_NAME");
+  if (!suffix.empty()) suffix = "-" + suffix;
+  std::vector<std::string> found;
+  std::string errors[2];
+  const char* schemes[2] = {"https", "http"};
+  const std::string services[2] = {"etcd-client-ssl" + suffix, "etcd-client" + suffix};
+  for (int i = 0; i < 2; ++i) {
+    auto records = dns::lookup_srv(services[i], "tcp", domain);
+    if (!records.is_ok()) {
+      errors[i] = records.status().message();
+      continue;
+    }
+    for (const auto& r : records.value()) {
+      // The target as the record names it, trailing dot and all (as etcdctl's endpoints).
+      found.push_back(std::string(schemes[i]) + "://" + r.target + ":" + std::to_string(r.port));
+    }
+  }
+  if (!errors[0].empty() && !errors[1].empty())
+    return "dns lookup errors: " + errors[0] + " and " + errors[1];
+  if (insecure) return found;
+  std::vector<std::string> secure;
+  for (auto& ep : found) {
+    if (ep.rfind("http://", 0) == 0) {
+      write_stderr("ignoring discovered insecure endpoint \"" + ep + "\"\n");
+      continue;
+    }
+    secure.push_back(std::move(ep));
+  }
+  return secure;
+}
+
 std::variant<std::shared_ptr<const TlsClientConfig>, std::string> tls_config(const Context& c) {
   auto flag_or_env = [&](const char* flag, const char* env) {
     std::string v = c.global.get_string(flag);
@@ -100,7 +138,15 @@ std::variant<std::shared_ptr<const TlsClientConfig>, std::string> tls_config(con
 
 EtcdClient new_client(const Context& c, std::shared_ptr<const TlsClientConfig> tls) {
   std::vector<Endpoint> eps;
-  for (const auto& raw : endpoint_flag_value(c)) {
+  // As etcdctl: endpoints from DNS when --discovery-srv finds any, else the flags'.
+  auto discovered = discovered_endpoints(c);
+  if (auto* err = std::get_if<std::string>(&discovered)) {
+    write_stderr(*err + "\n");
+    exit_now(kExitBadArgs);
+  }
+  auto raw_endpoints = std::get<std::vector<std::string>>(std::move(discovered));
+  if (raw_endpoints.empty()) raw_endpoints = endpoint_flag_value(c);
+  for (const auto& raw : raw_endpoints) {
     std::string err;
     auto ep = url::parse(raw, &err, /*default_http=*/true);
     if (!ep) {

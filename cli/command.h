@@ -63,6 +63,11 @@ std::string base64(const std::string& in);
 // Endpoint precedence: --endpoints > ETCDCTL_ENDPOINTS > --endpoint > ETCDCTL_ENDPOINT >
 // --peers/-C > ETCDCTL_PEERS > default.
 std::vector<std::string> endpoint_flag_value(const Context& c);
+// --discovery-srv DOMAIN (or ETCDCTL_DISCOVERY_SRV): etcdctl's endpoints from the SRV records of
+// _etcd-client-ssl._tcp and _etcd-client._tcp (suffixed "-NAME" by ETCDCTL_DISCOVERY_SRV_NAME);
+// http ones are dropped with a note unless --insecure-discovery. Empty without the flag; the
+// error text when both lookups fail.
+std::variant<std::vector<std::string>, std::string> discovered_endpoints(const Context& c);
 // etcdctl's getTransport: the TLS settings of --cert-file, --key-file and --ca-file (each, when
 // not given, from ETCDCTL_CERT_FILE, ETCDCTL_KEY_FILE, ETCDCTL_CA_FILE), or Go's error text for
 // a file that is missing or bad. etcdctl v2 has no flag to skip verification.

@@ -11,7 +11,9 @@
 # bcrypt (libcrypt-dev). kvd reads etcd's YAML config file with libyaml-cpp-dev. The package test
 # (tests/e2e/test_package.py) builds the .deb with cpack (dpkg-dev, file) and installs it into a
 # fresh Debian root made with mmdebstrap; tests/e2e/test_docker.py runs a Docker daemon of its
-# own (docker.io) and the compose topology (docker-compose).
+# own (docker.io) and the compose topology (docker-compose). The discovery tests run a real DNS
+# server (dnsmasq-base) in network namespaces and an HTTP forward proxy (privoxy) for
+# --discovery-proxy.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -24,4 +26,4 @@ $SUDO apt-get install -y -q --no-install-recommends \
   libprotobuf-dev protobuf-compiler \
   libgtest-dev libgmock-dev libbenchmark-dev \
   etcd-server etcd-client python3 python3-etcd python3-fusepy curl wrk bc nginx-light iproute2 \
-  iptables prometheus dpkg-dev file mmdebstrap docker.io docker-compose
+  iptables prometheus dpkg-dev file mmdebstrap docker.io docker-compose dnsmasq-base privoxy

@@ -61,11 +61,13 @@ const std::vector<FlagDef>& flag_defs() {
        "Initial cluster token for the etcd cluster during bootstrap."},
       {"advertise-client-urls", Kind::kUrls, "http://localhost:2379",
        "List of this member's client URLs to advertise to the public."},
-      {"discovery", Kind::kString, "", "Discovery URL used to bootstrap the cluster (not supported yet: refused)."},
-      {"discovery-fallback", Kind::kEnum, "proxy", "Accepted for compatibility.", {"exit", "proxy"}},
-      {"discovery-proxy", Kind::kString, "", "Accepted for compatibility."},
-      {"discovery-srv", Kind::kString, "", "DNS domain used to bootstrap initial cluster (not supported yet: refused)."},
-      {"discovery-srv-name", Kind::kString, "", "Accepted for compatibility."},
+      {"discovery", Kind::kString, "", "Discovery URL used to bootstrap the cluster."},
+      {"discovery-fallback", Kind::kEnum, "proxy",
+       "Expected behavior ('exit' or 'proxy') when discovery services fails.", {"exit", "proxy"}},
+      {"discovery-proxy", Kind::kString, "", "HTTP proxy to use for traffic to discovery service."},
+      {"discovery-srv", Kind::kString, "", "DNS srv domain used to bootstrap the cluster."},
+      {"discovery-srv-name", Kind::kString, "",
+       "Suffix to the dns srv name queried when bootstrapping."},
       {"strict-reconfig-check", Kind::kBool, "true",
        "Reject reconfiguration requests that would cause quorum loss."},
       {"pre-vote", Kind::kBool, "false", "Enable to run an additional Raft election phase."},
@@ -471,18 +473,27 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
     for (const auto& u : f.initial_advertise_peer_urls) f.initial_cluster.emplace_back(f.name, u);
   }
 
-  // Ignoring a discovery setting would make every member a cluster of its own (or a proxy
-  // attach to whatever answers): refused until kvd speaks etcd's discovery.
-  for (const char* name : {"discovery", "discovery-srv"}) {
-    if (!get(name).empty()) {
-      return fail(1, std::string("kvd: --") + name +
-                         " is not supported yet: list the members with --initial-cluster "
-                         "(each member's name=peer URL)");
-    }
-  }
+  f.discovery = get("discovery");
+  f.discovery_fallback_proxy = get("discovery-fallback") == "proxy";
+  f.discovery_proxy = get("discovery-proxy");
+  f.discovery_srv = get("discovery-srv");
+  f.discovery_srv_name = get("discovery-srv-name");
+  // As etcd: a discovery setting replaces the default --initial-cluster, and only one of the
+  // three ways to bootstrap may be given.
+  const bool discovers = !f.discovery.empty() || !f.discovery_srv.empty() ||
+                         !f.discovery_srv_name.empty();
+  if (discovers && !given("initial-cluster")) f.initial_cluster.clear();
+  if ((!f.discovery.empty()) + (!f.initial_cluster.empty()) + (!f.discovery_srv.empty()) > 1)
+    return fail(1, "kvd: error verifying flags, multiple discovery or bootstrap flags are set. "
+                   "Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\". "
+                   "See 'kvd --help'.");
+  // A member that may fall back to a proxy needs no advertised client URL (etcd's mayBeProxy).
+  const bool may_be_proxy = f.proxy != ProxyMode::kOff ||
+                            (!f.discovery.empty() && f.discovery_fallback_proxy);
   if (f.proxy == ProxyMode::kOff) {
     // A config file without advertise-client-urls advertises the default, as etcd's does.
-    if (!from_file && given("listen-client-urls") && !given("advertise-client-urls"))
+    if (!from_file && !may_be_proxy && given("listen-client-urls") &&
+        !given("advertise-client-urls"))
       return fail(1, "kvd: error verifying flags, --advertise-client-urls is required when "
                      "--listen-client-urls is set explicitly. See 'kvd --help'.");
     if (given("listen-peer-urls") && !given("initial-advertise-peer-urls") &&
@@ -491,7 +502,7 @@ FlagsResult parse_flags(const std::vector<std::string>& args, const std::vector<
                      "when --listen-peer-urls is set explicitly. See 'kvd --help'.");
     bool found = std::any_of(f.initial_cluster.begin(), f.initial_cluster.end(),
                              [&](const auto& p) { return p.first == f.name; });
-    if (!found)
+    if (!found && !discovers)
       return fail(1, "kvd: couldn't find local name \"" + f.name +
                          "\" in the initial cluster configuration");
   }

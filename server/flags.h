@@ -45,6 +45,12 @@ struct Flags {
   // the client certificate, as etcd).
   std::vector<std::string> listen_metrics_urls;
   std::vector<std::pair<std::string, std::string>> initial_cluster;  // name=peerURL, flag order
+  // Bootstrapping by discovery instead (server/discovery/): then initial_cluster is empty.
+  std::string discovery;                 // --discovery URL
+  bool discovery_fallback_proxy = true;  // --discovery-fallback proxy (else exit)
+  std::string discovery_proxy;           // --discovery-proxy
+  std::string discovery_srv;             // --discovery-srv DOMAIN
+  std::string discovery_srv_name;        // --discovery-srv-name
   std::string initial_cluster_state = "new";
   std::string initial_cluster_token = "etcd-cluster";
   uint64_t snapshot_count = 100000;

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -28,10 +29,12 @@
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/data_dir.h"
 #include "common/private_dir.h"
 #include "common/version.h"
 #include "server/bootstrap_checks.h"
 #include "server/client_api.h"
+#include "server/discovery_bootstrap.h"
 #include "server/flags.h"
 #include "server/http/client_server.h"
 #include "server/http/event_loops.h"
@@ -116,64 +119,30 @@ class LateHandler final : public kvd::server::RequestHandler {
   }
 };
 
+constexpr int kFallBackToProxy = -2;
+
+enum class DataDirKind { kEmpty, kMember, kProxy, kBoth };
+
+// etcd's identifyDataDirOrDie: what an existing data dir was made for.
+DataDirKind data_dir_kind(const std::string& dir) {
+  std::error_code ec;
+  bool member = std::filesystem::is_directory(
+      std::filesystem::path(dir) / std::string(kvd::data_dir::kMemberDir), ec);
+  bool proxy = std::filesystem::is_directory(
+      std::filesystem::path(dir) / std::string(kvd::data_dir::kProxyDir), ec);
+  if (member && proxy) return DataDirKind::kBoth;
+  if (member) return DataDirKind::kMember;
+  return proxy ? DataDirKind::kProxy : DataDirKind::kEmpty;
+}
+
 }  // namespace
 
-int main(int argc, char** argv) {
+// A member: from the data dir, or bootstrapped from the flags, until a signal stops it.
+// Returns the exit status, or kFallBackToProxy when discovery found the cluster full and
+// --discovery-fallback says proxy (every port is released by then).
+int run_member(const kvd::server::Flags& flags, const kvd::server::TlsSetup& tls,
+               size_t max_connections) {
   using namespace kvd::server;
-  std::vector<std::string> args(argv + 1, argv + argc);
-  std::vector<std::string> env;
-  for (char** e = environ; e && *e; ++e) env.emplace_back(*e);
-
-  FlagsResult parsed = parse_flags(args, env);
-  if (parsed.exit_code >= 0) {
-    std::fputs(parsed.out.c_str(), stdout);
-    std::fputs(parsed.err.c_str(), stderr);
-    return parsed.exit_code;
-  }
-  const Flags& flags = parsed.flags;
-  if (kvd::Status st = setup_logging(LogConfig{flags.logger, flags.log_outputs, flags.log_level});
-      !st.is_ok()) {
-    std::fprintf(stderr, "kvd: error verifying flags, %s. See 'kvd --help'.\n",
-                 st.message().c_str());
-    return 1;
-  }
-  SPDLOG_INFO("kvd Version: {}, Git SHA: {} (serving etcd {}'s v2 API)", kvd::version::kKvd,
-               kvd::version::git_revision(), kvd::version::kServer);
-  for (const auto& n : parsed.env_notices) SPDLOG_INFO("{}", n);
-  for (const auto& w : parsed.env_warnings) SPDLOG_WARN("{}", w);
-
-  auto tls = setup_tls(flags);
-  if (!tls.is_ok()) {
-    SPDLOG_CRITICAL("{}", tls.status().message());
-    return 1;
-  }
-  for (const auto& n : tls.value().notices) SPDLOG_INFO("{}", n);
-  for (const auto& w : tls.value().warnings) SPDLOG_WARN("{}", w);
-
-  MemoryReleaser memory_releaser;
-  const size_t max_connections = client_connection_limit();
-
-  if (flags.proxy != ProxyMode::kOff) {
-    ProxyConfig proxy;
-    proxy.mode = flags.proxy;
-    proxy.data_dir = flags.data_dir;
-    proxy.listen_client_urls = flags.listen_client_urls;
-    proxy.listen_metrics_urls = flags.listen_metrics_urls;
-    proxy.cors = flags.cors;
-    proxy.host_whitelist = flags.host_whitelist;
-    for (const auto& [name, url] : flags.initial_cluster) proxy.initial_peer_urls.push_back(url);
-    proxy.failure_wait = flags.proxy_failure_wait;
-    proxy.refresh_interval = flags.proxy_refresh_interval;
-    proxy.dial_timeout = flags.proxy_dial_timeout;
-    proxy.write_timeout = flags.proxy_write_timeout;
-    proxy.read_timeout = flags.proxy_read_timeout;
-    // Each proxied request may hold a connection to a member besides its client's.
-    proxy.max_client_connections = max_connections / 2;
-    proxy.client_tls = tls.value().client;
-    proxy.peer_tls = tls.value().peer;
-    return run_proxy(proxy);
-  }
-
   // One single-threaded event loop per core (server/http/event_loops.h). Loop 0 (`io`) runs the
   // node's strand, the peer transport, the acceptors and the signals; client connections are
   // spread over all loops, round robin, each staying on its loop: a connection's reads, parsing
@@ -182,13 +151,34 @@ int main(int argc, char** argv) {
   boost::asio::io_context& io = loops[0];
   auto stop_loops = [&loops] { loops.stop(); };
 
-  // As etcd, before anything is bound or written: the bootstrap flags of a new member, then
-  // the data dir's permissions.
-  if (!holds_member(flags.data_dir)) {
-    if (auto err = verify_bootstrap(flags)) {
+  // As etcd, before anything is bound or written: the bootstrap flags of a new member (with
+  // the initial cluster from DNS for --discovery-srv), then the data dir's permissions.
+  const bool new_member = !holds_member(flags.data_dir);
+  Flags bootstrap = flags;
+  if (new_member && !flags.discovery_srv.empty()) {
+    auto found = initial_cluster_from_srv(flags);
+    if (!found.is_ok()) {
+      SPDLOG_CRITICAL("{}", found.status().message());
+      return 1;
+    }
+    bootstrap.initial_cluster = std::move(found.value());
+  }
+  if (new_member && !flags.discovery.empty()) {
+    // The temporary cluster of etcd's discovery: this member alone (replaced once joined).
+    bootstrap.initial_cluster.clear();
+    for (const auto& u : flags.initial_advertise_peer_urls)
+      bootstrap.initial_cluster.emplace_back(flags.name, u);
+    bootstrap.initial_cluster_token = flags.discovery;
+  }
+  if (new_member) {
+    if (auto err = verify_bootstrap(bootstrap)) {
       SPDLOG_CRITICAL("{}", *err);
       return 1;
     }
+  } else if (!flags.discovery.empty()) {
+    SPDLOG_WARN("discovery token ignored since a cluster has already been initialized. Valid "
+                "log found at \"{}/{}\"",
+                flags.data_dir, kvd::data_dir::kMemberDir);
   }
   if (auto warning = kvd::loose_permission_warning(flags.data_dir)) {
     SPDLOG_WARN("check file permission: {}", *warning);
@@ -202,7 +192,7 @@ int main(int argc, char** argv) {
   server_config.host_whitelist = flags.host_whitelist;
   server_config.connection_executor = [&loops] { return loops.next_executor(); };
   server_config.max_connections = max_connections;
-  server_config.tls = tls.value().client;
+  server_config.tls = tls.client;
   LateHandler client_handler;
   ClientServer server(io, client_handler, server_config);
   if (auto st = server.bind(); !st.is_ok()) {
@@ -220,10 +210,19 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  auto peer_listeners = bind_peer_listeners(io, flags.listen_peer_urls, tls.value().peer);
+  auto peer_listeners = bind_peer_listeners(io, flags.listen_peer_urls, tls.peer);
   if (!peer_listeners.is_ok()) {
     SPDLOG_CRITICAL("cannot listen for peers: {}", peer_listeners.status().message());
     return 1;
+  }
+
+  // --discovery: registering is a write to the discovery service, so it comes once every port
+  // is ours; the member is opened only with the cluster it found.
+  if (new_member && !flags.discovery.empty() && flags.initial_cluster_state == "new") {
+    JoinOutcome joined = join_by_discovery(flags);
+    if (joined.what == JoinOutcome::kFallBackToProxy) return kFallBackToProxy;
+    if (joined.what != JoinOutcome::kJoined) return 1;
+    bootstrap.initial_cluster = std::move(joined.cluster);
   }
 
   NodeConfig node_config;
@@ -231,15 +230,15 @@ int main(int argc, char** argv) {
   node_config.data_dir = flags.data_dir;
   node_config.advertise_client_urls = flags.advertise_client_urls;
   node_config.initial_advertise_peer_urls = flags.initial_advertise_peer_urls;
-  node_config.initial_cluster = flags.initial_cluster;
+  node_config.initial_cluster = bootstrap.initial_cluster;
   node_config.initial_cluster_state = flags.initial_cluster_state;
   node_config.force_new_cluster = flags.force_new_cluster;
-  node_config.fetch_cluster = [peer_tls = tls.value().peer](const std::string& peer_url,
+  node_config.fetch_cluster = [peer_tls = tls.peer](const std::string& peer_url,
                                                             std::chrono::milliseconds timeout,
                                                             std::string* why) {
     return fetch_remote_cluster(peer_url, timeout, peer_tls.get(), why);
   };
-  node_config.initial_cluster_token = flags.initial_cluster_token;
+  node_config.initial_cluster_token = bootstrap.initial_cluster_token;
   node_config.snapshot_count = std::max<uint64_t>(flags.snapshot_count, 1);
   node_config.heartbeat_interval = flags.heartbeat_interval;
   node_config.election_timeout = flags.election_timeout;
@@ -266,7 +265,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<PeerTransport> transport;
   if (!flags.listen_peer_urls.empty()) {
     auto started = start_peer_transport(io, *node, std::move(peer_listeners.value()),
-                                        tls.value().peer);
+                                        tls.peer);
     if (!started.is_ok()) {
       SPDLOG_CRITICAL("cannot listen for peers: {}", started.status().message());
       node->stop();
@@ -333,4 +332,79 @@ int main(int argc, char** argv) {
     std::raise(stop_signal);
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  using namespace kvd::server;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) env.emplace_back(*e);
+
+  FlagsResult parsed = parse_flags(args, env);
+  if (parsed.exit_code >= 0) {
+    std::fputs(parsed.out.c_str(), stdout);
+    std::fputs(parsed.err.c_str(), stderr);
+    return parsed.exit_code;
+  }
+  const Flags& flags = parsed.flags;
+  if (kvd::Status st = setup_logging(LogConfig{flags.logger, flags.log_outputs, flags.log_level});
+      !st.is_ok()) {
+    std::fprintf(stderr, "kvd: error verifying flags, %s. See 'kvd --help'.\n",
+                 st.message().c_str());
+    return 1;
+  }
+  SPDLOG_INFO("kvd Version: {}, Git SHA: {} (serving etcd {}'s v2 API)", kvd::version::kKvd,
+               kvd::version::git_revision(), kvd::version::kServer);
+  for (const auto& n : parsed.env_notices) SPDLOG_INFO("{}", n);
+  for (const auto& w : parsed.env_warnings) SPDLOG_WARN("{}", w);
+
+  auto tls = setup_tls(flags);
+  if (!tls.is_ok()) {
+    SPDLOG_CRITICAL("{}", tls.status().message());
+    return 1;
+  }
+  for (const auto& n : tls.value().notices) SPDLOG_INFO("{}", n);
+  for (const auto& w : tls.value().warnings) SPDLOG_WARN("{}", w);
+
+  MemoryReleaser memory_releaser;
+  const size_t max_connections = client_connection_limit();
+  auto proxy_config = [&] {
+    ProxyConfig proxy;
+    proxy.mode = flags.proxy == ProxyMode::kOff ? ProxyMode::kOn : flags.proxy;
+    proxy.data_dir = flags.data_dir;
+    proxy.listen_client_urls = flags.listen_client_urls;
+    proxy.listen_metrics_urls = flags.listen_metrics_urls;
+    proxy.cors = flags.cors;
+    proxy.host_whitelist = flags.host_whitelist;
+    for (const auto& [name, url] : flags.initial_cluster) proxy.initial_peer_urls.push_back(url);
+    proxy.discover_peer_urls = proxy_discovery(flags);
+    proxy.discovery_what = flags.discovery.empty() ? "DNS SRV discovery" : "discovery token";
+    proxy.failure_wait = flags.proxy_failure_wait;
+    proxy.refresh_interval = flags.proxy_refresh_interval;
+    proxy.dial_timeout = flags.proxy_dial_timeout;
+    proxy.write_timeout = flags.proxy_write_timeout;
+    proxy.read_timeout = flags.proxy_read_timeout;
+    // Each proxied request may hold a connection to a member besides its client's.
+    proxy.max_client_connections = max_connections / 2;
+    proxy.client_tls = tls.value().client;
+    proxy.peer_tls = tls.value().peer;
+    return proxy;
+  };
+
+  if (flags.proxy != ProxyMode::kOff) return run_proxy(proxy_config());
+  // As etcd, a data dir decides what it holds: one that a proxy made (a member that found the
+  // discovery cluster full and fell back) starts the proxy again.
+  switch (data_dir_kind(flags.data_dir)) {
+    case DataDirKind::kBoth:
+      SPDLOG_CRITICAL("invalid datadir. Both member and proxy directories exist.");
+      return 1;
+    case DataDirKind::kProxy:
+      SPDLOG_INFO("the server is already initialized as proxy before, starting as etcd proxy...");
+      return run_proxy(proxy_config());
+    default:
+      break;
+  }
+  int rc = run_member(flags, tls.value(), max_connections);
+  if (rc == kFallBackToProxy) return run_proxy(proxy_config());
+  return rc;
 }

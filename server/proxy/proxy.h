@@ -15,10 +15,12 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/status.h"
 #include "server/tls/tls_config.h"
 
 namespace kvd::server {
@@ -38,6 +40,10 @@ struct ProxyConfig {
   // The peer URLs of --initial-cluster, in flag order: where to learn the cluster from when
   // there is no cluster file yet.
   std::vector<std::string> initial_peer_urls;
+  // --discovery or --discovery-srv: where the peer URLs come from instead when there is no
+  // cluster file yet (may block until the cluster is known). Empty: initial_peer_urls.
+  std::function<Result<std::vector<std::string>>()> discover_peer_urls;
+  std::string discovery_what;  // "discovery token" / "DNS SRV discovery", for the log
   std::chrono::milliseconds failure_wait{5000};
   std::chrono::milliseconds refresh_interval{30000};
   std::chrono::milliseconds dial_timeout{1000};

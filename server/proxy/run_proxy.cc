@@ -40,6 +40,10 @@ Result<std::vector<std::string>> seed_peer_urls(const ProxyConfig& config,
     content << in.rdbuf();
     if (in.bad()) return Status::error("cannot read the proxy's cluster file " + file);
     auto urls = parse_cluster_file(content.str());
+    if (urls && config.discover_peer_urls)
+      SPDLOG_WARN("{} ignored since the proxy has already been initialized. Valid cluster file "
+                  "found at \"{}\"",
+                  config.discovery_what, file);
     if (!urls)
       return Status::error("the proxy's cluster file " + file +
                            " is corrupt (want {\"PeerURLs\":[...]}); remove it to start over "
@@ -56,6 +60,11 @@ Result<std::vector<std::string>> seed_peer_urls(const ProxyConfig& config,
   if (errno != ENOENT) return Status::error("cannot open the proxy's cluster file " + file + ": " +
                                             std::strerror(errno));
   std::vector<std::string> urls = config.initial_peer_urls;
+  if (config.discover_peer_urls) {
+    auto found = config.discover_peer_urls();
+    if (!found.is_ok()) return found.status();
+    urls = std::move(found.value());
+  }
   std::sort(urls.begin(), urls.end());
   urls.erase(std::unique(urls.begin(), urls.end()), urls.end());
   return urls;

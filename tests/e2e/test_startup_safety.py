@@ -10,7 +10,8 @@
   - data dirs are made 0700 all the way down, and an existing looser one is named in etcd's
     "check file permission" warning;
   - flags accepted for compatibility but without effect are named in one warning at start;
-  - --discovery and --discovery-srv are refused (not yet supported) instead of ignored.
+  - --discovery or --discovery-srv with an explicit --initial-cluster is refused with etcd's
+    message (discovery itself: test_discovery.py and tests/faults/test_discovery_srv.py).
 """
 import os
 import re
@@ -169,12 +170,19 @@ def permissions_and_warnings(R, workdir, kinds):
     R.check(got["kvd"] and len(set(got.values())) == 1,
             f"a 0755 data dir is named in etcd's warning: {got}")
 
-    for flag in ("--discovery", "--discovery-srv"):
-        p = run("kvd", os.path.join(workdir, "disc"), [flag, "http://127.0.0.1:1/x"
-                                                      if flag == "--discovery" else "example.com"])
-        R.check(p.returncode != 0 and "not supported yet" in p.stderr and
-                not os.path.exists(os.path.join(workdir, "disc")),
-                f"{flag} refused, not ignored: {p.stderr.strip()[-120:]}")
+    for flag, value in (("--discovery", "http://127.0.0.1:1/v2/keys/d/x"),
+                        ("--discovery-srv", "example.com")):
+        said = {}
+        for k in kinds:
+            d = os.path.join(workdir, f"disc-{k}")
+            p = run(k, d, [flag, value, "--initial-cluster", "default=http://localhost:2380"])
+            said[k] = (p.returncode, re.sub(r".*error verifying flags, ", "",
+                                            p.stderr.strip().splitlines()[-1]
+                                            if p.stderr.strip() else "").replace("etcd", "X")
+                       .replace("kvd", "X"), os.path.exists(d))
+        R.check(said["kvd"][0] == 1 and "multiple discovery or bootstrap flags" in said["kvd"][1]
+                and not said["kvd"][2] and len(set(said.values())) == 1,
+                f"{flag} with --initial-cluster refused as etcd, nothing written: {said}")
 
 
 if __name__ == "__main__":
