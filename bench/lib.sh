@@ -216,6 +216,10 @@ run_wrk() {
                      -s "$WORK/read.lua" "$url/v2/keys/bench-read") ;;
     read1)  line=$(wrk_result "$target" "$workload" -t1 -c1 -d"${DURATION}s" \
                      -s "$WORK/read.lua" "$url/v2/keys/bench-read") ;;
+    qreads) line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
+                     -s "$WORK/read.lua" "$url/v2/keys/bench-read?quorum=true") ;;
+    qread1) line=$(wrk_result "$target" "$workload" -t1 -c1 -d"${DURATION}s" \
+                     -s "$WORK/read.lua" "$url/v2/keys/bench-read?quorum=true") ;;
     writes) line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
                      -s "$WORK/write.lua" "$url" -- "${tag}w$round-$target" "$VALUE_BYTES") ;;
     write1) line=$(wrk_result "$target" "$workload" -t1 -c1 -d"${DURATION}s" \

@@ -6,6 +6,9 @@
 #   reads    GET one key spread over all three members: three wrk processes at once, one per
 #            member, $CONNS/3 connections each; req/s summed
 #   write1   the writes to the leader on one connection (latency)
+#   qreads   quorum GETs (?quorum=true, confd's reads) of one key at the leader, $CONNS connections
+#   qspread  the same spread over all three members as reads
+#   qread1   quorum GETs at the leader on one connection (latency)
 # Each round runs each workload on both clusters back to back, which cluster goes first
 # alternating between rounds; the table shows the median over rounds. Then, once per cluster:
 #   restart  $LOAD_KEYS distinct keys are written, then /bench-last; a follower is killed with
@@ -67,13 +70,14 @@ echo "bench: kvd=$KVD_BIN etcd=$ETCD_BIN rounds=$ROUNDS duration=${DURATION}s co
      "threads=$THREADS value=${VALUE_BYTES}B leaders: kvd ${LEADER[kvd]}, etcd ${LEADER[etcd]}" \
      "data=$WORK ($(df --output=source "$WORK" | tail -n 1))" >&2
 
-# spread_reads ROUND KIND: three wrk processes at once, one per member.
+# spread_reads ROUND KIND [LABEL QUERY]: three wrk processes at once, one per member.
 spread_reads() {
-  local round=$1 kind=$2 i per=$((CONNS / 3)) rps=0 p50=0 p99=0 errors=0 line
+  local round=$1 kind=$2 label=${3:-reads} query=${4:-} i per=$((CONNS / 3)) rps=0 p50=0 p99=0
+  local errors=0 line
   quiesce
   for i in 0 1 2; do
     wrk --timeout 10s -t1 -c"$per" -d"${DURATION}s" -s "$WORK/read.lua" \
-      "${CLIENT[$kind$i]}/v2/keys/bench-read" >"$WORK/spread-$i.out" 2>&1 &
+      "${CLIENT[$kind$i]}/v2/keys/bench-read$query" >"$WORK/spread-$i.out" 2>&1 &
     PID[wrk$i]=$!
   done
   for i in 0 1 2; do
@@ -87,15 +91,16 @@ spread_reads() {
     (( m99 > p99 )) && p99=$m99
     errors=$((errors + $(result_field "$line" errors)))
   done
-  record "$round" "$kind" reads "$rps" "$p50" "$p99" "$errors"
+  record "$round" "$kind" "$label" "$rps" "$p50" "$p99" "$errors"
 }
 
 for ((round = 1; round <= ROUNDS; round++)); do
   if (( round % 2 )); then order=(kvd etcd); else order=(etcd kvd); fi
-  for workload in writes reads write1; do
+  for workload in ${WORKLOADS:-writes reads write1 qreads qspread qread1}; do
     for kind in "${order[@]}"; do
       case "$workload" in
         reads) spread_reads "$round" "$kind" ;;
+        qspread) spread_reads "$round" "$kind" qspread "?quorum=true" ;;
         *) run_wrk "$round" "$kind" "$workload" "${CLIENT[${LEADER[$kind]}]}" ;;
       esac
     done
@@ -158,6 +163,10 @@ row "writes to the leader, $CONNS conns (req/s, higher is better)" writes_rps "%
 row "writes to the leader, $CONNS conns, p99 (ms)" writes_p99_ms "%.2f"
 row "reads over 3 members, $CONNS conns in all (req/s, higher is better)" reads_rps "%.0f"
 row "reads over 3 members, p99 (ms, worst member)" reads_p99_ms "%.2f"
+row "quorum reads at the leader, $CONNS conns (req/s, higher is better)" qreads_rps "%.0f"
+row "quorum reads over 3 members, $CONNS conns in all (req/s)" qspread_rps "%.0f"
+row "quorum read at the leader, 1 conn, p50 (ms, lower is better)" qread1_p50_ms "%.2f"
+row "quorum read at the leader, 1 conn, p99 (ms)" qread1_p99_ms "%.2f"
 row "write latency, 1 conn, p50 (ms, lower is better)" write1_p50_ms "%.3f"
 row "write latency, 1 conn, p99 (ms, lower is better)" write1_p99_ms "%.3f"
 printf '| restarted follower serves its last key (s, lower is better; %s / %s keys) | %.2f | %.2f | %s |\n' \

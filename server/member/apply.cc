@@ -5,9 +5,10 @@
 //   - empty: a leader's no-op, written once per term when the member starts (etcd's election
 //     entry); applies nothing.
 //   - first byte 0x01: a v2::Command (command.h's encoding, whose version byte is 0x01).
-//   - first byte 'Q' (0x51) then 8 bytes little-endian request id: a quorum read. etcd 3.4 sends
-//     every v2 `quorum=true` GET (and /health's probe) through raft as a QGET entry, so each one
-//     consumes a raft index; applying it answers the read from the store at that point of the log.
+//   - first byte 'Q' (0x51) then 8 bytes little-endian request id: a read barrier, /health's
+//     quorum probe (etcd 3.4's QGET entry): applying it proves the log commits and applies.
+//     Client quorum GETs no longer take this path (read_index.cc: ReadIndex, no entry); entries
+//     of older logs that carry one are applied the same way (their waiter is gone).
 //   - raft kConfChange entries: membership changes (membership.cc).
 // An entry that matches none of these is corruption of our own log: a clear error naming the
 // database at open(), an abort at run time.
@@ -235,6 +236,9 @@ void Core::fail_all_waiters(const std::string& cause) {
   auto all = std::move(waiters);
   waiters.clear();
   stalled.clear();
+  reads_queued.clear();
+  read_batches.clear();
+  reads_at_index.clear();
   expire_in_flight = attributes_in_flight = version_in_flight = 0;
   for (auto& [id, w] : all) fail_waiter(w, cause);
   if (conf_waiter) {
@@ -288,7 +292,7 @@ void Core::do_get(v2::GetRequest req, Node::Callback cb) {
   w.cb = std::move(cb);
   w.req = std::move(req);
   w.deadline = SteadyClock::now() + request_timeout;
-  propose_read_barrier(std::move(w));
+  queue_read(new_request_id(), std::move(w));  // read_index.cc
 }
 
 // Proposes an empty read barrier; w is answered when it is applied (ReadIndex's log variant).

@@ -186,6 +186,19 @@ struct Core : std::enable_shared_from_this<Core> {
   std::unordered_map<uint64_t, Waiter> waiters;
   std::deque<std::pair<uint64_t, std::string>> stalled;  // refused by raft (no leader): retried
   std::optional<ConfWaiter> conf_waiter;
+  // Quorum reads by ReadIndex (read_index.cc; Raft thesis section 6.4). Each read is a kRead
+  // waiter in `waiters` (so timeouts and failures treat it as any request); these hold its id
+  // on the way: queued for the next read_index call (one call, one heartbeat round, for every
+  // read queued meanwhile), then in a batch awaiting raft's ReadState for the batch's context,
+  // then awaiting the apply of the read index. An id whose waiter is gone is dropped.
+  std::vector<uint64_t> reads_queued;
+  struct ReadBatch {
+    std::vector<uint64_t> ids;
+    SteadyClock::time_point issued;
+  };
+  std::unordered_map<std::string, ReadBatch> read_batches;  // by context
+  std::multimap<uint64_t, uint64_t> reads_at_index;         // read index -> waiter id
+  uint64_t next_read_context = 0;
   uint64_t expire_in_flight = 0;      // request id of the proposed kExpire; 0: none
   uint64_t attributes_in_flight = 0;  // request id of this start's attribute publication
   bool attributes_published = false;
@@ -347,6 +360,11 @@ struct Core : std::enable_shared_from_this<Core> {
   void do_get(v2::GetRequest req, Node::Callback cb);
   void answer_get(const v2::GetRequest& req, const Node::Callback& cb);
   void propose_read_barrier(Waiter w);
+  void queue_read(uint64_t id, Waiter w);
+  void issue_reads();
+  void take_read_states(std::vector<raft::ReadState>& states);
+  void serve_reads();
+  void reissue_reads(bool all);
   void do_conf_change(raft::ConfChangeType type, uint64_t id, std::vector<std::string> urls,
                       Node::MemberCallback cb);
   bool strict_reconfig_allows(raft::ConfChangeType type, uint64_t id,

@@ -149,7 +149,7 @@ class Node {
   // A mutation; cb runs once it is durable and applied (or failed).
   void propose(v2::WriteRequest req, Callback cb);
   // A read; quorum reads wait until everything committed before the call has been applied (cb
-  // on the strand). A plain read is answered from this member's store at once: cb runs on the
+  // on the strand), by ReadIndex (read_index.cc: one heartbeat round, no log entry). A plain read is answered from this member's store at once: cb runs on the
   // calling thread, before get() returns.
   void get(v2::GetRequest req, Callback cb);
 

@@ -57,9 +57,14 @@ void Core::note_ready(const raft::Ready& rd) {
 // finish_ready() itself: a Ready with nothing to persist is finished by a posted task, so that
 // pump() may run in the middle of finish_ready() (see there).
 void Core::pump() {
+  if (raw) issue_reads();
   if (!raw || ready_in_flight || !raw->has_ready()) return;
   auto rd = std::make_shared<raft::Ready>(raw->ready());
+  const raft::NodeId leader_before = leader_id;
   note_ready(*rd);
+  // Read states need nothing persisted: the reads they release wait only for the apply.
+  take_read_states(rd->read_states);
+  if (leader_id != leader_before) reissue_reads(/*all=*/true);
   // A configuration takes effect in raft when appended, so the leader may address a new member
   // before the change is applied: tell the link where it lives now.
   for (const auto& e : rd->entries) {
@@ -182,6 +187,7 @@ void Core::finish_ready(raft::Ready& rd) {
       std::abort();
     }
   }
+  serve_reads();
   if (members_dirty) {
     sync_peers();
     refresh_members_cache();
@@ -299,6 +305,7 @@ void Core::on_tick() {
   raw->tick();
   report_leaderless();
   expire_waiters();
+  reissue_reads(/*all=*/false);
   maybe_publish();
   pump();
   schedule_tick();

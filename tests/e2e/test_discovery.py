@@ -20,6 +20,13 @@ observed from etcd 3.4.23's default capnslog output; only the text after "X | " 
   6. service unreachable: the member retries (after 2 s, then 4 s, ...), serves nothing
      meanwhile, and bootstraps once the service comes up on that port;
   8. --discovery-proxy: the discovery traffic goes through a real forward proxy (privoxy);
+  9. https discovery through the proxy: the service has an https client URL (a test CA's
+     certificate), so the members open a CONNECT tunnel through privoxy and TLS inside it. With
+     SSL_CERT_FILE=<the test CA> (the discovery client verifies against the system's roots:
+     Go's for etcd, OpenSSL's default paths for kvd; both honour SSL_CERT_FILE) two members
+     bootstrap; without it (untrusted CA) a member does what etcd 3.4 does: it logs the
+     client's error (E, text differs: Go's x509 vs OpenSSL's), then the "error connecting ...,
+     retrying in 2s" line of an unreachable service (I), keeps retrying, never registers;
   restart: with the discovery service stopped, a member restarted from its data dir comes back
      (the token is ignored, as etcd warns); kvd's fallback proxy comes back as a proxy;
   2. across kinds, after both halves: a kind's discovery service bootstraps the other kind's
@@ -35,12 +42,14 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import tls_certs  # noqa: E402
 
 PRIVOXY = shutil.which("privoxy") or "/usr/sbin/privoxy"
 REGISTRY = "_etcd/registry"
@@ -89,9 +98,9 @@ class DiscoveryMember(harness.Member):
     and etcd at its default log level (the discovery lines are N and I)."""
 
     def __init__(self, kind, name, workdir, durl, extra_args=(), client_port=None,
-                 peer_port=None):
+                 peer_port=None, env=None):
         super().__init__(kind, name=name, workdir=workdir, extra_args=extra_args,
-                         client_port=client_port, peer_port=peer_port)
+                         client_port=client_port, peer_port=peer_port, env=env)
         self.durl = durl
         SPAWNED.append(self)
 
@@ -137,7 +146,10 @@ class Privoxy(harness.Process):
     a free port, logging every request it forwards (debug 512: one common-log-format line each,
     to its output). Not tinyproxy: tinyproxy 1.11 closes each client connection after one
     answer without saying "Connection: close", so etcd's discovery client sometimes sends its
-    registration PUT on a connection already closed and exits with "(EOF)"."""
+    registration PUT on a connection already closed and exits with "(EOF)".
+    CONNECT (scenario 9) needs no action file: without a limit-connect action, privoxy 3.0.34
+    allows CONNECT to every port. It logs a tunnel's CLF line ("CONNECT host:port HTTP/1.1"
+    200 <bytes>) when the tunnel closes, which for etcd's kept-alive one is when etcd exits."""
 
     def __init__(self, workdir):
         self.port = harness.free_port()
@@ -246,8 +258,12 @@ def serves_keys(target, timeout=1.0):
 class Service:
     """A single member of `kind` serving discovery tokens under /v2/keys/_etcd/registry."""
 
-    def __init__(self, kind, workdir, name="ds", client_port=None):
-        self.member = harness.Member(kind, name=name, workdir=workdir, client_port=client_port)
+    def __init__(self, kind, workdir, name="ds", client_port=None, scheme="http",
+                 extra_args=()):
+        """scheme "https": give the --cert-file/--key-file flags in extra_args, and make
+        harness.DEFAULT_SSL_CONTEXT trust its CA (the test's requests to it use that)."""
+        self.member = harness.Member(kind, name=name, workdir=workdir, client_port=client_port,
+                                     client_scheme=scheme, extra_args=extra_args)
         SPAWNED.append(self.member)
 
     def start(self):
@@ -353,10 +369,11 @@ class Half:
     def label(self, what):
         return f"[{self.kind}] {what}"
 
-    def member(self, name, token, extra_args=()):
-        """A member (not started) of this kind on this half's service and `token`."""
-        return DiscoveryMember(self.kind, name, self.workdir, self.service.durl(token),
-                               extra_args=extra_args)
+    def member(self, name, token, extra_args=(), service=None, env=None):
+        """A member (not started) of this kind on `token` of `service` (default: this half's)."""
+        durl = (service or self.service).durl(token)
+        return DiscoveryMember(self.kind, name, self.workdir, durl, extra_args=extra_args,
+                               env=env)
 
     def run(self, scenarios):
         for name, fn in scenarios:
@@ -375,6 +392,7 @@ class Half:
                 ("4 duplicate id", self.duplicate_id),
                 ("5 conflicting flags", self.conflicting_flags),
                 ("8 --discovery-proxy", self.discovery_proxy),
+                ("9 https discovery through the proxy", self.https_via_proxy),
                 ("6 service unreachable", self.unreachable),
                 ("restart without the service", self.restart)]
 
@@ -518,6 +536,69 @@ class Half:
         gone = missing(m, EXPECT["using_proxy"].format(proxy=fwd.url))
         R.check(not gone, self.label(f"member logged {gone}"))
         fwd.kill(signal.SIGTERM)
+
+    # 9
+    def https_via_proxy(self):
+        R = self.R
+        if not os.access(PRIVOXY, os.X_OK):
+            print("SKIP https discovery through the proxy: no privoxy (apt-get install privoxy)")
+            return
+        pki = tls_certs.Pki(os.path.join(self.workdir, "pki"))
+        cert, key = pki.issue("tls-ds", sans=("127.0.0.1",), client=False)
+        harness.DEFAULT_SSL_CONTEXT = ssl.create_default_context(cafile=pki.ca)
+        service = Service(self.kind, self.workdir, name="tls-ds", scheme="https",
+                          extra_args=["--cert-file", cert, "--key-file", key]).start()
+        fwd = Privoxy(self.workdir)
+        fwd.spawn()
+        R.check(harness.wait_for(fwd.listening, 10.0), self.label("privoxy listens"))
+        base = service.url
+        hostport = base[len("https://"):]
+        # No inherited CA settings: the untrusted case must see the system's roots alone.
+        plain = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+        proxy_args = ["--discovery-proxy", fwd.url]
+
+        # Trusted (SSL_CERT_FILE = the test CA): a cluster of 2 through the tunnel.
+        token = "tls"
+        service.new_token(token, 2)
+        members = [self.member(f"tls{i}", token, proxy_args, service,
+                               dict(plain, SSL_CERT_FILE=pki.ca)) for i in range(2)]
+        try:
+            start_members(members, timeout=20.0)
+            check_one_cluster(R, self.label("https via proxy"), members, service, token)
+            for m in members:
+                gone = missing(m, EXPECT["using_proxy"].format(proxy=fwd.url))
+                R.check(not gone, self.label(f"{m.name} logged {gone}"))
+        except RuntimeError as e:
+            R.check(False, self.label(f"https discovery through the proxy: {e}"))
+        finally:
+            for m in members:
+                m.kill()
+        tunnel = rf'"CONNECT {re.escape(hostport)} HTTP/1\.1" 200 '
+        R.check(harness.wait_for(lambda: re.search(tunnel, fwd.requests()), 5.0),
+                self.label(f"privoxy logged CONNECT {hostport}; its log:\n"
+                           f"{fwd.requests()[-1500:]}"))
+
+        # Untrusted CA (no SSL_CERT_FILE): etcd 3.4 retries as for an unreachable service.
+        token = "tls-untrusted"
+        service.new_token(token, 1)
+        m = self.member("untrusted", token, proxy_args, service, plain)
+        m.spawn()
+        retry = EXPECT["retry"].format(base=base)
+        R.check(harness.wait_for(lambda: logged(m, retry) or m.exited(), 10.0)
+                and not m.exited(),
+                self.label(f"untrusted CA: {retry!r} logged, still running (rc "
+                           f"{m.proc.returncode}); log:\n    {tail(m)}"))
+        errors = [t for t in texts(m) if "certificate" in t.lower()]
+        R.check(bool(errors), self.label(f"untrusted CA: a certificate error logged; log:\n"
+                                         f"    {tail(m)}"))
+        print(f"{self.label('untrusted CA')}: {errors[:1]}")
+        R.check(not serves_keys(m) and not m.exited() and not service.registered(token),
+                self.label("untrusted CA: the member serves nothing, keeps retrying, did not "
+                           "register"))
+        m.kill()
+        fwd.kill(signal.SIGTERM)
+        service.member.kill()
+        harness.DEFAULT_SSL_CONTEXT = None
 
     # 6
     def unreachable(self):
