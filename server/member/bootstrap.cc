@@ -103,6 +103,7 @@ Status Core::bootstrap_ids(bool* fresh) {
   if (config.initial_cluster_state != "new") {
     return Status::error("unknown --initial-cluster-state " + config.initial_cluster_state);
   }
+  founding = true;
   // Peer URLs per member name, in flag order.
   std::vector<std::pair<std::string, std::vector<std::string>>> by_name;
   auto cluster = config.initial_cluster;

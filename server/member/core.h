@@ -242,6 +242,9 @@ struct Core : std::enable_shared_from_this<Core> {
   // once when the member has applied that far (replay_done()). 0: nothing to replay.
   uint64_t replay_until = 0;
   SteadyClock::time_point replay_start;
+  // This start founded a new cluster (--initial-cluster-state new on an empty data dir): its
+  // first election may be called at once (advance_ticks_when_connected).
+  bool founding = false;
 
   mutable std::mutex cache_mu;
   std::vector<MemberInfo> members_cache;  // guarded by cache_mu: members() from any thread

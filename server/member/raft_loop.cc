@@ -5,6 +5,7 @@
 // Also the ticks and the proposals (with their retries while there is no leader).
 #include "server/member/core.h"
 
+#include <algorithm>
 #include <limits>
 
 #include <spdlog/spdlog.h>
@@ -287,6 +288,16 @@ void Core::advance_ticks_when_connected(int polls_left) {
   size_t connected = 1;  // this member
   for (uint64_t id : voters) {
     if (id != member_id && link.connected && link.connected(id)) ++connected;
+  }
+  // A cluster being founded has had no leader, and every member starts at the same term with
+  // the same log: the member with the lowest id calls the first election as soon as it reaches
+  // every voter, instead of waiting out a random timeout (any member may campaign at any time
+  // in Raft; one chosen member avoids split votes). The others advance as below and vote.
+  if (founding && voters.size() > 1 && connected == voters.size() &&
+      raw->raft().term() <= 1 && member_id == *std::min_element(voters.begin(), voters.end())) {
+    raw->campaign();
+    pump();
+    return;
   }
   if (voters.size() <= 1 || connected >= voters.size() / 2 + 1) {
     // A lone member may campaign at the next tick; with peers, two ticks short of the
