@@ -37,7 +37,7 @@ echo "bench: kvd=$KVD_BIN etcd=$ETCD_BIN rounds=$ROUNDS duration=${DURATION}s co
 
 for ((round = 1; round <= ROUNDS; round++)); do
   if (( round % 2 )); then order=(kvd etcd); else order=(etcd kvd); fi
-  for workload in reads writes write1; do
+  for workload in ${WORKLOADS:-reads writes write1}; do
     for name in "${order[@]}"; do
       run_wrk "$round" "$name" "$workload" "${URL[$name]}"
     done
