@@ -340,6 +340,7 @@ struct Core : std::enable_shared_from_this<Core> {
   void expire_waiters();
   void maybe_snapshot();
   void save_snapshot(raft::Snapshot snap);
+  std::string image_tmp_path(uint64_t index) const;
   bool start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_before);
   void poll_snapshot_child();
   void reap_snapshot_child();

@@ -102,7 +102,19 @@ bool WalWriter::save_snapshot_file(raft::SnapshotMetadata meta, std::string path
   {
     std::lock_guard lock(mu_);
     if (stopping_ || images_stopping_ || failed_) return false;
-    image_queue_.push_back(ImageOp{std::move(meta), std::move(path), std::move(done)});
+    image_queue_.push_back(ImageOp{std::move(meta), std::move(path), std::move(done), {}});
+  }
+  image_cv_.notify_one();
+  return true;
+}
+
+bool WalWriter::save_snapshot_data(raft::SnapshotMetadata meta, std::string data,
+                                   std::string path, Done done) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || images_stopping_ || failed_) return false;
+    image_queue_.push_back(
+        ImageOp{std::move(meta), std::move(path), std::move(done), std::move(data)});
   }
   image_cv_.notify_one();
   return true;
@@ -133,6 +145,16 @@ void WalWriter::run_images() {
       if (image_queue_.empty()) return;  // stopping, and every image queued is written
       op = std::move(image_queue_.front());
       image_queue_.pop_front();
+    }
+    if (op.data) {
+      Status built = log_->build_image(op.meta.index, *op.data, op.path);
+      op.data.reset();
+      if (!built.is_ok()) {
+        std::error_code ec;
+        std::filesystem::remove(op.path, ec);
+        op.done(built);
+        continue;
+      }
     }
     Result<storage::ImageInfo> image = log_->ingest_image(op.meta.index, op.path);
     std::error_code ec;

@@ -63,6 +63,11 @@ class WalWriter {
   // done(status) runs there (on the image thread if the image could not be ingested). Same
   // return as save_snapshot(); when false, done never runs and the file is left to the caller.
   bool save_snapshot_file(raft::SnapshotMetadata meta, std::string path, Done done);
+  // The same for an image still in memory (a small store's, serialized on the member's strand):
+  // the image thread first writes it to `path` as an image file (RaftLog::build_image), so that
+  // neither building nor ingesting it holds up the appends.
+  bool save_snapshot_data(raft::SnapshotMetadata meta, std::string data, std::string path,
+                          Done done);
 
   // Writes what is queued (images included), then joins the threads. Idempotent.
   void stop();
@@ -86,6 +91,7 @@ class WalWriter {
     raft::SnapshotMetadata meta;
     std::string path;
     Done done;
+    std::optional<std::string> data;  // to be written to path first (save_snapshot_data)
   };
   void run();
   void run_images();
