@@ -166,6 +166,20 @@ def unavailable():
     return None
 
 
+SKIP = 77  # ctest's SKIP_RETURN_CODE for the fault tests (harness.SKIP)
+
+
+def start_test(other_reason=None):
+    """What every fault test does first: exits with SKIP, saying why, when namespaces cannot be
+    used here or other_reason (a string) says the test cannot run; then makes ctest's timeout
+    (SIGTERM) unwind the test, so that its namespaces and what runs in them are removed."""
+    why = unavailable() or other_reason
+    if why:
+        print(f"SKIP: {why}")
+        sys.exit(SKIP)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("SIGTERM"))
+
+
 class Net:
     """The namespaces, veths and bridge of one test run, and its faults. Owned by the test's
     main thread: setup(), cleanup() and the fault methods may be called from any one thread at

@@ -63,7 +63,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -730,15 +729,9 @@ def scenario(net, dns, wd):
 
 
 def main():
-    why = netns.unavailable()
-    if why is None and not os.access(DNSMASQ, os.X_OK):
-        why = f"no dnsmasq at {DNSMASQ} (apt-get install dnsmasq-base)"
-    if why:
-        print(f"SKIP: {why}")
-        sys.exit(harness.SKIP)
-    # ctest's timeout sends SIGTERM: unwind, so that dnsmasq, the resolv.conf files and the
-    # namespaces (with what runs in them) are removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit("SIGTERM"))
+    # SIGTERM then also removes dnsmasq and the resolv.conf files.
+    netns.start_test(None if os.access(DNSMASQ, os.X_OK)
+                     else f"no dnsmasq at {DNSMASQ} (apt-get install dnsmasq-base)")
     print(f"binaries: {harness.KVD_BIN} {KVCTL_BIN}; reference {harness.ETCD_BIN}", flush=True)
     remove_stale_resolv_confs()
     wd = harness.new_workdir("kvd-srv-")

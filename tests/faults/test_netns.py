@@ -321,12 +321,7 @@ def run(kind):
 
 
 def main():
-    why = netns.unavailable()
-    if why:
-        print(f"SKIP: {why}")
-        sys.exit(harness.SKIP)
-    # ctest's timeout sends SIGTERM: unwind, so that the namespaces are removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit("SIGTERM"))
+    netns.start_test()
     network_only()
     run("kvd")
     if cluster.etcd_half_runs():

@@ -23,7 +23,6 @@ Needs root, iproute2 and iptables (exit 77, a skip, without them). Every wait is
 deadline; the only sleep is the partition's deliberate hold.
 """
 import os
-import signal
 import sys
 import time
 
@@ -158,12 +157,7 @@ def scenario(net):
 
 
 def main():
-    why = netns.unavailable()
-    if why:
-        print(f"SKIP: {why}")
-        sys.exit(harness.SKIP)
-    # ctest's timeout sends SIGTERM: unwind, so that the namespaces are removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit("SIGTERM"))
+    netns.start_test()
     print(f"binary: {harness.KVD_BIN}", flush=True)
     start = time.monotonic()
     with netns.Net(3) as net:

@@ -28,7 +28,6 @@ join with a deadline; the only sleep is the length of the concurrent phase (a du
 """
 import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -305,15 +304,8 @@ def run(kind):
 
 
 def main():
-    why = netns.unavailable()
-    if why:
-        print(f"SKIP: {why}")
-        sys.exit(harness.SKIP)
-    if not os.access(harness.KVD_BIN, os.X_OK):
-        print(f"SKIP: kvd not built at {harness.KVD_BIN} (set KVD_BIN)")
-        sys.exit(harness.SKIP)
-    # ctest's timeout sends SIGTERM: unwind, so that the namespaces are removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit("SIGTERM"))
+    netns.start_test(None if os.access(harness.KVD_BIN, os.X_OK)
+                     else f"kvd not built at {harness.KVD_BIN} (set KVD_BIN)")
     print(f"binary: {harness.KVD_BIN}", flush=True)
     start = time.monotonic()
     run("kvd")
