@@ -28,6 +28,7 @@ of a failed run that uses remove_workdir(path, results).
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -51,10 +52,77 @@ POLL_S = 0.02  # wait_for's default interval between two polls
 KEYS_TIMEOUT_S = 15.0
 
 
+def _port_pool():
+    """The ports free_port() chooses from: below the kernel's ephemeral range, so that no
+    outbound connection of any process (a test running beside this one, a member dialling its
+    peers) takes a server's port between its stop and its restart; above it if the range
+    leaves too little room below."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        lo, hi = 32768, 60999
+    if lo - 10000 >= 4096:
+        return 10000, lo
+    return hi + 1, 65536
+
+
+_PORT_DIR = os.path.join(tempfile.gettempdir(), f"kvd-test-ports-{os.getuid()}")
+
+
+def _reserve_port(port):
+    """Claims `port` for this process among all the tests of this user on this machine: a file
+    named after it holds the claimant's pid; a claim whose process has exited is taken over.
+    The claim lasts as long as the process, so a member restarted on its port keeps it."""
+    path = os.path.join(_PORT_DIR, str(port))
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid = int(f.read().strip() or "0")
+            except (OSError, ValueError):
+                return False
+            if pid == os.getpid():
+                return False
+            try:
+                if pid > 0:
+                    os.kill(pid, 0)
+                    return False
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                return False
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A 127.0.0.1 port nothing listens on and no other test of this machine will choose while
+    this process runs (see _port_pool and _reserve_port)."""
+    os.makedirs(_PORT_DIR, exist_ok=True)
+    first, end = _port_pool()
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(first, end)
+        if not _reserve_port(port):
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise OSError(f"no free port in [{first}, {end})")
 
 
 def have_etcd():
