@@ -240,6 +240,41 @@ run_wrk() {
   fi
 }
 
+# disk_floor ROUND: what one durable 4 KiB write costs the disk the data dirs are on, measured
+# with plain system calls in $WORK (p50 of 2000 each, recorded for target "disk"):
+#   floor_append_ms     write() at the end of a file, then fdatasync(): the file grows, so the
+#                       sync writes the data and then the journal (the inode's size, new blocks)
+#   floor_overwrite_ms  pwrite() over blocks written and synced before, then fdatasync(): the
+#                       data alone, one trip to the device
+disk_floor() {
+  python3 - "$WORK/disk-floor.dat" "$1" >>"$RESULTS" <<'PY'
+import os, statistics, sys, time
+path, rnd = sys.argv[1], sys.argv[2]
+buf, n = b"x" * 4096, 2000
+def p50(write):
+    fd = os.open(path, os.O_CREAT | os.O_TRUNC | os.O_RDWR, 0o644)
+    try:
+        if write == "overwrite":
+            os.write(fd, buf * n)
+            os.fdatasync(fd)
+        took = []
+        for i in range(n):
+            t = time.perf_counter()
+            if write == "append":
+                os.write(fd, buf)
+            else:
+                os.pwrite(fd, buf, i * len(buf))
+            os.fdatasync(fd)
+            took.append(time.perf_counter() - t)
+        return statistics.median(took) * 1000
+    finally:
+        os.close(fd)
+        os.unlink(path)
+for write in ("append", "overwrite"):
+    print(f"{rnd}\tdisk\tfloor_{write}_ms\t{p50(write):.4f}")
+PY
+}
+
 # cpu_ticks TARGET: user + system clock ticks of TARGET's process so far, or nothing when it is
 # not a process started here.
 CLK_TCK=$(getconf CLK_TCK)

@@ -4,7 +4,8 @@
 # ports, data dirs side by side on one disk, and runs every workload on both, interleaved:
 #   reads    GET one key, $CONNS connections (wrk)
 #   writes   PUT /v2/keys/bench/<distinct key> value=..., $CONNS connections (wrk + Lua)
-#   write1   the same writes on one connection (wrk -t1 -c1)
+#   write1   the same writes on one connection (wrk -t1 -c1), followed in each round by the
+#            disk's floor (lib.sh, disk_floor): one 4 KiB append + fdatasync, and one overwrite
 # Each round runs each workload on both servers back to back, the order alternating between
 # rounds; the table shows the median over rounds. Servers are killed by PID on exit.
 #
@@ -41,6 +42,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     for name in "${order[@]}"; do
       run_wrk "$round" "$name" "$workload" "${URL[$name]}"
     done
+    if [[ $workload == write1 ]]; then disk_floor "$round"; fi
   done
 done
 
@@ -56,5 +58,14 @@ row "writes, $CONNS conns, p99 latency (ms)" writes_p99_ms "%.2f"
 row "write latency, 1 conn, p50 (ms, lower is better)" write1_p50_ms "%.3f"
 row "write latency, 1 conn, p99 (ms, lower is better)" write1_p99_ms "%.3f"
 row "writes, 1 conn (req/s)" write1_rps "%.0f"
+if [[ " ${WORKLOADS:-write1} " == *" write1 "* ]]; then
+  floor=$(median disk floor_append_ms)
+  echo
+  echo "The disk's floor (medians over rounds of the p50 of 2000 4 KiB writes + fdatasync, in the" \
+       "data dirs' file system): appending $(printf '%.3f' "$floor") ms, overwriting" \
+       "$(printf '%.3f' "$(median disk floor_overwrite_ms)") ms. One-connection write p50 over" \
+       "the appending floor: kvd $(ratio "$(median kvd write1_p50_ms)" "$floor")," \
+       "etcd $(ratio "$(median etcd write1_p50_ms)" "$floor")."
+fi
 echo
 warn_on_errors

@@ -17,6 +17,9 @@
 //     "meta/" + key   free-form metadata (put_meta), value as given.
 //   in the directory, LOG and LOG.old: RocksDB's info log (raft_log_open.cc, ForwardingLogger),
 //     never read back.
+//   in the directory, WAL-SPARE: the next WAL file, zeros, made ahead (prefilled_wal.h); each
+//     WAL file (*.log) is written over such zeros, and every write batch carries its write
+//     number as RocksDB log data (WriteNumberFilter), so that replay stops at a hole.
 //   beside the directory, <dir>.mark: the commit mark (raft_log_impl.h, Impl::mark), the term
 //     and commit index that synced writes made durable, checked by open() against the log it
 //     recovers.
@@ -57,6 +60,9 @@
 //     them (they are not in the MANIFEST).
 //   - kvd-resume-probe, resume()'s probe of the disk: RocksDB ignores it; the next probe
 //     overwrites and removes it.
+//   - a WAL file with the zeros it was prepared with after its last record (read as padding),
+//     or with a hole of zeros before a later unsynced record (replay stops at the hole), or a
+//     half-made WAL-SPARE.tmp (deleted at open): see prefilled_wal.h.
 // Anything else that does not decode (a corrupt SST block, MANIFEST or CURRENT, a record of the
 // wrong size, an entry whose key does not match its position) makes open() fail with a message
 // naming the database directory and, where RocksDB reports it, the file.

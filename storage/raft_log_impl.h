@@ -6,6 +6,7 @@
 #include "storage/raft_log.h"
 
 #include "common/codec.h"
+#include "storage/prefilled_wal.h"
 
 #include <fcntl.h>
 #include <sys/statvfs.h>
@@ -186,6 +187,12 @@ struct RaftLog::Impl {
   // its file system. Outlive db.
   std::shared_ptr<rocksdb::Env> env;
   std::shared_ptr<rocksdb::FileSystem> file_system;
+  // The WAL files' file system inside env (null when read_only), and the filter of the last
+  // open's WAL replay (prefilled_wal.h).
+  std::shared_ptr<PrefilledWalFs> wal_fs;
+  std::unique_ptr<WriteNumberFilter> wal_filter;
+  // The number the next committed write carries (WriteNumberFilter). GUARDED_BY(write_mu)
+  uint64_t next_write_number = 1;
   std::shared_ptr<rocksdb::Logger> logger;
   // How db was opened, to open it again (reopen()).
   rocksdb::DBOptions db_options;
@@ -341,6 +348,8 @@ struct RaftLog::Impl {
     if (Status st = check_free_space(op); !st.is_ok()) return st;
     rocksdb::WriteOptions wo;
     wo.sync = sync;
+    // Consumed even if the write fails: the record may be in the WAL all the same.
+    WriteNumberFilter::stamp(batch, next_write_number++);
     rocksdb::Status s = db->Write(wo, batch);
     if (!s.ok()) {
       write_error = dir + ": " + op + ": " + s.ToString();
@@ -421,8 +430,13 @@ struct RaftLog::Impl {
   Status check_free_space(const char* op) const {
     struct statvfs fs {};
     if (::statvfs(dir.c_str(), &fs) != 0) return Status::ok();
-    const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
     if (free_bytes >= kReservedDiskBytes) return Status::ok();
+    // A prepared WAL file is space given back before anything is refused.
+    if (wal_fs && wal_fs->release_spare() && ::statvfs(dir.c_str(), &fs) == 0) {
+      free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+      if (free_bytes >= kReservedDiskBytes) return Status::ok();
+    }
     return fail(std::string(op) + ": no space left on device: " + std::to_string(free_bytes) +
                 " bytes free, kvd keeps " + std::to_string(kReservedDiskBytes) +
                 " in reserve for the database; free some space");

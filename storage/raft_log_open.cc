@@ -323,11 +323,15 @@ Status check_not_locked(const fs::path& dir) {
 Status RaftLog::Impl::open_db(bool read_only) {
   rocksdb::DB* raw = nullptr;
   handles.clear();
+  wal_filter = std::make_unique<WriteNumberFilter>();  // its state is one replay's
+  db_options.wal_filter = wal_filter.get();
   rocksdb::Status s =
       read_only ? rocksdb::DB::OpenForReadOnly(db_options, dir, descriptors, &handles, &raw)
                 : rocksdb::DB::Open(db_options, dir, descriptors, &handles, &raw);
   if (!s.ok()) return Status::error(dir + ": cannot open RocksDB: " + with_file(s, dir));
   db.reset(raw);
+  // The writes to come continue the numbers of those replayed (none: any start will do).
+  if (!read_only) next_write_number = wal_filter->last_number() + 1;
   meta_cf = handles[0];
   entries_cf = handles[1];
   images_cf = handles[2];
@@ -509,6 +513,21 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir,
 
   if (fresh) {
     if (Status cs = impl->create_dir(); !cs.is_ok()) return cs;
+  }
+  if (!open_options.read_only) {
+    // WAL files written over zeros (prefilled_wal.h): a spare a little larger than what a WAL
+    // file holds before its memtable is flushed.
+    const uint64_t spare_bytes = options.write_buffer_size / 4 * 5;
+    auto wal_fs = std::make_shared<PrefilledWalFs>(impl->file_system, dir, spare_bytes,
+                                                   kReservedDiskBytes + spare_bytes);
+    if (rocksdb::IOStatus ps = wal_fs->prepare(); !ps.ok()) {
+      SPDLOG_WARN("{}: cannot prepare a write-ahead log file ({}): the first one is an ordinary "
+                  "growing file (each synced write then costs two disk writes)",
+                  dir, ps.ToString());
+    }
+    impl->wal_fs = wal_fs;
+    impl->env = env_with_file_system(impl->env, std::move(wal_fs));
+    options.env = impl->env.get();
   }
   impl->logger = std::make_shared<ForwardingLogger>(dir);
   options.info_log = impl->logger;

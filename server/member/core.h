@@ -334,6 +334,8 @@ struct Core : std::enable_shared_from_this<Core> {
   // Hands rd's persistent part to the WAL thread; finish_ready(rd) once it is on disk,
   // storage_failed(rd) if it could not be written.
   void persist_ready(std::shared_ptr<raft::Ready> rd);
+  // Queues a write of hs (a new commit index only) to the WAL thread without waiting for it.
+  void queue_commit_index(const raft::HardState& hs);
   void storage_failed(std::shared_ptr<raft::Ready> rd, const Status& st);
   void retry_storage();
   void fail_all_waiters(const std::string& cause);

@@ -82,13 +82,27 @@ void Core::pump() {
   // a leader's votes were persisted before it became one.
   if (role == raft::Role::kLeader) send_messages(std::exchange(rd->messages, {}));
   ready_in_flight = true;
-  if (!rd->snapshot && rd->entries.empty() && !rd->hard_state) {
+  if (!rd->snapshot && rd->entries.empty() && !rd->must_sync) {
+    // Nothing to wait for: no hard state, or only a new commit index, which raft lets us write
+    // lazily (raw_node.h, step 1). It is queued behind the writes before it, unsynced as ever,
+    // and the Ready goes on at once: the commit's entries are applied and answered without a
+    // round trip through the WAL thread. (A write that fails makes the WAL writer refuse the
+    // next one, which goes the storage_failed() way; a lost commit index is learnt again.)
+    if (rd->hard_state) queue_commit_index(*rd->hard_state);
     run_on_strand([rd](Core& c) {
       if (c.raw) c.finish_ready(*rd);
     });
     return;
   }
   persist_ready(std::move(rd));
+}
+
+void Core::queue_commit_index(const raft::HardState& hs) {
+  auto rd = std::make_shared<raft::Ready>();
+  rd->hard_state = hs;
+  wal->persist(rd, [](Status st) {
+    if (!st.is_ok()) SPDLOG_DEBUG("writing the commit index failed: {}", st.message());
+  });
 }
 
 void Core::persist_ready(std::shared_ptr<raft::Ready> rd) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <random>
 #include <set>
@@ -275,9 +276,19 @@ template <typename Io>
 IOStatus PowerCutFs::write_to(uint64_t id, const std::string& path,
                               std::optional<uint64_t> offset, size_t bytes, Io io) {
   return change(kAppend, path, [&] {
-    IOStatus s = io();
     Node& n = nodes_[id];
+    // Durable bytes written over: what they were, in case the power goes before a sync.
+    std::optional<Overwrite> over;
+    if (offset && *offset < n.synced) {
+      over = Overwrite{*offset, std::string(std::min<uint64_t>(bytes, n.synced - *offset), '\0')};
+      std::ifstream in(path, std::ios::binary);
+      in.seekg(static_cast<std::streamoff>(*offset));
+      in.read(over->old.data(), static_cast<std::streamsize>(over->old.size()));
+      if (!in) ADD_FAILURE() << "PowerCutFs: cannot read " << path << " before a write over it";
+    }
+    IOStatus s = io();
     if (s.ok()) n.size = offset ? std::max(n.size, *offset + bytes) : n.size + bytes;
+    if (s.ok() && over) n.overwrites.push_back(std::move(*over));
     return s;
   });
 }
@@ -286,7 +297,10 @@ template <typename Io>
 IOStatus PowerCutFs::sync_of(uint64_t id, const std::string& path, Io io) {
   return change(kSync, path, [&] {
     IOStatus s = io();
-    if (s.ok()) nodes_[id].synced = nodes_[id].size;
+    if (s.ok()) {
+      nodes_[id].synced = nodes_[id].size;
+      nodes_[id].overwrites.clear();
+    }
     return s;
   });
 }
@@ -295,6 +309,10 @@ void PowerCutFs::truncated(uint64_t id, uint64_t size) {
   Node& n = nodes_[id];
   n.size = size;
   n.synced = std::min(n.synced, size);
+  for (Overwrite& o : n.overwrites) {
+    o.old.resize(static_cast<size_t>(std::min<uint64_t>(o.old.size(),
+                                                        size > o.offset ? size - o.offset : 0)));
+  }
 }
 
 bool PowerCutFs::displace(Dir& d, const std::string& dir_path, const std::string& name) {
@@ -510,6 +528,7 @@ IOStatus PowerCutFs::LinkFile(const std::string& from, const std::string& to,
 }
 
 PowerCutFs::Boot PowerCutFs::power_on(uint64_t seed, bool torn) {
+  constexpr uint64_t kPage = 4096;
   std::lock_guard lk(mu_);
   std::mt19937_64 rng(seed);
   Boot boot;
@@ -562,6 +581,26 @@ PowerCutFs::Boot PowerCutFs::power_on(uint64_t seed, bool torn) {
           continue;
         }
         Node& n = nodes_[id];
+        // Unsynced writes over durable bytes: undone, the latest first, each page of one
+        // (torn) at random, as the disk may have taken any of them.
+        if (!n.overwrites.empty()) {
+          std::fstream f(stashed(id), std::ios::binary | std::ios::in | std::ios::out);
+          for (auto o = n.overwrites.rbegin(); o != n.overwrites.rend(); ++o) {
+            const uint64_t end = o->offset + o->old.size();
+            for (uint64_t at = o->offset; at < end;) {
+              const uint64_t page_end = std::min(end, (at / kPage + 1) * kPage);
+              if (!torn || rng() % 2 == 0) {
+                f.seekp(static_cast<std::streamoff>(at));
+                f.write(o->old.data() + (at - o->offset),
+                        static_cast<std::streamsize>(page_end - at));
+                ++boot.pages_undone;
+              }
+              at = page_end;
+            }
+          }
+          if (!f) ADD_FAILURE() << "PowerCutFs: cannot undo writes in " << stashed(id);
+          n.overwrites.clear();
+        }
         const uint64_t on_disk = fs::file_size(stashed(id));
         uint64_t keep = n.synced;
         if (torn && n.size > n.synced) keep += rng() % (n.size - n.synced + 1);

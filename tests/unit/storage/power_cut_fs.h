@@ -6,7 +6,9 @@
 // The model (POSIX's guarantees; ext4 and xfs promise no more):
 //   - a file's data is durable up to the size it had at its last Sync or Fsync through this file
 //     system. RangeSync (sync_file_range) does not count: it syncs no metadata (the file's size)
-//     and does not flush the disk's cache.
+//     and does not flush the disk's cache. Bytes written over durable ones since the last sync
+//     (a write at an offset below the durable size) may or may not be there: a power cut
+//     undoes them, page by page at random when torn.
 //   - a directory entry (a file or directory created, renamed, linked or deleted) is durable once
 //     its directory was fsynced after the change (FSDirectory::Fsync). After a power cut, a file
 //     created or renamed since then is gone, one deleted since then is back, one renamed over
@@ -83,6 +85,7 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
     size_t files_shortened = 0;  // files that lost written data
     uint64_t bytes_lost = 0;
     size_t entries_undone = 0;   // directory entries created, removed or renamed, undone
+    size_t pages_undone = 0;     // pages of unsynced writes over durable bytes, undone
   };
   // What the machine finds at boot after a power cut (see the top). REQUIRES: no file is open
   // for writing (the database that used this file system is closed).
@@ -150,10 +153,16 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
   class Directory;
 
   // A file or directory as the model knows it (an inode: it may have several names).
+  // A write over durable bytes since the file's last sync: where, and the bytes it replaced.
+  struct Overwrite {
+    uint64_t offset;
+    std::string old;
+  };
   struct Node {
     uint64_t size = 0;    // bytes written (or found at the start)
     uint64_t synced = 0;  // of them, durable
     bool is_dir = false;
+    std::vector<Overwrite> overwrites;  // oldest first
   };
   // A directory's entries the model knows: as they are now, and as a power cut leaves them.
   struct Dir {

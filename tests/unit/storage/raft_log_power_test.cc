@@ -263,7 +263,7 @@ void RaftLogPowerTest::run(const Config& config) {
   uint64_t span = 0, table_span = 0;
   struct {
     int in_open = 0, in_writes = 0, in_tables = 0, at_end = 0, torn = 0, newer = 0;
-    uint64_t bytes_lost = 0, entries_undone = 0;
+    uint64_t bytes_lost = 0, entries_undone = 0, pages_undone = 0;
   } stats;
   const auto start = std::chrono::steady_clock::now();
 
@@ -346,16 +346,18 @@ void RaftLogPowerTest::run(const Config& config) {
     const PowerCutFs::Boot boot = pfs_->power_on(rng(), torn);
     stats.bytes_lost += boot.bytes_lost;
     stats.entries_undone += boot.entries_undone;
+    stats.pages_undone += boot.pages_undone;
   }
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("%d power cuts (%d while opening, %d during writes, %d of them on a table file "
               "operation, %d after a round's last write; %d torn), %.1f MB of unsynced data and "
-              "%llu directory entries lost; %d recovered a newer state than the last acknowledged "
+              "%llu directory entries lost, %llu pages written over undone; %d recovered a newer state than the last acknowledged "
               "one; %llu WAL files and %llu table files made; %.1f s\n",
               stats.in_open + stats.in_writes + stats.at_end, stats.in_open, stats.in_writes,
               stats.in_tables, stats.at_end, stats.torn, stats.bytes_lost / 1e6,
-              static_cast<unsigned long long>(stats.entries_undone), stats.newer,
+              static_cast<unsigned long long>(stats.entries_undone),
+              static_cast<unsigned long long>(stats.pages_undone), stats.newer,
               static_cast<unsigned long long>(pfs_->created(PowerCutFs::Files::kWal)),
               static_cast<unsigned long long>(pfs_->created(PowerCutFs::Files::kTable)), secs);
 }

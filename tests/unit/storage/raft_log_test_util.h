@@ -82,6 +82,15 @@ inline std::vector<fs::path> files_with_suffix(const fs::path& dir,
   return out;
 }
 
+// The bytes of a write-ahead log file that hold records: up to its last non-zero byte (an open
+// WAL file goes on with zeros, storage/prefilled_wal.h).
+inline size_t written_bytes(const fs::path& p) {
+  const std::string data = read_file(p);
+  size_t n = data.size();
+  while (n > 0 && data[n - 1] == '\0') --n;
+  return n;
+}
+
 inline void flip_byte(const fs::path& p, size_t offset) {
   std::string data = read_file(p);
   ASSERT_LT(offset, data.size()) << p;
