@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 
 #include <cctype>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -20,6 +21,8 @@ using rocksdb::IOStatus;
 using rocksdb::Slice;
 
 constexpr size_t kZeroChunk = 1 << 20;
+// A spare made in the background is written at most one chunk per interval (32 MiB/s).
+constexpr auto kZeroChunkInterval = std::chrono::milliseconds(31);
 
 // RocksDB names WAL files <number>.log (db/filename.cc, LogFileName).
 bool is_wal_name(const std::string& path) {
@@ -152,7 +155,7 @@ IOStatus PrefilledWalFs::prepare() {
     // Of another size (an earlier --max-wals setting, say): made again.
     if (IOStatus s = target()->DeleteFile(spare_path_, io, nullptr); !s.ok()) return s;
   }
-  IOStatus s = make_spare();
+  IOStatus s = make_spare(/*paced=*/false);
   if (s.ok()) {
     std::lock_guard lk(mu_);
     spare_ready_ = true;
@@ -172,7 +175,7 @@ bool PrefilledWalFs::release_spare() {
   return true;
 }
 
-IOStatus PrefilledWalFs::make_spare() {
+IOStatus PrefilledWalFs::make_spare(bool paced) {
   const IOOptions io;
   const std::string tmp = spare_path_ + ".tmp";
   struct statvfs st {};
@@ -187,14 +190,15 @@ IOStatus PrefilledWalFs::make_spare() {
   if (!s.ok()) return s;
   const std::string zeros(kZeroChunk, '\0');
   for (uint64_t done = 0; s.ok() && done < spare_bytes_;) {
-    {
-      std::lock_guard lk(mu_);
-      if (stop_) s = IOStatus::Aborted("closing");
-    }
-    if (!s.ok()) break;
     const size_t n = static_cast<size_t>(std::min<uint64_t>(kZeroChunk, spare_bytes_ - done));
     s = f->Append(Slice(zeros.data(), n), io, nullptr);
+    // Paced: the chunk's writeback starts now, and the next waits its turn, so that the
+    // appends' fsyncs never queue behind tens of megabytes of zeros.
+    if (s.ok() && paced) s = f->RangeSync(done, n, io, nullptr);
     done += n;
+    std::unique_lock lk(mu_);
+    if (paced) cv_.wait_for(lk, kZeroChunkInterval, [&] { return stop_; });
+    if (stop_) s = IOStatus::Aborted("closing");
   }
   if (s.ok()) s = f->Sync(io, nullptr);
   IOStatus c = f->Close(io, nullptr);
@@ -211,7 +215,7 @@ void PrefilledWalFs::run() {
     if (stop_) return;
     want_spare_ = false;
     lk.unlock();
-    IOStatus s = make_spare();
+    IOStatus s = make_spare(/*paced=*/true);
     lk.lock();
     if (s.ok()) {
       spare_ready_ = true;

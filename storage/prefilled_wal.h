@@ -83,9 +83,9 @@ class PrefilledWalFs : public rocksdb::FileSystemWrapper {
  private:
   class WalFile;
 
-  // Zeroes a new spare. REQUIRES: mu_ not held; only the background thread or prepare() (before
-  // the thread is started) call it.
-  rocksdb::IOStatus make_spare();
+  // Zeroes a new spare (paced: at most 32 MiB/s, see the .cc). REQUIRES: mu_ not held; only the
+  // background thread or prepare() (before the thread is started) call it.
+  rocksdb::IOStatus make_spare(bool paced);
   void run();
 
   const std::string dir_;

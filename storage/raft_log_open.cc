@@ -520,11 +520,6 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir,
     const uint64_t spare_bytes = options.write_buffer_size / 4 * 5;
     auto wal_fs = std::make_shared<PrefilledWalFs>(impl->file_system, dir, spare_bytes,
                                                    kReservedDiskBytes + spare_bytes);
-    if (rocksdb::IOStatus ps = wal_fs->prepare(); !ps.ok()) {
-      SPDLOG_WARN("{}: cannot prepare a write-ahead log file ({}): the first one is an ordinary "
-                  "growing file (each synced write then costs two disk writes)",
-                  dir, ps.ToString());
-    }
     impl->wal_fs = wal_fs;
     impl->env = env_with_file_system(impl->env, std::move(wal_fs));
     options.env = impl->env.get();
@@ -576,6 +571,12 @@ Result<std::unique_ptr<RaftLog>> RaftLog::open(const std::string& dir,
   }
   if (!fresh) {
     if (Status ms = impl->check_mark(/*fresh=*/false); !ms.is_ok()) return ms;
+  }
+  // The spare is made (or a stale one removed) only now: a refused open changes no file.
+  if (rocksdb::IOStatus ps = impl->wal_fs->prepare(); !ps.ok()) {
+    SPDLOG_WARN("{}: cannot prepare a write-ahead log file ({}): the first one is an ordinary "
+                "growing file (each synced write then costs two disk writes)",
+                dir, ps.ToString());
   }
   if (Status os = impl->open_db(/*read_only=*/false); !os.is_ok()) return os;
 

@@ -63,7 +63,7 @@ TEST_F(PrefilledWalTest, noSpare_walIsAnOrdinaryFileAndTheLogWorks) {
   log_.reset();
   // No spare, and a directory where one would be made: it cannot be, at open or later.
   const fs::path spare = fs::path(dir_) / PrefilledWalFs::kSpareName;
-  ASSERT_TRUE(fs::remove(spare));
+  fs::remove(spare);  // if the background thread finished one before the close
   fs::create_directories(spare.string() + ".tmp");
   testing::internal::CaptureStdout();
   open_log();
