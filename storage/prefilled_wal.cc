@@ -129,16 +129,6 @@ PrefilledWalFs::~PrefilledWalFs() {
   if (thread_.joinable()) thread_.join();
 }
 
-uint64_t PrefilledWalFs::spares_used() const {
-  std::lock_guard lk(mu_);
-  return spares_used_;
-}
-
-uint64_t PrefilledWalFs::plain_wals() const {
-  std::lock_guard lk(mu_);
-  return plain_wals_;
-}
-
 IOStatus PrefilledWalFs::prepare() {
   const IOOptions io;
   const std::string tmp = spare_path_ + ".tmp";
@@ -178,9 +168,8 @@ bool PrefilledWalFs::release_spare() {
 IOStatus PrefilledWalFs::make_spare(bool paced) {
   const IOOptions io;
   const std::string tmp = spare_path_ + ".tmp";
-  struct statvfs st {};
-  if (::statvfs(dir_.c_str(), &st) == 0 &&
-      static_cast<uint64_t>(st.f_bavail) * st.f_frsize < spare_bytes_ + keep_free_bytes_) {
+  if (std::optional<uint64_t> free = free_disk_bytes(dir_);
+      free && *free < spare_bytes_ + keep_free_bytes_) {
     return IOStatus::NoSpace("not preparing a write-ahead log file of " +
                              std::to_string(spare_bytes_) + " bytes: the disk has less than " +
                              std::to_string(spare_bytes_ + keep_free_bytes_) + " bytes free");
@@ -249,7 +238,6 @@ IOStatus PrefilledWalFs::NewWritableFile(const std::string& path,
     if (s.ok()) {
       *result = std::make_unique<WalFile>(target(), path, std::move(rw), options);
       std::lock_guard lk(mu_);
-      ++spares_used_;
       want_spare_ = true;
       if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
       cv_.notify_all();
@@ -263,12 +251,17 @@ IOStatus PrefilledWalFs::NewWritableFile(const std::string& path,
   }
   {
     std::lock_guard lk(mu_);
-    ++plain_wals_;
     want_spare_ = !spare_ready_;
     if (want_spare_ && !thread_.joinable()) thread_ = std::thread([this] { run(); });
     cv_.notify_all();
   }
   return target()->NewWritableFile(path, options, result, dbg);
+}
+
+std::optional<uint64_t> free_disk_bytes(const std::string& path) {
+  struct statvfs st {};
+  if (::statvfs(path.c_str(), &st) != 0) return std::nullopt;
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
 }
 
 std::shared_ptr<rocksdb::Env> env_with_file_system(std::shared_ptr<rocksdb::Env> env,
@@ -315,7 +308,6 @@ rocksdb::WalFilter::WalProcessingOption WriteNumberFilter::LogRecordFound(
   if (!batch.Iterate(&finder).ok()) return WalProcessingOption::kCorruptedRecord;
   if (!finder.number) return WalProcessingOption::kContinueProcessing;
   if (last_ != 0 && *finder.number != last_ + 1) {
-    ++stops_;
     SPDLOG_WARN("rocksdb: write-ahead log replay stops at {} (log #{}): it holds write {} but the "
                 "last write replayed was {}; the writes from there on were never synced (a "
                 "crash left a hole before them) and are dropped",

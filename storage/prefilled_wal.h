@@ -42,6 +42,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -72,10 +73,6 @@ class PrefilledWalFs : public rocksdb::FileSystemWrapper {
   // ordinary one unless space allows a new spare by then.
   bool release_spare();
 
-  // Spares given to WAL files, and WAL files created without one, since construction.
-  uint64_t spares_used() const;
-  uint64_t plain_wals() const;
-
   rocksdb::IOStatus NewWritableFile(const std::string& path, const rocksdb::FileOptions& options,
                                     std::unique_ptr<rocksdb::FSWritableFile>* result,
                                     rocksdb::IODebugContext* dbg) override;
@@ -98,10 +95,11 @@ class PrefilledWalFs : public rocksdb::FileSystemWrapper {
   bool spare_ready_ = false;   // GUARDED_BY(mu_): spare_path_ is a complete spare
   bool want_spare_ = false;    // GUARDED_BY(mu_): the thread should make one
   bool stop_ = false;          // GUARDED_BY(mu_)
-  uint64_t spares_used_ = 0;   // GUARDED_BY(mu_)
-  uint64_t plain_wals_ = 0;    // GUARDED_BY(mu_)
   std::thread thread_;         // started by the first WAL file that takes the spare
 };
+
+// Bytes free for unprivileged writers on the file system holding path (nullopt: unknown).
+std::optional<uint64_t> free_disk_bytes(const std::string& path);
 
 // An Env that is env with its file system wrapped by fs (the database's files go through fs,
 // everything else, clocks and threads, through env). Owns both.
@@ -130,13 +128,11 @@ class WriteNumberFilter : public rocksdb::WalFilter {
                                      bool* batch_changed) override;
   const char* Name() const override { return "kvd.WriteNumberFilter"; }
 
-  // The number of the last record replayed (0: none had one); replays stopped (0 or 1).
+  // The number of the last record replayed (0: none had one).
   uint64_t last_number() const { return last_; }
-  uint64_t stops() const { return stops_; }
 
  private:
   uint64_t last_ = 0;
-  uint64_t stops_ = 0;
 };
 
 }  // namespace kvd::storage

@@ -428,16 +428,13 @@ struct RaftLog::Impl {
   // failed), and its flushes and compactions need room of their own. Not sticky: a write is
   // accepted again as soon as space is freed. A file system that cannot say counts as roomy.
   Status check_free_space(const char* op) const {
-    struct statvfs fs {};
-    if (::statvfs(dir.c_str(), &fs) != 0) return Status::ok();
-    uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
-    if (free_bytes >= kReservedDiskBytes) return Status::ok();
+    std::optional<uint64_t> free_bytes = free_disk_bytes(dir);
     // A prepared WAL file is space given back before anything is refused.
-    if (wal_fs && wal_fs->release_spare() && ::statvfs(dir.c_str(), &fs) == 0) {
-      free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
-      if (free_bytes >= kReservedDiskBytes) return Status::ok();
+    if (free_bytes && *free_bytes < kReservedDiskBytes && wal_fs && wal_fs->release_spare()) {
+      free_bytes = free_disk_bytes(dir);
     }
-    return fail(std::string(op) + ": no space left on device: " + std::to_string(free_bytes) +
+    if (!free_bytes || *free_bytes >= kReservedDiskBytes) return Status::ok();
+    return fail(std::string(op) + ": no space left on device: " + std::to_string(*free_bytes) +
                 " bytes free, kvd keeps " + std::to_string(kReservedDiskBytes) +
                 " in reserve for the database; free some space");
   }
