@@ -97,8 +97,8 @@ void ClientApi::serve_keys(v2::KeysRequest parsed, bool head, Timing timing,
   node_.watch(
       std::move(watch),
       [ex, stream](const v2::Event& ev) {
-        ex->send_chunk(v2::render_event(ev));
-        if (!stream) ex->end_stream();
+        if (stream) ex->send_chunk(v2::render_event(ev));
+        else ex->send_last_chunk(v2::render_event(ev));
       },
       [ex, cid, stream, node, counts, timing](v2::WatchResult wr, RaftStatus st) {
         if (wr.error) {
@@ -116,8 +116,8 @@ void ClientApi::serve_keys(v2::KeysRequest parsed, bool head, Timing timing,
           // Found in history: no watcher was registered. A stream stays open with nothing
           // more to say, as etcd's does, until the client leaves.
           ex->begin_stream(std::move(h), nullptr);
-          ex->send_chunk(v2::render_event(*wr.event));
-          if (!stream) ex->end_stream();
+          if (stream) ex->send_chunk(v2::render_event(*wr.event));
+          else ex->send_last_chunk(v2::render_event(*wr.event));
           return;
         }
         v2::WatcherId id = wr.id;

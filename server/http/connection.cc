@@ -6,6 +6,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http/read.hpp>
 #include <spdlog/spdlog.h>
 
@@ -89,6 +90,12 @@ void Connection::send_chunk(std::string data, std::function<void()> written) {
   asio::dispatch(socket_.get_executor(), [self = shared_from_this(), d = std::move(data),
                                           w = std::move(written)]() mutable {
     self->do_send_chunk(std::move(d), std::move(w));
+  });
+}
+
+void Connection::send_last_chunk(std::string data) {
+  asio::dispatch(socket_.get_executor(), [self = shared_from_this(), d = std::move(data)]() mutable {
+    if (self->queue_chunk(std::move(d), nullptr)) self->do_end_stream();
   });
 }
 
@@ -444,17 +451,34 @@ void Connection::do_reply(HttpResponse r) {
   write_response(true);
 }
 
+template <class Buffers, class Done>
+void Connection::write_bufs(const Buffers& bufs, Done done) {
+  error_code ec;
+  const size_t n = socket_.write_now(bufs, ec);
+  if ((ec && ec != asio::error::would_block) || (n == asio::buffer_size(bufs) && buf_.size() > 0)) {
+    // What runs after an answer may start the next request (already buffered: pipelined) or
+    // close the connection (its on_close): not inside whoever answered (a store notifying its
+    // watchers, the raft strand), as an asynchronous completion also never is.
+    asio::post(socket_.get_executor(), [done = std::move(done), ec]() mutable { done(ec); });
+    return;
+  }
+  if (n == asio::buffer_size(bufs)) return done(error_code{});
+  boost::beast::buffers_suffix<Buffers> rest(bufs);
+  rest.consume(n);
+  asio::async_write(socket_, rest,
+                    [done = std::move(done)](error_code ec, size_t) mutable { done(ec); });
+}
+
 void Connection::write_response(bool finish_normally) {
   writing_ = true;
   std::array<asio::const_buffer, 3> bufs{asio::buffer(out_), asio::buffer(body_),
                                          asio::buffer(tail_)};
-  asio::async_write(socket_, bufs,
-                    [self = shared_from_this(), finish_normally](error_code ec, size_t) {
-                      self->writing_ = false;
-                      if (ec || self->closed_) return self->close();
-                      if (!finish_normally) return self->graceful_close();
-                      self->finish_request();
-                    });
+  write_bufs(bufs, [self = shared_from_this(), finish_normally](error_code ec) {
+    self->writing_ = false;
+    if (ec || self->closed_) return self->close();
+    if (!finish_normally) return self->graceful_close();
+    self->finish_request();
+  });
 }
 
 void Connection::finish_request() {
@@ -497,7 +521,11 @@ void Connection::do_notify_close(std::function<void()> on_close) {
 }
 
 void Connection::do_send_chunk(std::string data, std::function<void()> written) {
-  if (closed_ || !streaming_ || stream_ending_) return;
+  if (queue_chunk(std::move(data), std::move(written))) flush();
+}
+
+bool Connection::queue_chunk(std::string data, std::function<void()> written) {
+  if (closed_ || !streaming_ || stream_ending_) return false;
   if (chunked_) {
     std::string framed;
     framed.reserve(data.size() + 12);
@@ -514,9 +542,10 @@ void Connection::do_send_chunk(std::string data, std::function<void()> written) 
   if (queued_bytes_ > kMaxQueuedBytes) {
     SPDLOG_DEBUG("closing a watch stream: client too slow ({} bytes in {} events queued)",
                   queued_bytes_, queue_.size());
-    return close();
+    close();
+    return false;
   }
-  flush();
+  return true;
 }
 
 void Connection::do_end_stream() {
@@ -548,14 +577,18 @@ void Connection::flush() {
   batch_written_.swap(written_);  // every queued chunk is in this batch
   batch_bufs_.clear();
   for (const auto& s : batch_) batch_bufs_.push_back(asio::buffer(s));
-  asio::async_write(socket_, batch_bufs_, [self = shared_from_this()](error_code ec, size_t) {
+  auto done = [self = shared_from_this()](error_code ec, size_t = 0) {
     self->writing_ = false;
     if (ec || self->closed_) return self->close();
     auto written = std::move(self->batch_written_);
     self->batch_written_.clear();
     for (auto& f : written) f();
     self->flush();
-  });
+  };
+  // A producer waiting on `written` makes its next chunk from the callback, which would nest
+  // a write in a write for as long as it produces: its batches complete asynchronously.
+  if (batch_written_.empty()) write_bufs(batch_bufs_, std::move(done));
+  else asio::async_write(socket_, batch_bufs_, std::move(done));
 }
 
 void Connection::start_bg_read() {

@@ -128,6 +128,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   void end_stream() override {
     boost::asio::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->do_end_stream(); });
   }
+  void send_last_chunk(std::string data) override;
   void notify_close(std::function<void()> on_close) override;
 
  private:
@@ -198,8 +199,19 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   void do_notify_close(std::function<void()> on_close);
 
   void do_send_chunk(std::string data, std::function<void()> written);
+  // Queues one chunk; false if the stream is closed or ending (nothing queued) or was closed
+  // now because the client reads too slowly.
+  bool queue_chunk(std::string data, std::function<void()> written);
 
   void do_end_stream();
+
+  // Writes bufs (which stay valid until done runs), then done(error_code): at once when the
+  // socket takes all of it now (done runs before this returns, unless a next request is
+  // already buffered or the write failed: then it is posted), else the rest through
+  // async_write. The asynchronous path alone costs a reactor operation and a posted completion
+  // per answer; most answers fit the socket's buffer.
+  template <class Buffers, class Done>
+  void write_bufs(const Buffers& bufs, Done done);
 
   void flush();
 

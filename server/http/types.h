@@ -83,6 +83,9 @@ class Exchange {
   // if the stream closes first; on_close does.
   virtual void send_chunk(std::string data, std::function<void()> written) = 0;
   virtual void end_stream() = 0;
+  // send_chunk(data) then end_stream(), in one hand-off to the connection and one write (a
+  // long-poll watch's only event goes out with the end of its body).
+  virtual void send_last_chunk(std::string data) = 0;
   // Before the answer starts: watch the client connection, and run on_close once (on the
   // connection's strand) if the client leaves before reply() or begin_stream(). For handlers
   // whose answer may take long, such as a proxied request. begin_stream's on_close replaces it.

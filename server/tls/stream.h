@@ -11,7 +11,12 @@
 // socket). Threads: as a socket: one executor, one read and one write in flight at a time.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <memory>
 #include <string>
 #include <utility>
@@ -83,6 +88,38 @@ class Stream {
     tls_->async_write_some(boost::asio::buffer(gathered_), std::forward<Handler>(handler));
   }
 
+  // Writes what the socket takes now, without waiting and without a trip through the reactor:
+  // one sendmsg of up to kMaxPieces buffers. A TLS stream writes nothing here (its records go
+  // through async_write_some). Returns the bytes written; ec is would_block when nothing could
+  // be written now, another error when the connection failed.
+  template <class ConstBuffers>
+  size_t write_now(const ConstBuffers& buffers, boost::system::error_code& ec) {
+    ec = {};
+    if (tls_) {
+      ec = boost::asio::error::would_block;
+      return 0;
+    }
+    std::array<iovec, kMaxPieces> iov{};
+    size_t pieces = 0;
+    for (auto it = boost::asio::buffer_sequence_begin(buffers);
+         it != boost::asio::buffer_sequence_end(buffers) && pieces < kMaxPieces; ++it) {
+      boost::asio::const_buffer b(*it);
+      if (b.size() > 0) iov[pieces++] = iovec{const_cast<void*>(b.data()), b.size()};
+    }
+    if (pieces == 0) return 0;
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = pieces;
+    for (;;) {
+      const ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n >= 0) return static_cast<size_t>(n);
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) ec = boost::asio::error::would_block;
+      else ec = boost::system::error_code(errno, boost::system::system_category());
+      return 0;
+    }
+  }
+
   // Closes the socket (a TLS stream sends no close_notify: every answer is framed, as Go's
   // server also relies on).
   void close(boost::system::error_code& ec) {
@@ -94,6 +131,8 @@ class Stream {
   // One TLS record's worth: a longer write goes out record by record anyway, and gathering
   // more would copy the rest again on every record.
   static constexpr size_t kMaxGatherBytes = 16 * 1024;
+  // Buffers one write_now takes (the rest waits for the next write).
+  static constexpr size_t kMaxPieces = 64;
 
   tcp::socket socket_;
   std::shared_ptr<boost::asio::ssl::context> ctx_;
