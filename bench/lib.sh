@@ -154,6 +154,12 @@ EOF
   echo 'function delay() return pause end' >>"$WORK/writep.lua"
 }
 
+# store_sets URL: the successful sets the server at URL counted (its /v2/stats/store).
+store_sets() {
+  curl -sf --max-time 5 "$1/v2/stats/store" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["setsSuccess"])'
+}
+
 # result_field LINE NAME: one field of a RESULT line.
 result_field() { sed -E "s/.* $2=([^ ]+).*/\\1/" <<<"$1"; }
 

@@ -53,14 +53,13 @@ EOF
 sed 's/^function done(summary, latency, requests)$/function done(summary, latency, requests)\n  io.write(string.format("TAIL p999_us=%d max_us=%d\\n", latency:percentile(99.9), latency.max))/' \
   "$WORK/writep.lua" >"$WORK/writet.lua"
 
-sets() { curl -s "$URL/v2/stats/store" | python3 -c 'import json,sys; print(json.load(sys.stdin)["setsSuccess"])'; }
 echo "loading $KEYS keys..." >&2
 run=0
-while (( $(sets) < KEYS )); do
+while (( $(store_sets "$URL") < KEYS )); do
   run=$((run + 1))
   wrk -t"$THREADS" -c"$CONNS" -d5s -s "$WORK/load.lua" "$URL" -- "$VALUE_BYTES" "$run" >/dev/null
 done
-echo "loaded $(sets) keys ($(curl -s "$URL/v2/keys/load/d7" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["node"]["nodes"]))') in /load/d7); kvd's resident memory: $(awk '/VmRSS/ { print $2 / 1024 " MiB" }' "/proc/${PID[kvd]}/status")" >&2
+echo "loaded $(store_sets "$URL") keys ($(curl -s "$URL/v2/keys/load/d7" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["node"]["nodes"]))') in /load/d7); kvd's resident memory: $(awk '/VmRSS/ { print $2 / 1024 " MiB" }' "/proc/${PID[kvd]}/status")" >&2
 
 # one ROUND LABEL: the paced write load, recorded as LABEL; with LABEL=backup, an online backup
 # starts a second into it.
