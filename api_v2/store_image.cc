@@ -172,12 +172,12 @@ bool Store::recover(std::string_view image) {
     --left;
     auto child = std::make_unique<Node>();
     if (!read_node(child.get(), &name, &n_children)) return false;
-    if (name.empty() || name.find('/') != std::string::npos || p->children.count(name) != 0)
+    if (name.empty() || name.find('/') != std::string::npos || p->children.contains(name))
       return false;
     child->key = join_key(p->key, name);
     child->parent = p;
     Node* raw = child.get();
-    p->children.emplace(name, std::move(child));
+    p->children.add(std::move(child));
     if (raw->expire_ns) s.ttl.insert(raw);
     if (n_children > 0) stack.emplace_back(raw, n_children);
   }

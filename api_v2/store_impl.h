@@ -4,7 +4,7 @@
 //
 //
 // Data structures and costs:
-//   - Each directory keeps its children in a std::map by name: O(depth * log fanout) lookups and
+//   - Each directory keeps its children in a map by name (ChildMap): O(depth * log fanout) lookups and
 //     a deterministic (byte-wise sorted) listing order, which also serves `sorted`.
 //   - Nodes with a TTL sit in ttl_ ordered by (deadline, key): kExpire pops from the front.
 //   - Watchers are indexed by their exact key; an event visits only the watcher lists of its
@@ -36,6 +36,42 @@ constexpr int64_t kNsPerSecond = 1'000'000'000;
 // etcd treats deadlines before 2000-01-01T00:00:00Z as "no TTL" when creating a node.
 constexpr int64_t kMinExpireNs = 946'684'800LL * kNsPerSecond;
 
+struct Node;
+
+// A directory's children by name (a view of each child's own key: no copy of the name).
+// Most nodes are files and have none: the map exists from the first child on, so a file pays
+// one pointer for it instead of an empty std::map.
+class ChildMap {
+ public:
+  using Map = std::map<std::string_view, std::unique_ptr<Node>>;
+  using iterator = Map::iterator;
+  using const_iterator = Map::const_iterator;
+
+  iterator begin() { return map().begin(); }
+  iterator end() { return map().end(); }
+  const_iterator begin() const { return map().begin(); }
+  const_iterator end() const { return map().end(); }
+  bool empty() const { return !map_ || map_->empty(); }
+  size_t size() const { return map_ ? map_->size() : 0; }
+  iterator find(std::string_view name) { return map().find(name); }
+  const_iterator find(std::string_view name) const { return map().find(name); }
+  bool contains(std::string_view name) const { return map_ && map_->count(name) != 0; }
+  void erase(iterator it) { map_->erase(it); }
+  // Adds child under its name (the last component of its key). REQUIRES: no child of that name.
+  inline void add(std::unique_ptr<Node> child);
+
+ private:
+  // No map yet: iterators of one shared empty map, never written.
+  static Map& none() {
+    static Map empty;
+    return empty;
+  }
+  Map& map() { return map_ ? *map_ : none(); }
+  const Map& map() const { return map_ ? *map_ : none(); }
+
+  std::unique_ptr<Map> map_;
+};
+
 struct Node {
   std::string key;  // full path; "/" for the root
   bool dir = false;
@@ -44,7 +80,7 @@ struct Node {
   uint64_t created_index = 0;
   uint64_t modified_index = 0;
   Node* parent = nullptr;
-  std::map<std::string, std::unique_ptr<Node>, std::less<>> children;  // dirs only
+  ChildMap children;  // dirs only
 
   std::string_view name() const {
     std::string_view k = key;
@@ -55,6 +91,12 @@ struct Node {
     return !n.empty() && n[0] == '_';
   }
 };
+
+inline void ChildMap::add(std::unique_ptr<Node> child) {
+  if (!map_) map_ = std::make_unique<Map>();
+  const std::string_view name = child->name();  // stays valid: the child owns the key
+  map_->emplace(name, std::move(child));
+}
 
 struct TtlOrder {
   bool operator()(const Node* a, const Node* b) const {
@@ -377,7 +419,7 @@ struct Store::Impl {
       nd->created_index = nd->modified_index = next;
       nd->parent = d;
       Node* raw = nd.get();
-      d->children.emplace(std::string(c), std::move(nd));
+      d->children.add(std::move(nd));
       d = raw;
       return true;
     });
@@ -413,7 +455,7 @@ struct Store::Impl {
     n->created_index = n->modified_index = next;
     n->parent = d;
     Node* raw = n.get();
-    d->children.emplace(std::string(node_name), std::move(n));
+    d->children.add(std::move(n));
     if (expire_ns) {
       set_ttl(raw, expire_ns);
       set_expiration(ev.node, raw, now_ns);

@@ -41,7 +41,7 @@ std::string Store::seed(const StoreSeed& seed) {
       return "node \"" + n.key + "\": its parent is not a directory listed before it";
     }
     const std::string name = n.key.substr(slash + 1);
-    if (parent->second->children.count(name)) return "node \"" + n.key + "\": listed twice";
+    if (parent->second->children.contains(name)) return "node \"" + n.key + "\": listed twice";
     auto node = std::make_unique<Node>();
     node->key = n.key;
     node->dir = n.dir;
@@ -51,7 +51,7 @@ std::string Store::seed(const StoreSeed& seed) {
     node->modified_index = n.modified_index;
     node->parent = parent->second;
     Node* raw = node.get();
-    parent->second->children.emplace(name, std::move(node));
+    parent->second->children.add(std::move(node));
     if (raw->expire_ns) s.ttl.insert(raw);
     if (raw->dir) dirs.emplace(raw->key, raw);
   }

@@ -51,11 +51,12 @@ namespace {
 // Gives memory freed after a burst (large request bodies, a snapshot) back to the system: the
 // allocator keeps freed pages for reuse, so without this the process stays at its peak. Checked
 // every few seconds on a thread of its own; with tcmalloc it releases only when more than
-// kReleaseAboveBytes is free, so that steady traffic does not pay for page faults.
+// kReleaseAboveBytes is free, so that steady traffic does not pay for page faults (refaulting
+// that much every few seconds costs well under a millisecond).
 class MemoryReleaser {
  public:
   static constexpr auto kInterval = std::chrono::seconds(5);
-  static constexpr size_t kReleaseAboveBytes = 64 << 20;
+  static constexpr size_t kReleaseAboveBytes = 8 << 20;
 
   MemoryReleaser() : thread_([this] { run(); }) {}
   ~MemoryReleaser() {
