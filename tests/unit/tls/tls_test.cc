@@ -11,6 +11,7 @@
 #include <string>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
@@ -295,6 +296,59 @@ TEST_F(TlsTest, renewal_newFilesForNewContextsBrokenOnesKeepThePrevious) {
   EXPECT_STREQ(cn, "bob");
   std::ofstream(d + "/cert.pem") << "half written";
   EXPECT_EQ(ctx->server(), second);  // broken: the last good one stays
+}
+
+// write_now on a plain stream: one sendmsg of the buffers, the bytes the socket took; would_block
+// once the peer stops reading and the socket's buffers are full; an error once the peer is
+// gone. A TLS stream never writes here.
+TEST(StreamWriteNowTest, plainWritesWhatFitsThenWouldBlockThenFails) {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  Stream client(io);
+  client.socket().connect(acceptor.local_endpoint());
+  tcp::socket server = acceptor.accept();
+
+  const std::string head = "HTTP/1.1 200 OK\r\n\r\n", body = "hello";
+  std::array<asio::const_buffer, 3> bufs{asio::buffer(head), asio::const_buffer(),
+                                         asio::buffer(body)};
+  boost::system::error_code ec;
+  EXPECT_EQ(client.write_now(bufs, ec), head.size() + body.size());
+  EXPECT_FALSE(ec) << ec.message();
+  std::string got(head.size() + body.size(), '\0');
+  asio::read(server, asio::buffer(got));
+  EXPECT_EQ(got, head + body);
+
+  // The peer reads nothing: the socket takes less than offered, then nothing.
+  const std::string chunk(1 << 20, 'x');
+  size_t taken = 0, partial = 0;
+  for (int i = 0; i < 256; ++i) {
+    size_t n = client.write_now(asio::buffer(chunk), ec);
+    if (ec) break;
+    taken += n;
+    if (n < chunk.size()) ++partial;
+  }
+  EXPECT_EQ(ec, asio::error::would_block);
+  EXPECT_GT(taken, 0u);
+  EXPECT_GE(partial, 1u);
+  EXPECT_EQ(client.write_now(asio::buffer(chunk), ec), 0u);
+  EXPECT_EQ(ec, asio::error::would_block);
+
+  // The peer closes with unread data (a reset): the next write fails, without SIGPIPE.
+  server.close();
+  client.write_now(asio::buffer(chunk), ec);
+  if (ec == asio::error::would_block) {  // the reset may still be on its way
+    for (int i = 0; i < 1000 && ec == asio::error::would_block; ++i) {
+      client.socket().wait(tcp::socket::wait_write);
+      client.write_now(asio::buffer(chunk), ec);
+    }
+  }
+  EXPECT_TRUE(ec && ec != asio::error::would_block) << ec.message();
+
+  Stream tls(io);
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  tls.use_tls(ctx);
+  EXPECT_EQ(tls.write_now(asio::buffer(body), ec), 0u);
+  EXPECT_EQ(ec, asio::error::would_block);
 }
 
 }  // namespace
