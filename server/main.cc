@@ -68,6 +68,9 @@ class MemoryReleaser {
     thread_.join();
   }
 
+  // One pass now (after a burst known to have ended, such as reading the data dir's snapshot).
+  static void release_now() { release(); }
+
  private:
   void run() {
     std::unique_lock lock(mu_);
@@ -262,6 +265,8 @@ int run_member(const kvd::server::Flags& flags, const kvd::server::TlsSetup& tls
     return 1;
   }
   std::unique_ptr<Node> node = std::move(opened.value());
+  // Opening read the snapshot image and replayed the log: buffers as large as the store, freed.
+  MemoryReleaser::release_now();
 
   std::unique_ptr<PeerTransport> transport;
   if (!flags.listen_peer_urls.empty()) {
