@@ -32,6 +32,13 @@ namespace {
   std::exit(2);
 }
 
+// The first n bytes of buf, consumed.
+std::string take(asio::streambuf& buf, size_t n) {
+  std::string out(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + n);
+  buf.consume(n);
+  return out;
+}
+
 struct Watcher {
   explicit Watcher(asio::io_context& io) : socket(io) {}
   tcp::socket socket;
@@ -77,12 +84,10 @@ class Round {
     asio::async_read_until(w->socket, w->buf, "\r\n\r\n",
                            [this, w](boost::system::error_code ec, size_t n) {
                              if (ec) die("reading a watch's headers: " + ec.message());
-                             std::string head(asio::buffers_begin(w->buf.data()),
-                                              asio::buffers_begin(w->buf.data()) + n);
+                             std::string head = take(w->buf, n);
                              if (head.find(" 200 ") == std::string::npos) {
                                die("a watch was refused: " + head);
                              }
-                             w->buf.consume(n);
                              read_chunk_size(w);
                              if (++registered_ == n_) send_put();
                            });
@@ -92,9 +97,7 @@ class Round {
     asio::async_read_until(w->socket, w->buf, "\r\n",
                            [this, w](boost::system::error_code ec, size_t n) {
                              if (ec) die("reading an event: " + ec.message());
-                             std::string line(asio::buffers_begin(w->buf.data()),
-                                              asio::buffers_begin(w->buf.data()) + n);
-                             w->buf.consume(n);
+                             std::string line = take(w->buf, n);
                              size_t size = std::strtoul(line.c_str(), nullptr, 16);
                              if (size == 0) die("a watch ended without an event");
                              read_body(w, size + 2);  // the chunk and its CRLF

@@ -58,6 +58,16 @@ void ClientApi::handle_keys(const HttpRequest& r, std::string_view m, std::strin
             });
 }
 
+namespace {
+
+// A watch's event: one more chunk of a stream, or a long poll's whole answer.
+void send_watch_event(Exchange& ex, const v2::Event& ev, bool stream) {
+  if (stream) ex.send_chunk(v2::render_event(ev));
+  else ex.send_last_chunk(v2::render_event(ev));
+}
+
+}  // namespace
+
 void ClientApi::serve_keys(v2::KeysRequest parsed, bool head, Timing timing,
                            const ExchangePtr& ex) {
   const uint64_t cid = cluster_id_;
@@ -97,8 +107,7 @@ void ClientApi::serve_keys(v2::KeysRequest parsed, bool head, Timing timing,
   node_.watch(
       std::move(watch),
       [ex, stream](const v2::Event& ev) {
-        if (stream) ex->send_chunk(v2::render_event(ev));
-        else ex->send_last_chunk(v2::render_event(ev));
+        send_watch_event(*ex, ev, stream);
       },
       [ex, cid, stream, node, counts, timing](v2::WatchResult wr, RaftStatus st) {
         if (wr.error) {
@@ -116,8 +125,7 @@ void ClientApi::serve_keys(v2::KeysRequest parsed, bool head, Timing timing,
           // Found in history: no watcher was registered. A stream stays open with nothing
           // more to say, as etcd's does, until the client leaves.
           ex->begin_stream(std::move(h), nullptr);
-          if (stream) ex->send_chunk(v2::render_event(*wr.event));
-          else ex->send_last_chunk(v2::render_event(*wr.event));
+          send_watch_event(*ex, *wr.event, stream);
           return;
         }
         v2::WatcherId id = wr.id;

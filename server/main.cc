@@ -68,14 +68,7 @@ class MemoryReleaser {
     thread_.join();
   }
 
-  // One pass now (after a burst known to have ended, such as reading the data dir's snapshot).
-  static void release_now() { release(); }
-
- private:
-  void run() {
-    std::unique_lock lock(mu_);
-    while (!cv_.wait_for(lock, kInterval, [this] { return stopped_; })) release();
-  }
+  // One pass; also called directly after a burst known to have ended (opening the data dir).
   static void release() {
 #ifdef KVD_HAVE_TCMALLOC
     size_t free_bytes = 0;
@@ -87,6 +80,12 @@ class MemoryReleaser {
 #else
     malloc_trim(kReleaseAboveBytes);  // glibc: keeps that much at the top of the heap
 #endif
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, kInterval, [this] { return stopped_; })) release();
   }
 
   std::mutex mu_;
@@ -266,7 +265,7 @@ int run_member(const kvd::server::Flags& flags, const kvd::server::TlsSetup& tls
   }
   std::unique_ptr<Node> node = std::move(opened.value());
   // Opening read the snapshot image and replayed the log: buffers as large as the store, freed.
-  MemoryReleaser::release_now();
+  MemoryReleaser::release();
 
   std::unique_ptr<PeerTransport> transport;
   if (!flags.listen_peer_urls.empty()) {

@@ -455,14 +455,15 @@ template <class Buffers, class Done>
 void Connection::write_bufs(const Buffers& bufs, Done done) {
   error_code ec;
   const size_t n = socket_.write_now(bufs, ec);
-  if ((ec && ec != asio::error::would_block) || (n == asio::buffer_size(bufs) && buf_.size() > 0)) {
+  const bool all = n == asio::buffer_size(bufs);
+  if ((ec && ec != asio::error::would_block) || (all && buf_.size() > 0)) {
     // What runs after an answer may start the next request (already buffered: pipelined) or
     // close the connection (its on_close): not inside whoever answered (a store notifying its
     // watchers, the raft strand), as an asynchronous completion also never is.
     asio::post(socket_.get_executor(), [done = std::move(done), ec]() mutable { done(ec); });
     return;
   }
-  if (n == asio::buffer_size(bufs)) return done(error_code{});
+  if (all) return done(error_code{});
   boost::beast::buffers_suffix<Buffers> rest(bufs);
   rest.consume(n);
   asio::async_write(socket_, rest,
