@@ -32,4 +32,5 @@ http {
     }
 }
 CONF
-exec "$NGINX_BIN" -t -q -e stderr -p "$dir" -c "$dir/nginx.conf"
+# Not exec: the EXIT trap must run to remove the temporary dir.
+"$NGINX_BIN" -t -q -e stderr -p "$dir" -c "$dir/nginx.conf"

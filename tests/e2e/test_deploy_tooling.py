@@ -171,6 +171,12 @@ def render_checks(R, workdir, env):
         f.write("upstream app {\n}\n")
     R.check(run([check, bad], renv).returncode != 0,
             "check-upstream refuses an upstream without servers")
+    # Its temporary nginx prefix is removed whatever nginx said (confd runs it on every change).
+    tmp = os.path.join(workdir, "check-tmp")
+    os.mkdir(tmp)
+    codes = [run([check, f], dict(renv, TMPDIR=tmp)).returncode for f in (out, bad)]
+    R.check(codes[0] == 0 and codes[1] != 0 and os.listdir(tmp) == [],
+            f"check-upstream leaves nothing in TMPDIR (exit {codes}, left {os.listdir(tmp)})")
 
     if not CONFD:
         print("note: confd not found (CONFD_BIN): the shipped confd resource is not exercised")
