@@ -8,10 +8,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
@@ -300,7 +303,7 @@ TEST_F(TlsTest, renewal_newFilesForNewContextsBrokenOnesKeepThePrevious) {
 
 // write_now on a plain stream: one sendmsg of the buffers, the bytes the socket took; would_block
 // once the peer stops reading and the socket's buffers are full; an error once the peer is
-// gone. A TLS stream never writes here.
+// gone.
 TEST(StreamWriteNowTest, plainWritesWhatFitsThenWouldBlockThenFails) {
   asio::io_context io;
   tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
@@ -344,11 +347,85 @@ TEST(StreamWriteNowTest, plainWritesWhatFitsThenWouldBlockThenFails) {
   }
   EXPECT_TRUE(ec && ec != asio::error::would_block) << ec.message();
 
-  Stream tls(io);
-  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-  tls.use_tls(ctx);
-  EXPECT_EQ(tls.write_now(asio::buffer(body), ec), 0u);
-  EXPECT_EQ(ec, asio::error::would_block);
+}
+
+// A TLS stream: write_now encrypts and sends the gathered buffers in one call; once the peer stops
+// reading it reports would_block, and async_write of the same bytes finishes the record OpenSSL
+// began, so the peer reads every byte once, in order. Reads return what the records held, and
+// the end of the connection without close_notify is stream_truncated, as with Asio's streams.
+TEST_F(TlsTest, stream_tlsWriteNowThenAsyncWriteAndReads) {
+  auto server = make(server_info());
+  auto client = make(client_info("alice"));
+  asio::io_context io;
+  tcp::acceptor acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  Stream s(io), c(io);
+  boost::system::error_code server_ec = asio::error::would_block, client_ec = asio::error::would_block;
+  acc.async_accept(s.socket(), [&](boost::system::error_code ec) {
+    ASSERT_FALSE(ec);
+    s.use_tls(server->server());
+    s.async_handshake(asio::ssl::stream_base::server, [&](boost::system::error_code ec) { server_ec = ec; });
+  });
+  c.socket().connect(acc.local_endpoint());
+  c.use_tls(client->client());
+  client->prepare_client(c.native_ssl(), "127.0.0.1");
+  c.async_handshake(asio::ssl::stream_base::client, [&](boost::system::error_code ec) { client_ec = ec; });
+  io.run_for(std::chrono::seconds(10));
+  ASSERT_FALSE(server_ec) << server_ec.message();
+  ASSERT_FALSE(client_ec) << client_ec.message();
+  EXPECT_EQ(TlsContexts::verified_peer_common_name(s.native_ssl()), "alice");
+
+  const std::string head = "HTTP/1.1 200 OK\r\n\r\n", body = "hello";
+  std::array<asio::const_buffer, 3> bufs{asio::buffer(head), asio::const_buffer(), asio::buffer(body)};
+  boost::system::error_code ec;
+  EXPECT_EQ(c.write_now(bufs, ec), head.size() + body.size());
+  EXPECT_FALSE(ec) << ec.message();
+  std::string got(head.size() + body.size(), '\0');
+  io.restart();
+  asio::async_read(s, asio::buffer(got), [&](boost::system::error_code e, size_t) { ec = e; });
+  io.run_for(std::chrono::seconds(10));
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(got, head + body);
+
+  // The server reads nothing: write_now takes records until the socket is full.
+  std::string chunk(64 * 1024, '\0');
+  for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>('a' + i % 26);
+  std::string sent;
+  size_t offset = 0;
+  for (int i = 0; i < 4096; ++i) {
+    size_t n = c.write_now(asio::buffer(chunk.data() + offset, chunk.size() - offset), ec);
+    if (ec) break;
+    ASSERT_GT(n, 0u);
+    sent.append(chunk, offset, n);
+    offset = (offset + n) % chunk.size();
+  }
+  ASSERT_EQ(ec, asio::error::would_block);
+  EXPECT_GT(sent.size(), 0u);
+  // The same bytes again, asynchronously, while the server reads everything.
+  const std::string rest = chunk.substr(offset);
+  sent += rest;
+  boost::system::error_code write_ec = asio::error::would_block;
+  io.restart();
+  asio::async_write(c, asio::buffer(rest), [&](boost::system::error_code e, size_t n) {
+    write_ec = e;
+    EXPECT_EQ(n, rest.size());
+    c.socket().shutdown(tcp::socket::shutdown_send, e);  // no close_notify
+  });
+  std::string received;
+  std::array<char, 3000> part;
+  std::function<void()> read_more = [&] {
+    s.async_read_some(asio::buffer(part), [&](boost::system::error_code e, size_t n) {
+      received.append(part.data(), n);
+      if (e) return void(ec = e);
+      read_more();
+    });
+  };
+  ec = {};
+  read_more();
+  io.run_for(std::chrono::seconds(20));
+  EXPECT_FALSE(write_ec) << write_ec.message();
+  EXPECT_EQ(ec, asio::ssl::error::stream_truncated) << ec.message();
+  EXPECT_EQ(received.size(), sent.size());
+  EXPECT_TRUE(received == sent);
 }
 
 }  // namespace
