@@ -22,18 +22,13 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+import harness  # noqa: E402
 import tls_certs  # noqa: E402
 
 KVD_BIN = os.environ.get("KVD_BIN", os.path.join(REPO, "build", "server", "kvd"))
 ETCD_BIN = os.environ.get("ETCD_BIN", "/usr/bin/etcd")
 WATCHERS = int(os.environ.get("WATCHERS", "1000"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mib(pid):
@@ -57,7 +52,7 @@ def stable_rss(pid):
 
 
 def measure(kind, binary, work, cert, key, ca):
-    client, peer = free_port(), free_port()
+    client, peer = harness.free_port(), harness.free_port()
     data = os.path.join(work, f"{kind}-data")
     cmd = [binary, "--name", kind, "--data-dir", data,
            "--listen-client-urls", f"https://127.0.0.1:{client}",
