@@ -5,7 +5,10 @@
 # bench_init, which checks the tools and settings, makes $WORK and installs the exit trap.
 # Environment read here (defaults in brackets): KVD_BIN [build/server/kvd] ETCD_BIN
 # [/usr/bin/etcd] ROUNDS DURATION CONNS [64] THREADS [2] VALUE_BYTES [64] BENCH_DIR [/var/tmp]
-# KEEP [0] READ_PAUSE_MS [4] WRITE_PAUSE_MS [16].
+# KEEP [0] READ_PAUSE_MS [4] WRITE_PAUSE_MS [16] SERVER_CPUS [] CLIENT_CPUS [].
+# SERVER_CPUS and CLIENT_CPUS (taskset lists, say 0 and 1) pin the servers and the load
+# generators to their own cores, so that what a server serves is not capped by the CPU the load
+# generator takes from it on the same cores; unset, nothing is pinned.
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KVD_BIN="${KVD_BIN:-$REPO_DIR/build/server/kvd}"
@@ -19,6 +22,10 @@ BENCH_DIR="${BENCH_DIR:-/var/tmp}"
 KEEP="${KEEP:-0}"
 READ_PAUSE_MS="${READ_PAUSE_MS:-4}"
 WRITE_PAUSE_MS="${WRITE_PAUSE_MS:-16}"
+SERVER_CPUS="${SERVER_CPUS:-}"
+CLIENT_CPUS="${CLIENT_CPUS:-}"
+SERVER_PIN=()
+CLIENT_PIN=()
 
 declare -A PID=()
 
@@ -55,6 +62,14 @@ bench_init() {
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS, DURATION, CONNS, THREADS, VALUE_BYTES, READ_PAUSE_MS and WRITE_PAUSE_MS must be positive integers"
   done
   (( THREADS <= CONNS )) || die "THREADS ($THREADS) must not exceed CONNS ($CONNS)"
+  if [[ -n "$SERVER_CPUS" || -n "$CLIENT_CPUS" ]]; then
+    [[ -n "$SERVER_CPUS" && -n "$CLIENT_CPUS" ]] || die "set both SERVER_CPUS and CLIENT_CPUS, or neither"
+    command -v taskset >/dev/null || die "taskset is not installed (apt-get install util-linux)"
+    taskset -c "$SERVER_CPUS" true 2>/dev/null || die "SERVER_CPUS=$SERVER_CPUS is not a usable CPU list"
+    taskset -c "$CLIENT_CPUS" true 2>/dev/null || die "CLIENT_CPUS=$CLIENT_CPUS is not a usable CPU list"
+    SERVER_PIN=(taskset -c "$SERVER_CPUS")
+    CLIENT_PIN=(taskset -c "$CLIENT_CPUS")
+  fi
   WORK="$(mktemp -d "$BENCH_DIR/${WORK_PREFIX:-kvd-bench}.XXXXXX")"
   RESULTS="$WORK/results.tsv"   # round, target, metric, value
   : >"$RESULTS"
@@ -85,7 +100,7 @@ start_member() {
     c="$c,https://127.0.0.1:$7"
     tls=(--cert-file "$8" --key-file "$9")
   fi
-  "$bin" --name "$name" --data-dir "$WORK/$name.data" \
+  "${SERVER_PIN[@]}" "$bin" --name "$name" --data-dir "$WORK/$name.data" \
     --listen-client-urls "$c" --advertise-client-urls "$c" \
     --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
     --initial-cluster "$5" --initial-cluster-token "$6" --initial-cluster-state new \
@@ -198,7 +213,7 @@ WRK_ARGS=()
 wrk_result() {
   local target=$1 workload=$2 out line
   shift 2
-  out=$(wrk --timeout 10s "${WRK_ARGS[@]}" "$@") || die "$target $workload: wrk failed: $out"
+  out=$("${CLIENT_PIN[@]}" wrk --timeout 10s "${WRK_ARGS[@]}" "$@") || die "$target $workload: wrk failed: $out"
   line=$(grep '^RESULT ' <<<"$out") || die "$target $workload: no result from wrk: $out"
   echo "$line"
 }

@@ -41,7 +41,7 @@ start_cluster() {
     start_member "$kind$i" "$bin" "${PORTS[base + 2 * i]}" "${PORTS[base + 2 * i + 1]}" "$cluster" "bench-$kind"
   done
   local proxy="http://127.0.0.1:${PORTS[base + 6]}"
-  "$bin" --proxy on --data-dir "$WORK/$kind-proxy.data" --listen-client-urls "$proxy" \
+  "${SERVER_PIN[@]}" "$bin" --proxy on --data-dir "$WORK/$kind-proxy.data" --listen-client-urls "$proxy" \
     --initial-cluster "$cluster" --log-level error >"$WORK/$kind-proxy.log" 2>&1 &
   PID[$kind-proxy]=$!
   URL[$kind-proxy]=$proxy

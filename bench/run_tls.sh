@@ -69,7 +69,7 @@ run_handshakes() {
   for ((i = 0; i < clients; i++)); do
     (
       start=$EPOCHREALTIME
-      openssl s_time -connect "127.0.0.1:${TLS_PORT[$target]}" -new -time "$DURATION" \
+      "${CLIENT_PIN[@]}" openssl s_time -connect "127.0.0.1:${TLS_PORT[$target]}" -new -time "$DURATION" \
         -CAfile "$CA" -www /version >"$WORK/hs.$i" 2>&1 || echo "EXIT $?" >>"$WORK/hs.$i"
       echo "WALL $start $EPOCHREALTIME" >>"$WORK/hs.$i"
     ) &

@@ -34,7 +34,9 @@
 //     dropped as a whole file (DeleteFilesInRange) once a later snapshot replaces it.
 //
 // Invariants (checked by open(), kept by every write):
-//   - the entries present are exactly [snapshot index + 1, last index], without a gap;
+//   - the entries present above the snapshot index are exactly [snapshot index + 1, last index],
+//     without a gap; entries at or below it are compacted ones whose table files were not
+//     dropped yet (see save_snapshot below), never read;
 //   - terms never decrease along the log, and the first entry's term >= the snapshot's term.
 //
 // Atomicity and durability: each public write is one rocksdb::WriteBatch written with
@@ -42,8 +44,10 @@
 // returns, or it is not there at all after a crash. append() puts the new entries, deletes the
 // entries of a replaced suffix (a Delete each: Impl::delete_entries says why not DeleteRange) and
 // puts the hard state in one batch; save_snapshot()
-// puts the snapshot metadata and deletes the entries it covers in one batch, after the image it
-// names was ingested (an SST file is synced before ingestion, and ingestion syncs the MANIFEST).
+// puts the snapshot metadata (and deletes the entries above its index of a log it discards) in
+// one batch, after the image it names was ingested (an SST file is synced before ingestion, and
+// ingestion syncs the MANIFEST); the entries it covers are not deleted by a write, their table
+// files are dropped whole once no reader needs them (Impl::drop_compacted_entries).
 //
 // What a crash can leave behind:
 //   - a torn last record in RocksDB's WAL (*.log): the write it belonged to was never acknowledged,
@@ -155,6 +159,24 @@ raft::StorageError RaftLog::entries(uint64_t lo, uint64_t hi, uint64_t max_bytes
   if (lo >= hi) return raft::StorageError::kOk;
   if (impl_->cached_entries(*v, lo, hi, max_bytes, out)) return raft::StorageError::kOk;
   if (!impl_->db) return raft::StorageError::kIo;  // a failed resume() could not reopen it
+  // Registered so that the files of [lo, hi) stay (Impl::drop_compacted_entries).
+  struct Register {
+    Impl& m;
+    const uint64_t lo;
+    bool held = false;
+    Register(Impl& impl, uint64_t first) : m(impl), lo(first) {
+      std::lock_guard lk(m.view_mu);
+      if (lo <= m.entries_dropped_to) return;
+      m.entry_readers.insert(lo);
+      held = true;
+    }
+    ~Register() {
+      if (!held) return;
+      std::lock_guard lk(m.view_mu);
+      m.entry_readers.erase(m.entry_readers.find(lo));
+    }
+  } reg(*impl_, lo);
+  if (!reg.held) return raft::StorageError::kCompacted;
 
   rocksdb::ReadOptions ro;
   ro.snapshot = v->db_snapshot.get();

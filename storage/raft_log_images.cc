@@ -70,9 +70,10 @@ Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInf
       .PermitUncheckedError();
   if (next.legacy_image) batch.Delete(m.meta_cf, slice(kSnapshotDataKey)).PermitUncheckedError();
   const uint64_t first = next.snapshot.index + 1;
+  // The entries the snapshot covers are not deleted by this write: their files are dropped
+  // once it is committed (Impl::drop_compacted_entries).
   if (index <= next.last_index && next.term_at(index) == meta.term) {
     // The snapshot covers a prefix of our log: drop the prefix, keep the rest.
-    m.delete_entries(&batch, first, index + 1);
     std::vector<TermRun> runs;
     for (size_t i = 0; i < next.runs.size(); ++i) {
       const uint64_t run_end =
@@ -83,8 +84,9 @@ Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInf
     next.runs = std::move(runs);
   } else {
     // The snapshot is beyond our log or disagrees with it (Raft thesis §5.4 / §3.10 "install
-    // snapshot": discard the entire log).
-    m.delete_entries(&batch, first, next.last_index + 1);
+    // snapshot": discard the entire log). Entries above the snapshot's index go now, in the
+    // same write: they would otherwise be read as the log after it.
+    m.delete_entries(&batch, std::max(first, index + 1), next.last_index + 1);
     next.runs.clear();
     next.last_index = index;
   }
@@ -93,6 +95,7 @@ Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInf
   next.image = image;
   next.legacy_image = false;
   if (Status st = m.commit(&batch, std::move(next), "save_snapshot"); !st.is_ok()) return st;
+  m.drop_compacted_entries(index);
   m.cache_compacted(index, discarded);
   // Older images go, except one snapshot() is reading now.
   uint64_t bound = index;

@@ -177,12 +177,15 @@ Status RaftLog::Impl::load(bool fresh, bool read_only) {
     return st;
   }
 
+  // Entries at or below the snapshot's index are compacted ones whose files were not dropped
+  // yet (Impl::drop_compacted_entries): never read, and dropped again below.
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, entries_cf));
+
   // The log: contiguous from snapshot index + 1, terms non-decreasing.
   next.last_index = next.snapshot.index;
   uint64_t last_term = next.snapshot.term;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, entries_cf));
   raft::Entry e;
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+  for (it->Seek(entry_key(next.snapshot.index + 1)); it->Valid(); it->Next()) {
     uint64_t index = 0;
     std::string_view k(it->key().data(), it->key().size());
     if (!decode_entry_key(k, &index)) {
@@ -218,6 +221,7 @@ Status RaftLog::Impl::load(bool fresh, bool read_only) {
   // recorded, or replaced but not dropped yet. Image files being built are left-overs too.
   const bool keep = next.snapshot.index != 0 && !next.legacy_image;
   if (!read_only) {
+    if (next.snapshot.index != 0) drop_compacted_entries(next.snapshot.index);
     drop_images(0, keep ? next.snapshot.index : ~uint64_t{0});
     if (keep) drop_images(next.snapshot.index + 1, ~uint64_t{0});
     std::error_code ec;

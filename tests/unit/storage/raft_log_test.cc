@@ -186,18 +186,67 @@ TEST_F(RaftLogTest, saveSnapshot_compactsPrefixAndFirstIndexMoves) {
   ASSERT_EQ(log_->entries(8, 11, UINT64_MAX, &got), StorageError::kOk);
   EXPECT_EQ(got, make_entries(8, 11, 2));
 
-  open_log();  // the compacted entries are gone on disk, not just hidden
+  // The compacted entries are still in the memtable, so their file is not dropped: reopened,
+  // they are passed over, never read.
+  open_log();
   EXPECT_EQ(log_->first_index(), 8u);
   EXPECT_EQ(log_->last_index(), 10u);
+  got.clear();
+  ASSERT_EQ(log_->entries(8, 11, UINT64_MAX, &got), StorageError::kOk);
+  EXPECT_EQ(got, make_entries(8, 11, 2));
+  EXPECT_EQ(log_->entries(7, 9, UINT64_MAX, &got), StorageError::kCompacted);
+}
+
+TEST_F(RaftLogTest, saveSnapshot_dropsTheFilesOfCompactedEntriesWithoutWritingDeletes) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
+  log_.reset();
   {
-    RaftLog* keep = log_.release();
-    delete keep;
+    // Entries 1..10 in a table file below level 0 (level-0 files are never dropped whole).
+    RawDb raw(dir_);
+    ASSERT_TRUE(raw.status.ok()) << raw.status.ToString();
+    rocksdb::CompactRangeOptions co;
+    co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    ASSERT_TRUE(raw.db->CompactRange(co, raw.handles[1], nullptr, nullptr).ok());
+    std::vector<rocksdb::LiveFileMetaData> files;
+    raw.db->GetLiveFilesMetaData(&files);
+    int entry_files = 0;
+    for (const auto& f : files) {
+      if (f.column_family_name != "entries") continue;
+      ++entry_files;
+      EXPECT_GT(f.level, 0);
+    }
+    EXPECT_EQ(entry_files, 1);
   }
-  RawDb raw(dir_);
-  ASSERT_TRUE(raw.status.ok()) << raw.status.ToString();
-  std::string v;
-  EXPECT_TRUE(raw.db->Get(rocksdb::ReadOptions(), raw.handles[1], RawDb::key(7), &v).IsNotFound());
-  EXPECT_TRUE(raw.db->Get(rocksdb::ReadOptions(), raw.handles[1], RawDb::key(8), &v).ok());
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(11, 21, 1), std::nullopt).is_ok());
+  Snapshot snap;
+  snap.metadata = {15, 1, {{1}}};
+  snap.data = "image@15";
+  ASSERT_TRUE(log_->save_snapshot(snap).is_ok());
+  std::vector<Entry> got;
+  ASSERT_EQ(log_->entries(16, 21, UINT64_MAX, &got), StorageError::kOk);
+  EXPECT_EQ(got, make_entries(16, 21, 1));
+  log_.reset();
+  {
+    RawDb raw(dir_);
+    ASSERT_TRUE(raw.status.ok()) << raw.status.ToString();
+    std::string v;
+    // The file of 1..10 went whole; 11..15 (written since, flushed at close) are still there.
+    for (uint64_t i = 1; i <= 10; ++i) {
+      EXPECT_TRUE(raw.db->Get(rocksdb::ReadOptions(), raw.handles[1], RawDb::key(i), &v)
+                      .IsNotFound())
+          << i;
+    }
+    EXPECT_TRUE(raw.db->Get(rocksdb::ReadOptions(), raw.handles[1], RawDb::key(11), &v).ok());
+    EXPECT_TRUE(raw.db->Get(rocksdb::ReadOptions(), raw.handles[1], RawDb::key(16), &v).ok());
+  }
+  open_log();
+  EXPECT_EQ(log_->first_index(), 16u);
+  EXPECT_EQ(log_->last_index(), 20u);
+  got.clear();
+  ASSERT_EQ(log_->entries(16, 21, UINT64_MAX, &got), StorageError::kOk);
+  EXPECT_EQ(got, make_entries(16, 21, 1));
 }
 
 TEST_F(RaftLogTest, saveSnapshot_beyondLogReplacesLog) {
