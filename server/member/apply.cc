@@ -236,9 +236,7 @@ void Core::fail_all_waiters(const std::string& cause) {
   auto all = std::move(waiters);
   waiters.clear();
   stalled.clear();
-  reads_queued.clear();
-  read_batches.clear();
-  reads_at_index.clear();
+  reads.clear();
   expire_in_flight = attributes_in_flight = version_in_flight = 0;
   for (auto& [id, w] : all) fail_waiter(w, cause);
   if (conf_waiter) {

@@ -39,6 +39,7 @@
 #include "common/version.h"
 #include "raft/raw_node.h"
 #include "server/member/node.h"
+#include "server/member/read_batches.h"
 #include "server/member/wal_writer.h"
 #include "storage/raft_log.h"
 
@@ -187,18 +188,11 @@ struct Core : std::enable_shared_from_this<Core> {
   std::deque<std::pair<uint64_t, std::string>> stalled;  // refused by raft (no leader): retried
   std::optional<ConfWaiter> conf_waiter;
   // Quorum reads by ReadIndex (read_index.cc; Raft thesis section 6.4). Each read is a kRead
-  // waiter in `waiters` (so timeouts and failures treat it as any request); these hold its id
+  // waiter in `waiters` (so timeouts and failures treat it as any request); `reads` holds its id
   // on the way: queued for the next read_index call (one call, one heartbeat round, for every
   // read queued meanwhile), then in a batch awaiting raft's ReadState for the batch's context,
   // then awaiting the apply of the read index. An id whose waiter is gone is dropped.
-  std::vector<uint64_t> reads_queued;
-  struct ReadBatch {
-    std::vector<uint64_t> ids;
-    SteadyClock::time_point issued;
-  };
-  std::unordered_map<std::string, ReadBatch> read_batches;  // by context
-  std::multimap<uint64_t, uint64_t> reads_at_index;         // read index -> waiter id
-  uint64_t next_read_context = 0;
+  ReadBatches reads;
   uint64_t expire_in_flight = 0;      // request id of the proposed kExpire; 0: none
   uint64_t attributes_in_flight = 0;  // request id of this start's attribute publication
   bool attributes_published = false;

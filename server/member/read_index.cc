@@ -13,75 +13,47 @@
 //                        the store.
 // A batch can be lost (a new leader drops what the old one held, a heartbeat answer lost on the
 // network): reissue_reads sends it again under a new context on a leader change and after
-// kReadRetry, as etcd's v3 server retries its read index. Timeouts and failures are the waiters'
-// (apply.cc), so a read that cannot complete answers as any request that cannot.
+// ReadBatches::kRetry, as etcd's v3 server retries its read index. The bookkeeping is
+// ReadBatches (read_batches.h), which the simulator runs too. Timeouts and failures are the
+// waiters' (apply.cc), so a read that cannot complete answers as any request that cannot.
 //
 // Runs on the member's strand.
-#include <spdlog/spdlog.h>
-
 #include "server/member/core.h"
 
 namespace kvd::server {
 
-namespace {
-// A batch without a ReadState after this long is asked again (a lost heartbeat answer).
-constexpr auto kReadRetry = std::chrono::milliseconds(500);
-}  // namespace
-
 void Core::queue_read(uint64_t id, Waiter w) {
   waiters.emplace(id, std::move(w));
-  reads_queued.push_back(id);
+  reads.queue(id);
   schedule_pump();
 }
 
 void Core::issue_reads() {
-  if (reads_queued.empty() || !raw || leader_id == raft::kNoNode) return;
-  std::string context = "R";
-  for (int i = 0; i < 8; ++i) context.push_back(static_cast<char>(next_read_context >> (8 * i)));
-  ++next_read_context;
   // raft refuses while it knows no leader (a candidate): the reads stay queued until one is
   // known (finish_ready retries), or time out.
-  if (raw->read_index(context) != raft::Error::kOk) return;
-  read_batches.emplace(std::move(context),
-                       ReadBatch{std::exchange(reads_queued, {}), SteadyClock::now()});
+  if (!reads.has_queued() || !raw || leader_id == raft::kNoNode) return;
+  reads.issue(*raw, SteadyClock::now());
 }
 
 void Core::take_read_states(std::vector<raft::ReadState>& states) {
-  for (auto& rs : states) {
-    auto it = read_batches.find(rs.context);
-    if (it == read_batches.end()) continue;  // a batch asked again under another context
-    for (uint64_t id : it->second.ids) reads_at_index.emplace(rs.index, id);
-    read_batches.erase(it);
-  }
-  states.clear();
+  reads.take(states);
   serve_reads();
 }
 
 void Core::serve_reads() {
-  while (!reads_at_index.empty() && reads_at_index.begin()->first <= applied) {
-    const uint64_t id = reads_at_index.begin()->second;
-    reads_at_index.erase(reads_at_index.begin());
+  reads.serve(applied, [this](uint64_t id, uint64_t) {
     auto it = waiters.find(id);
-    if (it == waiters.end() || it->second.kind != Waiter::Kind::kRead) continue;  // timed out
+    if (it == waiters.end() || it->second.kind != Waiter::Kind::kRead) return;  // timed out
     Waiter w = std::move(it->second);
     waiters.erase(it);
     answer_get(w.req, w.cb);
-  }
+  });
 }
 
 void Core::reissue_reads(bool all) {
-  if (read_batches.empty()) return;
-  const auto now = SteadyClock::now();
-  for (auto it = read_batches.begin(); it != read_batches.end();) {
-    if (!all && now - it->second.issued < kReadRetry) {
-      ++it;
-      continue;
-    }
-    for (uint64_t id : it->second.ids)
-      if (waiters.count(id)) reads_queued.push_back(id);
-    it = read_batches.erase(it);
+  if (reads.reissue(all, SteadyClock::now(), [this](uint64_t id) { return waiters.count(id) > 0; })) {
+    schedule_pump();
   }
-  if (!reads_queued.empty()) schedule_pump();
 }
 
 }  // namespace kvd::server

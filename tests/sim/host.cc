@@ -63,6 +63,8 @@ void SimNode::start() {
 
 void SimNode::crash() {
   raw.reset();
+  reads.clear();
+  lead = 0;
   applied = 0;
   value_index = 0;
   value.clear();
@@ -278,8 +280,9 @@ void Checker::check_up_to_date_logs_hold_commits(const std::map<NodeId, SimNode>
   }
 }
 
-void Checker::read_finished(const SimNode& n, const std::string& context, uint64_t read_index) {
-  auto it = reads_.find(context);
+void Checker::read_finished(const SimNode& n, uint64_t id, uint64_t read_index) {
+  const std::string context = std::to_string(id);
+  auto it = reads_.find(id);
   if (it == reads_.end()) return;  // duplicate answer
   const uint64_t newest_at_start = it->second;
   reads_.erase(it);

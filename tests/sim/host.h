@@ -16,6 +16,7 @@
 
 #include "raft/memory_storage.h"
 #include "raft/raw_node.h"
+#include "server/member/read_batches.h"
 
 namespace kvd::sim {
 
@@ -48,6 +49,10 @@ struct SimNode {
   uint64_t applied = 0;
   uint64_t value_index = 0;  // index of the write whose value the register holds
   std::string value;
+  // Quorum reads on their way, kept as the member keeps them (server/member/read_batches.h), and
+  // the leader this node knows (the member's leader_id: reads are issued only while it is set).
+  kvd::server::ReadBatches reads;
+  NodeId lead = 0;
   raft::Role last_role = raft::Role::kFollower;
   uint64_t last_commit_seen = 0;
   uint64_t leader_term_seen = 0;  // term it led at the last commit observation, else 0
@@ -90,8 +95,9 @@ class Checker {
   void check_up_to_date_logs_hold_commits(const std::map<NodeId, SimNode>& nodes);
 
   // Reads: a read started now must return at least the newest write already applied anywhere.
-  void read_started(const std::string& context) { reads_[context] = max_applied_write_; }
-  void read_finished(const SimNode& n, const std::string& context, uint64_t read_index);
+  void read_started(uint64_t id) { reads_[id] = max_applied_write_; }
+  void read_finished(const SimNode& n, uint64_t id, uint64_t read_index);
+  bool read_pending(uint64_t id) const { return reads_.count(id) > 0; }
   uint64_t reads_completed() const { return reads_completed_; }
   uint64_t max_committed() const { return committed_.empty() ? 0 : committed_.rbegin()->first; }
 
@@ -106,7 +112,7 @@ class Checker {
   std::set<std::pair<uint64_t, uint64_t>> counted_;  // (term, index) a leader committed
   std::map<uint64_t, raft::Entry> applied_;
   uint64_t max_applied_write_ = 0;
-  std::map<std::string, uint64_t> reads_;  // context -> newest write completed at start
+  std::map<uint64_t, uint64_t> reads_;  // read id -> newest write completed at start
   uint64_t reads_completed_ = 0;
 };
 

@@ -75,6 +75,16 @@ class Simulation {
     for (auto& [id, n] : nodes_) {
       if (!n.up()) restart(n);
     }
+    // Once the proposal commits, a quorum read on every voter of the leader's configuration,
+    // each to be served before the run passes.
+    std::vector<uint64_t> heal_reads;
+    auto reads_served = [&] {
+      for (uint64_t r : heal_reads) {
+        if (checker_.read_pending(r)) return false;
+      }
+      return true;
+    };
+    bool committed_live = false;
     const uint64_t start = round_;
     const uint64_t limit = start + static_cast<uint64_t>(opt_.liveness_ticks) * kRoundsPerTick;
     std::string live_data;
@@ -99,11 +109,26 @@ class Simulation {
       process_all();
       check();
       if (checker_.failed()) return checker_.failure();
-      if (live_node != 0 && find_applied(live_node, live_data, &live_index)) {
+      if (!committed_live && live_node != 0 && find_applied(live_node, live_data, &live_index)) {
         trace("liveness: " + live_data + " committed at index " + std::to_string(live_index) +
               " after " + std::to_string((round_ - start) / kRoundsPerTick) + " ticks");
+        committed_live = true;
+        for (NodeId v : nodes_[live_node].raw->raft().conf_state().voters) {
+          heal_reads.push_back(++reads_);
+          checker_.read_started(heal_reads.back());
+          nodes_[v].reads.queue(heal_reads.back());
+          trace("liveness: read " + std::to_string(heal_reads.back()) + " queued on " + std::to_string(v));
+        }
+      }
+      if (committed_live && reads_served()) {
+        trace("liveness: a quorum read on every node served after " +
+              std::to_string((round_ - start) / kRoundsPerTick) + " ticks");
         return {};
       }
+    }
+    if (committed_live) {
+      return "liveness: a quorum read queued at the heal was not served within " +
+             std::to_string(opt_.liveness_ticks) + " ticks";
     }
     return "liveness: no leader committed a proposal within " + std::to_string(opt_.liveness_ticks) +
            " ticks of healing";
@@ -140,8 +165,40 @@ class Simulation {
 
   void tick_all() {
     for (auto& [id, n] : nodes_) {
-      if (n.up()) n.raw->tick();
+      if (!n.up()) continue;
+      n.raw->tick();
+      // As the member's tick: batches without an answer for ReadBatches::kRetry go again.
+      reissue_reads(n, false);
     }
+  }
+
+  // The simulated time the member's read bookkeeping sees: a tick (5 rounds) is kvd's 100 ms
+  // heartbeat interval.
+  kvd::server::ReadBatches::Clock::time_point now() const {
+    return kvd::server::ReadBatches::Clock::time_point(std::chrono::milliseconds(round_ * 20));
+  }
+
+  void reissue_reads(SimNode& n, bool all) {
+    if (n.reads.reissue(all, now(), [this](uint64_t id) { return checker_.read_pending(id); })) {
+      trace("node " + std::to_string(n.id) + ": reads queued again (" + (all ? "leader change" : "retry") + ")");
+    }
+  }
+
+  // As the member's pump: every queued read in one read_index call, once a leader is known.
+  void issue_reads(SimNode& n) {
+    if (!n.reads.has_queued() || n.lead == 0) return;
+    const bool ok = n.reads.issue(*n.raw, now());
+    trace("node " + std::to_string(n.id) + ": read_index for the queued reads: " +
+          (ok ? "issued" : "refused"));
+  }
+
+  // As the member after each apply: the reads whose read index is applied are answered.
+  void serve_reads(SimNode& n) {
+    n.reads.serve(n.applied, [&](uint64_t id, uint64_t index) {
+      trace("node " + std::to_string(n.id) + ": read " + std::to_string(id) + " served at applied " +
+            std::to_string(n.applied) + " (read index " + std::to_string(index) + ")");
+      checker_.read_finished(n, id, index);
+    });
   }
 
   NodeId leader_of_highest_term() const {
@@ -318,10 +375,10 @@ class Simulation {
     if (rng_.chance(0.04)) {
       const NodeId x = pick_up();
       if (x != 0) {
-        const std::string ctx = "r" + std::to_string(++reads_);
-        checker_.read_started(ctx);
-        const raft::Error err = nodes_[x].raw->read_index(ctx);
-        trace("read-index " + ctx + " on " + std::to_string(x) + ": " + raft::to_string(err));
+        const uint64_t id = ++reads_;
+        checker_.read_started(id);
+        nodes_[x].reads.queue(id);
+        trace("read " + std::to_string(id) + " queued on " + std::to_string(x));
       }
     }
   }
@@ -372,6 +429,7 @@ class Simulation {
   void process_all() {
     for (auto& [id, n] : nodes_) {
       if (checker_.failed()) return;
+      if (n.up()) issue_reads(n);
       if (n.up() && n.raw->has_ready()) process_ready(n);
     }
   }
@@ -390,6 +448,13 @@ class Simulation {
       const std::string d = describe_ready(rd);
       if (!d.empty()) trace("node " + std::to_string(n.id) + " ready:\n" + d);
     }
+    // As the member's pump: the read states release reads (served once applied), and a new
+    // leader sends every batch still unanswered again.
+    const NodeId lead_before = n.lead;
+    if (rd.soft_state) n.lead = rd.soft_state->lead;
+    n.reads.take(rd.read_states);
+    serve_reads(n);
+    if (n.lead != lead_before) reissue_reads(n, true);
     auto cp = crash_point_.find(n.id);
     const int crash_at = cp == crash_point_.end() ? -1 : cp->second;
     if (crash_at == 0) return crash(n, "before persisting its ready");
@@ -416,8 +481,8 @@ class Simulation {
         applied_writes_[e.data].emplace_back(n.id, e.index);
       }
     }
-    // 4. Reads.
-    for (const raft::ReadState& r : rd.read_states) checker_.read_finished(n, r.context, r.index);
+    // 4. Reads whose read index is now applied.
+    serve_reads(n);
     if (checker_.failed()) return;  // report the violation, not whatever advance() trips over
     n.raw->advance();
     checker_.observe_role(n);
