@@ -13,7 +13,7 @@
 #
 # Environment (defaults in brackets): as bench/run.sh (KVD_BIN ETCD_BIN ROUNDS [3] DURATION [10]
 # CONNS [64] THREADS [2] VALUE_BYTES [64] BENCH_DIR [/var/tmp] KEEP [0]) and HS_CLIENTS [4]
-# concurrent handshaking clients.
+# concurrent handshaking clients, WORKLOADS [reads read1 writes write1] the wrk workloads run.
 set -euo pipefail
 
 DEFAULT_ROUNDS=3
@@ -100,7 +100,7 @@ echo "bench: kvd=$KVD_BIN etcd=$ETCD_BIN rounds=$ROUNDS duration=${DURATION}s co
 
 for ((round = 1; round <= ROUNDS; round++)); do
   if (( round % 2 )); then order=(kvd etcd); else order=(etcd kvd); fi
-  for workload in reads read1 writes write1; do
+  for workload in ${WORKLOADS:-reads read1 writes write1}; do
     for scheme in http https; do
       for name in "${order[@]}"; do
         if [[ $scheme == http ]]; then label=$workload; else label=tls_$workload; fi

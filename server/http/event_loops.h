@@ -1,10 +1,13 @@
-// Event loops for kvd's processes (member and proxy): one single-threaded io_context per core.
+// Event loops for kvd's processes (member and proxy): one single-threaded io_context per core
+// the process may use.
 // A single-threaded io_context takes no locks for its own handlers; code that keeps a client
 // connection and everything it uses on one loop serves a request without crossing threads.
 //
 // Threads: construct and call run() on one thread (loop 0 runs there, the others on threads of
 // their own); next_executor() and stop() from any thread.
 #pragma once
+
+#include <sched.h>
 
 #include <algorithm>
 #include <chrono>
@@ -20,9 +23,22 @@
 
 namespace kvd::server {
 
+// The CPUs this process may run on (its affinity mask: taskset, a container's cpuset), as Go
+// sizes GOMAXPROCS; the machine's count when the mask cannot be read. Loops beyond it would
+// only take turns on the same cores.
+inline unsigned usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<unsigned>(n);
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 class EventLoops {
  public:
-  explicit EventLoops(unsigned n = std::max(1u, std::thread::hardware_concurrency())) {
+  explicit EventLoops(unsigned n = usable_cpus()) {
     for (unsigned i = 0; i < std::max(1u, n); ++i) {
       ios_.push_back(std::make_unique<boost::asio::io_context>(1));
     }

@@ -1,6 +1,8 @@
 // EventLoops: one io_context per loop, run round robin; busy polling (set_spin).
 #include "server/http/event_loops.h"
 
+#include <sched.h>
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -50,6 +52,23 @@ std::future<int> ping_pong(EventLoops& loops, int rounds) {
   };
   boost::asio::post(loops[0], *step);
   return fut;
+}
+
+TEST(EventLoopsTest, defaultSize_isTheCpusTheProcessMayUse) {
+  cpu_set_t before;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof(before), &before), 0);
+  const int allowed = CPU_COUNT(&before);
+  EXPECT_EQ(EventLoops().size(), static_cast<size_t>(allowed));
+  // Restricted to one of them (as taskset -c or a container's cpuset would), one loop.
+  int first = 0;
+  while (!CPU_ISSET(first, &before)) ++first;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  ASSERT_EQ(::sched_setaffinity(0, sizeof(one), &one), 0);
+  const size_t restricted = EventLoops().size();
+  ASSERT_EQ(::sched_setaffinity(0, sizeof(before), &before), 0);
+  EXPECT_EQ(restricted, 1u);
 }
 
 TEST(EventLoopsTest, run_runsHandlersOnEveryLoopUntilStop) {
