@@ -72,6 +72,14 @@ v2::Error raft_error(std::string cause);
 // The outcome of saving a snapshot. A failure loses only compaction: the log still holds every
 // entry the snapshot would have covered, so recovery stays correct.
 void log_snapshot_saved(uint64_t index, Status st);
+// Whether a member that applied up to `applied` and last snapshotted at `snapshot_index` takes a
+// snapshot now (snapshotter.cc): always once more than `count` entries were applied since (etcd's
+// rule), and from count/2 on when it passes one of its own snapshot points (phase + k * count), so
+// that the members of a cluster, each with its own phase, snapshot at different times.
+bool snapshot_due(uint64_t applied, uint64_t snapshot_index, uint64_t count, uint64_t phase);
+// A member's phase: its rank among the voters (by id) times count / the number of voters; 0
+// when it is not a voter.
+uint64_t snapshot_phase(uint64_t member_id, const std::vector<uint64_t>& voters, uint64_t count);
 
 // Member records in the store and in configuration changes (membership.cc).
 std::string raft_attributes_key(uint64_t id);

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -37,10 +38,38 @@ void log_snapshot_saved(uint64_t index, Status st) {
 // about 150 ms.
 constexpr uint64_t kChildSnapshotMinEntries = 50000;
 
+// Every member of a cluster reaches the same index at about the same time, so with etcd's rule
+// alone all of them serialize their stores and write their images at once, and the leader waits
+// for followers that are all busy. Staggered, a leader still hears from a quorum that is not
+// snapshotting (a hand probe of three members under 64 writing connections: p99 35-47 ms with
+// the members in step, 23-24 ms staggered).
+bool snapshot_due(uint64_t applied, uint64_t snapshot_index, uint64_t count, uint64_t phase) {
+  if (applied <= snapshot_index) return false;
+  const uint64_t since = applied - snapshot_index;
+  if (since > count) return true;
+  if (count < 2 || since <= count / 2) return false;
+  phase %= count;
+  // The snapshot points at or below i: phase, phase + count, ...
+  auto points = [&](uint64_t i) { return i < phase ? 0 : (i - phase) / count + 1; };
+  return points(applied) > points(snapshot_index);
+}
+
+uint64_t snapshot_phase(uint64_t member_id, const std::vector<uint64_t>& voters, uint64_t count) {
+  std::vector<uint64_t> sorted = voters;
+  std::sort(sorted.begin(), sorted.end());
+  auto it = std::find(sorted.begin(), sorted.end(), member_id);
+  if (it == sorted.end()) return 0;
+  const auto rank = static_cast<uint64_t>(it - sorted.begin());
+  return count / sorted.size() * rank;
+}
+
 void Core::maybe_snapshot() {
-  // Like etcd: a snapshot once more than snapshot_count entries were applied since the last.
-  if (!raw || applied - snapshot_index <= config.snapshot_count || write_error ||
-      snapshot_child != 0) {
+  // Like etcd, a snapshot once more than snapshot_count entries were applied since the last;
+  // earlier (from half of that on) at this member's own point, staggered across the members.
+  if (!raw || write_error || snapshot_child != 0 || applied <= snapshot_index) return;
+  if (!snapshot_due(applied, snapshot_index, config.snapshot_count,
+                    snapshot_phase(member_id, raw->applied_conf_state().voters,
+                                   config.snapshot_count))) {
     return;
   }
   raft::Snapshot snap;
