@@ -31,7 +31,7 @@ void Core::queue_read(uint64_t id, Waiter w) {
 void Core::issue_reads() {
   // raft refuses while it knows no leader (a candidate): the reads stay queued until one is
   // known (finish_ready retries), or time out.
-  if (!reads.has_queued() || !raw || leader_id == raft::kNoNode) return;
+  if (!raw || leader_id == raft::kNoNode) return;
   reads.issue(*raw, SteadyClock::now());
 }
 

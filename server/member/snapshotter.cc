@@ -55,18 +55,17 @@ bool snapshot_due(uint64_t applied, uint64_t snapshot_index, uint64_t count, uin
 }
 
 uint64_t snapshot_phase(uint64_t member_id, const std::vector<uint64_t>& voters, uint64_t count) {
-  std::vector<uint64_t> sorted = voters;
-  std::sort(sorted.begin(), sorted.end());
-  auto it = std::find(sorted.begin(), sorted.end(), member_id);
-  if (it == sorted.end()) return 0;
-  const auto rank = static_cast<uint64_t>(it - sorted.begin());
-  return count / sorted.size() * rank;
+  // Called after every apply: the rank is counted, not sorted for.
+  if (std::find(voters.begin(), voters.end(), member_id) == voters.end()) return 0;
+  const auto rank = static_cast<uint64_t>(
+      std::count_if(voters.begin(), voters.end(), [&](uint64_t v) { return v < member_id; }));
+  return count / voters.size() * rank;
 }
 
 void Core::maybe_snapshot() {
   // Like etcd, a snapshot once more than snapshot_count entries were applied since the last;
   // earlier (from half of that on) at this member's own point, staggered across the members.
-  if (!raw || write_error || snapshot_child != 0 || applied <= snapshot_index) return;
+  if (!raw || write_error || snapshot_child != 0) return;
   if (!snapshot_due(applied, snapshot_index, config.snapshot_count,
                     snapshot_phase(member_id, raw->applied_conf_state().voters,
                                    config.snapshot_count))) {
