@@ -519,6 +519,30 @@ def curl_sequence(ref, sut, prefix):
 
 # ---- main ----
 
+# ---- the handshake as openssl s_client sees it ----
+
+def server_handshake_messages(side):
+    """The TLS handshake messages the server sends to `openssl s_client` (with the client
+    certificate) on a connection that asks GET /version over HTTP/1.0 and reads until the
+    server closes: their types in order, the session tickets after the handshake included."""
+    p = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{side.port}", "-CAfile",
+                        PKI.ca, "-cert", PKI.client, "-key", PKI.client_key, "-msg", "-ign_eof"],
+                       input=b"GET /version HTTP/1.0\r\n\r\n", capture_output=True, timeout=30)
+    out = p.stdout.decode("utf-8", "replace")
+    answered = "HTTP/1.0 200" in out or "HTTP/1.1 200" in out
+    return answered, re.findall(r"<<< TLS 1\.3, Handshake \[length [0-9a-f]+\], (\w+)", out)
+
+
+def handshake_step(ref, sut):
+    """The server's side of the handshake is etcd's, message for message: the same types in
+    the same order, and as many session tickets (Go sends one, OpenSSL two by default)."""
+    a, b = server_handshake_messages(ref), server_handshake_messages(sut)
+    print(f"-- the server's handshake messages: etcd {a[1]}", flush=True)
+    R.check(a[0] and b[0], f"s_client got GET /version answered: etcd {a[0]}, {sut.label} {b[0]}")
+    R.check("NewSessionTicket" in a[1] and a[1] == b[1],
+            f"the server's TLS handshake messages [{sut.label}]:\n  etcd: {a[1]}\n  got:  {b[1]}")
+
+
 def start_member(kind, workdir):
     m = harness.Member(kind, name="default", workdir=workdir, client_scheme="https",
                        extra_args=PKI.server_args())
@@ -561,6 +585,7 @@ def main():
         etcdctl_sequence(ref, sut, "/ctl")
         python_sequence(ref, sut, "/py")
         curl_sequence(ref, sut, "/curl")
+        handshake_step(ref, sut)
 
         # (d) kvd's proxy on https in front of the member, against etcd's direct answers.
         proxy = harness.Proxy(sut_kind, f"default={sut_m.peer_url}", sut_dir, scheme="https",
