@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <limits>
 #include <thread>
 
 #include <boost/asio/post.hpp>
@@ -125,25 +126,26 @@ TEST(EventLoopsTest, setSpin_pollingTimeIsAskedWhilePolling) {
   EventLoops loops(1);
   std::atomic<bool> poll{true};
   std::atomic<int> asked{0};
+  std::atomic<int> grown_at{std::numeric_limits<int>::max()};
+  std::atomic<bool> told{false};
+  std::promise<void> grown;
   loops.set_spin([&](size_t) {
-    asked.fetch_add(1);
+    const int n = asked.fetch_add(1) + 1;
+    if (n >= grown_at.load() && !told.exchange(true)) grown.set_value();
     return poll.load() ? std::chrono::microseconds(std::chrono::hours(1)) : std::chrono::microseconds(0);
   });
   auto running = run_async(loops);
   auto pp = ping_pong(loops, 10);
   ASSERT_EQ(pp.wait_for(kWait), std::future_status::ready);
-  // Polling for an hour: asked over and over. Bounded wait for the count to grow.
-  const int first = asked.load();
-  for (int i = 0; i < 20000 && asked.load() < first + 100; ++i) std::this_thread::yield();
-  EXPECT_GE(asked.load(), first + 100);
+  // Polling for an hour: asked over and over, a hundred more times whenever the loop's thread
+  // gets the CPU (the loop tells when it has).
+  grown_at = asked.load() + 100;
+  ASSERT_EQ(grown.get_future().wait_for(kWait), std::future_status::ready);
   poll = false;
+  // A handler that runs after this: the loop, polling, runs it, asks once more and blocks.
+  ASSERT_EQ(ping_pong(loops, 1).wait_for(kWait), std::future_status::ready);
   // Blocked now: a 20 ms timer sees at most a couple of questions (one per wake-up).
-  int before = asked.load();
-  for (int i = 0; i < 20000; ++i) {  // the loop may be mid-poll when poll turns false
-    std::this_thread::yield();
-    if (asked.load() == before) break;
-    before = asked.load();
-  }
+  const int before = asked.load();
   ASSERT_EQ(timer_on(loops, 0, std::chrono::milliseconds(20)).wait_for(kWait),
             std::future_status::ready);
   EXPECT_LE(asked.load() - before, 3);
