@@ -16,7 +16,8 @@
 # The table shows the medians over the fan-out rounds and the single figures of the rest.
 #
 # Environment: as bench/lib.sh (KVD_BIN, ETCD_BIN, BENCH_DIR, KEEP, VALUE_BYTES), plus KEYS
-# ["100000"] and WATCHERS [1000]; ROUNDS [5] fan-out rounds.
+# ["100000"] and WATCHERS [1000]; ROUNDS [5] fan-out rounds. With SERVER_CPUS and CLIENT_CPUS
+# (lib.sh), the servers run on the first CPUs and the load and the fan-out client on the second.
 set -euo pipefail
 
 DEFAULT_ROUNDS=5
@@ -41,7 +42,7 @@ grep -q 'quota, answered' "$WORK/load.lua" || die "cannot make load.lua from wri
 load() {
   local name=$1 url=$2 keys=$3 per_thread out="$WORK/load-$1.out" wpid i
   per_thread=$(( (keys - $(store_sets "$url")) / THREADS + 1 ))
-  wrk -t"$THREADS" -c"$CONNS" -d3600s -s "$WORK/load.lua" "$url" -- "m" "$VALUE_BYTES" \
+  "${CLIENT_PIN[@]}" wrk -t"$THREADS" -c"$CONNS" -d3600s -s "$WORK/load.lua" "$url" -- "m" "$VALUE_BYTES" \
     "$per_thread" >"$out" 2>&1 &
   wpid=$!
   for ((i = 0; i < 36000; i++)); do
@@ -110,7 +111,7 @@ for keys in $KEYS; do
       ms=$(result_field " $line" ms)
       printf '%s\t%s\tfanout_%s\t%s\n' "$round" "$name" "$keys" "$ms" >>"$RESULTS"
       echo "$name: round $round: $WATCHERS watchers notified in $ms ms" >&2
-    done < <("$FANOUT_BIN" 127.0.0.1 "${CLIENT[$name]}" fan "$WATCHERS" "$ROUNDS" | grep '^FANOUT ')
+    done < <("${CLIENT_PIN[@]}" "$FANOUT_BIN" 127.0.0.1 "${CLIENT[$name]}" fan "$WATCHERS" "$ROUNDS" | grep '^FANOUT ')
     (( round == ROUNDS )) || die "$name: $round of $ROUNDS fan-out rounds ran"
     kill_pid "$name"
   done
