@@ -36,6 +36,13 @@ std::future<void> run_async(EventLoops& loops) {
   return std::async(std::launch::async, [&loops] { loops.run(); });
 }
 
+// Stops the loops when it goes: declared after run_async's future, it lets a test that fails
+// an ASSERT end instead of waiting in that future's destructor for loops that still poll.
+struct StopAtEnd {
+  EventLoops& loops;
+  ~StopAtEnd() { loops.stop(); }
+};
+
 // Posts `rounds` handlers, each from the previous one, hopping over all loops; the future is
 // ready when the last ran.
 std::future<int> ping_pong(EventLoops& loops, int rounds) {
@@ -135,6 +142,7 @@ TEST(EventLoopsTest, setSpin_pollingTimeIsAskedWhilePolling) {
     return poll.load() ? std::chrono::microseconds(std::chrono::hours(1)) : std::chrono::microseconds(0);
   });
   auto running = run_async(loops);
+  StopAtEnd stop_at_end{loops};
   auto pp = ping_pong(loops, 10);
   ASSERT_EQ(pp.wait_for(kWait), std::future_status::ready);
   // Polling for an hour: asked over and over, a hundred more times whenever the loop's thread
