@@ -517,8 +517,6 @@ def curl_sequence(ref, sut, prefix):
     c("GET", f"{P}/nocert")
 
 
-# ---- main ----
-
 # ---- the handshake as openssl s_client sees it ----
 
 def server_handshake_messages(side):
@@ -542,6 +540,8 @@ def handshake_step(ref, sut):
     R.check("NewSessionTicket" in a[1] and a[1] == b[1],
             f"the server's TLS handshake messages [{sut.label}]:\n  etcd: {a[1]}\n  got:  {b[1]}")
 
+
+# ---- main ----
 
 def start_member(kind, workdir):
     m = harness.Member(kind, name="default", workdir=workdir, client_scheme="https",
