@@ -63,7 +63,11 @@ struct Event {
 };
 
 using WatcherId = uint64_t;
-using WatchCallback = std::function<void(const Event&)>;
+// A watcher's delivery: the event, and its JSON (render_event(event)) made once and shared by
+// every watcher the event goes to in that dispatch, so that each connection writes the same
+// bytes without rendering or copying them.
+using WatchCallback =
+    std::function<void(const Event& event, const std::shared_ptr<const std::string>& json)>;
 
 struct WatchResult {
   std::optional<Error> error;  // 401 when since_index left the history

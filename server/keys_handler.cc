@@ -106,8 +106,9 @@ void ClientApi::serve_keys(v2::KeysRequest parsed, bool head, Timing timing,
   Node* node = &node_;
   node_.watch(
       std::move(watch),
-      [ex, stream](const v2::Event& ev) {
-        send_watch_event(*ex, ev, stream);
+      [ex, stream](const v2::Event&, const std::shared_ptr<const std::string>& json) {
+        if (stream) ex->send_chunk(json);
+        else ex->send_last_chunk(json);
       },
       [ex, cid, stream, node, counts, timing](v2::WatchResult wr, RaftStatus st) {
         if (wr.error) {

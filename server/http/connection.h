@@ -129,6 +129,8 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
     boost::asio::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->do_end_stream(); });
   }
   void send_last_chunk(std::string data) override;
+  void send_chunk(SharedBytes data) override;
+  void send_last_chunk(SharedBytes data) override;
   void notify_close(std::function<void()> on_close) override;
 
  private:
@@ -198,10 +200,20 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   // The pending read that notices a client leaving is the one a stream uses (start_bg_read).
   void do_notify_close(std::function<void()> on_close);
 
-  void do_send_chunk(std::string data, std::function<void()> written);
+  // Bytes to write: owned, or shared with other connections (never both).
+  struct Piece {
+    std::string own;
+    SharedBytes shared;
+    boost::asio::const_buffer buffer() const {
+      return shared ? boost::asio::buffer(*shared) : boost::asio::buffer(own);
+    }
+    size_t size() const { return shared ? shared->size() : own.size(); }
+  };
+
+  void do_send_chunk(Piece data, std::function<void()> written);
   // Queues one chunk; false if the stream is closed or ending (nothing queued) or was closed
   // now because the client reads too slowly.
-  bool queue_chunk(std::string data, std::function<void()> written);
+  bool queue_chunk(Piece data, std::function<void()> written);
 
   void do_end_stream();
 
@@ -264,11 +276,11 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   bool stream_ending_ = false;
   bool chunked_ = true;
   std::function<void()> on_close_;
-  std::deque<std::string> queue_;  // not yet handed to the socket
-  size_t queued_bytes_ = 0;        // Invariant: the bytes in queue_
+  std::deque<Piece> queue_;   // not yet handed to the socket
+  size_t queued_bytes_ = 0;   // Invariant: the bytes in queue_
   // send_chunk's callbacks for the chunks in queue_, and for those in the batch being written.
   std::vector<std::function<void()>> written_, batch_written_;
-  std::vector<std::string> batch_;  // being written
+  std::vector<Piece> batch_;  // being written
   std::vector<boost::asio::const_buffer> batch_bufs_;
 
   bool bg_reading_ = false;

@@ -86,6 +86,11 @@ class Exchange {
   // send_chunk(data) then end_stream(), in one hand-off to the connection and one write (a
   // long-poll watch's only event goes out with the end of its body).
   virtual void send_last_chunk(std::string data) = 0;
+  // The same two for bytes shared with other streams (one event rendered once for all of its
+  // watchers): written from where they are, never copied. data must not be null.
+  using SharedBytes = std::shared_ptr<const std::string>;
+  virtual void send_chunk(SharedBytes data) = 0;
+  virtual void send_last_chunk(SharedBytes data) = 0;
   // Before the answer starts: watch the client connection, and run on_close once (on the
   // connection's strand) if the client leaves before reply() or begin_stream(). For handlers
   // whose answer may take long, such as a proxied request. begin_stream's on_close replaces it.
