@@ -63,11 +63,9 @@ struct Event {
 };
 
 using WatcherId = uint64_t;
-// A watcher's delivery: the event, and its JSON (render_event(event)) made once and shared by
-// every watcher the event goes to in that dispatch, so that each connection writes the same
-// bytes without rendering or copying them.
-using WatchCallback =
-    std::function<void(const Event& event, const std::shared_ptr<const std::string>& json)>;
+// A watcher's delivery: the event, the same object for every watcher it goes to (a handler
+// can render it once for all of them).
+using WatchCallback = std::function<void(const std::shared_ptr<const Event>& event)>;
 
 struct WatchResult {
   std::optional<Error> error;  // 401 when since_index left the history

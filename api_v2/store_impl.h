@@ -23,12 +23,10 @@
 #include <cstdlib>
 #include <deque>
 #include <list>
-#include <memory>
 #include <set>
 #include <unordered_map>
 #include <utility>
 
-#include "api_v2/render.h"
 #include "api_v2/store.h"
 
 namespace kvd::v2 {
@@ -378,16 +376,9 @@ struct Store::Impl {
     if (pending.empty()) return;
     std::vector<Delivery> batch;
     batch.swap(pending);
-    // An event's deliveries are consecutive in the batch, which holds the event: rendered once.
-    const Event* rendered = nullptr;
-    std::shared_ptr<const std::string> json;
     for (auto& d : batch) {
       if (d.watcher->cancelled) continue;
-      if (d.event.get() != rendered) {
-        rendered = d.event.get();
-        json = std::make_shared<const std::string>(render_event(*d.event));
-      }
-      d.watcher->cb(*d.event, json);
+      d.watcher->cb(d.event);
     }
   }
 

@@ -48,7 +48,10 @@ std::string html_escape(std::string_view s) {
 }  // namespace
 
 ClientApi::ClientApi(Node& node, ClientApiOptions options)
-    : node_(node), cluster_id_(node.cluster_id()), options_(std::move(options)) {
+    : node_(node),
+      cluster_id_(node.cluster_id()),
+      options_(std::move(options)),
+      watch_json_(make_watch_event_json()) {
   metrics::register_process_metrics();
 }
 

@@ -92,10 +92,16 @@ class ClientApi final : public RequestHandler {
   void handle_stats_leader(std::string_view method, const ExchangePtr& ex);
   void handle_stats_store(std::string_view method, const ExchangePtr& ex);
 
+  // keys_handler.cc: the JSON of the event last delivered to a watcher, which the other
+  // watchers of that event share (a change seen by 1,000 watchers is rendered once).
+  class WatchEventJson;
+  static std::shared_ptr<WatchEventJson> make_watch_event_json();
+
   Node& node_;
   const uint64_t cluster_id_;
   const ClientApiOptions options_;
   KeysMetrics keys_metrics_;
+  const std::shared_ptr<WatchEventJson> watch_json_;
 };
 
 }  // namespace kvd::server

@@ -3,6 +3,9 @@
 // Node's StoreResult rendered as etcd renders it. A watch answers in pieces through the
 // Exchange's stream: headers at once, then each event.
 #include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
 #include <variant>
 
 #include "api_v2/keys_request.h"
@@ -58,6 +61,30 @@ void ClientApi::handle_keys(const HttpRequest& r, std::string_view m, std::strin
             });
 }
 
+// Called by watch callbacks, which the member runs on its strand; the mutex (never contended
+// then) keeps that from being a condition of correctness.
+class ClientApi::WatchEventJson {
+ public:
+  Exchange::SharedBytes get(const std::shared_ptr<const v2::Event>& ev) {
+    std::lock_guard lock(mu_);
+    if (ev != event_) {
+      event_ = ev;
+      json_ = std::make_shared<const std::string>(v2::render_event(*ev));
+    }
+    return json_;
+  }
+
+ private:
+  std::mutex mu_;
+  // Held, so that no other event can have its address while its JSON is here.
+  std::shared_ptr<const v2::Event> event_;
+  Exchange::SharedBytes json_;
+};
+
+std::shared_ptr<ClientApi::WatchEventJson> ClientApi::make_watch_event_json() {
+  return std::make_shared<WatchEventJson>();
+}
+
 namespace {
 
 // A watch's event: one more chunk of a stream, or a long poll's whole answer.
@@ -106,9 +133,10 @@ void ClientApi::serve_keys(v2::KeysRequest parsed, bool head, Timing timing,
   Node* node = &node_;
   node_.watch(
       std::move(watch),
-      [ex, stream](const v2::Event&, const std::shared_ptr<const std::string>& json) {
-        if (stream) ex->send_chunk(json);
-        else ex->send_last_chunk(json);
+      [ex, stream, json = watch_json_](const std::shared_ptr<const v2::Event>& ev) {
+        // The event's other watchers get the same bytes: rendered once, never copied.
+        if (stream) ex->send_chunk(json->get(ev));
+        else ex->send_last_chunk(json->get(ev));
       },
       [ex, cid, stream, node, counts, timing](v2::WatchResult wr, RaftStatus st) {
         if (wr.error) {

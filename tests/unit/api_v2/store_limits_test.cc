@@ -31,7 +31,7 @@ TEST_F(StoreTest, depthLimit_deepestTreeIsWalkedOnASmallStack) {
   for (size_t i = 0; i < kMaxKeyDepth; ++i) deepest += "/d";
   size_t seen = 0;
   on_small_stack([&] {
-    store_.watch("/", true, true, 0, [&](const Event&, const auto&) { ++seen; });
+    store_.watch("/", true, true, 0, [&](const auto&) { ++seen; });
     ok(make(Op::kSet, deepest, "bottom"));
     // A recursive read of the whole tree, rendered as a response.
     auto all = store_.get("/", true, true, now_);

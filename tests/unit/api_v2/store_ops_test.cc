@@ -565,7 +565,7 @@ TEST_F(StoreTest, stats_reproducesEtcdCountingQuirks) {
 
 TEST_F(StoreTest, stats_jsonFieldOrderWithWatchers) {
   set("/a", "1");
-  store_.watch("/a", false, false, 0, [](const Event&, const auto&) {});
+  store_.watch("/a", false, false, 0, [](const auto&) {});
   EXPECT_EQ(render_store_stats(store_.stats(), store_.watcher_count()),
             "{\"getsSuccess\":0,\"getsFail\":0,\"setsSuccess\":1,\"setsFail\":0,\"deleteSuccess\":0,"
             "\"deleteFail\":0,\"updateSuccess\":0,\"updateFail\":0,\"createSuccess\":0,"

@@ -21,7 +21,7 @@ std::string observe(Store& s, int64_t now_ns) {
   for (const auto& [k, v] : s.internal()) out += k + "=" + v + "\n";
   // The history, as seen by a recursive watch from index 1 onward.
   for (uint64_t i = 1; i <= s.index(); ++i) {
-    WatchResult w = s.watch("/", true, false, i, [](const Event&, const auto&) {});
+    WatchResult w = s.watch("/", true, false, i, [](const auto&) {});
     if (w.error) {
       out += w.error->to_json();
     } else if (w.event) {
@@ -53,7 +53,7 @@ TEST_F(StoreTest, recover_roundTripKeepsEverything) {
 
 TEST_F(StoreTest, recover_keepsWatchers) {
   int fired = 0;
-  store_.watch("/w", false, false, 0, [&](const Event&, const auto&) { ++fired; });
+  store_.watch("/w", false, false, 0, [&](const auto&) { ++fired; });
   Store other;
   other.apply(make(Op::kSet, "/x", "1"));
   ASSERT_TRUE(store_.recover(other.save()));

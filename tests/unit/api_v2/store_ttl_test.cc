@@ -59,7 +59,7 @@ TEST_F(StoreTest, expire_removesDueNodesInDeadlineOrderEachWithOwnIndex) {
   ok(with_ttl(make(Op::kSet, "/early", "2"), 2));
   ok(with_ttl(make(Op::kSet, "/never", "3"), 100));
   std::vector<std::string> seen;
-  store_.watch("/", true, true, 0, [&](const Event& e, const auto&) { seen.push_back(render_event(e)); });
+  store_.watch("/", true, true, 0, [&](const auto& e) { seen.push_back(render_event(*e)); });
   now_ += 5 * kSecond;  // deadline <= now expires: /late is due exactly now
   auto res = apply(make(Op::kExpire, ""));
   EXPECT_EQ(std::get<Event>(res).etcd_index, 5u);

@@ -2,7 +2,6 @@
 #include "tests/unit/api_v2/store_test_util.h"
 
 #include <memory>
-#include <string>
 #include <vector>
 
 namespace kvd::v2 {
@@ -11,13 +10,13 @@ namespace {
 class Recorder {
  public:
   WatchCallback callback() {
-    return [this](const Event& e, const std::shared_ptr<const std::string>& json) {
-      events.push_back(e);
-      jsons.push_back(json);
+    return [this](const std::shared_ptr<const Event>& e) {
+      events.push_back(*e);
+      delivered.push_back(e);
     };
   }
   std::vector<Event> events;
-  std::vector<std::shared_ptr<const std::string>> jsons;  // what each delivery carried
+  std::vector<std::shared_ptr<const Event>> delivered;  // the objects each delivery carried
 };
 
 TEST_F(StoreTest, watch_firesOnceForExactKey) {
@@ -44,24 +43,23 @@ TEST_F(StoreTest, watch_etcdIndexIsIndexAtRegistration) {
   EXPECT_EQ(w.etcd_index, 2u);
 }
 
-TEST_F(StoreTest, watch_deliveriesOfOneEventShareOneRendering) {
+TEST_F(StoreTest, watch_deliveriesOfOneEventShareOneObject) {
   Recorder a, b, stream;
   store_.watch("/s", false, false, 0, a.callback());
   store_.watch("/", true, false, 0, b.callback());
   store_.watch("/", true, true, 0, stream.callback());
   set("/s", "one");
-  ASSERT_EQ(a.jsons.size(), 1u);
-  ASSERT_EQ(b.jsons.size(), 1u);
-  ASSERT_EQ(stream.jsons.size(), 1u);
-  ASSERT_NE(a.jsons[0], nullptr);
-  EXPECT_EQ(*a.jsons[0], render_event(a.events[0]));
-  EXPECT_EQ(a.jsons[0].get(), b.jsons[0].get());  // the same bytes, not a copy
-  EXPECT_EQ(a.jsons[0].get(), stream.jsons[0].get());
-  set("/s", "two");  // only the stream is still there: a new event, its own rendering
-  ASSERT_EQ(stream.jsons.size(), 2u);
-  EXPECT_NE(stream.jsons[1].get(), stream.jsons[0].get());
-  EXPECT_EQ(*stream.jsons[1], render_event(stream.events[1]));
-  EXPECT_NE(stream.jsons[1]->find("\"value\":\"two\""), std::string::npos);
+  ASSERT_EQ(a.delivered.size(), 1u);
+  ASSERT_EQ(b.delivered.size(), 1u);
+  ASSERT_EQ(stream.delivered.size(), 1u);
+  ASSERT_NE(a.delivered[0], nullptr);
+  EXPECT_EQ(a.delivered[0].get(), b.delivered[0].get());  // one event, not a copy per watcher
+  EXPECT_EQ(a.delivered[0].get(), stream.delivered[0].get());
+  EXPECT_EQ(a.delivered[0]->node.value, "one");
+  set("/s", "two");  // only the stream is still there: a new event
+  ASSERT_EQ(stream.delivered.size(), 2u);
+  EXPECT_NE(stream.delivered[1].get(), stream.delivered[0].get());
+  EXPECT_EQ(stream.delivered[1]->node.value, "two");
 }
 
 TEST_F(StoreTest, watch_nonRecursiveDirIgnoresChildren) {
@@ -204,7 +202,7 @@ TEST_F(StoreTest, watch_historyPrefixQuirkForDeletedDir) {
   Command c = make(Op::kDelete, "/wd");
   c.recursive = true;
   ok(c);
-  WatchResult w = store_.watch("/wdx", false, false, 2, [](const Event&, const auto&) {});
+  WatchResult w = store_.watch("/wdx", false, false, 2, [](const auto&) {});
   ASSERT_TRUE(w.event);
   EXPECT_EQ(w.event->action, Action::kDelete);
   EXPECT_EQ(w.event->node.key, "/wd");
@@ -212,12 +210,12 @@ TEST_F(StoreTest, watch_historyPrefixQuirkForDeletedDir) {
 
 TEST_F(StoreTest, watch_historyClearedIs401) {
   for (int i = 0; i < 1005; ++i) set("/k", std::to_string(i));
-  WatchResult w = store_.watch("/k", false, false, 1, [](const Event&, const auto&) {});
+  WatchResult w = store_.watch("/k", false, false, 1, [](const auto&) {});
   ASSERT_TRUE(w.error);
   EXPECT_EQ(w.error->to_json(),
             "{\"errorCode\":401,\"message\":\"The event in requested index is outdated and "
             "cleared\",\"cause\":\"the requested history has been cleared [6/1]\",\"index\":1005}\n");
-  WatchResult oldest = store_.watch("/k", false, false, 6, [](const Event&, const auto&) {});
+  WatchResult oldest = store_.watch("/k", false, false, 6, [](const auto&) {});
   ASSERT_TRUE(oldest.event);
   EXPECT_EQ(oldest.event->node.value, "5");
 }
@@ -225,7 +223,7 @@ TEST_F(StoreTest, watch_historyClearedIs401) {
 TEST_F(StoreTest, watch_internalRecordsTakeHistorySlotsButNeverMatch) {
   ok(make(Op::kInternal, "/0/version", "3.4.0"));
   fail(make(Op::kSet, "/"));  // root is read only: no index, no history entry
-  WatchResult w = store_.watch("/", true, false, 1, [](const Event&, const auto&) {});
+  WatchResult w = store_.watch("/", true, false, 1, [](const auto&) {});
   EXPECT_FALSE(w.event);
   EXPECT_FALSE(w.error);
   EXPECT_EQ(store_.watcher_count(), 1u);
@@ -254,7 +252,7 @@ TEST_F(StoreTest, watch_streamGetsOwnDeleteTwiceAsEtcdDoes) {
 }
 
 TEST_F(StoreTest, unwatch_removesWaitingWatcher) {
-  WatchResult w = store_.watch("/a", false, false, 0, [](const Event&, const auto&) { FAIL(); });
+  WatchResult w = store_.watch("/a", false, false, 0, [](const auto&) { FAIL(); });
   store_.unwatch(w.id);
   store_.unwatch(w.id);  // twice is harmless
   set("/a", "1");
@@ -264,9 +262,9 @@ TEST_F(StoreTest, unwatch_removesWaitingWatcher) {
 TEST_F(StoreTest, watch_callbackMayReenterStore) {
   std::string seen;
   WatchResult inner{};
-  store_.watch("/a", false, false, 0, [&](const Event&, const auto&) {
+  store_.watch("/a", false, false, 0, [&](const auto&) {
     seen = get("/a");
-    inner = store_.watch("/a", false, false, 0, [](const Event&, const auto&) {});
+    inner = store_.watch("/a", false, false, 0, [](const auto&) {});
   });
   set("/a", "1");
   EXPECT_EQ(seen,
@@ -279,8 +277,8 @@ TEST_F(StoreTest, watch_callbackMayReenterStore) {
 TEST_F(StoreTest, watch_callbackUnwatchingAnotherStopsItsDelivery) {
   WatcherId second = 0;
   int second_calls = 0;
-  store_.watch("/", true, true, 0, [&](const Event&, const auto&) { store_.unwatch(second); });
-  second = store_.watch("/", true, true, 0, [&](const Event&, const auto&) { ++second_calls; }).id;
+  store_.watch("/", true, true, 0, [&](const auto&) { store_.unwatch(second); });
+  second = store_.watch("/", true, true, 0, [&](const auto&) { ++second_calls; }).id;
   set("/a", "1");
   EXPECT_EQ(second_calls, 0);
   store_.unwatch(1);
@@ -289,7 +287,7 @@ TEST_F(StoreTest, watch_callbackUnwatchingAnotherStopsItsDelivery) {
 TEST_F(StoreTest, watch_manyIdleWatchersOnlyMatchingOnesFire) {
   int fired = 0;
   for (int i = 0; i < 5000; ++i)
-    store_.watch("/idle/" + std::to_string(i), false, false, 0, [&](const Event&, const auto&) { ++fired; });
+    store_.watch("/idle/" + std::to_string(i), false, false, 0, [&](const auto&) { ++fired; });
   set("/idle/42", "x");
   EXPECT_EQ(fired, 1);
   EXPECT_EQ(store_.watcher_count(), 4999u);

@@ -225,7 +225,7 @@ TEST_F(NodeTest, propose_ttlExpiresThroughExpireCommand) {
   v2::WatchRequest wr;
   wr.key = "/t";
   node_->watch(
-      wr, [event](const v2::Event& ev, const auto&) { event->set_value(ev); },
+      wr, [event](const auto& ev) { event->set_value(*ev); },
       [started](v2::WatchResult r, RaftStatus) { started->set_value(std::move(r)); });
   v2::WatchResult res = await(started_f);
   ASSERT_FALSE(res.error);
