@@ -375,6 +375,7 @@ def watches(p):
     p.watch(R, "watch root recursive", "/v2/keys/?wait=true&recursive=true",
             lambda: p.send("PUT", "/v2/keys/rootw", "value=r"))
     stream_watch(p)
+    raw_watches(p)
     # Headers are flushed before any event, also for a key below a file.
     for what, path in [("headers flushed", "/v2/keys/never?wait=true"),
                        ("watch below a file", "/v2/keys/tr/below?wait=true")]:
@@ -414,6 +415,89 @@ def stream_watch(p):
     finally:
         for c in conns:
             c.close()
+
+
+def _read_until(sock, done, timeout=8.0):
+    """Reads from sock until done(bytes so far) or EOF, within timeout; returns the bytes."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while not done(buf) and time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def _dechunk(body):
+    """The data of a chunked body (as far as it goes), or None if it is not well framed."""
+    out, at = b"", 0
+    while True:
+        eol = body.find(b"\r\n", at)
+        if eol < 0:
+            return out
+        try:
+            size = int(body[at:eol], 16)
+        except ValueError:
+            return None
+        if size == 0:
+            return out
+        if body[eol + 2 + size:eol + 4 + size] != b"\r\n":
+            return None
+        out += body[eol + 2:eol + 2 + size]
+        at = eol + 4 + size
+
+
+def raw_watches(p):
+    """A long poll and a stream, over HTTP/1.0 (no chunks: the body runs until the close) and
+    HTTP/1.1 (chunked), read from the socket as sent: status, headers, framing and the event."""
+    servers = (p.ref, p.sut)
+    for version in ("HTTP/1.0", "HTTP/1.1"):
+        for stream in (False, True):
+            what = f"{version} {'stream' if stream else 'long poll'}"
+            path = "/v2/keys/rw?wait=true" + ("&stream=true" if stream else "")
+            # No watch of the checks before is left (their clients closed): the count to pass
+            # is then 0, which a watcher still being removed cannot hide.
+            gone = [bool(harness.wait_for(lambda: s.watchers() == 0, 5.0, interval=0.01))
+                    for s in servers]
+            R.check(all(gone), f"{what}: watchers left over from closed connections: "
+                    f"{[s.watchers() for s in servers]}")
+            base = [0, 0]
+            socks = [socket.create_connection(("127.0.0.1", s.member.client_port), timeout=8)
+                     for s in servers]
+            try:
+                for k in socks:
+                    k.sendall(f"GET {path} {version}\r\nHost: 127.0.0.1\r\n\r\n".encode())
+                heads = [_read_until(k, lambda b: b"\r\n\r\n" in b) for k in socks]
+                counted = p.wait_watchers(servers, base)
+                R.check(all(counted), f"{what}: watcher counted {counted}")
+                p.send("PUT", "/v2/keys/rw", "value=" + what.replace(" ", "-"))
+                views = []
+                for k, head, s in zip(socks, heads, servers):
+                    chunked = version == "HTTP/1.1"
+                    if stream:  # the event's line is in (the stream stays open)
+                        done = lambda b: b"\n" in ((_dechunk(b.split(b"\r\n\r\n", 1)[-1]) or b"")
+                                                   if chunked else b.split(b"\r\n\r\n", 1)[-1])
+                    elif chunked:  # the last chunk
+                        done = lambda b: b.endswith(b"0\r\n\r\n")
+                    else:  # HTTP/1.0: until the server closes
+                        done = lambda b: False
+                    raw = _read_until(k, done, timeout=3.0 if not chunked and not stream else 8.0)
+                    raw = head + raw
+                    hdr, _, body = raw.partition(b"\r\n\r\n")
+                    data = _dechunk(body) if chunked else body
+                    views.append((_hdr_view(raw, s.start_index),
+                                  None if data is None else dl.normalize_body(data, s.start_index)[0],
+                                  body.endswith(b"0\r\n\r\n") if chunked else None))
+                R.check('"action":"set"' in (views[0][1] or ""), f"{what} on etcd: {views[0]!r}")
+                R.check(views[0] == views[1], f"{what}: etcd {views[0]!r}\n  got {views[1]!r}")
+            finally:
+                for k in socks:
+                    k.close()
 
 
 def _hdr_view(raw, start):
