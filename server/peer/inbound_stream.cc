@@ -64,6 +64,17 @@ void PeerTransport::Impl::on_handshake(const std::shared_ptr<InConn>& c, error_c
   c->received_failures = &received_failures_from(c->sender);
   disarm(c->deadline);
   SPDLOG_DEBUG("peer port: accepted stream from member {} at {}", hex_id(c->sender), c->remote);
+  // The sender is up: if our connection to it waits out a backoff, it dials now. A restarted
+  // member dials its peers at once, while their backoff towards it may have grown to
+  // max_reconnect_backoff (the election timeout by default) during its outage; waiting that out
+  // would keep a leader's heartbeats from it long enough for it to call an election and depose
+  // that leader (no pre-vote by default, as etcd 3.4).
+  if (auto it = peers.find(c->sender);
+      it != peers.end() && !stopped && !it->second->removed &&
+      it->second->state == Peer::State::kBackoff) {
+    it->second->backoff_timer.cancel();  // its handler sees the state is no longer kBackoff
+    start_dial_locked(it->second);
+  }
   flush_inbound_locked(c);
   read_frame_header_locked(c);
 }

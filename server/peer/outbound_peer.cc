@@ -236,7 +236,7 @@ void PeerTransport::Impl::fail_connection_locked(const std::shared_ptr<Peer>& p,
   }
   if (was_connected || dropped > 0 || snapshots_failed) post_unreachable(p->id);
   p->state = Peer::State::kBackoff;
-  p->backoff_timer.expires_after(p->backoff);
+  p->backoff_timer.expires_after(std::max(p->backoff, config.initial_reconnect_backoff));
   p->backoff = std::min(p->backoff * 2, std::max(config.max_reconnect_backoff, kInitialBackoff));
   p->backoff_timer.async_wait([self = shared_from_this(), p](error_code ec) {
     if (ec == asio::error::operation_aborted) return;

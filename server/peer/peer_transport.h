@@ -68,6 +68,9 @@ struct PeerTransportConfig {
   std::shared_ptr<tls::TlsContexts> tls;
   std::chrono::milliseconds dial_timeout{1000};
   std::chrono::milliseconds max_reconnect_backoff{1000};
+  // The shortest wait before redialling a peer after a failure (the wait doubles from here up
+  // to max_reconnect_backoff). A peer that dials in ends the wait at once.
+  std::chrono::milliseconds initial_reconnect_backoff{50};
   uint64_t max_frame_bytes = 64ull << 20;     // a bigger frame from a peer closes the connection
   uint64_t snapshot_chunk_bytes = 1ull << 20; // each chunk carries a CRC32C
   // Encoded messages waiting for one peer beyond this are dropped oldest first (counted as fail);

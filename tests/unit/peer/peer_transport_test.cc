@@ -122,6 +122,30 @@ TEST_F(PeerTransportTest, send_reconnectsAfterThePeerTransportIsRecreatedOnItsPo
   EXPECT_GT(a.transport->stats().at(2).fail + a.transport->stats().at(2).success, 0u);
 }
 
+TEST_F(PeerTransportTest, dial_aPeerThatDialsInEndsTheBackoffTowardsIt) {
+  // Every wait before a redial is a minute: without the dial-in ending it, a could not reach the
+  // restarted b within the probes' 20 s.
+  PeerTransportConfig slow;
+  slow.initial_reconnect_backoff = 60s;
+  slow.max_reconnect_backoff = 60s;
+  Member a(io_, 1, slow);
+  auto b = std::make_unique<Member>(io_, 2, slow);
+  uint16_t b_port = b->port;
+  link(a, *b);
+  ASSERT_TRUE(probe_until_delivered(a, *b));
+  b.reset();
+  ASSERT_TRUE(a.inbox.wait([&] {
+    return std::count(a.inbox.unreachable.begin(), a.inbox.unreachable.end(), 2u) > 0;
+  }));
+  EXPECT_FALSE(a.transport->connected(2));  // a waits out its minute
+  b = std::make_unique<Member>(io_, 2, slow, b_port);
+  ASSERT_EQ(b->port, b_port);
+  b->transport->add_peer(1, {url(a.port)});
+  ASSERT_TRUE(probe_until_delivered(*b, a));  // b dials in
+  ASSERT_TRUE(probe_until_delivered(a, *b));  // and a reaches b again without the minute
+  EXPECT_TRUE(a.transport->connected(2));
+}
+
 TEST_F(PeerTransportTest, send_unreachablePeerIsReportedAndCounted) {
   // A port that was bound and released: nothing listens there.
   uint16_t dead_port;
