@@ -100,22 +100,40 @@ TEST_F(PeerTransportTest, send_threeMembersEachGetTheirOwnStreamInOrder) {
   EXPECT_EQ(next_from_b, kCount + 1);
 }
 
+// Links a and b (member 2), stops b until a reports it unreachable, and starts a new member 2
+// on b's port that knows a. Returns it, or null (after a failed ASSERT) when a step failed.
+std::unique_ptr<Member> restart_after_outage(asio::io_context& io, Member& a,
+                                             const PeerTransportConfig& config) {
+  auto b = std::make_unique<Member>(io, 2, config);
+  const uint16_t b_port = b->port;
+  link(a, *b);
+  if (!probe_until_delivered(a, *b)) {
+    ADD_FAILURE() << "a never reached b";
+    return nullptr;
+  }
+  b.reset();
+  // The broken connection is reported; sends during the outage are dropped and reported too.
+  if (!a.inbox.wait([&] {
+        return std::count(a.inbox.unreachable.begin(), a.inbox.unreachable.end(), 2u) > 0;
+      })) {
+    ADD_FAILURE() << "b's outage was not reported";
+    return nullptr;
+  }
+  b = std::make_unique<Member>(io, 2, config, b_port);
+  if (b->port != b_port) {
+    ADD_FAILURE() << "b came back on another port";
+    return nullptr;
+  }
+  b->transport->add_peer(1, {url(a.port)});
+  return b;
+}
+
 TEST_F(PeerTransportTest, send_reconnectsAfterThePeerTransportIsRecreatedOnItsPort) {
   PeerTransportConfig fast;
   fast.max_reconnect_backoff = 100ms;
   Member a(io_, 1, fast);
-  auto b = std::make_unique<Member>(io_, 2, fast);
-  uint16_t b_port = b->port;
-  link(a, *b);
-  ASSERT_TRUE(probe_until_delivered(a, *b));
-  b.reset();
-  // The broken connection is reported; sends during the outage are dropped and reported too.
-  ASSERT_TRUE(a.inbox.wait([&] {
-    return std::count(a.inbox.unreachable.begin(), a.inbox.unreachable.end(), 2u) > 0;
-  }));
-  b = std::make_unique<Member>(io_, 2, fast, b_port);
-  ASSERT_EQ(b->port, b_port);
-  b->transport->add_peer(1, {url(a.port)});
+  auto b = restart_after_outage(io_, a, fast);
+  ASSERT_TRUE(b);
   ASSERT_TRUE(probe_until_delivered(a, *b));
   ASSERT_TRUE(probe_until_delivered(*b, a));
   EXPECT_TRUE(a.transport->connected(2));
@@ -129,18 +147,9 @@ TEST_F(PeerTransportTest, dial_aPeerThatDialsInEndsTheBackoffTowardsIt) {
   slow.initial_reconnect_backoff = 60s;
   slow.max_reconnect_backoff = 60s;
   Member a(io_, 1, slow);
-  auto b = std::make_unique<Member>(io_, 2, slow);
-  uint16_t b_port = b->port;
-  link(a, *b);
-  ASSERT_TRUE(probe_until_delivered(a, *b));
-  b.reset();
-  ASSERT_TRUE(a.inbox.wait([&] {
-    return std::count(a.inbox.unreachable.begin(), a.inbox.unreachable.end(), 2u) > 0;
-  }));
+  auto b = restart_after_outage(io_, a, slow);
+  ASSERT_TRUE(b);
   EXPECT_FALSE(a.transport->connected(2));  // a waits out its minute
-  b = std::make_unique<Member>(io_, 2, slow, b_port);
-  ASSERT_EQ(b->port, b_port);
-  b->transport->add_peer(1, {url(a.port)});
   ASSERT_TRUE(probe_until_delivered(*b, a));  // b dials in
   ASSERT_TRUE(probe_until_delivered(a, *b));  // and a reaches b again without the minute
   EXPECT_TRUE(a.transport->connected(2));
