@@ -100,19 +100,18 @@ void Connection::send_chunk(SharedBytes data) {
 }
 
 void Connection::send_last_chunk(std::string data) {
+  post_last_chunk(Piece{std::move(data), nullptr});
+}
+
+void Connection::send_last_chunk(SharedBytes data) { post_last_chunk(Piece{{}, std::move(data)}); }
+
+void Connection::post_last_chunk(Piece data) {
   // Posted even on the connection's own loop: a long poll's event comes from a store notifying
   // many watchers in one go, on the loop of the raft strand. Those of that loop's connections
   // then go out after the notifying is done, so that the hand-offs to the other loops come first
   // and their writes run in parallel with these.
   asio::post(socket_.get_executor(), [self = shared_from_this(), d = std::move(data)]() mutable {
-    if (self->queue_chunk(Piece{std::move(d), nullptr}, nullptr)) self->do_end_stream();
-  });
-}
-
-void Connection::send_last_chunk(SharedBytes data) {
-  // Posted, as above.
-  asio::post(socket_.get_executor(), [self = shared_from_this(), d = std::move(data)]() mutable {
-    if (self->queue_chunk(Piece{{}, std::move(d)}, nullptr)) self->do_end_stream();
+    if (self->queue_chunk(std::move(d), nullptr)) self->do_end_stream();
   });
 }
 
@@ -544,30 +543,24 @@ void Connection::do_send_chunk(Piece data, std::function<void()> written) {
 
 bool Connection::queue_chunk(Piece data, std::function<void()> written) {
   if (closed_ || !streaming_ || stream_ending_) return false;
-  const size_t before = queue_.size();
-  if (chunked_ && data.shared) {
-    // Framed around the shared bytes, which stay where they are: size line, data, CRLF.
+  auto push = [this](Piece piece) {
+    queued_bytes_ += piece.size();
+    queue_.push_back(std::move(piece));
+  };
+  if (chunked_) {
+    // Framed around the data, which is written from where it is: size line, data, CRLF.
     Piece size_line;
     append_uint(size_line.own, data.size(), 16);
     size_line.own += "\r\n";
-    queue_.push_back(std::move(size_line));
-    queue_.push_back(std::move(data));
-    queue_.push_back(Piece{"\r\n", nullptr});
-  } else if (chunked_) {
-    std::string framed;
-    framed.reserve(data.own.size() + 12);
-    append_uint(framed, data.own.size(), 16);
-    framed += "\r\n";
-    framed += data.own;
-    framed += "\r\n";
-    queue_.push_back(Piece{std::move(framed), nullptr});
+    push(std::move(size_line));
+    push(std::move(data));
+    push(Piece{"\r\n", nullptr});
   } else {
-    queue_.push_back(std::move(data));
+    push(std::move(data));
   }
-  for (size_t i = before; i < queue_.size(); ++i) queued_bytes_ += queue_[i].size();
   if (written) written_.push_back(std::move(written));
   if (queued_bytes_ > kMaxQueuedBytes) {
-    SPDLOG_DEBUG("closing a watch stream: client too slow ({} bytes in {} events queued)",
+    SPDLOG_DEBUG("closing a watch stream: client too slow ({} bytes in {} pieces queued)",
                   queued_bytes_, queue_.size());
     close();
     return false;

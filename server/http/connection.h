@@ -211,6 +211,8 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   };
 
   void do_send_chunk(Piece data, std::function<void()> written);
+  // send_last_chunk's hand-off, for either kind of bytes.
+  void post_last_chunk(Piece data);
   // Queues one chunk; false if the stream is closed or ending (nothing queued) or was closed
   // now because the client reads too slowly.
   bool queue_chunk(Piece data, std::function<void()> written);
