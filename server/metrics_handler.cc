@@ -88,6 +88,10 @@ std::vector<Registry::Extra> member_families(const Node::Info& info) {
   out.push_back(one("kvd_wal_syncs_total",
                     "Synced writes of the raft log (each one fsync, for any number of entries).",
                     counter, static_cast<double>(info.wal_append_calls)));
+  out.push_back(one("kvd_wal_loop_writes_total",
+                    "Writes of the raft log made on the raft loop's thread, the WAL thread being "
+                    "idle (a lone write spares the hand-off's wake-ups).",
+                    counter, static_cast<double>(info.wal_loop_writes)));
   return out;
 }
 

@@ -64,6 +64,10 @@ inline constexpr auto kNoLeaderFirstReport = std::chrono::seconds(5);
 inline constexpr auto kNoLeaderReport = std::chrono::seconds(10);
 // How often a member whose raft log refused a write tries again.
 inline constexpr auto kStorageRetryInterval = std::chrono::milliseconds(1000);
+// The most entries a Ready may hold, and requests may wait at this member, for the Ready to be
+// written on the strand's loop thread when the WAL thread is idle (raft_loop.cc,
+// persist_ready): a lone client's write or a follower's small append, not writes under load.
+inline constexpr size_t kLoopWriteMaxEntries = 4;
 
 int64_t now_ns();
 // A kInternal command setting key to value, stamped with the local clock.

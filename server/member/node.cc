@@ -352,6 +352,7 @@ void Node::info(std::function<void(Info)> cb) {
     info.watchers = c.store.watcher_count();
     info.status = c.status();
     info.wal_append_calls = c.wal ? c.wal->append_calls() : 0;
+    info.wal_loop_writes = c.wal ? c.wal->claimed_writes() : 0;
     info.child_snapshots = c.child_snapshots_saved.load();
     if (info.is_leader && c.link.stats) info.follower_stats = c.link.stats();
     info.applied = c.applied;

@@ -205,6 +205,7 @@ class Node {
     size_t watchers = 0;
     RaftStatus status;
     uint64_t wal_append_calls = 0;  // RaftLog appends (fsyncs) since open(): group commit shows here
+    uint64_t wal_loop_writes = 0;   // of the persists, those written on the raft loop's thread
     uint64_t child_snapshots = 0;   // snapshot images written by a child process and saved
     std::vector<uint64_t> removed_ids;  // members removed from the cluster (410 on DELETE)
     std::map<uint64_t, PeerStats> follower_stats;  // leader only: /v2/stats/leader

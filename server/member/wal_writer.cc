@@ -120,6 +120,36 @@ bool WalWriter::save_snapshot_data(raft::SnapshotMetadata meta, std::string data
   return true;
 }
 
+bool WalWriter::claim() {
+  if (last_sync_ns_.load() >=
+      std::chrono::duration_cast<std::chrono::nanoseconds>(kClaimMaxSync).count()) {
+    return false;
+  }
+  std::lock_guard lock(mu_);
+  if (stopping_ || failed_ || busy_ || claimed_ || !queue_.empty()) return false;
+  claimed_ = true;
+  return true;
+}
+
+void WalWriter::write_claimed(const raft::Ready& ready, const Done& done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!claimed_) return;  // abandoned by stop()
+    claim_running_ = true;
+  }
+  claimed_writes_.fetch_add(1);
+  run_persist(ready, done);
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    claimed_ = false;
+    claim_running_ = false;
+    // The WAL thread takes what queued behind the claim; stop() may wait for this write.
+    wake = !queue_.empty() || stopping_;
+  }
+  if (wake) cv_.notify_all();
+}
+
 void WalWriter::stop() {
   // The image thread first: what it writes still goes through the WAL thread.
   {
@@ -129,10 +159,14 @@ void WalWriter::stop() {
   image_cv_.notify_one();
   if (image_thread_.joinable()) image_thread_.join();
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     stopping_ = true;
+    // A claimed write under way ends first (it runs on another thread); one not begun is
+    // abandoned, and what queued behind it is written without it.
+    cv_.wait(lock, [this] { return !claim_running_; });
+    claimed_ = false;
   }
-  cv_.notify_one();
+  cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -188,9 +222,10 @@ void WalWriter::run() {
     std::deque<Op> batch;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      cv_.wait(lock, [this] { return stopping_ || (!queue_.empty() && !claimed_); });
       if (queue_.empty()) return;  // stopping, and everything queued is written
       batch.swap(queue_);
+      busy_ = true;
     }
     for (Op& op : batch) {
       if (op.image) {
@@ -199,7 +234,7 @@ void WalWriter::run() {
         continue;
       }
       if (op.done) {
-        run_persist(op);
+        run_persist(*op.ready, op.done);
         continue;
       }
       if (op.resume_done) {
@@ -223,15 +258,16 @@ void WalWriter::run() {
       disk_metrics().snapshot.observe(seconds_since(t0));
       on_snapshot_(index, std::move(st));
     }
+    std::lock_guard lock(mu_);
+    busy_ = false;
   }
 }
 
-void WalWriter::run_persist(Op& op) {
+void WalWriter::run_persist(const raft::Ready& rd, const Done& done) {
   {
     std::lock_guard lock(mu_);
-    if (failed_) return op.done(Status::error("an earlier write to the raft log failed"));
+    if (failed_) return done(Status::error("an earlier write to the raft log failed"));
   }
-  const raft::Ready& rd = *op.ready;
   Status st = Status::ok();
   DiskMetrics& m = disk_metrics();
   if (rd.snapshot) {
@@ -247,7 +283,10 @@ void WalWriter::run_persist(Op& op) {
     const auto elapsed = std::chrono::steady_clock::now() - t0;
     const double took = std::chrono::duration<double>(elapsed).count();
     m.backend_commit.observe(took);
-    if (sync) m.wal_fsync.observe(took);
+    if (sync) {
+      m.wal_fsync.observe(took);
+      last_sync_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
+    }
     if (sync && elapsed > kWarnSyncDuration) {
       // At most one a second, as each takes that long: not rate-limited (etcd's warning too).
       KVD_LOG_EVENT(WARN, "slow fdatasync", logev::dur("took", elapsed),
@@ -262,7 +301,7 @@ void WalWriter::run_persist(Op& op) {
     std::lock_guard lock(mu_);
     failed_ = true;
   }
-  op.done(std::move(st));
+  done(std::move(st));
 }
 
 }  // namespace kvd::server

@@ -312,6 +312,27 @@ TEST_F(NodeTest, snapshot_compactsLogAndRestartRecoversSnapshotPlusTail) {
   EXPECT_EQ(b.status.etcd_index, 26u);  // + the attributes published at this start
 }
 
+// A lone write is written on the raft loop's thread (the WAL thread being idle), and is as
+// durable as any: it is there after a restart.
+TEST_F(NodeTest, propose_aLoneWriteIsWrittenOnTheLoopThreadAndSurvivesARestart) {
+  open();
+  const uint64_t before = info().wal_loop_writes;
+  // A write is not claimed right after a synced write slower than WalWriter::kClaimMaxSync (a
+  // loaded disk): a few lone writes in a row, at most 100, until one is.
+  int writes = 0;
+  while (writes < 100 && info().wal_loop_writes == before) {
+    ASSERT_TRUE(put("/lone/" + std::to_string(writes), std::to_string(writes)).ok());
+    ++writes;
+  }
+  EXPECT_GT(info().wal_loop_writes, before) << "none of " << writes << " lone writes";
+  restart();
+  for (int i = 0; i < writes; ++i) {
+    Reply r = get("/lone/" + std::to_string(i));
+    ASSERT_TRUE(r.ok()) << i;
+    EXPECT_EQ(r.event().node.value, std::to_string(i));
+  }
+}
+
 TEST_F(NodeTest, propose_concurrentProposalsShareFsyncs) {
   open();
   const uint64_t appends_before = info().wal_append_calls;

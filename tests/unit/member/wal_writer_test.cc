@@ -202,5 +202,91 @@ TEST_F(WalWriterTest, persist_commitOnlyHardStateSkipsFsync) {
   EXPECT_EQ(log_->last_index(), 2u);
 }
 
+// A claimed write runs on the claimer's thread, and what is queued meanwhile is written after it,
+// in order, by the WAL thread.
+TEST_F(WalWriterTest, claim_writesOnTheCallersThreadAndQueuedWritesFollow) {
+  WalWriter wal(log_.get(), [](uint64_t, Status) {});
+  ASSERT_TRUE(wal.claim());  // a new writer's thread is idle
+  EXPECT_FALSE(wal.claim()) << "one claim at a time";
+  std::mutex mu;
+  std::vector<uint64_t> order;
+  std::promise<Status> second;
+  auto second_f = second.get_future();
+  ASSERT_TRUE(wal.persist(ready(std::nullopt, {entry(2)}, {1, 7, 1}, true), [&](Status st) {
+    {
+      std::lock_guard lock(mu);
+      order.push_back(2);
+    }
+    second.set_value(std::move(st));
+  }));
+  const auto caller = std::this_thread::get_id();
+  bool ran = false;
+  wal.write_claimed(*ready(std::nullopt, {entry(1)}, {1, 7, 0}, true), [&](Status st) {
+    EXPECT_TRUE(st.is_ok()) << st.message();
+    EXPECT_EQ(std::this_thread::get_id(), caller);
+    // The claim is held until this returns: the write queued behind it must not run meanwhile
+    // (the WAL thread was notified when it was queued, long before this bound ends).
+    EXPECT_EQ(second_f.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout)
+        << "a write queued behind the claim ran before it";
+    ran = true;
+    std::lock_guard lock(mu);
+    order.push_back(1);
+  });
+  EXPECT_TRUE(ran) << "done runs before write_claimed returns";
+  ASSERT_EQ(second_f.wait_for(kWait), std::future_status::ready);
+  Status st = second_f.get();
+  EXPECT_TRUE(st.is_ok()) << st.message();  // entry 2 after entry 1: no gap
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(order, (std::vector<uint64_t>{1, 2}));
+  }
+  EXPECT_EQ(wal.claimed_writes(), 1u);
+  EXPECT_EQ(wal.append_calls(), 2u);
+  EXPECT_EQ(log_->last_index(), 2u);
+  EXPECT_EQ(log_->initial_state().first, (raft::HardState{1, 7, 1}));
+}
+
+// After a failed write nothing is claimed (the WAL thread's resume() goes first), and stop()
+// refuses claims too.
+TEST_F(WalWriterTest, claim_refusedAfterAFailedWriteAndAfterStop) {
+  WalWriter wal(log_.get(), [](uint64_t, Status) {});
+  ASSERT_TRUE(wal.claim());
+  Status failed = Status::ok();
+  // Entry 5 in an empty log would leave a gap: the log refuses it.
+  wal.write_claimed(*ready(std::nullopt, {entry(5)}, {1, 7, 0}, true),
+                    [&](Status st) { failed = std::move(st); });
+  EXPECT_FALSE(failed.is_ok());
+  EXPECT_FALSE(wal.claim());
+  std::promise<Status> resumed;
+  auto resumed_f = resumed.get_future();
+  ASSERT_TRUE(wal.resume([&](Status st) { resumed.set_value(std::move(st)); }));
+  ASSERT_EQ(resumed_f.wait_for(kWait), std::future_status::ready);
+  EXPECT_TRUE(resumed_f.get().is_ok());
+  wal.stop();
+  EXPECT_FALSE(wal.claim());
+}
+
+// stop() does not wait for a claim that was never written: it abandons it, and a write_claimed()
+// after that writes nothing and runs nothing.
+TEST_F(WalWriterTest, stop_abandonsAClaimNotWritten) {
+  WalWriter wal(log_.get(), [](uint64_t, Status) {});
+  ASSERT_TRUE(wal.claim());
+  std::promise<Status> queued;
+  auto queued_f = queued.get_future();
+  // Queued behind the claim (a hard state alone, which needs no entry before it).
+  ASSERT_TRUE(wal.persist(ready(std::nullopt, {}, {1, 7, 0}, true),
+                          [&](Status st) { queued.set_value(std::move(st)); }));
+  wal.stop();  // returns: the claim does not hold the WAL thread back any more
+  ASSERT_EQ(queued_f.wait_for(std::chrono::seconds(0)), std::future_status::ready)
+      << "stop() writes what is queued";
+  EXPECT_TRUE(queued_f.get().is_ok());
+  bool ran = false;
+  wal.write_claimed(*ready(std::nullopt, {entry(1)}, {1, 7, 0}, true),
+                    [&](Status) { ran = true; });
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(wal.claimed_writes(), 0u);
+  EXPECT_EQ(log_->last_index(), 0u);
+}
+
 }  // namespace
 }  // namespace kvd::server
