@@ -66,8 +66,10 @@ inline constexpr auto kNoLeaderReport = std::chrono::seconds(10);
 inline constexpr auto kStorageRetryInterval = std::chrono::milliseconds(1000);
 // The most entries a Ready may hold, and requests may wait at this member, for the Ready to be
 // written on the strand's loop thread when the WAL thread is idle (raft_loop.cc,
-// persist_ready): a lone client's write or a follower's small append, not writes under load.
-inline constexpr size_t kLoopWriteMaxEntries = 4;
+// persist_ready): a lone client's write or a follower's append of one entry. Not more: at 64
+// connections a write claimed whenever few requests happened to wait raised the p99 in six
+// rounds of six (bench/run.sh), as the loop then reads no request during that fsync.
+inline constexpr size_t kLoopWriteMaxEntries = 1;
 
 int64_t now_ns();
 // A kInternal command setting key to value, stamped with the local clock.
