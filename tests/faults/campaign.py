@@ -90,6 +90,13 @@ def _scenario(net, kind, nem, rnd, duration, quorum, result, log, hold=HOLD_S):
         watch_members = workload.Watchers(h, members, threads=1, first_process=200)
         watch_proxy = workload.Watchers(h, proxy, threads=1, first_process=210)
         loads = (regs, adds, watch_members, watch_proxy)
+        if not quorum:
+            # Plain reads (the checker's teeth): readers that never write, so that none of them
+            # sits out the partition in a write to the isolated leader that cannot commit, as
+            # the registers' clients soon all do; they go on reading every member, the isolated
+            # one too, after the majority's first writes.
+            loads += (workload.Registers(h, members, quorum=False, threads=3, reads_only=True,
+                                         seed=rnd.randrange(1 << 30), first_process=300),)
         for w in loads:
             w.start(net.thread)
         ctx = nemesis.Context(net, c, rnd)
@@ -107,8 +114,8 @@ def _scenario(net, kind, nem, rnd, duration, quorum, result, log, hold=HOLD_S):
         # Everything back: a leader among all members, then the load stops and is read back.
         lead = c.leader(timeout=30)
         result["recovered"] = lead is not None
-        regs.stop()
-        adds.stop()
+        for w in (regs, adds) + loads[4:]:
+            w.stop()
         adds.final_read(members)
         last = max([e.get("index") or 0 for e in h.snapshot()
                     if e.get("type") == "ok" and e.get("f") in ("write", "cas")] or [0])

@@ -135,10 +135,11 @@ class Registers(Client):
     the client saw of that key."""
 
     def __init__(self, history, endpoints, keys=3, threads=6, quorum=True, seed=0,
-                 first_process=0, prefix="/reg"):
+                 first_process=0, prefix="/reg", reads_only=False):
         super().__init__(history, endpoints, seed, first_process, threads)
         self.keys = [f"{prefix}/r{i}" for i in range(keys)]
         self.quorum = quorum
+        self.read_share = 1.0 if reads_only else 0.5
 
     def run(self, process):
         rnd = random.Random(self.seed * 1000 + process)
@@ -149,7 +150,7 @@ class Registers(Client):
             key = rnd.choice(self.keys)
             path = "/v2/keys" + key
             r = rnd.random()
-            if r < 0.5:
+            if r < self.read_share:
                 self.h.add(process=process, type="invoke", f="read", key=key, value=None)
                 q = "?quorum=true" if self.quorum else ""
                 status, _, doc, transport = http_call(base, "GET", path + q)
