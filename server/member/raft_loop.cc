@@ -125,11 +125,12 @@ void Core::persist_ready(std::shared_ptr<raft::Ready> rd) {
       c.finish_ready(*rd);
     });
   };
-  // A small Ready while few requests wait and the WAL thread is idle (a lone client's write, a
-  // follower's small append) is written on this loop's thread, outside the strand's lock so
-  // that plain reads go on: the loop serves nothing else during that fsync, but a lone write
-  // spares the two thread wake-ups of the hand-off. Under load the WAL thread writes the
-  // batches, in parallel with the applying and the reading of the next requests.
+  // A Ready of one entry (kLoopWriteMaxEntries) while at most one request waits and the WAL
+  // thread is idle (a lone client's write, a follower's append of one) is written on this
+  // loop's thread, outside the strand's lock so that plain reads go on: the loop serves nothing
+  // else during that fsync, but a lone write spares the two thread wake-ups of the hand-off.
+  // Under load the WAL thread writes the batches, in parallel with the applying and the reading
+  // of the next requests.
   if (!rd->snapshot && rd->entries.size() <= kLoopWriteMaxEntries &&
       waiters.size() <= kLoopWriteMaxEntries && wal->claim()) {
     boost::asio::post(strand.get_inner_executor(),
