@@ -150,7 +150,7 @@ void PeerTransport::Impl::on_accepted_locked(const std::shared_ptr<Peer>& p,
   p->state = Peer::State::kConnected;
   p->connected_since = Clock::now();
   p->metrics.active.set(1);
-  p->backoff = kInitialBackoff;
+  p->backoff = config.initial_reconnect_backoff;
   if (!p->ever_connected) {
     SPDLOG_INFO("peer transport: connected to member {} at {}", hex_id(p->id), conn->url);
   } else if (p->inactive_since) {
@@ -236,8 +236,9 @@ void PeerTransport::Impl::fail_connection_locked(const std::shared_ptr<Peer>& p,
   }
   if (was_connected || dropped > 0 || snapshots_failed) post_unreachable(p->id);
   p->state = Peer::State::kBackoff;
-  p->backoff_timer.expires_after(std::max(p->backoff, config.initial_reconnect_backoff));
-  p->backoff = std::min(p->backoff * 2, std::max(config.max_reconnect_backoff, kInitialBackoff));
+  p->backoff_timer.expires_after(p->backoff);
+  p->backoff = std::min(p->backoff * 2,
+                        std::max(config.max_reconnect_backoff, config.initial_reconnect_backoff));
   p->backoff_timer.async_wait([self = shared_from_this(), p](error_code ec) {
     if (ec == asio::error::operation_aborted) return;
     std::lock_guard lk(self->mu);

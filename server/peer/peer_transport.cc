@@ -96,6 +96,7 @@ void PeerTransport::Impl::add_peer(uint64_t id, std::vector<std::string> urls) {
     return;
   }
   auto p = std::make_shared<Peer>(io, config.member_id, id, std::move(urls));
+  p->backoff = config.initial_reconnect_backoff;
   peers.emplace(id, p);
   start_dial_locked(p);
 }

@@ -47,7 +47,6 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
-constexpr std::chrono::milliseconds kInitialBackoff{50};
 // Repeated warnings about one peer or remote address are logged at most this often.
 constexpr std::chrono::seconds kWarnInterval{60};
 // An accept error (e.g. out of file descriptors) is retried after this pause, not in a hot loop.
@@ -187,7 +186,7 @@ struct Peer {
   State state = State::kDialing;
   std::shared_ptr<OutConn> conn;  // Invariant: non-null unless state == kBackoff or removed
   asio::steady_timer backoff_timer;
-  std::chrono::milliseconds backoff = kInitialBackoff;
+  std::chrono::milliseconds backoff;  // the next wait: config.initial_reconnect_backoff, doubling
   bool ever_connected = false;
   std::optional<Clock::time_point> connected_since;  // Invariant: set iff state == kConnected
   // Since when a peer that was connected is not (its "became inactive" line logged); the

@@ -89,14 +89,15 @@ def _scenario(net, kind, nem, rnd, duration, quorum, result, log, hold=HOLD_S):
                                 seed=rnd.randrange(1 << 30))
         watch_members = workload.Watchers(h, members, threads=1, first_process=200)
         watch_proxy = workload.Watchers(h, proxy, threads=1, first_process=210)
-        loads = (regs, adds, watch_members, watch_proxy)
+        readers = ()
         if not quorum:
             # Plain reads (the checker's teeth): readers that never write, so that none of them
             # sits out the partition in a write to the isolated leader that cannot commit, as
             # the registers' clients soon all do; they go on reading every member, the isolated
             # one too, after the majority's first writes.
-            loads += (workload.Registers(h, members, quorum=False, threads=3, reads_only=True,
-                                         seed=rnd.randrange(1 << 30), first_process=300),)
+            readers = (workload.Registers(h, members, quorum=False, threads=3, reads_only=True,
+                                          seed=rnd.randrange(1 << 30), first_process=300),)
+        loads = (regs, adds, watch_members, watch_proxy) + readers
         for w in loads:
             w.start(net.thread)
         ctx = nemesis.Context(net, c, rnd)
@@ -114,7 +115,7 @@ def _scenario(net, kind, nem, rnd, duration, quorum, result, log, hold=HOLD_S):
         # Everything back: a leader among all members, then the load stops and is read back.
         lead = c.leader(timeout=30)
         result["recovered"] = lead is not None
-        for w in (regs, adds) + loads[4:]:
+        for w in (regs, adds) + readers:
             w.stop()
         adds.final_read(members)
         last = max([e.get("index") or 0 for e in h.snapshot()
