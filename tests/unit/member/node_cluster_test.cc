@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <future>
 #include <map>
@@ -66,11 +67,18 @@ class Network {
     return snapshots_;
   }
 
+  // The highest commit index member `from` has told any other member (kApp, kHeartbeat).
+  uint64_t commit_sent(uint64_t from) {
+    std::lock_guard lock(mu_);
+    return commit_sent_[from];
+  }
+
   PeerLink link(uint64_t self) {
     PeerLink l;
     l.send = [this, self](std::vector<raft::Message> msgs) {
       std::lock_guard lock(mu_);
       for (auto& m : msgs) {
+        if (!down_.count(self)) commit_sent_[self] = std::max(commit_sent_[self], m.commit);
         if (Node* to = reachable(self, m.to)) to->step(std::move(m));
       }
     };
@@ -110,6 +118,7 @@ class Network {
   std::map<uint64_t, Node*> nodes_;
   std::set<uint64_t> down_;
   uint64_t snapshots_ = 0;
+  std::map<uint64_t, uint64_t> commit_sent_;
 };
 
 class NodeClusterTest : public ::testing::Test {
@@ -314,6 +323,56 @@ TEST_F(NodeClusterTest, propose_writeOnEveryMemberIsReadByQuorumReadOnEvery) {
   Reply b = get(2, "/k2", true);
   EXPECT_EQ(a.event().node.modified_index, b.event().node.modified_index);
   EXPECT_GT(a.status.raft_term, 1u);
+}
+
+// The leader answers a write before it tells the followers the write is committed: those
+// messages promise nothing, and sent first they delayed the answer (two sends, then the cores
+// the woken followers took). The followers still learn it and apply the write.
+TEST_F(NodeClusterTest, propose_leaderAnswersBeforeItSendsTheNewCommitIndex) {
+  open_all();
+  const int leader = await_leader();
+  const uint64_t leader_id = nodes_[leader]->member_id();
+  // The members' own proposals (names, the cluster version) are applied everywhere first: one
+  // committed in the same Ready as a write would carry the write's commit index early.
+  ASSERT_TRUE(wait_until([&] {
+    for (int i = 0; i < kMembers; ++i) {
+      if (!all_named(i)) return false;
+    }
+    return !info(leader).cluster_version.empty();
+  })) << "the members never published their names and the cluster version";
+  for (int n = 0; n < 20; ++n) {
+    v2::WriteRequest req;
+    req.cmd.op = v2::Op::kSet;
+    req.cmd.key = "/order";
+    req.cmd.value = std::to_string(n);
+    struct Seen {
+      Reply reply;
+      uint64_t commit_sent_at_answer = 0;
+    };
+    auto p = std::make_shared<std::promise<Seen>>();
+    auto f = p->get_future();
+    nodes_[leader]->propose(std::move(req), [this, p, leader_id](StoreResult r, RaftStatus s) {
+      // Runs on the leader's raft loop, where the messages are sent too.
+      p->set_value(Seen{Reply{std::move(r), s}, net_.commit_sent(leader_id)});
+    });
+    Seen seen = await(f);
+    ASSERT_TRUE(seen.reply.ok()) << seen.reply.error().cause;
+    // The write's own index is at most the commit index it was answered with, and no member
+    // had been sent a commit index covering it.
+    EXPECT_LT(seen.commit_sent_at_answer, seen.reply.status.raft_index) << "write " << n;
+  }
+  const uint64_t last = info(leader).applied;
+  EXPECT_TRUE(wait_until([&] {
+    for (int i = 0; i < kMembers; ++i) {
+      if (info(i).applied < last) return false;
+    }
+    return true;
+  })) << "the followers never applied the last write";
+  for (int i = 0; i < kMembers; ++i) {
+    Reply r = get(i, "/order", /*quorum=*/false);
+    ASSERT_TRUE(r.ok()) << "member " << i << ": " << r.error().cause;
+    EXPECT_EQ(r.event().node.value, "19") << "member " << i;
+  }
 }
 
 TEST_F(NodeClusterTest, leaderLoss_newLeaderAndWritesContinue) {
