@@ -187,9 +187,6 @@ struct Core : std::enable_shared_from_this<Core> {
   raft::Role role = raft::Role::kFollower;
   bool ready_in_flight = false;  // a Ready is being persisted: no ready() before its advance()
   bool pump_scheduled = false;
-  // The messages of a Ready that persisted nothing (a new commit index, heartbeats): sent after
-  // its entries are applied and answered (finish_ready), or before the next Ready's (pump).
-  std::vector<raft::Message> after_apply;
   bool removed = false;
   bool removal_noticed = false;  // on_removed ran (applied removal or a peer's refusal)
   bool members_dirty = true;
@@ -342,7 +339,9 @@ struct Core : std::enable_shared_from_this<Core> {
   void schedule_pump();
   void finish_ready(raft::Ready& rd);
   void send_messages(std::vector<raft::Message> msgs);
-  void send_after_apply();
+  // Moves out of msgs, in order, all but the commit notices (appends without entries), which
+  // stay in msgs.
+  static std::vector<raft::Message> take_urgent(std::vector<raft::Message>& msgs);
   // Hands rd's persistent part to the WAL thread; finish_ready(rd) once it is on disk,
   // storage_failed(rd) if it could not be written.
   void persist_ready(std::shared_ptr<raft::Ready> rd);

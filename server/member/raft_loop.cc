@@ -25,6 +25,11 @@ bool persists(const raft::Ready& rd) {
   return rd.snapshot || !rd.entries.empty() || rd.must_sync;
 }
 
+// A leader's append without entries: it tells a follower the new commit index (or probes it).
+bool commit_notice(const raft::Message& m) {
+  return m.type == raft::MessageType::kApp && m.entries.empty();
+}
+
 }  // namespace
 
 void Core::note_ready(const raft::Ready& rd) {
@@ -88,15 +93,18 @@ void Core::pump() {
       link_peer(cc->node_id, context_peer_urls(cc->context));
     }
   }
-  // Whatever an earlier Ready left to send after its apply goes before this Ready's messages,
-  // in order.
-  send_after_apply();
   // A leader sends its appends before its own fsync, so that the followers' writes run in
   // parallel with it (Raft thesis §10.2.1; etcd's server does the same). This is safe: the
   // leader counts its own entries for commitment, but a commit index that depends on them
   // reaches nobody before this Ready is on disk (the next Ready is taken only after that), and
   // a leader's votes were persisted before it became one.
-  if (role == raft::Role::kLeader && persists(*rd)) send_messages(std::exchange(rd->messages, {}));
+  if (role == raft::Role::kLeader) {
+    if (persists(*rd)) {
+      send_messages(std::exchange(rd->messages, {}));
+    } else {
+      send_messages(take_urgent(rd->messages));  // the commit notices wait for finish_ready
+    }
+  }
   ready_in_flight = true;
   if (!persists(*rd)) {
     // Nothing to wait for: no hard state, or only a new commit index, which raft lets us write
@@ -211,15 +219,21 @@ void Core::schedule_pump() {
 
 void Core::finish_ready(raft::Ready& rd) {
   // Persisted: now the messages that promise it may go (Raft paper Figure 2). A Ready that
-  // persisted nothing promises nothing: its messages (the leader's new commit index for the
-  // followers, heartbeats) go after its entries are applied, so that the answers to the
-  // requests they commit leave first. Sent before, a lone write's answer waited ~45 us for two
-  // sends on loopback and then for the cores the woken followers took.
+  // persisted nothing promises nothing; of its messages, a leader's commit notices (appends
+  // without entries) go after its entries are applied, so that the answers to the requests
+  // they commit leave first: sent before, a lone write's answer waited ~45 us for two sends on
+  // loopback and then for the cores the woken followers took. The rest go at once: appends
+  // with entries keep replication going under load, and heartbeats and their answers confirm
+  // quorum reads.
+  // (A Ready taken by the pump() below may send its appends with entries before these
+  // notices: a follower answers an append older than what it has with its own position, and the
+  // leader ignores that answer.)
+  std::vector<raft::Message> notices;
   if (persists(rd)) {
     send_messages(std::move(rd.messages));
   } else {
-    std::move(rd.messages.begin(), rd.messages.end(), std::back_inserter(after_apply));
-    rd.messages.clear();
+    send_messages(take_urgent(rd.messages));
+    notices = std::move(rd.messages);
   }
   if (rd.snapshot && !apply_snapshot(*rd.snapshot)) {
     SPDLOG_CRITICAL("apply: the snapshot at index {} from the leader holds a corrupt store image",
@@ -249,7 +263,7 @@ void Core::finish_ready(raft::Ready& rd) {
     }
   }
   serve_reads();
-  send_after_apply();
+  send_messages(std::move(notices));
   if (members_dirty) {
     sync_peers();
     refresh_members_cache();
@@ -268,8 +282,13 @@ void Core::finish_ready(raft::Ready& rd) {
   schedule_pump();
 }
 
-void Core::send_after_apply() {
-  if (!after_apply.empty()) send_messages(std::exchange(after_apply, {}));
+std::vector<raft::Message> Core::take_urgent(std::vector<raft::Message>& msgs) {
+  std::vector<raft::Message> urgent;
+  // The notices first, the rest after them, each in its order.
+  auto rest = std::stable_partition(msgs.begin(), msgs.end(), commit_notice);
+  std::move(rest, msgs.end(), std::back_inserter(urgent));
+  msgs.erase(rest, msgs.end());
+  return urgent;
 }
 
 void Core::send_messages(std::vector<raft::Message> msgs) {
