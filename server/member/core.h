@@ -342,6 +342,8 @@ struct Core : std::enable_shared_from_this<Core> {
   // Moves out of msgs, in order, all but the commit notices (appends without entries), which
   // stay in msgs.
   static std::vector<raft::Message> take_urgent(std::vector<raft::Message>& msgs);
+  // Whether rd's commit notices wait until its entries are applied (finish_ready).
+  bool holds_notices(const raft::Ready& rd) const;
   // Hands rd's persistent part to the WAL thread; finish_ready(rd) once it is on disk,
   // storage_failed(rd) if it could not be written.
   void persist_ready(std::shared_ptr<raft::Ready> rd);
