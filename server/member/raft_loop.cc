@@ -283,8 +283,8 @@ void Core::finish_ready(raft::Ready& rd) {
 }
 
 // Only while requests wait here: a write proposed through a follower is answered by the
-// follower once a notice tells it the commit, so there the notices go at once (held back, such
-// a write took 3-8% longer in an A/B).
+// follower once a notice tells it the commit, and with nothing to answer here first, holding
+// the notices back would only delay that.
 bool Core::holds_notices(const raft::Ready& rd) const {
   return !persists(rd) && !waiters.empty();
 }
