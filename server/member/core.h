@@ -339,9 +339,9 @@ struct Core : std::enable_shared_from_this<Core> {
   void schedule_pump();
   void finish_ready(raft::Ready& rd);
   void send_messages(std::vector<raft::Message> msgs);
-  // Moves out of msgs, in order, all but the commit notices (appends without entries), which
-  // stay in msgs.
-  static std::vector<raft::Message> take_urgent(std::vector<raft::Message>& msgs);
+  // Sends rd's messages, in order, except the commit notices (appends without entries) that
+  // holds_notices(rd) keeps: those stay in rd.messages.
+  void send_now(raft::Ready& rd);
   // Whether rd's commit notices wait until its entries are applied (finish_ready).
   bool holds_notices(const raft::Ready& rd) const;
   // Hands rd's persistent part to the WAL thread; finish_ready(rd) once it is on disk,

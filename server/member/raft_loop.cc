@@ -98,13 +98,7 @@ void Core::pump() {
   // leader counts its own entries for commitment, but a commit index that depends on them
   // reaches nobody before this Ready is on disk (the next Ready is taken only after that), and
   // a leader's votes were persisted before it became one.
-  if (role == raft::Role::kLeader) {
-    if (!holds_notices(*rd)) {
-      send_messages(std::exchange(rd->messages, {}));
-    } else {
-      send_messages(take_urgent(rd->messages));  // the commit notices wait for finish_ready
-    }
-  }
+  if (role == raft::Role::kLeader) send_now(*rd);  // held commit notices wait for finish_ready
   ready_in_flight = true;
   if (!persists(*rd)) {
     // Nothing to wait for: no hard state, or only a new commit index, which raft lets us write
@@ -228,13 +222,8 @@ void Core::finish_ready(raft::Ready& rd) {
   // (A Ready taken by the pump() below may send its appends with entries before these
   // notices: a follower answers an append older than what it has with its own position, and the
   // leader ignores that answer.)
-  std::vector<raft::Message> notices;
-  if (!holds_notices(rd)) {
-    send_messages(std::move(rd.messages));
-  } else {
-    send_messages(take_urgent(rd.messages));
-    notices = std::move(rd.messages);
-  }
+  send_now(rd);
+  std::vector<raft::Message> notices = std::move(rd.messages);
   if (rd.snapshot && !apply_snapshot(*rd.snapshot)) {
     SPDLOG_CRITICAL("apply: the snapshot at index {} from the leader holds a corrupt store image",
                      rd.snapshot->metadata.index);
@@ -289,13 +278,14 @@ bool Core::holds_notices(const raft::Ready& rd) const {
   return !persists(rd) && !waiters.empty();
 }
 
-std::vector<raft::Message> Core::take_urgent(std::vector<raft::Message>& msgs) {
-  std::vector<raft::Message> urgent;
-  // The notices first, the rest after them, each in its order.
-  auto rest = std::stable_partition(msgs.begin(), msgs.end(), commit_notice);
-  std::move(rest, msgs.end(), std::back_inserter(urgent));
-  msgs.erase(rest, msgs.end());
-  return urgent;
+void Core::send_now(raft::Ready& rd) {
+  if (!holds_notices(rd)) return send_messages(std::exchange(rd.messages, {}));
+  // The notices first, the rest after them, each in its order; the rest go.
+  auto rest = std::stable_partition(rd.messages.begin(), rd.messages.end(), commit_notice);
+  std::vector<raft::Message> urgent(std::make_move_iterator(rest),
+                                    std::make_move_iterator(rd.messages.end()));
+  rd.messages.erase(rest, rd.messages.end());
+  send_messages(std::move(urgent));
 }
 
 void Core::send_messages(std::vector<raft::Message> msgs) {
