@@ -11,7 +11,7 @@
 #
 # Environment (defaults in brackets):
 #   KVD_BIN [build/server/kvd]  ETCD_BIN [/usr/bin/etcd]  ROUNDS [5]  DURATION [10] seconds per
-#   run  CONNS [64]  THREADS [2] wrk threads  VALUE_BYTES [64]  BENCH_DIR [/var/tmp] parent of
+#   run  CONNS [64]  THREADS [2; pinned: one per client CPU] wrk threads  VALUE_BYTES [64]  BENCH_DIR [/var/tmp] parent of
 #   the data dirs  KEEP [0] 1 keeps the work dir (logs, raw results).
 # KVD_BIN=/usr/bin/etcd compares etcd with itself, which checks the script and the noise level.
 set -euo pipefail

@@ -13,7 +13,7 @@
 # PID on exit.
 #
 # Environment (defaults in brackets): as bench/run.sh (KVD_BIN ETCD_BIN ROUNDS [3] DURATION [10]
-# CONNS [64] THREADS [2] VALUE_BYTES [64] BENCH_DIR [/var/tmp] KEEP [0]).
+# CONNS [64] THREADS [2; pinned: one per client CPU] VALUE_BYTES [64] BENCH_DIR [/var/tmp] KEEP [0]).
 set -euo pipefail
 
 DEFAULT_ROUNDS=3

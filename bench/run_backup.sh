@@ -10,7 +10,7 @@
 # its v2 data (etcdctl's backup reads a stopped member's files), so no etcd column.
 #
 # Environment (defaults in brackets): KVD_BIN KVCTL_BIN [build/cli/kvctl] KEYS [1000000]
-# ROUNDS [3] DURATION [10] CONNS [64] THREADS [2] VALUE_BYTES [64] WRITE_PAUSE_MS [16]
+# ROUNDS [3] DURATION [10] CONNS [64] THREADS [2; pinned: one per client CPU] VALUE_BYTES [64] WRITE_PAUSE_MS [16]
 # BENCH_DIR [/var/tmp] KEEP [0].
 set -euo pipefail
 

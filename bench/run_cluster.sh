@@ -17,7 +17,7 @@
 # Processes are killed by PID on exit.
 #
 # Environment (defaults in brackets): as bench/lib.sh (ROUNDS [3], DURATION [5] seconds per run,
-# CONNS [64], THREADS [2] for the writes, VALUE_BYTES [64], KVD_BIN, ETCD_BIN, BENCH_DIR, KEEP),
+# CONNS [64], THREADS [2; pinned: one per client CPU] for the writes, VALUE_BYTES [64], KVD_BIN, ETCD_BIN, BENCH_DIR, KEEP),
 # and LOAD_KEYS [100000] keys written before the restart.
 set -euo pipefail
 

@@ -18,7 +18,7 @@
 #
 # Environment (defaults in brackets):
 #   KVD_BIN [build/server/kvd]  ETCD_BIN [/usr/bin/etcd]  ROUNDS [3]  DURATION [5] seconds per
-#   run  CONNS [64]  THREADS [2] wrk threads  VALUE_BYTES [64]  BENCH_DIR [/var/tmp]  KEEP [0]
+#   run  CONNS [64]  THREADS [2; pinned: one per client CPU] wrk threads  VALUE_BYTES [64]  BENCH_DIR [/var/tmp]  KEEP [0]
 #   READ_PAUSE_MS [4]  WRITE_PAUSE_MS [16]
 set -euo pipefail
 

@@ -12,7 +12,7 @@
 # rounds; the table shows the median over rounds. Servers are killed by PID on exit.
 #
 # Environment (defaults in brackets): as bench/run.sh (KVD_BIN ETCD_BIN ROUNDS [3] DURATION [10]
-# CONNS [64] THREADS [2] VALUE_BYTES [64] BENCH_DIR [/var/tmp] KEEP [0]) and HS_CLIENTS [4]
+# CONNS [64] THREADS [2; pinned: one per client CPU] VALUE_BYTES [64] BENCH_DIR [/var/tmp] KEEP [0]) and HS_CLIENTS [4]
 # concurrent handshaking clients, WORKLOADS [reads read1 writes write1] the wrk workloads run.
 set -euo pipefail
 

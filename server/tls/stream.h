@@ -194,6 +194,12 @@ class Stream {
           break;
       }
       const bool first = state == kStart;
+      if (first && op == Op::kRead && size > 0 && !s->holds_input()) {
+        // Nothing received is waiting in OpenSSL (the usual case for a read after an answer):
+        // a read there could only ask for more, so read the socket first.
+        state = kReading;
+        return s->socket_.async_read_some(read_buffer(), std::move(self));
+      }
       Want want = s->step(op, data, size, n, result);
       if (want == Want::kInput && s->input_ended_) {
         want = Want::kNothing;
@@ -243,6 +249,9 @@ class Stream {
   void finish_handshake() { handshake_buf_.reset(); }
   // Hands received bytes to OpenSSL.
   void feed(const void* data, size_t n);
+  // Whether a read may be answered without reading the socket: received bytes (or records)
+  // wait in OpenSSL, or the socket's input ended.
+  bool holds_input() const;
   // What a read gets once the socket's input ended: eof after a close_notify, else truncated.
   error_code input_ended_error() const;
 

@@ -140,6 +140,30 @@ class TlsTest : public ::testing::Test {
     return r.is_ok() ? r.value() : nullptr;
   }
 
+  // Connects `c` to `s` over loopback and runs both handshakes on `io`: `s` the server, `c` a
+  // client presenting alice's certificate. The contexts stay alive with the fixture.
+  void handshake_pair(asio::io_context& io, Stream& s, Stream& c) {
+    pair_server_ = make(server_info());
+    pair_client_ = make(client_info("alice"));
+    ASSERT_TRUE(pair_server_ && pair_client_);
+    tcp::acceptor acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    boost::system::error_code server_ec = asio::error::would_block, client_ec = asio::error::would_block;
+    acc.async_accept(s.socket(), [&](boost::system::error_code ec) {
+      ASSERT_FALSE(ec);
+      s.use_tls(pair_server_->server());
+      s.async_handshake(asio::ssl::stream_base::server, [&](boost::system::error_code ec) { server_ec = ec; });
+    });
+    c.socket().connect(acc.local_endpoint());
+    c.use_tls(pair_client_->client());
+    pair_client_->prepare_client(c.native_ssl(), "127.0.0.1");
+    c.async_handshake(asio::ssl::stream_base::client, [&](boost::system::error_code ec) { client_ec = ec; });
+    io.run_for(std::chrono::seconds(10));
+    ASSERT_FALSE(server_ec) << server_ec.message();
+    ASSERT_FALSE(client_ec) << client_ec.message();
+  }
+
+  std::shared_ptr<TlsContexts> pair_server_, pair_client_;
+
   static std::string* dir_;
 };
 
@@ -354,24 +378,9 @@ TEST(StreamWriteNowTest, plainWritesWhatFitsThenWouldBlockThenFails) {
 // began, so the peer reads every byte once, in order. Reads return what the records held, and
 // the end of the connection without close_notify is stream_truncated, as with Asio's streams.
 TEST_F(TlsTest, stream_tlsWriteNowThenAsyncWriteAndReads) {
-  auto server = make(server_info());
-  auto client = make(client_info("alice"));
   asio::io_context io;
-  tcp::acceptor acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   Stream s(io), c(io);
-  boost::system::error_code server_ec = asio::error::would_block, client_ec = asio::error::would_block;
-  acc.async_accept(s.socket(), [&](boost::system::error_code ec) {
-    ASSERT_FALSE(ec);
-    s.use_tls(server->server());
-    s.async_handshake(asio::ssl::stream_base::server, [&](boost::system::error_code ec) { server_ec = ec; });
-  });
-  c.socket().connect(acc.local_endpoint());
-  c.use_tls(client->client());
-  client->prepare_client(c.native_ssl(), "127.0.0.1");
-  c.async_handshake(asio::ssl::stream_base::client, [&](boost::system::error_code ec) { client_ec = ec; });
-  io.run_for(std::chrono::seconds(10));
-  ASSERT_FALSE(server_ec) << server_ec.message();
-  ASSERT_FALSE(client_ec) << client_ec.message();
+  ASSERT_NO_FATAL_FAILURE(handshake_pair(io, s, c));
   EXPECT_EQ(TlsContexts::verified_peer_common_name(s.native_ssl()), "alice");
 
   const std::string head = "HTTP/1.1 200 OK\r\n\r\n", body = "hello";
@@ -426,6 +435,72 @@ TEST_F(TlsTest, stream_tlsWriteNowThenAsyncWriteAndReads) {
   EXPECT_EQ(ec, asio::ssl::error::stream_truncated) << ec.message();
   EXPECT_EQ(received.size(), sent.size());
   EXPECT_TRUE(received == sent);
+}
+
+// Reads that OpenSSL can answer from what it already holds complete without the socket: the rest
+// of a record read in small pieces, and a second record that arrived with the first. The client
+// sends nothing more and keeps the connection open, so a read that waited for the socket would
+// never complete.
+TEST_F(TlsTest, stream_tlsReadsWhatOpenSslHoldsWithoutTheSocket) {
+  asio::io_context io;
+  Stream s(io), c(io);
+  ASSERT_NO_FATAL_FAILURE(handshake_pair(io, s, c));
+
+  // Two records, sent before the server reads (no Nagle delay for the second): one socket read
+  // takes both.
+  c.socket().set_option(tcp::no_delay(true));
+  const std::string first = "GET /v2/keys/a HTTP/1.1\r\nHost: x\r\n\r\n", second = "GET /v2/keys/b HTTP/1.1\r\n\r\n";
+  boost::system::error_code ec;
+  ASSERT_EQ(c.write_now(asio::buffer(first), ec), first.size());
+  ASSERT_EQ(c.write_now(asio::buffer(second), ec), second.size());
+  ASSERT_FALSE(ec) << ec.message();
+  // Both records are in the server's socket before it reads (loopback delivers them at once;
+  // waited for, not slept on).
+  const size_t both = 2 * 22 + first.size() + second.size();  // TLS 1.3 record: 5 + 16 + 1 bytes
+  for (int i = 0; i < 1000 && s.socket().available() < both; ++i) {
+    s.socket().wait(tcp::socket::wait_read);
+  }
+  ASSERT_GE(s.socket().available(), both);
+
+  // The first record in pieces of 7 bytes, then the second whole.
+  std::string got;
+  std::array<char, 7> piece;
+  std::array<char, 4096> whole;
+  int reads = 0;
+  std::function<void()> read_next = [&] {
+    const bool small = got.size() < first.size();
+    auto buf = small ? asio::buffer(piece) : asio::buffer(whole);
+    s.async_read_some(buf, [&, small](boost::system::error_code e, size_t n) {
+      ++reads;
+      if (e) return void(ec = e);
+      got.append(small ? piece.data() : whole.data(), n);
+      if (got.size() < first.size() + second.size()) read_next();
+    });
+  };
+  io.restart();
+  read_next();
+  io.run_for(std::chrono::seconds(10));
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(got, first + second);
+  EXPECT_EQ(reads, static_cast<int>((first.size() + 6) / 7) + 1);
+
+  // One record alone, read in pieces: after the first piece its rest is decrypted inside
+  // OpenSSL and nothing is left to read from the socket or the received bytes.
+  const std::string third = "DELETE /v2/keys/c HTTP/1.1\r\n\r\n";
+  ASSERT_EQ(c.write_now(asio::buffer(third), ec), third.size());
+  std::string rest;
+  std::function<void()> read_piece = [&] {
+    s.async_read_some(asio::buffer(piece), [&](boost::system::error_code e, size_t n) {
+      if (e) return void(ec = e);
+      rest.append(piece.data(), n);
+      if (rest.size() < third.size()) read_piece();
+    });
+  };
+  io.restart();
+  read_piece();
+  io.run_for(std::chrono::seconds(10));
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(rest, third);
 }
 
 }  // namespace
