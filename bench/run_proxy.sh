@@ -19,7 +19,8 @@
 # Environment (defaults in brackets):
 #   KVD_BIN [build/server/kvd]  ETCD_BIN [/usr/bin/etcd]  ROUNDS [3]  DURATION [5] seconds per
 #   run  CONNS [64]  THREADS [2; pinned: one per client CPU] wrk threads  VALUE_BYTES [64]  BENCH_DIR [/var/tmp]  KEEP [0]
-#   READ_PAUSE_MS [4]  WRITE_PAUSE_MS [16]
+#   READ_PAUSE_MS [4]  WRITE_PAUSE_MS [16]  WORKLOADS [reads writes read1 write1 readp writep]
+#   the workloads run (the table shows their rows only)
 set -euo pipefail
 
 DEFAULT_ROUNDS=3
@@ -27,6 +28,12 @@ DEFAULT_DURATION=5
 WORK_PREFIX=kvd-bench-proxy
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_init
+ALL_WORKLOADS="reads writes read1 write1 readp writep"
+WORKLOADS="${WORKLOADS:-$ALL_WORKLOADS}"
+for workload in $WORKLOADS; do
+  [[ " $ALL_WORKLOADS " == *" $workload "* ]] || die "unknown workload '$workload' (known: $ALL_WORKLOADS)"
+done
+[[ -n "${WORKLOADS// /}" ]] || die "WORKLOADS names no workload (known: $ALL_WORKLOADS)"
 
 read -r -a PORTS < <(free_ports 14)
 
@@ -62,7 +69,7 @@ echo "bench: kvd=$KVD_BIN etcd=$ETCD_BIN rounds=$ROUNDS duration=${DURATION}s co
      "threads=$THREADS value=${VALUE_BYTES}B data=$WORK" >&2
 TARGETS=(kvd-proxy kvd-direct etcd-proxy etcd-direct)
 for ((round = 1; round <= ROUNDS; round++)); do
-  for workload in reads writes read1 write1 readp writep; do
+  for workload in $WORKLOADS; do
     for ((k = 0; k < 4; k++)); do
       target="${TARGETS[(k + round - 1) % 4]}"
       run_wrk "$round" "$target" "$workload" "${URL[$target]}"
@@ -72,8 +79,11 @@ done
 
 added() { if [[ $(bc -l <<<"$2 == 0") == 1 ]]; then echo "n/a"; else printf '%+.0f%%' "$(bc -l <<<"($1 / $2 - 1) * 100")"; fi; }
 
+# ran METRIC: whether the workload METRIC belongs to (reads for reads_p50_ms) was run.
+ran() { [[ " $WORKLOADS " == *" ${1%%_*} "* ]]; }
 row_rps() {  # LABEL WORKLOAD
   local kp kd ep ed
+  ran "$2" || return 0
   kp=$(median kvd-proxy "$2_rps"); kd=$(median kvd-direct "$2_rps")
   ep=$(median etcd-proxy "$2_rps"); ed=$(median etcd-direct "$2_rps")
   printf '| %s | %.0f | %.0f | %s | %.0f | %.0f | %s | **%s** |\n' "$1" "$kd" "$kp" "$(ratio "$kp" "$kd")" \
@@ -81,6 +91,7 @@ row_rps() {  # LABEL WORKLOAD
 }
 row_lat() {  # LABEL WORKLOAD_METRIC
   local kp kd ep ed
+  ran "$2" || return 0
   kp=$(median kvd-proxy "$2"); kd=$(median kvd-direct "$2")
   ep=$(median etcd-proxy "$2"); ed=$(median etcd-direct "$2")
   printf '| %s | %.3f | %.3f | %s | %.3f | %.3f | %s | **%s** |\n' "$1" "$kd" "$kp" "$(added "$kp" "$kd")" \
