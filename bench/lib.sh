@@ -62,17 +62,6 @@ bench_init() {
   done
   [[ -x "$ETCD_BIN" ]] || die "etcd not found at $ETCD_BIN (apt-get install etcd-server, or set ETCD_BIN)"
   [[ -x "$KVD_BIN" ]] || die "kvd binary not found at $KVD_BIN: build it (ninja -C build kvd) or set KVD_BIN"
-  if [[ -z "$THREADS" ]]; then
-    THREADS=2
-    if [[ -n "$CLIENT_CPUS" ]]; then
-      THREADS=$(taskset -c "$CLIENT_CPUS" nproc 2>/dev/null) ||
-        die "CLIENT_CPUS=$CLIENT_CPUS is not a usable CPU list"
-    fi
-  fi
-  for n in "$ROUNDS" "$DURATION" "$CONNS" "$THREADS" "$VALUE_BYTES" "$READ_PAUSE_MS" "$WRITE_PAUSE_MS"; do
-    [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS, DURATION, CONNS, THREADS, VALUE_BYTES, READ_PAUSE_MS and WRITE_PAUSE_MS must be positive integers"
-  done
-  (( THREADS <= CONNS )) || die "THREADS ($THREADS) must not exceed CONNS ($CONNS)"
   if [[ -n "$SERVER_CPUS" || -n "$CLIENT_CPUS" ]]; then
     [[ -n "$SERVER_CPUS" && -n "$CLIENT_CPUS" ]] || die "set both SERVER_CPUS and CLIENT_CPUS, or neither"
     command -v taskset >/dev/null || die "taskset is not installed (apt-get install util-linux)"
@@ -81,6 +70,14 @@ bench_init() {
     SERVER_PIN=(taskset -c "$SERVER_CPUS")
     CLIENT_PIN=(taskset -c "$CLIENT_CPUS")
   fi
+  # One wrk thread per client CPU when pinned, else 2.
+  if [[ -z "$THREADS" ]]; then
+    if ((${#CLIENT_PIN[@]})); then THREADS=$("${CLIENT_PIN[@]}" nproc); else THREADS=2; fi
+  fi
+  for n in "$ROUNDS" "$DURATION" "$CONNS" "$THREADS" "$VALUE_BYTES" "$READ_PAUSE_MS" "$WRITE_PAUSE_MS"; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS, DURATION, CONNS, THREADS, VALUE_BYTES, READ_PAUSE_MS and WRITE_PAUSE_MS must be positive integers"
+  done
+  (( THREADS <= CONNS )) || die "THREADS ($THREADS) must not exceed CONNS ($CONNS)"
   WORK="$(mktemp -d "$BENCH_DIR/${WORK_PREFIX:-kvd-bench}.XXXXXX")"
   RESULTS="$WORK/results.tsv"   # round, target, metric, value
   : >"$RESULTS"

@@ -280,12 +280,12 @@ bool Core::holds_notices(const raft::Ready& rd) const {
 
 void Core::send_now(raft::Ready& rd) {
   if (!holds_notices(rd)) return send_messages(std::exchange(rd.messages, {}));
-  // The notices first, the rest after them, each in its order; the rest go.
+  // The notices stay in rd.messages and the rest go now, each group in its order.
   auto rest = std::stable_partition(rd.messages.begin(), rd.messages.end(), commit_notice);
-  std::vector<raft::Message> urgent(std::make_move_iterator(rest),
-                                    std::make_move_iterator(rd.messages.end()));
+  std::vector<raft::Message> now(std::make_move_iterator(rest),
+                                 std::make_move_iterator(rd.messages.end()));
   rd.messages.erase(rest, rd.messages.end());
-  send_messages(std::move(urgent));
+  send_messages(std::move(now));
 }
 
 void Core::send_messages(std::vector<raft::Message> msgs) {

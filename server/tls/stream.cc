@@ -109,6 +109,9 @@ Stream::Want Stream::step(Op op, void* data, size_t size, size_t& n, error_code&
   n = 0;
   ec = {};
   if (op != Op::kHandshake && size == 0) return Want::kNothing;
+  // Nothing received waits in OpenSSL (the usual case for a read after an answer): SSL_read
+  // could only ask for more, so ask for it without the call.
+  if (op == Op::kRead && !holds_input()) return Want::kInput;
   // SSL_get_error() below reads this thread's error queue, which must hold nothing from before
   // this call. It is almost always empty: looking costs a fraction of clearing it (which
   // resets and frees all sixteen of its slots each time).

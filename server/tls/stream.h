@@ -194,12 +194,6 @@ class Stream {
           break;
       }
       const bool first = state == kStart;
-      if (first && op == Op::kRead && size > 0 && !s->holds_input()) {
-        // Nothing received is waiting in OpenSSL (the usual case for a read after an answer):
-        // a read there could only ask for more, so read the socket first.
-        state = kReading;
-        return s->socket_.async_read_some(read_buffer(), std::move(self));
-      }
       Want want = s->step(op, data, size, n, result);
       if (want == Want::kInput && s->input_ended_) {
         want = Want::kNothing;
