@@ -321,9 +321,30 @@ median() {
     awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-# row LABEL METRIC FORMAT: a table row of the medians for targets kvd and etcd and their ratio.
+# pick_workloads KNOWN...: the script's workloads. WORKLOADS (default: all of KNOWN, in that
+# order) must name at least one, and only known ones; the table rows of the others are left out.
+pick_workloads() {
+  KNOWN_WORKLOADS="$*"
+  WORKLOADS="${WORKLOADS:-$KNOWN_WORKLOADS}"
+  local w
+  for w in $WORKLOADS; do
+    [[ " $KNOWN_WORKLOADS " == *" $w "* ]] || die "unknown workload '$w' (known: $KNOWN_WORKLOADS)"
+  done
+  [[ -n "${WORKLOADS// /}" ]] || die "WORKLOADS names no workload (known: $KNOWN_WORKLOADS)"
+}
+
+# ran METRIC: false when METRIC (reads_p99_ms: workload, then what) is one of a known workload
+# that WORKLOADS left out; metrics of no workload (a handshake rate, the disk's floor) always ran.
+ran() {
+  local w=${1%%_*}
+  [[ -z "${KNOWN_WORKLOADS:-}" || " $KNOWN_WORKLOADS " != *" $w "* || " $WORKLOADS " == *" $w "* ]]
+}
+
+# row LABEL METRIC FORMAT: a table row of the medians for targets kvd and etcd and their ratio
+# (none when the metric's workload was not run).
 row() {
   local k e
+  ran "$2" || return 0
   k=$(median kvd "$2")
   e=$(median etcd "$2")
   printf "| %s | $3 | $3 | %s |\n" "$1" "$k" "$e" "$(ratio "$k" "$e")"
@@ -332,8 +353,10 @@ row() {
 # row2 VARIANT LABEL METRIC FORMAT: a table row comparing two ways of running the same workload
 # (plain METRIC, and VARIANT_METRIC: over https, with auth...): the medians of both servers for
 # each, the kvd/etcd ratio for each, and what the variant costs each server (variant/plain).
+# None when the workload was not run.
 row2() {
   local kh eh kt et
+  ran "$3" || return 0
   kh=$(median kvd "$3"); eh=$(median etcd "$3")
   kt=$(median kvd "$1_$3"); et=$(median etcd "$1_$3")
   printf "| %s | $4 | $4 | %s | $4 | $4 | **%s** | %s | %s |\n" "$2" "$kh" "$eh" "$(ratio "$kh" "$eh")" \

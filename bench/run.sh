@@ -12,7 +12,8 @@
 # Environment (defaults in brackets):
 #   KVD_BIN [build/server/kvd]  ETCD_BIN [/usr/bin/etcd]  ROUNDS [5]  DURATION [10] seconds per
 #   run  CONNS [64]  THREADS [2; pinned: one per client CPU] wrk threads  VALUE_BYTES [64]  BENCH_DIR [/var/tmp] parent of
-#   the data dirs  KEEP [0] 1 keeps the work dir (logs, raw results).
+#   the data dirs  KEEP [0] 1 keeps the work dir (logs, raw results)  WORKLOADS [reads writes
+#   write1] the workloads run (the table shows their rows only).
 # KVD_BIN=/usr/bin/etcd compares etcd with itself, which checks the script and the noise level.
 set -euo pipefail
 
@@ -25,6 +26,7 @@ if [[ ! -x "$KVD_BIN" ]]; then
       "(KVD_BIN=$ETCD_BIN runs etcd against etcd)"
 fi
 bench_init
+pick_workloads reads writes write1
 
 read -r KVD_CLIENT KVD_PEER ETCD_CLIENT ETCD_PEER < <(free_ports 4)
 start_member kvd "$KVD_BIN" "$KVD_CLIENT" "$KVD_PEER" "kvd=http://127.0.0.1:$KVD_PEER" bench
@@ -38,7 +40,7 @@ echo "bench: kvd=$KVD_BIN etcd=$ETCD_BIN rounds=$ROUNDS duration=${DURATION}s co
 
 for ((round = 1; round <= ROUNDS; round++)); do
   if (( round % 2 )); then order=(kvd etcd); else order=(etcd kvd); fi
-  for workload in ${WORKLOADS:-reads writes write1}; do
+  for workload in $WORKLOADS; do
     for name in "${order[@]}"; do
       run_wrk "$round" "$name" "$workload" "${URL[$name]}"
     done
@@ -58,7 +60,7 @@ row "writes, $CONNS conns, p99 latency (ms)" writes_p99_ms "%.2f"
 row "write latency, 1 conn, p50 (ms, lower is better)" write1_p50_ms "%.3f"
 row "write latency, 1 conn, p99 (ms, lower is better)" write1_p99_ms "%.3f"
 row "writes, 1 conn (req/s)" write1_rps "%.0f"
-if [[ " ${WORKLOADS:-write1} " == *" write1 "* ]]; then
+if ran write1; then
   floor=$(median disk floor_append_ms)
   echo
   echo "The disk's floor (medians over rounds of the p50 of 2000 4 KiB writes + fdatasync, in the" \

@@ -18,7 +18,8 @@
 #
 # Environment (defaults in brackets): as bench/lib.sh (ROUNDS [3], DURATION [5] seconds per run,
 # CONNS [64], THREADS [2; pinned: one per client CPU] for the writes, VALUE_BYTES [64], KVD_BIN, ETCD_BIN, BENCH_DIR, KEEP),
-# and LOAD_KEYS [100000] keys written before the restart.
+# LOAD_KEYS [100000] keys written before the restart, and WORKLOADS [writes reads write1 qreads
+# qspread qread1] the workloads run (the table shows their rows only; the restart always runs).
 set -euo pipefail
 
 DEFAULT_ROUNDS=3
@@ -28,6 +29,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LOAD_KEYS="${LOAD_KEYS:-100000}"
 [[ "$LOAD_KEYS" =~ ^[1-9][0-9]*$ ]] || die "LOAD_KEYS must be a positive integer"
 bench_init
+pick_workloads writes reads write1 qreads qspread qread1
 (( CONNS >= 3 )) || die "CONNS ($CONNS) must be at least 3 (reads use CONNS/3 per member)"
 
 read -r -a PORTS < <(free_ports 12)
@@ -96,7 +98,7 @@ spread_reads() {
 
 for ((round = 1; round <= ROUNDS; round++)); do
   if (( round % 2 )); then order=(kvd etcd); else order=(etcd kvd); fi
-  for workload in ${WORKLOADS:-writes reads write1 qreads qspread qread1}; do
+  for workload in $WORKLOADS; do
     for kind in "${order[@]}"; do
       case "$workload" in
         reads) spread_reads "$round" "$kind" ;;

@@ -28,12 +28,7 @@ DEFAULT_DURATION=5
 WORK_PREFIX=kvd-bench-proxy
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_init
-ALL_WORKLOADS="reads writes read1 write1 readp writep"
-WORKLOADS="${WORKLOADS:-$ALL_WORKLOADS}"
-for workload in $WORKLOADS; do
-  [[ " $ALL_WORKLOADS " == *" $workload "* ]] || die "unknown workload '$workload' (known: $ALL_WORKLOADS)"
-done
-[[ -n "${WORKLOADS// /}" ]] || die "WORKLOADS names no workload (known: $ALL_WORKLOADS)"
+pick_workloads reads writes read1 write1 readp writep
 
 read -r -a PORTS < <(free_ports 14)
 
@@ -79,8 +74,6 @@ done
 
 added() { if [[ $(bc -l <<<"$2 == 0") == 1 ]]; then echo "n/a"; else printf '%+.0f%%' "$(bc -l <<<"($1 / $2 - 1) * 100")"; fi; }
 
-# ran METRIC: whether the workload METRIC belongs to (reads for reads_p50_ms) was run.
-ran() { [[ " $WORKLOADS " == *" ${1%%_*} "* ]]; }
 row_rps() {  # LABEL WORKLOAD
   local kp kd ep ed
   ran "$2" || return 0

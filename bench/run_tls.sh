@@ -13,7 +13,8 @@
 #
 # Environment (defaults in brackets): as bench/run.sh (KVD_BIN ETCD_BIN ROUNDS [3] DURATION [10]
 # CONNS [64] THREADS [2; pinned: one per client CPU] VALUE_BYTES [64] BENCH_DIR [/var/tmp] KEEP [0]) and HS_CLIENTS [4]
-# concurrent handshaking clients, WORKLOADS [reads read1 writes write1] the wrk workloads run.
+# concurrent handshaking clients, WORKLOADS [reads read1 writes write1] the wrk workloads run
+# (the table shows their rows only; the handshakes always run).
 set -euo pipefail
 
 DEFAULT_ROUNDS=3
@@ -24,6 +25,7 @@ HS_CLIENTS="${HS_CLIENTS:-4}"
 [[ "$HS_CLIENTS" =~ ^[1-9][0-9]*$ ]] || die "HS_CLIENTS must be a positive integer"
 command -v openssl >/dev/null || die "openssl is not installed (apt-get install openssl)"
 bench_init
+pick_workloads reads read1 writes write1
 
 # The certificates: a CA and a server certificate for 127.0.0.1, as the e2e tests make them.
 read -r CERT KEY CA < <(python3 - "$REPO_DIR/tests/e2e" "$WORK/pki" <<'EOF'
@@ -100,7 +102,7 @@ echo "bench: kvd=$KVD_BIN etcd=$ETCD_BIN rounds=$ROUNDS duration=${DURATION}s co
 
 for ((round = 1; round <= ROUNDS; round++)); do
   if (( round % 2 )); then order=(kvd etcd); else order=(etcd kvd); fi
-  for workload in ${WORKLOADS:-reads read1 writes write1}; do
+  for workload in $WORKLOADS; do
     for scheme in http https; do
       for name in "${order[@]}"; do
         if [[ $scheme == http ]]; then label=$workload; else label=tls_$workload; fi
