@@ -6,7 +6,7 @@
 # Environment read here (defaults in brackets): KVD_BIN [build/server/kvd] ETCD_BIN
 # [/usr/bin/etcd] ROUNDS DURATION CONNS [64] THREADS [2; with CLIENT_CPUS, one per client CPU]
 # VALUE_BYTES [64] BENCH_DIR [/var/tmp] KEEP [0] READ_PAUSE_MS [4] WRITE_PAUSE_MS [16]
-# SERVER_CPUS [] CLIENT_CPUS [].
+# SERVER_CPUS [] CLIENT_CPUS [], and WORKLOADS [every workload of the script] in pick_workloads.
 # SERVER_CPUS and CLIENT_CPUS (taskset lists, say 0 and 1) pin the servers and the load
 # generators to their own cores, so that what a server serves is not capped by the CPU the load
 # generator takes from it on the same cores; unset, nothing is pinned. Pinned, wrk runs one
@@ -30,6 +30,9 @@ SERVER_CPUS="${SERVER_CPUS:-}"
 CLIENT_CPUS="${CLIENT_CPUS:-}"
 SERVER_PIN=()
 CLIENT_PIN=()
+# The script's workloads, set by pick_workloads (never from the environment); empty: every
+# metric's row prints.
+KNOWN_WORKLOADS=""
 
 declare -A PID=()
 
@@ -337,7 +340,7 @@ pick_workloads() {
 # that WORKLOADS left out; metrics of no workload (a handshake rate, the disk's floor) always ran.
 ran() {
   local w=${1%%_*}
-  [[ -z "${KNOWN_WORKLOADS:-}" || " $KNOWN_WORKLOADS " != *" $w "* || " $WORKLOADS " == *" $w "* ]]
+  [[ -z "$KNOWN_WORKLOADS" || " $KNOWN_WORKLOADS " != *" $w "* || " $WORKLOADS " == *" $w "* ]]
 }
 
 # row LABEL METRIC FORMAT: a table row of the medians for targets kvd and etcd and their ratio
