@@ -18,8 +18,9 @@
 # quiesce, its run) and continues them after: an idle etcd is not idle (its threads switch in
 # ~190 times a second here, kvd's ~12), and with it running kvd's https writes cost it 50 us of CPU
 # each against 41 us with it stopped, while etcd's cost the same either way (bench/README). The
-# single-member scripts set it by default; the cluster scripts do not, since etcd's members drop
-# their peer streams after 5 s without a read and a frozen cluster would thaw into reconnects.
+# single-member scripts set it by default. The cluster scripts do not: three-member writes gained
+# nothing from it (bench/README), and etcd's members drop their peer streams after 5 s without a
+# read, so a frozen cluster thaws into reconnects.
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KVD_BIN="${KVD_BIN:-$REPO_DIR/build/server/kvd}"
