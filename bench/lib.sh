@@ -6,21 +6,13 @@
 # Environment read here (defaults in brackets): KVD_BIN [build/server/kvd] ETCD_BIN
 # [/usr/bin/etcd] ROUNDS DURATION CONNS [64] THREADS [2; with CLIENT_CPUS, one per client CPU]
 # VALUE_BYTES [64] BENCH_DIR [/var/tmp] KEEP [0] READ_PAUSE_MS [4] WRITE_PAUSE_MS [16]
-# SERVER_CPUS [] CLIENT_CPUS [] FREEZE_OTHER [DEFAULT_FREEZE_OTHER, else 0], and WORKLOADS [every
-# workload of the script] in pick_workloads.
+# SERVER_CPUS [] CLIENT_CPUS [], and WORKLOADS [every workload of the script] in pick_workloads.
 # SERVER_CPUS and CLIENT_CPUS (taskset lists, say 0 and 1) pin the servers and the load
 # generators to their own cores, so that what a server serves is not capped by the CPU the load
 # generator takes from it on the same cores; unset, nothing is pinned. Pinned, wrk runs one
 # thread per client CPU unless THREADS says otherwise: two wrk threads taking turns on one core
 # cost it a third of its requests per second (over https, 40k against 59k req/s on this
 # machine), which then caps the faster server.
-# FREEZE_OTHER=1 stops the other server's processes (SIGSTOP) while one server is measured (its
-# quiesce, its run) and continues them after: an idle etcd is not idle (its threads switch in
-# ~190 times a second here, kvd's ~12), and with it running kvd's https writes cost it 50 us of CPU
-# each against 41 us with it stopped, while etcd's cost the same either way (bench/README). The
-# single-member scripts set it by default. The cluster scripts do not: three-member writes gained
-# nothing from it (bench/README), and etcd's members drop their peer streams after 5 s without a
-# read, so a frozen cluster thaws into reconnects.
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KVD_BIN="${KVD_BIN:-$REPO_DIR/build/server/kvd}"
@@ -36,7 +28,6 @@ READ_PAUSE_MS="${READ_PAUSE_MS:-4}"
 WRITE_PAUSE_MS="${WRITE_PAUSE_MS:-16}"
 SERVER_CPUS="${SERVER_CPUS:-}"
 CLIENT_CPUS="${CLIENT_CPUS:-}"
-FREEZE_OTHER="${FREEZE_OTHER:-${DEFAULT_FREEZE_OTHER:-0}}"
 SERVER_PIN=()
 CLIENT_PIN=()
 # The script's workloads, set by pick_workloads (never from the environment); empty: every
@@ -52,7 +43,6 @@ kill_pid() {
   local name=$1 pid="${PID[$1]:-}" i
   [[ -n "$pid" ]] || return 0
   unset "PID[$name]"
-  kill -CONT "$pid" 2>/dev/null || true  # frozen (freeze_others): it must run to take the TERM
   kill -TERM "$pid" 2>/dev/null || return 0
   for ((i = 0; i < 50; i++)); do
     kill -0 "$pid" 2>/dev/null || break
@@ -75,7 +65,6 @@ bench_init() {
   done
   [[ -x "$ETCD_BIN" ]] || die "etcd not found at $ETCD_BIN (apt-get install etcd-server, or set ETCD_BIN)"
   [[ -x "$KVD_BIN" ]] || die "kvd binary not found at $KVD_BIN: build it (ninja -C build kvd) or set KVD_BIN"
-  [[ "$FREEZE_OTHER" == 0 || "$FREEZE_OTHER" == 1 ]] || die "FREEZE_OTHER must be 0 or 1"
   if [[ -n "$SERVER_CPUS" || -n "$CLIENT_CPUS" ]]; then
     [[ -n "$SERVER_CPUS" && -n "$CLIENT_CPUS" ]] || die "set both SERVER_CPUS and CLIENT_CPUS, or neither"
     command -v taskset >/dev/null || die "taskset is not installed (apt-get install util-linux)"
@@ -229,26 +218,6 @@ quiesce() {
   echo "bench: the machine did not settle within 15 s; measuring anyway" >&2
 }
 
-# freeze_others TARGET: with FREEZE_OTHER=1, stops (SIGSTOP) the processes started here whose
-# name begins with the other server's (kvd or etcd; TARGET names one of them, as kvd or
-# kvd-proxy does) until thaw_others. Processes of neither server (wrk) are left alone.
-FROZEN=()
-freeze_others() {
-  [[ "$FREEZE_OTHER" == 1 ]] || return 0
-  local other name
-  case "$1" in kvd*) other=etcd ;; etcd*) other=kvd ;; *) return 0 ;; esac
-  for name in "${!PID[@]}"; do
-    [[ "$name" == "$other"* ]] || continue
-    kill -STOP "${PID[$name]}" 2>/dev/null && FROZEN+=("${PID[$name]}")
-  done
-}
-
-thaw_others() {
-  local pid
-  for pid in "${FROZEN[@]}"; do kill -CONT "$pid" 2>/dev/null || true; done
-  FROZEN=()
-}
-
 # wrk_result TARGET WORKLOAD WRK_ARGS...: runs wrk and prints its RESULT line.
 # WRK_ARGS: extra wrk arguments for every run (say, -H "Authorization: ..."); none by default.
 WRK_ARGS=()
@@ -272,7 +241,6 @@ wrk_result() {
 # generator shares, throughput is capped by both, and this is the server's own cost.
 run_wrk() {
   local round=$1 target=$2 workload=$3 url=$4 label=${5:-$3} tag="${5:+$5-}" line cpu0 cpu1 n
-  freeze_others "$target"
   quiesce
   cpu0=$(cpu_ticks "$target")
   case "$workload" in
@@ -295,7 +263,6 @@ run_wrk() {
     *) die "unknown workload $workload" ;;
   esac
   cpu1=$(cpu_ticks "$target")
-  thaw_others
   record "$round" "$target" "$label" "$(result_field "$line" rps)" \
     "$(result_field "$line" p50_us)" "$(result_field "$line" p99_us)" "$(result_field "$line" errors)"
   n=$(result_field "$line" requests)

@@ -19,7 +19,6 @@ set -euo pipefail
 
 DEFAULT_ROUNDS=5
 DEFAULT_DURATION=10
-DEFAULT_FREEZE_OTHER=1
 WORK_PREFIX=kvd-bench
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 if [[ ! -x "$KVD_BIN" ]]; then

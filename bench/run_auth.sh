@@ -18,7 +18,6 @@ set -euo pipefail
 
 DEFAULT_ROUNDS=3
 DEFAULT_DURATION=10
-DEFAULT_FREEZE_OTHER=1
 WORK_PREFIX=kvd-bench-auth
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_init

@@ -76,7 +76,6 @@ echo "bench: kvd=$KVD_BIN etcd=$ETCD_BIN rounds=$ROUNDS duration=${DURATION}s co
 spread_reads() {
   local round=$1 kind=$2 label=${3:-reads} query=${4:-} i per=$((CONNS / 3)) rps=0 p50=0 p99=0
   local errors=0 line
-  freeze_others "$kind"
   quiesce
   for i in 0 1 2; do
     wrk --timeout 10s -t1 -c"$per" -d"${DURATION}s" -s "$WORK/read.lua" \
@@ -94,7 +93,6 @@ spread_reads() {
     (( m99 > p99 )) && p99=$m99
     errors=$((errors + $(result_field "$line" errors)))
   done
-  thaw_others
   record "$round" "$kind" "$label" "$rps" "$p50" "$p99" "$errors"
 }
 

@@ -19,7 +19,6 @@ set -euo pipefail
 
 DEFAULT_ROUNDS=3
 DEFAULT_DURATION=10
-DEFAULT_FREEZE_OTHER=1
 WORK_PREFIX=kvd-bench-tls
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HS_CLIENTS="${HS_CLIENTS:-4}"
@@ -68,7 +67,6 @@ done
 # no answer, counts as an error. p50/p99 are not measured (recorded as 0).
 run_handshakes() {
   local round=$1 target=$2 label=$3 clients=$4 i rate=0 errors=0 out r pids=()
-  freeze_others "$target"
   quiesce
   for ((i = 0; i < clients; i++)); do
     (
@@ -80,7 +78,6 @@ run_handshakes() {
     pids+=($!)
   done
   wait "${pids[@]}"
-  thaw_others
   for ((i = 0; i < clients; i++)); do
     out="$WORK/hs.$i"
     # "N connections in T real seconds, B bytes read per connection"
