@@ -336,8 +336,9 @@ pick_workloads() {
   [[ -n "${WORKLOADS// /}" ]] || die "WORKLOADS names no workload (known: $KNOWN_WORKLOADS)"
 }
 
-# ran METRIC: false when METRIC (reads_p99_ms: workload, then what) is one of a known workload
-# that WORKLOADS left out; metrics of no workload (a handshake rate, the disk's floor) always ran.
+# ran METRIC: false when METRIC (reads_p99_ms: workload, then what; or a workload's bare name) is
+# one of a known workload that WORKLOADS left out; metrics of no workload (a handshake rate, the
+# disk's floor) always ran.
 ran() {
   local w=${1%%_*}
   [[ -z "$KNOWN_WORKLOADS" || " $KNOWN_WORKLOADS " != *" $w "* || " $WORKLOADS " == *" $w "* ]]
