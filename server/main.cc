@@ -148,8 +148,10 @@ int run_member(const kvd::server::Flags& flags, const kvd::server::TlsSetup& tls
   using namespace kvd::server;
   // One single-threaded event loop per core (server/http/event_loops.h). Loop 0 (`io`) runs the
   // node's strand, the peer transport, the acceptors and the signals; client connections are
-  // spread over all loops, round robin, each staying on its loop: a connection's reads, parsing
-  // and writes never cross threads, only the hand-off to the node's strand and back does.
+  // spread over all loops, each new one on the loop with the fewest (loop 0 on a tie, so that a
+  // lone client shares the strand's thread), each staying on its loop: a connection's reads,
+  // parsing and writes never cross threads, only the hand-off to the node's strand and back does
+  // (on the other loops).
   EventLoops loops;
   boost::asio::io_context& io = loops[0];
   auto stop_loops = [&loops] { loops.stop(); };
@@ -193,7 +195,7 @@ int run_member(const kvd::server::Flags& flags, const kvd::server::TlsSetup& tls
   server_config.listen_urls = flags.listen_client_urls;
   server_config.cors = flags.cors;
   server_config.host_whitelist = flags.host_whitelist;
-  server_config.connection_executor = [&loops] { return loops.next_executor(); };
+  server_config.place_connection = [&loops] { return loops.place(); };
   server_config.max_connections = max_connections;
   server_config.tls = tls.client;
   LateHandler client_handler;

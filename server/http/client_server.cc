@@ -2,6 +2,8 @@
 // executors, and stops them (at once, or gracefully as Go's http.Server.Shutdown).
 #include "server/http/client_server.h"
 
+#include <unistd.h>
+
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -46,9 +48,26 @@ std::optional<ListenAddress> parse_listen_url(const std::string& url, std::strin
   return out;
 }
 
+// The socket, moved onto `executor` when it is on another one (its descriptor leaves one event
+// loop's epoll set for the other's).
+tcp::socket move_to(tcp::socket socket, const asio::any_io_executor& executor, error_code& ec) {
+  if (socket.get_executor() == executor) return socket;
+  const tcp::endpoint local = socket.local_endpoint(ec);
+  if (ec) return socket;
+  tcp::socket::native_handle_type fd = socket.release(ec);
+  if (ec) return socket;
+  tcp::socket moved(executor);
+  moved.assign(local.protocol(), fd, ec);
+  if (ec) ::close(fd);
+  return moved;
+}
+
 void accept_loop(const std::shared_ptr<ClientServer::State>& state, size_t i) {
-  asio::any_io_executor executor = state->cfg.connection_executor
-                                       ? state->cfg.connection_executor()
+  // With place_connection, a connection is accepted onto the server's own loop and placed once
+  // it is there: chosen before it arrives, the place would miss the connections closed
+  // meanwhile (a client opening one connection after another would alternate loops).
+  asio::any_io_executor executor = state->cfg.place_connection
+                                       ? asio::any_io_executor(state->io.get_executor())
                                        : asio::any_io_executor(asio::make_strand(state->io));
   state->acceptors[i]->async_accept(
       executor,
@@ -68,10 +87,23 @@ void accept_loop(const std::shared_ptr<ClientServer::State>& state, size_t i) {
           });
           return;
         }
+        LoopPlace place;
+        if (state->cfg.place_connection) {
+          place = state->cfg.place_connection();
+          socket = move_to(std::move(socket), place.executor, ec);
+          if (ec) {
+            if (state->warn_due(Clock::now())) {
+              SPDLOG_WARN("placing a client connection on an event loop failed: {}",
+                           ec.message());
+            }
+            return accept_loop(state, i);
+          }
+        }
         error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        auto conn = std::make_shared<Connection>(
-            state, std::move(socket), state->acceptor_tls[i] ? state->cfg.tls : nullptr);
+        auto conn = std::make_shared<Connection>(state, std::move(socket),
+                                                 state->acceptor_tls[i] ? state->cfg.tls : nullptr,
+                                                 std::move(place.lease));
         {
           // Under mu with the stopped check, so stop() sees every connection it must close.
           std::lock_guard lock(state->mu);
@@ -108,7 +140,7 @@ ClientServerConfig metrics_listener_config(const ClientServerConfig& client,
   cfg.cors = {};
   cfg.only_paths = {"/metrics", "/health"};
   cfg.max_connections = client.max_connections;
-  cfg.connection_executor = client.connection_executor;
+  cfg.place_connection = client.place_connection;
   cfg.tls = client.tls;
   cfg.tls_flags = client.tls_flags;
   return cfg;

@@ -4,8 +4,8 @@
 // responses are serialized by hand in Go's header order (response_writer.h).
 //
 // Threads: each accepted connection runs on the executor that ClientServerConfig's
-// connection_executor gives it (one of the process's single-threaded event loops, round robin),
-// or on a strand of its own; the handler completes requests from wherever it likes and the
+// place_connection gives it (one of the process's single-threaded event loops, the least
+// busy), or on a strand of its own; the handler completes requests from wherever it likes and the
 // connection dispatches back to its executor. Watches hold no thread: a waiting watch is one
 // pending socket read that notices the client leaving.
 //
@@ -25,6 +25,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "common/status.h"
+#include "server/http/event_loops.h"
 #include "server/http/types.h"
 #include "server/tls/tls_config.h"
 
@@ -52,10 +53,11 @@ struct ClientServerConfig {
   std::chrono::seconds read_header_timeout{30};
   // Tests only: overrides read_header_timeout when non-zero.
   std::chrono::milliseconds read_timeout_override{0};
-  // Where each new connection runs: the executor this returns, which must not run two handlers
-  // at once (a strand, or an io_context run by one thread; say, one of several such, round
-  // robin). Unset: a new strand on the server's io_context. Called on the accept strand.
-  std::function<boost::asio::any_io_executor()> connection_executor;
+  // Where each new connection runs, asked once it is accepted: the place's executor, which
+  // must not run two handlers at once (an io_context run by one thread: EventLoops::place()),
+  // and its lease, held as long as the connection lives. Unset: a new strand on the server's
+  // io_context. Called on the accept strand.
+  std::function<LoopPlace()> place_connection;
   // TLS for the https listen URLs (http and https may be mixed). Null: listen() refuses an
   // https URL, naming tls_flags ("--cert-file, --key-file").
   std::shared_ptr<tls::TlsContexts> tls;

@@ -34,8 +34,9 @@ constexpr size_t kMaxBufferedWhileWatching = 64 * 1024;
 }  // namespace
 
 Connection::Connection(std::shared_ptr<ClientServer::State> state, tcp::socket socket,
-                       std::shared_ptr<tls::TlsContexts> tls)
-    : state_(std::move(state)),
+                       std::shared_ptr<tls::TlsContexts> tls, std::shared_ptr<void> place_lease)
+    : place_lease_(std::move(place_lease)),
+      state_(std::move(state)),
       tls_(std::move(tls)),
       socket_(std::move(socket)),
       timer_(socket_.get_executor()),

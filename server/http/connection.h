@@ -103,8 +103,9 @@ struct ClientServer::State {
 class Connection final : public Exchange, public std::enable_shared_from_this<Connection> {
  public:
   // tls: the server's TLS contexts when the socket came from an https listener, else null.
+  // place_lease: held until the connection is destroyed (ClientServerConfig::place_connection).
   Connection(std::shared_ptr<ClientServer::State> state, boost::asio::ip::tcp::socket socket,
-             std::shared_ptr<tls::TlsContexts> tls);
+             std::shared_ptr<tls::TlsContexts> tls, std::shared_ptr<void> place_lease = {});
 
   ~Connection() override;
 
@@ -249,6 +250,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
 
   void on_timer(boost::system::error_code ec);
 
+  std::shared_ptr<void> place_lease_;  // counts this connection on its loop (EventLoops::place)
   std::shared_ptr<ClientServer::State> state_;
   const std::shared_ptr<tls::TlsContexts> tls_;  // null on a plain-HTTP listener's connection
   tls::Stream socket_;

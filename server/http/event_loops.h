@@ -4,7 +4,7 @@
 // connection and everything it uses on one loop serves a request without crossing threads.
 //
 // Threads: construct and call run() on one thread (loop 0 runs there, the others on threads of
-// their own); next_executor() and stop() from any thread.
+// their own); place() and stop() from any thread.
 #pragma once
 
 #include <sched.h>
@@ -36,9 +36,16 @@ inline unsigned usable_cpus() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+// A place on one of the loops: its executor, and a lease holding the place while it lives.
+struct LoopPlace {
+  boost::asio::any_io_executor executor;
+  std::shared_ptr<void> lease;
+};
+
 class EventLoops {
  public:
-  explicit EventLoops(unsigned n = usable_cpus()) {
+  explicit EventLoops(unsigned n = usable_cpus())
+      : open_(std::make_unique<std::atomic<size_t>[]>(std::max(1u, n))) {
     for (unsigned i = 0; i < std::max(1u, n); ++i) {
       ios_.push_back(std::make_unique<boost::asio::io_context>(1));
     }
@@ -47,9 +54,20 @@ class EventLoops {
   size_t size() const { return ios_.size(); }
   boost::asio::io_context& operator[](size_t i) { return *ios_[i]; }
 
-  // The loops in turn, round robin (for ClientServerConfig::connection_executor).
-  boost::asio::any_io_executor next_executor() {
-    return ios_[next_.fetch_add(1) % ios_.size()]->get_executor();
+  // Where a new connection goes (ClientServerConfig::place_connection): the loop holding the
+  // fewest connections placed here and still open, the lowest-numbered one on a tie, so that
+  // a lone client shares loop 0 (the member's raft strand: its requests then cross no thread,
+  // and wake none, on the way there and back) and many spread evenly. The lease counts the
+  // connection on that loop until it is destroyed.
+  LoopPlace place() {
+    size_t best = 0;
+    for (size_t i = 1; i < ios_.size(); ++i) {
+      if (open_[i].load() < open_[best].load()) best = i;
+    }
+    std::atomic<size_t>* open = &open_[best];
+    open->fetch_add(1);
+    return LoopPlace{ios_[best]->get_executor(),
+                     std::shared_ptr<void>(nullptr, [open](void*) { open->fetch_sub(1); })};
   }
 
   // Runs every loop until stop(): loop 0 on this thread, the others on threads of their own;
@@ -113,7 +131,7 @@ class EventLoops {
 
   std::function<std::chrono::microseconds(size_t)> spin_for_;
   std::vector<std::unique_ptr<boost::asio::io_context>> ios_;
-  std::atomic<size_t> next_{0};
+  std::unique_ptr<std::atomic<size_t>[]> open_;  // open_[i]: leases of loop i alive
 };
 
 }  // namespace kvd::server

@@ -95,7 +95,7 @@ int run_proxy(const ProxyConfig& config) {
   server_config.cors = config.cors;
   server_config.host_whitelist = config.host_whitelist;
   server_config.max_connections = config.max_client_connections;
-  server_config.connection_executor = [&loops] { return loops.next_executor(); };
+  server_config.place_connection = [&loops] { return loops.place(); };
   server_config.tls = config.client_tls;
   ClientServer server(io, forwarder, server_config);
   // Bound before the data dir is touched, as a member's (main.cc); served once seeded.

@@ -1,4 +1,4 @@
-// EventLoops: one io_context per loop, run round robin; busy polling (set_spin).
+// EventLoops: one io_context per loop; where connections go (place); busy polling (set_spin).
 #include "server/http/event_loops.h"
 
 #include <sched.h>
@@ -10,6 +10,7 @@
 #include <future>
 #include <limits>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -77,6 +78,44 @@ TEST(EventLoopsTest, defaultSize_isTheCpusTheProcessMayUse) {
   const size_t restricted = EventLoops().size();
   ASSERT_EQ(::sched_setaffinity(0, sizeof(before), &before), 0);
   EXPECT_EQ(restricted, 1u);
+}
+
+// The loop of a place, by its executor.
+size_t loop_of(EventLoops& loops, const LoopPlace& p) {
+  for (size_t i = 0; i < loops.size(); ++i) {
+    if (p.executor == boost::asio::any_io_executor(loops[i].get_executor())) return i;
+  }
+  return loops.size();
+}
+
+TEST(EventLoopsTest, place_fewestOpenFirstLowestOnATie) {
+  EventLoops loops(3);
+  // A lone connection, closed and opened again, stays on loop 0 (the member's strand's).
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(loop_of(loops, loops.place()), 0u);
+  LoopPlace a = loops.place();
+  LoopPlace b = loops.place();
+  LoopPlace c = loops.place();
+  EXPECT_EQ(loop_of(loops, a), 0u);
+  EXPECT_EQ(loop_of(loops, b), 1u);
+  EXPECT_EQ(loop_of(loops, c), 2u);
+  LoopPlace d = loops.place();
+  EXPECT_EQ(loop_of(loops, d), 0u);
+  // A place is given up when its lease goes (and not before: a copy keeps it).
+  std::shared_ptr<void> copy = b.lease;
+  b = LoopPlace{};
+  EXPECT_EQ(loop_of(loops, loops.place()), 1u);  // and given up again at once
+  c = LoopPlace{};
+  EXPECT_EQ(loop_of(loops, loops.place()), 2u);
+  copy.reset();
+  LoopPlace e = loops.place();
+  EXPECT_EQ(loop_of(loops, e), 1u);
+  // Many spread evenly.
+  std::vector<LoopPlace> many;
+  for (int i = 0; i < 300; ++i) many.push_back(loops.place());
+  size_t per[3] = {0, 0, 0};
+  for (const auto& p : many) ++per[loop_of(loops, p)];
+  EXPECT_EQ(per[0] + 2, per[1] + 1);  // loop 0 held a and d, loop 1 e, loop 2 none
+  EXPECT_EQ(per[1] + 1, per[2]);
 }
 
 TEST(EventLoopsTest, run_runsHandlersOnEveryLoopUntilStop) {
