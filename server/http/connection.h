@@ -105,7 +105,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   // tls: the server's TLS contexts when the socket came from an https listener, else null.
   // place_lease: held until the connection is destroyed (ClientServerConfig::place_connection).
   Connection(std::shared_ptr<ClientServer::State> state, boost::asio::ip::tcp::socket socket,
-             std::shared_ptr<tls::TlsContexts> tls, std::shared_ptr<void> place_lease = {});
+             std::shared_ptr<tls::TlsContexts> tls, std::shared_ptr<void> place_lease);
 
   ~Connection() override;
 
