@@ -172,18 +172,24 @@ void Log::applied_to(uint64_t index) {
   applied_ = index;
 }
 
+uint64_t Log::stable_index() const {
+  if (unstable_snapshot_) return 0;
+  return std::min(offset_ - 1, storage_->last_index());
+}
+
 bool Log::has_next_committed() const {
-  if (unstable_snapshot_) return false;  // the snapshot must be installed first
-  return committed_ > applied_;
+  // (With a pending snapshot stable_index() is 0: the snapshot must be installed first.)
+  return std::min(committed_, stable_index()) > applied_;
 }
 
 std::vector<Entry> Log::next_committed(uint64_t max_bytes) const {
   std::vector<Entry> out;
   if (!has_next_committed()) return out;
   const uint64_t lo = std::max(applied_ + 1, first_index());
-  const StorageError err = slice(lo, committed_ + 1, max_bytes, &out);
+  const uint64_t hi = std::min(committed_, stable_index());
+  const StorageError err = slice(lo, hi + 1, max_bytes, &out);
   if (err != StorageError::kOk) fatal("committed entries [%llu, %llu] unreadable", (unsigned long long)lo,
-                                      (unsigned long long)committed_);
+                                      (unsigned long long)hi);
   return out;
 }
 

@@ -56,9 +56,15 @@ class Log {
   // by counting replicas; paper section 5.4.2, Figure 8). Returns whether commit advanced.
   bool maybe_commit(uint64_t max_index, uint64_t term);
   void applied_to(uint64_t index);
-  // Committed entries not yet applied, at most max_bytes (but at least one).
+  // Committed entries not yet applied and already on stable storage (below the unstable tail),
+  // at most max_bytes (but at least one). A follower may learn a commit index that covers
+  // entries it has not persisted yet (they came in the same append): those wait here until the
+  // host has persisted them (stable_to), so that an entry handed out for applying is on this
+  // node's disk as well as on a quorum's.
   bool has_next_committed() const;
   std::vector<Entry> next_committed(uint64_t max_bytes) const;
+  // The last index the host has persisted and raft knows of (0 while a snapshot is pending).
+  uint64_t stable_index() const;
 
   const std::vector<Entry>& unstable_entries() const { return unstable_; }
   const std::optional<Snapshot>& unstable_snapshot() const { return unstable_snapshot_; }

@@ -190,7 +190,7 @@ void Raft::apply_membership() {
     if (prs_.count(v)) continue;
     Progress pr(config_.max_inflight);
     pr.next_index = log_.last_index() + 1;
-    if (v == id_) pr.match_index = log_.last_index();
+    if (v == id_) pr.match_index = log_.stable_index();  // on_stable() moves it on
     pr.recent_active = true;  // a new member gets one check-quorum round to catch up
     prs_.emplace(v, std::move(pr));
   }
@@ -765,8 +765,17 @@ void Raft::append_entries_as_leader(std::vector<Entry> entries) {
     e.index = ++index;
   }
   append_to_log(entries);
+  // Its own copy counts once persisted (on_stable), which a crash cannot undo: counted now, a
+  // leader that crashes before its fsync would have "committed" an entry that only a minority
+  // holds. Nothing is lost by waiting: the host applies only persisted entries anyway.
+  on_stable();
+}
+
+void Raft::on_stable() {
+  if (role_ != Role::kLeader) return;
   auto it = prs_.find(id_);
-  if (it != prs_.end()) it->second.maybe_update(log_.last_index());
+  if (it == prs_.end()) return;
+  it->second.maybe_update(log_.stable_index());
   if (maybe_commit()) on_commit_advanced();
 }
 

@@ -101,8 +101,13 @@ class Raft {
   const std::vector<Message>& outbox() const { return msgs_; }
   std::vector<ReadState>& read_states() { return read_states_; }
   const std::vector<ReadState>& read_states() const { return read_states_; }
-  // The host applied up to index (RawNode::advance).
+  // The host applies up to index: RawNode hands the entries out (handed out is as good as
+  // applied: the host applies them before raft runs again).
   void applied_to(uint64_t index);
+  // The host persisted the log up to log().stable_index(): a leader counts its own entries
+  // towards commitment only from then on (Raft thesis section 10.2.1: it writes in parallel
+  // with the followers, and an entry is committed once durable on a majority, itself included).
+  void on_stable();
 
  private:
   struct ReadRequest {

@@ -95,23 +95,10 @@ Ready RawNode::ready() {
   Log& log = raft_.mutable_log();
   rd.entries = log.unstable_entries();
   if (log.unstable_snapshot()) rd.snapshot = *log.unstable_snapshot();
-  rd.committed_entries = log.next_committed(max_committed_bytes_);
+  rd.committed_entries = hand_out_committed();
   rd.messages.swap(raft_.outbox());
-
   // Read states become servable once everything up to their index is applied.
-  uint64_t applied_after = log.applied();
-  if (rd.snapshot) applied_after = rd.snapshot->metadata.index;
-  if (!rd.committed_entries.empty()) applied_after = rd.committed_entries.back().index;
-  auto& pending = raft_.read_states();
-  std::vector<ReadState> keep;
-  for (ReadState& r : pending) {
-    if (r.index <= applied_after) {
-      rd.read_states.push_back(std::move(r));
-    } else {
-      keep.push_back(std::move(r));
-    }
-  }
-  pending.swap(keep);
+  rd.read_states = take_read_states(rd.snapshot ? rd.snapshot->metadata.index : 0);
 
   rd.must_sync = !rd.entries.empty() || rd.snapshot.has_value() ||
                  (rd.hard_state && (rd.hard_state->term != prev_hard_.term ||
@@ -121,9 +108,33 @@ Ready RawNode::ready() {
   ready_last_index_ = rd.entries.empty() ? 0 : rd.entries.back().index;
   ready_last_term_ = rd.entries.empty() ? 0 : rd.entries.back().term;
   ready_snapshot_index_ = rd.snapshot ? rd.snapshot->metadata.index : 0;
-  ready_applied_ = rd.committed_entries.empty() ? 0 : rd.committed_entries.back().index;
   in_progress_ = true;
   return rd;
+}
+
+Committed RawNode::take_committed() {
+  if (!in_progress_) fatal("take_committed() without a Ready in progress");
+  Committed c;
+  c.entries = hand_out_committed();
+  c.read_states = take_read_states(0);
+  return c;
+}
+
+std::vector<Entry> RawNode::hand_out_committed() {
+  std::vector<Entry> ents = raft_.log().next_committed(max_committed_bytes_);
+  if (!ents.empty()) raft_.applied_to(ents.back().index);
+  return ents;
+}
+
+std::vector<ReadState> RawNode::take_read_states(uint64_t applied_after) {
+  applied_after = std::max(applied_after, raft_.log().applied());
+  std::vector<ReadState> out;
+  std::vector<ReadState> keep;
+  for (ReadState& r : raft_.read_states()) {
+    (r.index <= applied_after ? out : keep).push_back(std::move(r));
+  }
+  raft_.read_states().swap(keep);
+  return out;
 }
 
 void RawNode::advance() {
@@ -135,7 +146,7 @@ void RawNode::advance() {
     if (log.applied() < ready_snapshot_index_) raft_.applied_to(ready_snapshot_index_);
   }
   if (ready_last_index_ != 0) log.stable_to(ready_last_index_, ready_last_term_);
-  if (ready_applied_ != 0) raft_.applied_to(ready_applied_);
+  if (ready_last_index_ != 0 || ready_snapshot_index_ != 0) raft_.on_stable();
 }
 
 NodeStatus RawNode::status() const {

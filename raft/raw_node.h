@@ -33,11 +33,19 @@
 //   3. Apply: if snapshot is set, load its image into the state machine; then apply
 //      committed_entries in order. Entries of type kConfChange are already in effect inside
 //      raft (a configuration takes effect when appended); the host applies them to its own
-//      membership records (peer addresses).
+//      membership records (peer addresses). committed_entries are always entries the host
+//      persisted in an earlier Ready (never this Ready's own), so the host may apply them as
+//      soon as it takes the Ready, before or while step 1 runs.
 //   4. Serve read_states: each says "answer the read `context` from the state machine as of at
 //      least `index`"; raft hands out a read state only once committed_entries up to its index
 //      are in this or an earlier Ready, so after step 3 it can be answered at once.
 //   5. Call advance(). ready() may not be called again before advance().
+// While a Ready is in progress (between ready() and advance(), e.g. while its fsync runs),
+// take_committed() hands out what became applicable since: entries committed meanwhile (by the
+// acknowledgements of followers, or a leader's commit index) that the host had already
+// persisted, and the read states they release. The host applies and serves them at once, in
+// order with everything handed out before; their commit index reaches the disk with a later
+// Ready's hard_state, lazily as any commit index (a restart learns it again).
 // soft_state (leader and role, when they changed) is informational and needs no persistence.
 //
 // Compaction: after applying up to index i the host may take a snapshot of its state machine,
@@ -72,6 +80,14 @@ struct Ready {
     return !soft_state && !hard_state && entries.empty() && !snapshot && committed_entries.empty() &&
            messages.empty() && read_states.empty();
   }
+};
+
+// What became applicable while a Ready is in progress (RawNode::take_committed).
+struct Committed {
+  std::vector<Entry> entries;          // apply in order, at once (all persisted before)
+  std::vector<ReadState> read_states;  // serve after applying
+
+  bool empty() const { return entries.empty() && read_states.empty(); }
 };
 
 // A snapshot of the node's state for monitoring, tests and the simulator.
@@ -109,6 +125,8 @@ class RawNode {
   bool has_ready() const;
   Ready ready();
   void advance();
+  // REQUIRES: a Ready is in progress. See the contract above.
+  Committed take_committed();
 
   NodeStatus status() const;
   // Membership as of the applied index: what a snapshot taken now must record.
@@ -120,6 +138,11 @@ class RawNode {
  private:
   // Steps a message of `type` from this node carrying one entry (a proposal or a read index).
   Error step_with_entry(MessageType type, EntryType entry_type, std::string data);
+  // Hands out the next committed entries (raft's applied index moves to the last of them:
+  // handed out is as good as applied, the host applies them before anything else runs) and the
+  // read states servable once they are applied (up to `applied_after` if greater, a snapshot).
+  std::vector<Entry> hand_out_committed();
+  std::vector<ReadState> take_read_states(uint64_t applied_after);
 
   Raft raft_;
   SoftState prev_soft_;
@@ -129,7 +152,6 @@ class RawNode {
   uint64_t ready_last_index_ = 0;
   uint64_t ready_last_term_ = 0;
   uint64_t ready_snapshot_index_ = 0;
-  uint64_t ready_applied_ = 0;
   uint64_t max_committed_bytes_;
 };
 

@@ -338,6 +338,12 @@ struct Core : std::enable_shared_from_this<Core> {
   void pump();
   void schedule_pump();
   void finish_ready(raft::Ready& rd);
+  // Applies committed entries raft handed out (all persisted here before), in order, then
+  // after_apply().
+  void apply_committed(const std::vector<raft::Entry>& ents);
+  // What follows any apply: quorum reads now servable, membership, the snapshot threshold,
+  // proposals waiting for a leader, a removal.
+  void after_apply();
   void send_messages(std::vector<raft::Message> msgs);
   // Sends rd's messages, in order, except the commit notices (appends without entries) that
   // holds_notices(rd) keeps: those stay in rd.messages.

@@ -1,8 +1,11 @@
 // The member's raft loop (Raft thesis §10.2.1 and raft/raw_node.h's contract): on the strand,
-// take a Ready, have the WAL thread persist its entries and hard state with one fsync (group
-// commit: everything proposed meanwhile goes out in the next Ready), then send the messages that
-// depend on them through the PeerLink, apply the committed entries (apply.cc) and advance.
-// Also the ticks and the proposals (with their retries while there is no leader).
+// take a Ready, apply its committed entries (apply.cc; raft hands out only entries persisted
+// before), have the WAL thread persist its entries and hard state with one fsync (group commit:
+// everything proposed meanwhile goes out in the next Ready), then send the messages that depend
+// on them through the PeerLink and advance. While that fsync runs, entries committed meanwhile
+// (a follower's acknowledgement of an earlier Ready reaching the leader) are applied and
+// answered at once instead of after it. Also the ticks and the proposals (with their retries
+// while there is no leader).
 #include "server/member/core.h"
 
 #include <algorithm>
@@ -71,13 +74,25 @@ void Core::note_ready(const raft::Ready& rd) {
   }
 }
 
-// Takes the next Ready, if any and none is in flight, and hands its persistent part to the WAL
-// thread; finish_ready() does the rest (on the strand) once it is on disk. Never calls
+// Takes the next Ready, if any and none is in flight, hands its persistent part to the WAL
+// thread and applies its committed entries; finish_ready() does the rest (on the strand) once it
+// is on disk. While one is in flight, applies what was committed meanwhile. Never calls
 // finish_ready() itself: a Ready with nothing to persist is finished by a posted task, so that
 // pump() may run in the middle of finish_ready() (see there).
 void Core::pump() {
   if (raw) issue_reads();
-  if (!raw || ready_in_flight || !raw->has_ready()) return;
+  if (!raw) return;
+  if (ready_in_flight) {
+    // The leader learns a commit from a follower's acknowledgement while its next Ready's fsync
+    // runs (under load, most commits arrive so): its entries were persisted by an earlier Ready
+    // and are answered now rather than ~one fsync later.
+    raft::Committed meanwhile = raw->take_committed();
+    if (meanwhile.empty()) return;
+    take_read_states(meanwhile.read_states);
+    apply_committed(meanwhile.entries);
+    return;
+  }
+  if (!raw->has_ready()) return;
   auto rd = std::make_shared<raft::Ready>(raw->ready());
   const raft::NodeId leader_before = leader_id;
   note_ready(*rd);
@@ -95,24 +110,29 @@ void Core::pump() {
   }
   // A leader sends its appends before its own fsync, so that the followers' writes run in
   // parallel with it (Raft thesis §10.2.1; etcd's server does the same). This is safe: the
-  // leader counts its own entries for commitment, but a commit index that depends on them
-  // reaches nobody before this Ready is on disk (the next Ready is taken only after that), and
-  // a leader's votes were persisted before it became one.
+  // leader counts its own entries towards commitment only once they are on disk
+  // (Raft::on_stable, at advance()), and a leader's votes were persisted before it became one.
   if (role == raft::Role::kLeader) send_now(*rd);  // held commit notices wait for finish_ready
   ready_in_flight = true;
   if (!persists(*rd)) {
     // Nothing to wait for: no hard state, or only a new commit index, which raft lets us write
     // lazily (raw_node.h, step 1). It is queued behind the writes before it, unsynced as ever,
-    // and the Ready goes on at once: the commit's entries are applied and answered without a
-    // round trip through the WAL thread. (A write that fails makes the WAL writer refuse the
-    // next one, which goes the storage_failed() way; a lost commit index is learnt again.)
+    // ahead of the apply below (a restart, and --force-new-cluster, keep what the commit index
+    // on disk covers), and the Ready goes on at once: the commit's entries are applied and
+    // answered without a round trip through the WAL thread. (A write that fails makes the WAL
+    // writer refuse the next one, which goes the storage_failed() way; a lost commit index is
+    // learnt again.)
     if (rd->hard_state) queue_commit_index(*rd->hard_state);
     run_on_strand([rd](Core& c) {
       if (c.raw) c.finish_ready(*rd);
     });
-    return;
+  } else {
+    persist_ready(rd);
   }
-  persist_ready(std::move(rd));
+  // The committed entries were persisted by earlier Readies (raw_node.h, step 3): applied now,
+  // while this Ready's fsync runs (etcd applies in another goroutine for the same reason). A
+  // leader's commit notices held in rd go after these answers (finish_ready).
+  apply_committed(rd->committed_entries);
 }
 
 void Core::queue_commit_index(const raft::HardState& hs) {
@@ -214,11 +234,11 @@ void Core::schedule_pump() {
 void Core::finish_ready(raft::Ready& rd) {
   // Persisted: now the messages that promise it may go (Raft paper Figure 2). A Ready that
   // persisted nothing promises nothing; of its messages, a leader's commit notices (appends
-  // without entries) go after its entries are applied, so that the answers to the requests
-  // they commit leave first: sent before, a lone write's answer waited ~45 us for two sends on
-  // loopback and then for the cores the woken followers took. The rest go at once: appends
-  // with entries keep replication going under load, and heartbeats and their answers confirm
-  // quorum reads.
+  // without entries) go after its committed entries were applied (pump), so that the answers
+  // to the requests they commit leave first: sent before, a lone write's answer waited ~45 us
+  // for two sends on loopback and then for the cores the woken followers took. The rest go at
+  // once: appends with entries keep replication going under load, and heartbeats and their
+  // answers confirm quorum reads.
   // (A Ready taken by the pump() below may send its appends with entries before these
   // notices: a follower answers an append older than what it has with its own position, and the
   // leader ignores that answer.)
@@ -229,17 +249,20 @@ void Core::finish_ready(raft::Ready& rd) {
                      rd.snapshot->metadata.index);
     std::abort();
   }
-  // Hand the next Ready to the WAL thread before applying this one's committed entries, so that
-  // its fsync runs while they are applied (etcd applies in another goroutine for the same
-  // reason). This is safe: the entries below are already durable (committed), the next Ready
-  // finishes on this strand only after this function returns, so entries are still applied in
-  // log order, and raft's applied index (moved by advance()) only bounds what the next Ready
-  // offers for applying.
+  // The next Ready goes to the WAL thread, and what this one's entries committed (a lone
+  // member's, commonly) is applied meanwhile: pump().
   raw->advance();
   ready_in_flight = false;
   pump();
-  for (const auto& e : rd.committed_entries) {
-    if (e.index <= applied) continue;  // covered by a snapshot installed in this Ready
+  send_messages(std::move(notices));
+  after_apply();
+  schedule_pump();
+}
+
+void Core::apply_committed(const std::vector<raft::Entry>& ents) {
+  if (ents.empty()) return;
+  for (const auto& e : ents) {
+    if (e.index <= applied) continue;  // covered by a snapshot installed before
     if (e.index != applied + 1) {
       SPDLOG_CRITICAL("apply: entry {} committed after {}: log order broken", e.index, applied);
       std::abort();
@@ -251,8 +274,11 @@ void Core::finish_ready(raft::Ready& rd) {
       std::abort();
     }
   }
+  after_apply();
+}
+
+void Core::after_apply() {
   serve_reads();
-  send_messages(std::move(notices));
   if (members_dirty) {
     sync_peers();
     refresh_members_cache();
@@ -268,7 +294,6 @@ void Core::finish_ready(raft::Ready& rd) {
     if (!removal_noticed) config.on_removed();
     removal_noticed = true;
   }
-  schedule_pump();
 }
 
 // Only while requests wait here: a write proposed through a follower is answered by the

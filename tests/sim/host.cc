@@ -63,6 +63,8 @@ void SimNode::start() {
 
 void SimNode::crash() {
   raw.reset();
+  in_flight.reset();
+  in_flight_sent = false;
   reads.clear();
   lead = 0;
   applied = 0;

@@ -56,6 +56,10 @@ struct SimNode {
   raft::Role last_role = raft::Role::kFollower;
   uint64_t last_commit_seen = 0;
   uint64_t leader_term_seen = 0;  // term it led at the last commit observation, else 0
+  // A Ready taken and not yet persisted (the member's Ready whose fsync is running), and whether
+  // its messages already went (a leader sends before persisting).
+  std::optional<raft::Ready> in_flight;
+  bool in_flight_sent = false;
 
   bool up() const { return raw != nullptr; }
   // (Re)starts the node from its disk: the core restores from storage, the state machine from

@@ -430,7 +430,16 @@ class Simulation {
     for (auto& [id, n] : nodes_) {
       if (checker_.failed()) return;
       if (n.up()) issue_reads(n);
-      if (n.up() && n.raw->has_ready()) process_ready(n);
+      if (!n.up()) continue;
+      if (n.in_flight) {
+        // As the member's pump while a Ready's fsync runs: what was committed meanwhile is
+        // applied at once; the fsync completes in this round or a later one.
+        apply_committed_meanwhile(n);
+        if (checker_.failed() || !rng_.chance(0.5)) continue;
+        finish_ready(n);
+        if (checker_.failed() || !n.up()) continue;
+      }
+      if (n.raw->has_ready()) process_ready(n);
     }
   }
 
@@ -440,6 +449,10 @@ class Simulation {
     crash_point_.erase(n.id);
   }
 
+  // As the member's pump (server/member/raft_loop.cc): take the Ready, apply its committed
+  // entries at once (raft hands out only entries persisted before), a leader sends its messages
+  // before persisting; then the persist completes now or, half of the time, in a later round
+  // (finish_ready), with messages delivered and commits learnt meanwhile.
   void process_ready(SimNode& n) {
     checker_.observe_role(n);
     checker_.observe_commit(n);
@@ -455,6 +468,55 @@ class Simulation {
     n.reads.take(rd.read_states);
     serve_reads(n);
     if (n.lead != lead_before) reissue_reads(n, true);
+    const bool leader = n.raw->raft().role() == raft::Role::kLeader;
+    if (leader) {
+      for (const Message& m : rd.messages) send(m);
+    }
+    apply(n, rd.committed_entries);
+    if (checker_.failed()) return;
+    n.in_flight = std::move(rd);
+    n.in_flight_sent = leader;
+    if (rng_.chance(0.5)) return;
+    finish_ready(n);
+  }
+
+  void apply(SimNode& n, const std::vector<raft::Entry>& ents) {
+    for (const raft::Entry& e : ents) {
+      checker_.on_apply(n, e);
+      // The member answers a write once applied: it must be on this node's disk by then
+      // (and, being committed, on a quorum's).
+      uint64_t held_term = 0;
+      const bool held = e.index < n.storage->first_index() ||
+                        (n.storage->term(e.index, &held_term) == raft::StorageError::kOk &&
+                         held_term == e.term);
+      if (!held) {
+        checker_.fail("apply before persist: node " + std::to_string(n.id) + " applies " +
+                      raft::describe(e) + " not yet on its disk");
+      }
+      if (checker_.failed()) return;
+      if (e.index <= n.applied) continue;
+      n.applied = e.index;
+      if (e.type == raft::EntryType::kNormal && !e.data.empty()) {
+        n.value = e.data;
+        n.value_index = e.index;
+        applied_writes_[e.data].emplace_back(n.id, e.index);
+      }
+    }
+    serve_reads(n);
+  }
+
+  void apply_committed_meanwhile(SimNode& n) {
+    raft::Committed c = n.raw->take_committed();
+    if (c.empty()) return;
+    trace("node " + std::to_string(n.id) + " applies meanwhile " + std::to_string(c.entries.size()) +
+          " entries, " + std::to_string(c.read_states.size()) + " read states");
+    n.reads.take(c.read_states);
+    apply(n, c.entries);
+  }
+
+  void finish_ready(SimNode& n) {
+    raft::Ready rd = std::move(*n.in_flight);
+    n.in_flight.reset();
     auto cp = crash_point_.find(n.id);
     const int crash_at = cp == crash_point_.end() ? -1 : cp->second;
     if (crash_at == 0) return crash(n, "before persisting its ready");
@@ -465,24 +527,15 @@ class Simulation {
     if (rd.hard_state) n.storage->set_hard_state(*rd.hard_state);
     if (crash_at == 1) return crash(n, "after persisting, before sending");
     // 2. Send.
-    for (const Message& m : rd.messages) send(m);
-    if (crash_at == 2) return crash(n, "after sending, before applying");
-    // 3. Apply.
+    if (!n.in_flight_sent) {
+      for (const Message& m : rd.messages) send(m);
+    }
+    n.in_flight_sent = false;
+    if (crash_at == 2) return crash(n, "after sending, before advancing");
+    // 3. The snapshot's image (its committed entries were applied when it was taken).
     if (rd.snapshot) {
       checker_.on_snapshot_installed(n, rd.snapshot->metadata.index, n.value_index);
     }
-    for (const raft::Entry& e : rd.committed_entries) {
-      checker_.on_apply(n, e);
-      if (e.index <= n.applied) continue;
-      n.applied = e.index;
-      if (e.type == raft::EntryType::kNormal && !e.data.empty()) {
-        n.value = e.data;
-        n.value_index = e.index;
-        applied_writes_[e.data].emplace_back(n.id, e.index);
-      }
-    }
-    // 4. Reads whose read index is now applied.
-    serve_reads(n);
     if (checker_.failed()) return;  // report the violation, not whatever advance() trips over
     n.raw->advance();
     checker_.observe_role(n);

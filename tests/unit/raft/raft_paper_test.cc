@@ -37,6 +37,35 @@ void make_leader(Raft& r) {
   ASSERT_EQ(r.role(), Role::kLeader);
 }
 
+// Node ids 1..n.
+std::vector<NodeId> ids_up_to(size_t n) {
+  std::vector<NodeId> ids;
+  for (NodeId id = 1; id <= n; ++id) ids.push_back(id);
+  return ids;
+}
+
+// Makes r leader: a lone voter by its own election, others by make_leader.
+void lead(Raft& r) {
+  if (r.conf_state().voters.size() == 1) {
+    Message hup;
+    hup.type = MessageType::kHup;
+    (void)r.step(hup);
+  } else {
+    make_leader(r);
+  }
+  ASSERT_EQ(r.role(), Role::kLeader);
+}
+
+// What the host does with a Ready's entries (RawNode: persist, then advance): writes r's
+// unstable entries to s and tells r, which then counts its own copy (Raft::on_stable).
+void persist(Raft& r, MemoryStorage& s) {
+  const std::vector<Entry> ents = r.log().unstable_entries();
+  if (ents.empty()) return;
+  s.append(ents);
+  r.mutable_log().stable_to(ents.back().index, ents.back().term);
+  r.on_stable();
+}
+
 Message app_resp(NodeId from, NodeId to, uint64_t term, uint64_t index) {
   Message m = msg(MessageType::kAppResp, from, to, term);
   m.index = index;
@@ -312,22 +341,45 @@ TEST_F(RaftPaperTest, leaderCommitsEntryOnceReplicatedOnMajority) {
   };
   for (const Case tc : {Case{1, 0, true}, Case{3, 0, false}, Case{3, 1, true}, Case{5, 1, false},
                         Case{5, 2, true}, Case{5, 4, true}}) {
-    std::vector<NodeId> voters;
-    for (NodeId id = 1; id <= tc.size; ++id) voters.push_back(id);
-    auto s = storage_with(voters, {});
+    auto s = storage_with(ids_up_to(tc.size), {});
     Raft r(make_config(1), s.get());
-    if (tc.size == 1) {
-      Message hup;
-      hup.type = MessageType::kHup;
-      (void)r.step(hup);
-    } else {
-      make_leader(r);
-    }
-    ASSERT_EQ(r.role(), Role::kLeader);
+    lead(r);
+    persist(r, *s);
     const uint64_t last = r.log().last_index();
     for (size_t i = 0; i < tc.acks; ++i) (void)r.step(app_resp(static_cast<NodeId>(i + 2), 1, r.term(), last));
     EXPECT_EQ(r.log().committed() == last, tc.committed) << tc.size << " nodes, " << tc.acks << " acks";
   }
+}
+
+// Thesis section 10.2.1: the leader writes its log in parallel with the followers, and its own
+// copy counts towards a majority only once written. Counted before, a leader that crashed
+// before its write would have committed an entry that only a minority holds (the simulator
+// found that schedule once the leader's appends left before its fsync, as the member sends them).
+TEST_F(RaftPaperTest, leaderCountsItsOwnEntryOnlyOncePersisted) {
+  for (const size_t size : {1, 3, 5}) {
+    auto s = storage_with(ids_up_to(size), {});
+    Raft r(make_config(1), s.get());
+    lead(r);
+    const uint64_t last = r.log().last_index();
+    // Every follower acknowledges: a majority without the leader (none for a lone leader).
+    for (NodeId f = 2; f <= size; ++f) (void)r.step(app_resp(f, 1, r.term(), last));
+    if (size == 1) {
+      EXPECT_LT(r.log().committed(), last) << "a lone leader commits only what it has written";
+    } else {
+      EXPECT_EQ(r.log().committed(), last) << size << " nodes: the followers alone are a majority";
+    }
+    persist(r, *s);
+    EXPECT_EQ(r.log().committed(), last) << size << " nodes, after the leader's write";
+  }
+  // Three members, one follower's acknowledgement: a majority only with the leader's write.
+  auto s = storage_with({1, 2, 3}, {});
+  Raft r(make_config(1), s.get());
+  make_leader(r);
+  const uint64_t last = r.log().last_index();
+  (void)r.step(app_resp(2, 1, r.term(), last));
+  EXPECT_LT(r.log().committed(), last) << "one follower and an unwritten leader copy: a minority";
+  persist(r, *s);
+  EXPECT_EQ(r.log().committed(), last);
 }
 
 // Section 5.3: after a rejection the leader retries with an earlier nextIndex until the logs
@@ -400,6 +452,65 @@ TEST_F(RaftPaperTest, grantedVoteIsInTheReadyHardStateWithItsResponse) {
   EXPECT_EQ(rd.hard_state->term, 1u);
   EXPECT_TRUE(rd.must_sync);
   EXPECT_TRUE(granted(rd.messages, 2));
+  n.advance();
+}
+
+// raw_node.h step 3: committed entries are handed out only once persisted here, so the host
+// may apply them as soon as it takes the Ready; while a Ready is in progress, take_committed()
+// hands out what followers' acknowledgements committed meanwhile, never that Ready's entries.
+TEST_F(RaftPaperTest, committedEntriesAreHandedOutOnlyOncePersistedAndMeanwhileWhileInProgress) {
+  auto s = storage_with({1, 2, 3}, {});
+  RawNode n(make_config(1), s.get());
+  n.campaign();
+  for (NodeId v : {2, 3}) ASSERT_EQ(n.step(msg(MessageType::kVoteResp, v, 1, 1)), Error::kOk);
+  ASSERT_EQ(n.raft().role(), Role::kLeader);
+  auto persist_ready = [&](const Ready& rd) {
+    s->append(rd.entries);
+    if (rd.hard_state) s->set_hard_state(*rd.hard_state);
+  };
+  // The new leader's empty entry: persisted and acknowledged, then handed out.
+  Ready rd = n.ready();
+  ASSERT_EQ(rd.entries.size(), 1u);
+  const uint64_t first = rd.entries[0].index;
+  EXPECT_TRUE(rd.committed_entries.empty());
+  persist_ready(rd);
+  n.advance();
+  ASSERT_EQ(n.step(app_resp(2, 1, 1, first)), Error::kOk);
+  rd = n.ready();
+  ASSERT_EQ(rd.committed_entries.size(), 1u);
+  EXPECT_EQ(rd.committed_entries[0].index, first);
+  persist_ready(rd);
+  n.advance();
+
+  // e1 persisted; e2 in the Ready in progress.
+  ASSERT_EQ(n.propose("e1"), Error::kOk);
+  rd = n.ready();
+  persist_ready(rd);
+  n.advance();
+  const uint64_t e1 = first + 1;
+  ASSERT_EQ(n.propose("e2"), Error::kOk);
+  Ready in_progress = n.ready();
+  ASSERT_EQ(in_progress.entries.size(), 1u);
+  const uint64_t e2 = in_progress.entries[0].index;
+  EXPECT_TRUE(n.take_committed().empty()) << "nothing committed yet";
+  // A follower acknowledges both: e1 is committed (written here and there), e2 is not yet
+  // (one follower and a leader copy not yet written are no majority of three).
+  ASSERT_EQ(n.step(app_resp(2, 1, 1, e2)), Error::kOk);
+  EXPECT_EQ(n.raft().log().committed(), e1);
+  Committed meanwhile = n.take_committed();
+  ASSERT_EQ(meanwhile.entries.size(), 1u);
+  EXPECT_EQ(meanwhile.entries[0].index, e1);
+  EXPECT_EQ(meanwhile.entries[0].data, "e1");
+  EXPECT_TRUE(n.take_committed().empty()) << "handed out once";
+  // The Ready in progress is written: e2 counts, is committed and comes with the next Ready.
+  persist_ready(in_progress);
+  n.advance();
+  EXPECT_EQ(n.raft().log().committed(), e2);
+  rd = n.ready();
+  ASSERT_EQ(rd.committed_entries.size(), 1u);
+  EXPECT_EQ(rd.committed_entries[0].index, e2);
+  ASSERT_TRUE(rd.hard_state.has_value());
+  EXPECT_EQ(rd.hard_state->commit, e2) << "the commit index reaches the disk with a Ready";
   n.advance();
 }
 
@@ -536,6 +647,7 @@ TEST_F(RaftPaperTest, previousTermEntryCommitsWithCurrentTermEntry_figure8) {
   auto s = storage_with({1, 2, 3, 4, 5}, {1, 2}, 3, kNoNode, 1);
   Raft r(make_config(1), s.get());
   make_leader(r);
+  persist(r, *s);
   (void)r.step(app_resp(2, 1, 4, 3));
   EXPECT_EQ(r.log().committed(), 1u) << "two of five is not a majority";
   (void)r.step(app_resp(3, 1, 4, 3));
