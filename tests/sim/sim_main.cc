@@ -532,7 +532,8 @@ class Simulation {
     }
     n.in_flight_sent = false;
     if (crash_at == 2) return crash(n, "after sending, before advancing");
-    // 3. The snapshot's image (its committed entries were applied when it was taken).
+    // 3. The snapshot's image is the state machine now (a Ready with a snapshot hands out no
+    // committed entries: they come with later Readies).
     if (rd.snapshot) {
       checker_.on_snapshot_installed(n, rd.snapshot->metadata.index, n.value_index);
     }
