@@ -768,7 +768,6 @@ void Raft::append_entries_as_leader(std::vector<Entry> entries) {
   // Its own copy counts once persisted (on_stable), which a crash cannot undo: counted now, a
   // leader that crashes before its fsync would have "committed" an entry that only a minority
   // holds. Nothing is lost by waiting: the host applies only persisted entries anyway.
-  on_stable();
 }
 
 void Raft::on_stable() {
@@ -776,7 +775,11 @@ void Raft::on_stable() {
   auto it = prs_.find(id_);
   if (it == prs_.end()) return;
   it->second.maybe_update(log_.stable_index());
-  if (maybe_commit()) on_commit_advanced();
+  if (!maybe_commit()) return;
+  on_commit_advanced();
+  // The followers learn the new commit index at once, as when an acknowledgement commits (a
+  // write proposed through a follower is answered there only then).
+  if (role_ == Role::kLeader) broadcast_append();
 }
 
 void Raft::append_to_log(const std::vector<Entry>& entries) {

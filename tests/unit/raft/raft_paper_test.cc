@@ -378,8 +378,16 @@ TEST_F(RaftPaperTest, leaderCountsItsOwnEntryOnlyOncePersisted) {
   const uint64_t last = r.log().last_index();
   (void)r.step(app_resp(2, 1, r.term(), last));
   EXPECT_LT(r.log().committed(), last) << "one follower and an unwritten leader copy: a minority";
+  (void)take_messages(r);
   persist(r, *s);
   EXPECT_EQ(r.log().committed(), last);
+  // ... and the follower that answered hears of the new commit index at once, not at the next
+  // heartbeat (3 is still being probed: its one unanswered append holds further ones back).
+  std::set<NodeId> told;
+  for (const Message& m : take_messages(r)) {
+    if (m.type == MessageType::kApp && m.commit == last) told.insert(m.to);
+  }
+  EXPECT_EQ(told, (std::set<NodeId>{2}));
 }
 
 // Section 5.3: after a rejection the leader retries with an earlier nextIndex until the logs
