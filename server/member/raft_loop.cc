@@ -253,9 +253,10 @@ void Core::finish_ready(raft::Ready& rd) {
   // member's, commonly) is applied meanwhile: pump().
   raw->advance();
   ready_in_flight = false;
+  const uint64_t applied_before = applied;
   pump();
   send_messages(std::move(notices));
-  after_apply();
+  if (applied == applied_before) after_apply();  // else pump's apply_committed() ran it
   schedule_pump();
 }
 
