@@ -180,7 +180,10 @@ void Core::persist_ready(std::shared_ptr<raft::Ready> rd) {
     return;
   }
   bool queued = wal->persist(rd, std::move(done));
-  if (!queued) storage_failed(rd, Status::error("the raft log no longer accepts writes"));
+  if (!queued) {
+    std::string why = wal->refusal();
+    storage_failed(rd, Status::error(why.empty() ? "the raft log no longer accepts writes" : why));
+  }
 }
 
 // A Ready that could not be written stays in flight: raft takes nothing further until it is on

@@ -120,6 +120,12 @@ bool WalWriter::save_snapshot_data(raft::SnapshotMetadata meta, std::string data
   return true;
 }
 
+std::string WalWriter::refusal() const {
+  std::lock_guard lock(mu_);
+  if (failed_) return failure_;
+  return stopping_ ? "the raft log no longer accepts writes" : std::string();
+}
+
 bool WalWriter::claim() {
   if (last_sync_ns_.load() >=
       std::chrono::duration_cast<std::chrono::nanoseconds>(kClaimMaxSync).count()) {
@@ -242,6 +248,7 @@ void WalWriter::run() {
         if (st.is_ok()) {
           std::lock_guard lock(mu_);
           failed_ = false;
+          failure_.clear();
         }
         op.resume_done(std::move(st));
         continue;
@@ -266,7 +273,7 @@ void WalWriter::run() {
 void WalWriter::run_persist(const raft::Ready& rd, const Done& done) {
   {
     std::lock_guard lock(mu_);
-    if (failed_) return done(Status::error("an earlier write to the raft log failed"));
+    if (failed_) return done(Status::error(failure_));
   }
   Status st = Status::ok();
   DiskMetrics& m = disk_metrics();
@@ -299,6 +306,7 @@ void WalWriter::run_persist(const raft::Ready& rd, const Done& done) {
   }
   if (!st.is_ok()) {
     std::lock_guard lock(mu_);
+    if (!failed_) failure_ = st.message();
     failed_ = true;
   }
   done(std::move(st));

@@ -67,8 +67,9 @@ class WalWriter {
   // REQUIRES: claim() returned true, and write_claimed() was not called since. Returns at once
   // (done not run) when stop() abandoned the claim.
   void write_claimed(const raft::Ready& ready, const Done& done);
-  // After a failed write (a full disk, an I/O error) every later write fails too, until this
-  // succeeds: queued behind what is already queued, it asks the log to accept writes again
+  // After a failed write (a full disk, an I/O error) every later write fails too, with that
+  // write's error (also those queued before it failed; an unsynced commit index written on its
+  // own can be the one that meets the error first), until this succeeds: queued behind what is already queued, it asks the log to accept writes again
   // (RaftLog::resume) and, if it does, clears the failure. done(status) runs on the WAL thread.
   // Returns false once stop() was called; done never runs then.
   bool resume(Done done);
@@ -87,6 +88,10 @@ class WalWriter {
 
   // Writes what is queued (images included), then joins the threads. Idempotent.
   void stop();
+
+  // Why writes are refused: the error of the write that failed (until resume() succeeds), or,
+  // once stop() was called, that the log takes no more writes. Empty while writes are taken.
+  std::string refusal() const;
 
   // Number of synced RaftLog::append calls made so far (each is one fsync).
   uint64_t append_calls() const { return append_calls_.load(); }
@@ -123,11 +128,12 @@ class WalWriter {
   // How long the last synced append took, in nanoseconds; written by whoever wrote it.
   std::atomic<int64_t> last_sync_ns_{0};
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Op> queue_;  // guarded by mu_
   bool stopping_ = false;  // guarded by mu_
   bool failed_ = false;    // guarded by mu_; set by a failed write, cleared by resume()
+  std::string failure_;    // guarded by mu_; while failed_, the error of the write that failed
   bool busy_ = false;      // guarded by mu_; the WAL thread is writing a batch
   bool claimed_ = false;   // guarded by mu_; a claim() not yet written (nor abandoned)
   bool claim_running_ = false;  // guarded by mu_; write_claimed() is writing

@@ -266,6 +266,40 @@ TEST_F(WalWriterTest, claim_refusedAfterAFailedWriteAndAfterStop) {
   EXPECT_FALSE(wal.claim());
 }
 
+// Once a write failed, the writes queued behind it and those offered after it are refused with
+// that write's error, not a generic one (the member answers clients with it); resume() clears it.
+TEST_F(WalWriterTest, failure_laterWritesAreRefusedWithTheFirstError) {
+  WalWriter wal(log_.get(), [](uint64_t, Status) {});
+  EXPECT_EQ(wal.refusal(), "");
+  ASSERT_TRUE(wal.claim());
+  std::promise<Status> queued;
+  auto queued_f = queued.get_future();
+  // Queued behind the claim, so before the failure.
+  ASSERT_TRUE(wal.persist(ready(std::nullopt, {}, {1, 7, 0}, true),
+                          [&](Status st) { queued.set_value(std::move(st)); }));
+  Status failed = Status::ok();
+  // Entry 5 in an empty log would leave a gap: the log refuses it.
+  wal.write_claimed(*ready(std::nullopt, {entry(5)}, {1, 7, 0}, true),
+                    [&](Status st) { failed = std::move(st); });
+  ASSERT_FALSE(failed.is_ok());
+  ASSERT_FALSE(failed.message().empty());
+  ASSERT_EQ(queued_f.wait_for(kWait), std::future_status::ready);
+  Status behind = queued_f.get();
+  EXPECT_FALSE(behind.is_ok());
+  EXPECT_EQ(behind.message(), failed.message());
+  EXPECT_FALSE(wal.persist(ready(std::nullopt, {}, {1, 7, 0}, true), [](Status) {}));
+  EXPECT_EQ(wal.refusal(), failed.message());
+
+  std::promise<Status> resumed;
+  auto resumed_f = resumed.get_future();
+  ASSERT_TRUE(wal.resume([&](Status st) { resumed.set_value(std::move(st)); }));
+  ASSERT_EQ(resumed_f.wait_for(kWait), std::future_status::ready);
+  EXPECT_TRUE(resumed_f.get().is_ok());
+  EXPECT_EQ(wal.refusal(), "");
+  wal.stop();
+  EXPECT_EQ(wal.refusal(), "the raft log no longer accepts writes");
+}
+
 // stop() does not wait for a claim that was never written: it abandons it, and a write_claimed()
 // after that writes nothing and runs nothing.
 TEST_F(WalWriterTest, stop_abandonsAClaimNotWritten) {
