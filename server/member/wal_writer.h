@@ -69,9 +69,10 @@ class WalWriter {
   void write_claimed(const raft::Ready& ready, const Done& done);
   // After a failed write (a full disk, an I/O error) every later write fails too, with that
   // write's error (also those queued before it failed; an unsynced commit index written on its
-  // own can be the one that meets the error first), until this succeeds: queued behind what is already queued, it asks the log to accept writes again
-  // (RaftLog::resume) and, if it does, clears the failure. done(status) runs on the WAL thread.
-  // Returns false once stop() was called; done never runs then.
+  // own can be the one that meets the error first), until this succeeds: queued behind what is
+  // already queued, it asks the log to accept writes again (RaftLog::resume) and, if it does,
+  // clears the failure. done(status) runs on the WAL thread. Returns false once stop() was
+  // called; done never runs then.
   bool resume(Done done);
   // Queues the snapshot at meta whose store image is the file at path, made by
   // RaftLog::build_image (in a snapshot child): the image thread moves it into the log
