@@ -356,6 +356,9 @@ struct Core : std::enable_shared_from_this<Core> {
   // Queues a write of hs (a new commit index only) to the WAL thread without waiting for it.
   void queue_commit_index(const raft::HardState& hs);
   void storage_failed(std::shared_ptr<raft::Ready> rd, const Status& st);
+  // Why the WAL writer refused a write just now: the error of the write that failed, or that
+  // it is stopping.
+  std::string wal_refusal() const;
   void retry_storage();
   void fail_all_waiters(const std::string& cause);
   void expire_waiters();

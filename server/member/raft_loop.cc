@@ -180,10 +180,13 @@ void Core::persist_ready(std::shared_ptr<raft::Ready> rd) {
     return;
   }
   bool queued = wal->persist(rd, std::move(done));
-  if (!queued) {
-    std::string why = wal->refusal();
-    storage_failed(rd, Status::error(why.empty() ? "the raft log no longer accepts writes" : why));
-  }
+  if (!queued) storage_failed(rd, Status::error(wal_refusal()));
+}
+
+std::string Core::wal_refusal() const {
+  std::string why = wal->refusal();
+  // Empty if a resume() cleared the failure since (the caller retries then).
+  return why.empty() ? "the raft log no longer accepts writes" : why;
 }
 
 // A Ready that could not be written stays in flight: raft takes nothing further until it is on

@@ -96,7 +96,7 @@ void Core::maybe_snapshot() {
                                 })) {
       return;
     }
-    SPDLOG_WARN("snapshot not saved: the log no longer accepts writes");
+    SPDLOG_WARN("snapshot not saved: {}", wal_refusal());
     return;
   }
   save_snapshot(std::move(snap));
@@ -111,7 +111,7 @@ std::string Core::image_tmp_path(uint64_t index) const {
 
 void Core::save_snapshot(raft::Snapshot snap) {
   if (!wal->save_snapshot(std::move(snap))) {
-    SPDLOG_WARN("snapshot not saved: the log no longer accepts writes");
+    SPDLOG_WARN("snapshot not saved: {}", wal_refusal());
   }
 }
 
@@ -201,7 +201,7 @@ void Core::reap_snapshot_child() {
       })) {
     std::error_code ec;
     fs::remove(child_image_path, ec);
-    SPDLOG_WARN("snapshot not saved: the log no longer accepts writes");
+    SPDLOG_WARN("snapshot not saved: {}", wal_refusal());
   }
 }
 
