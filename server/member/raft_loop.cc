@@ -185,7 +185,8 @@ void Core::persist_ready(std::shared_ptr<raft::Ready> rd) {
 
 std::string Core::wal_refusal() const {
   std::string why = wal->refusal();
-  // Empty if a resume() cleared the failure since (the caller retries then).
+  // Empty if a resume() cleared the failure in between, or if only the image thread had
+  // stopped: the general words then.
   return why.empty() ? "the raft log no longer accepts writes" : why;
 }
 
