@@ -187,7 +187,7 @@ std::string Core::wal_refusal() const {
   std::string why = wal->refusal();
   // Empty if a resume() cleared the failure in between, or if only the image thread had
   // stopped: the general words then.
-  return why.empty() ? "the raft log no longer accepts writes" : why;
+  return why.empty() ? std::string(WalWriter::kStopped) : why;
 }
 
 // A Ready that could not be written stays in flight: raft takes nothing further until it is on

@@ -64,7 +64,7 @@ WalWriter::~WalWriter() { stop(); }
 bool WalWriter::persist(std::shared_ptr<const raft::Ready> ready, Done done) {
   {
     std::lock_guard lock(mu_);
-    if (stopping_ || failed_) return false;
+    if (stopping_ || failure_) return false;
     Op op;
     op.ready = std::move(ready);
     op.done = std::move(done);
@@ -89,7 +89,7 @@ bool WalWriter::resume(Done done) {
 bool WalWriter::save_snapshot(raft::Snapshot snap) {
   {
     std::lock_guard lock(mu_);
-    if (stopping_ || failed_) return false;
+    if (stopping_ || failure_) return false;
     Op op;
     op.snapshot = std::move(snap);
     queue_.push_back(std::move(op));
@@ -101,7 +101,7 @@ bool WalWriter::save_snapshot(raft::Snapshot snap) {
 bool WalWriter::save_snapshot_file(raft::SnapshotMetadata meta, std::string path, Done done) {
   {
     std::lock_guard lock(mu_);
-    if (stopping_ || images_stopping_ || failed_) return false;
+    if (stopping_ || images_stopping_ || failure_) return false;
     image_queue_.push_back(ImageOp{std::move(meta), std::move(path), std::move(done), {}});
   }
   image_cv_.notify_one();
@@ -112,7 +112,7 @@ bool WalWriter::save_snapshot_data(raft::SnapshotMetadata meta, std::string data
                                    std::string path, Done done) {
   {
     std::lock_guard lock(mu_);
-    if (stopping_ || images_stopping_ || failed_) return false;
+    if (stopping_ || images_stopping_ || failure_) return false;
     image_queue_.push_back(
         ImageOp{std::move(meta), std::move(path), std::move(done), std::move(data)});
   }
@@ -122,8 +122,8 @@ bool WalWriter::save_snapshot_data(raft::SnapshotMetadata meta, std::string data
 
 std::string WalWriter::refusal() const {
   std::lock_guard lock(mu_);
-  if (failed_) return failure_;
-  return stopping_ ? "the raft log no longer accepts writes" : std::string();
+  if (failure_) return *failure_;
+  return stopping_ ? std::string(kStopped) : std::string();
 }
 
 bool WalWriter::claim() {
@@ -132,7 +132,7 @@ bool WalWriter::claim() {
     return false;
   }
   std::lock_guard lock(mu_);
-  if (stopping_ || failed_ || busy_ || claimed_ || !queue_.empty()) return false;
+  if (stopping_ || failure_ || busy_ || claimed_ || !queue_.empty()) return false;
   claimed_ = true;
   return true;
 }
@@ -206,7 +206,7 @@ void WalWriter::run_images() {
     bool queued = false;
     {
       std::lock_guard lock(mu_);
-      if (!stopping_ && !failed_) {
+      if (!stopping_ && !failure_) {
         Op record;
         record.image = image.value();
         record.image_meta = std::move(op.meta);
@@ -216,7 +216,7 @@ void WalWriter::run_images() {
       }
     }
     if (!queued) {
-      op.done(Status::error("the raft log no longer accepts writes"));
+      op.done(Status::error(std::string(kStopped)));
       continue;
     }
     cv_.notify_one();
@@ -247,8 +247,7 @@ void WalWriter::run() {
         Status st = log_->resume();
         if (st.is_ok()) {
           std::lock_guard lock(mu_);
-          failed_ = false;
-          failure_.clear();
+          failure_.reset();
         }
         op.resume_done(std::move(st));
         continue;
@@ -257,7 +256,7 @@ void WalWriter::run() {
         // After a failed write a snapshot is not saved (the member makes a new one later); the
         // persists and resumes behind it still run, so that their callbacks always do.
         std::lock_guard lock(mu_);
-        if (failed_) continue;
+        if (failure_) continue;
       }
       uint64_t index = op.snapshot->metadata.index;
       const auto t0 = std::chrono::steady_clock::now();
@@ -273,7 +272,7 @@ void WalWriter::run() {
 void WalWriter::run_persist(const raft::Ready& rd, const Done& done) {
   {
     std::lock_guard lock(mu_);
-    if (failed_) return done(Status::error(failure_));
+    if (failure_) return done(Status::error(*failure_));
   }
   Status st = Status::ok();
   DiskMetrics& m = disk_metrics();
@@ -306,8 +305,7 @@ void WalWriter::run_persist(const raft::Ready& rd, const Done& done) {
   }
   if (!st.is_ok()) {
     std::lock_guard lock(mu_);
-    if (!failed_) failure_ = st.message();
-    failed_ = true;
+    if (!failure_) failure_ = st.message();
   }
   done(std::move(st));
 }

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -93,6 +94,7 @@ class WalWriter {
   // Why writes are refused: the error of the write that failed (until resume() succeeds), or,
   // once stop() was called, that the log takes no more writes. Empty while writes are taken.
   std::string refusal() const;
+  static constexpr std::string_view kStopped = "the raft log no longer accepts writes";
 
   // Number of synced RaftLog::append calls made so far (each is one fsync).
   uint64_t append_calls() const { return append_calls_.load(); }
@@ -133,8 +135,8 @@ class WalWriter {
   std::condition_variable cv_;
   std::deque<Op> queue_;  // guarded by mu_
   bool stopping_ = false;  // guarded by mu_
-  bool failed_ = false;    // guarded by mu_; set by a failed write, cleared by resume()
-  std::string failure_;    // guarded by mu_; while failed_, the error of the write that failed
+  // guarded by mu_; the error of the write that failed, cleared by resume()
+  std::optional<std::string> failure_;
   bool busy_ = false;      // guarded by mu_; the WAL thread is writing a batch
   bool claimed_ = false;   // guarded by mu_; a claim() not yet written (nor abandoned)
   bool claim_running_ = false;  // guarded by mu_; write_claimed() is writing
