@@ -135,8 +135,7 @@ class WalWriter {
   std::condition_variable cv_;
   std::deque<Op> queue_;  // guarded by mu_
   bool stopping_ = false;  // guarded by mu_
-  // guarded by mu_; the error of the write that failed, cleared by resume()
-  std::optional<std::string> failure_;
+  std::optional<std::string> failure_;  // guarded by mu_; the failed write's error until resume()
   bool busy_ = false;      // guarded by mu_; the WAL thread is writing a batch
   bool claimed_ = false;   // guarded by mu_; a claim() not yet written (nor abandoned)
   bool claim_running_ = false;  // guarded by mu_; write_claimed() is writing
