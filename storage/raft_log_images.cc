@@ -96,7 +96,7 @@ Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInf
   next.legacy_image = false;
   if (Status st = m.commit(&batch, std::move(next), "save_snapshot"); !st.is_ok()) return st;
   m.drop_compacted_entries(index);
-  m.cache_compacted(index, discarded);
+  m.cache_compacted(discarded);
   // Older images go, except one snapshot() is reading now.
   uint64_t bound = index;
   {
