@@ -10,9 +10,11 @@
 //   u32 n, n x history entry: u64 index, u8 kind (0 internal, 1 event)
 //     event: u8 action, u8 refresh, u64 etcd_index, view node, u8 has_prev [view prev]
 //     view: str key, u8 dir, str value, u8 has_exp [i64], i64 ttl, u64 modified, u64 created
-//   (str = u32 length + bytes). The image is produced whole in memory; recover() validates all of
-//   it before touching the store.
+//   (str = u32 length + bytes). The image is produced whole in memory (save) or handed over in
+//   pieces as it is made (save_pieces); recover() validates all of it before touching the store.
 #include "api_v2/store.h"
+
+#include <algorithm>
 
 #include "api_v2/store_impl.h"
 #include "common/codec.h"
@@ -74,10 +76,8 @@ constexpr uint64_t StoreStats::*kStatFields[] = {
 
 }  // namespace
 
-std::string Store::save(size_t size_hint) const {
+void Store::save_image(std::string& out, const std::function<void()>& spill) const {
   const Impl& s = *impl_;
-  std::string out;
-  out.reserve(size_hint + size_hint / 8 + 4096);
   out.append(kImageMagic, sizeof(kImageMagic) - 1);
   put_u8(out, kImageVersion);
   put_u64(out, s.index);
@@ -87,6 +87,7 @@ std::string Store::save(size_t size_hint) const {
   for (const auto& [k, v] : s.internal) {
     put_bytes(out, k);
     put_bytes(out, v);
+    spill();
   }
   auto put_node = [&](const Node* n) {
     put_bytes(out, n->parent ? n->name() : std::string_view());
@@ -97,6 +98,7 @@ std::string Store::save(size_t size_hint) const {
     put_u64(out, n->created_index);
     put_u64(out, n->modified_index);
     if (n->dir) put_u32(out, static_cast<uint32_t>(n->children.size()));
+    spill();
   };
   put_node(s.root.get());
   for_each_below(s.root.get(), put_node);
@@ -112,8 +114,41 @@ std::string Store::save(size_t size_hint) const {
     put_view(out, ev.node);
     put_u8(out, ev.prev_node ? 1 : 0);
     if (ev.prev_node) put_view(out, *ev.prev_node);
+    spill();
   }
+}
+
+std::string Store::save(size_t size_hint) const {
+  std::string out;
+  out.reserve(size_hint + size_hint / 8 + 4096);
+  save_image(out, [] {});
   return out;
+}
+
+bool Store::save_pieces(size_t piece_bytes,
+                        const std::function<bool(std::string_view)>& put) const {
+  piece_bytes = std::max<size_t>(piece_bytes, 1);
+  std::string out;
+  out.reserve(piece_bytes + piece_bytes / 4);
+  bool ok = true;
+  // Hands over whole pieces (and, at the end, the rest); a record longer than a piece is
+  // handed over in several.
+  auto hand_over = [&](bool last) {
+    size_t at = 0;
+    for (; ok && out.size() - at >= piece_bytes; at += piece_bytes) {
+      ok = put(std::string_view(out).substr(at, piece_bytes));
+    }
+    if (ok && last && at < out.size()) {
+      ok = put(std::string_view(out).substr(at));
+      at = out.size();
+    }
+    out.erase(0, at);
+  };
+  save_image(out, [&] {
+    if (out.size() >= piece_bytes) hand_over(false);
+  });
+  hand_over(true);
+  return ok;
 }
 
 bool Store::recover(std::string_view image) {

@@ -8,10 +8,13 @@
 // methods; LogStorage reads may come from the raft strand concurrently (internally synchronized).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -23,6 +26,9 @@ class Env;
 }  // namespace rocksdb
 
 namespace kvd::storage {
+
+// The largest chunk of an image file (each chunk one value of the file).
+inline constexpr size_t kImageChunkBytes = 1 << 20;
 
 // A store image written into the database under its snapshot index by write_image*(), not yet
 // the snapshot (save_snapshot(meta, image) makes it that).
@@ -86,6 +92,12 @@ class RaftLog : public raft::LogStorage {
   // link, no copy); a file that is not an image of index made by build_image is refused,
   // naming it. Same thread rules as write_image.
   Status build_image(uint64_t index, std::string_view data, const std::string& path) const;
+  // build_image for an image handed over in pieces as it is made (never whole in memory):
+  // produce(put) calls put with each piece in order, each of at most kImageChunkBytes (it is
+  // stored as one chunk); put answers false once the file failed, and produce should stop.
+  using ImagePut = std::function<bool(std::string_view)>;
+  Status build_image(uint64_t index, const std::function<void(const ImagePut&)>& produce,
+                     const std::string& path) const;
   Result<ImageInfo> ingest_image(uint64_t index, const std::string& path);
   // Makes an image written by write_image* the snapshot at meta (meta.index == image.index) and
   // compacts the log as save_snapshot(snap) does, synced; the previous image is deleted. An image

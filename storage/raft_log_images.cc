@@ -19,6 +19,12 @@ Status RaftLog::build_image(uint64_t index, std::string_view data, const std::st
   return info.is_ok() ? Status::ok() : info.status();
 }
 
+Status RaftLog::build_image(uint64_t index, const std::function<void(const ImagePut&)>& produce,
+                            const std::string& path) const {
+  Result<ImageInfo> info = impl_->build_image(index, produce, path);
+  return info.is_ok() ? Status::ok() : info.status();
+}
+
 Result<ImageInfo> RaftLog::ingest_image(uint64_t index, const std::string& path) {
   Impl& m = *impl_;
   rocksdb::SstFileReader reader(m.image_file_options);

@@ -45,7 +45,6 @@ inline constexpr uint32_t kFormatVersion = 1;
 inline constexpr std::string_view kFormatMagic = "kvd-raft-log";
 inline constexpr char kEntriesFamily[] = "entries";
 inline constexpr char kImagesFamily[] = "images";
-inline constexpr size_t kImageChunkBytes = 1 << 20;
 
 inline constexpr std::string_view kFormatKey = "format";
 inline constexpr std::string_view kHardStateKey = "hard_state";
@@ -488,24 +487,32 @@ struct RaftLog::Impl {
     if (!s.ok()) SPDLOG_WARN("{}: dropping images [{}, {}): {}", dir, lo, hi, s.ToString());
   }
 
-  // Writes data as one image SST file at path: chunks of at most kImageChunkBytes under image
-  // keys of index, synced. Uses no database, only the images family's table options (so it may
-  // run in a forked child). A failure removes the file.
-  Result<ImageInfo> build_image(uint64_t index, std::string_view data,
+  // Writes the pieces produce() hands over as one image SST file at path: chunk n of index
+  // under image key n, synced (an image with no piece is one empty chunk). Uses no database,
+  // only the images family's table options (so it may run in a forked child). A failure
+  // removes the file.
+  Result<ImageInfo> build_image(uint64_t index,
+                                const std::function<void(const RaftLog::ImagePut&)>& produce,
                                 const std::string& path) const {
     rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), image_file_options);
     ImageInfo info;
     info.index = index;
     rocksdb::Status s = writer.Open(path);
     const char* what = "creating";
-    // An empty image is one empty chunk.
-    for (size_t at = 0; s.ok() && (at < data.size() || info.chunks == 0); at += kImageChunkBytes) {
-      const std::string_view chunk = data.substr(std::min(at, data.size()), kImageChunkBytes);
+    auto put = [&](std::string_view chunk) {
+      if (s.ok() && chunk.size() > kImageChunkBytes) {
+        s = rocksdb::Status::InvalidArgument("a piece of " + std::to_string(chunk.size()) +
+                                             " bytes");
+      }
+      if (!s.ok()) return false;
       s = writer.Put(image_key(index, info.chunks), slice(chunk));
       what = "writing";
       ++info.chunks;
       info.bytes += chunk.size();
-    }
+      return s.ok();
+    };
+    if (s.ok()) produce(put);
+    if (s.ok() && info.chunks == 0) put({});
     if (s.ok()) {
       s = writer.Finish();
       what = "finishing";
@@ -513,6 +520,19 @@ struct RaftLog::Impl {
     if (s.ok()) return info;
     remove_file(path);
     return fail(std::string(what) + " the image " + path + ": " + s.ToString());
+  }
+
+  // The same for an image whole in memory: chunks of kImageChunkBytes.
+  Result<ImageInfo> build_image(uint64_t index, std::string_view data,
+                                const std::string& path) const {
+    return build_image(
+        index,
+        [data](const RaftLog::ImagePut& put) {
+          for (size_t at = 0; at < data.size(); at += kImageChunkBytes) {
+            if (!put(data.substr(at, kImageChunkBytes))) return;
+          }
+        },
+        path);
   }
 
   // Removes the file at path if it is there, through file_system (so that a test's file system

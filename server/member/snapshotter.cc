@@ -140,12 +140,19 @@ bool Core::start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_bef
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     int rc = 1;
     try {
-      std::string image = store.save(last_image_bytes);
       // The image file in its final form (a synced SST file, which the parent moves into the
-      // log without copying it): the image's bytes are written once, here. A crash before the
+      // log without copying it): the image's bytes are written once, here, each piece as it is
+      // made. Never whole in memory: every page the child writes costs a page fault, and the
+      // parent pays one for each page it writes while the child lives. A crash before the
       // parent records it loses nothing recorded (snapshot*.tmp files are removed at start).
       ::close(fd);
-      if (log->build_image(snap.metadata.index, image, child_image_path).is_ok()) rc = 0;
+      const Status built = log->build_image(
+          snap.metadata.index,
+          [this](const storage::RaftLog::ImagePut& put) {
+            store.save_pieces(storage::kImageChunkBytes, put);
+          },
+          child_image_path);
+      if (built.is_ok()) rc = 0;
     } catch (...) {
     }
     ::_exit(rc);

@@ -370,6 +370,48 @@ TEST_F(RaftLogTest, buildImageThenIngest_saveSnapshotMakesItTheSnapshot) {
   EXPECT_TRUE(got.data == image);
 }
 
+TEST_F(RaftLogTest, buildImageFromPieces_eachPieceAChunkAndTheSnapshotTheirConcatenation) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
+  const std::vector<std::string> pieces = {image_of(kvd::storage::kImageChunkBytes, 'a'), "b",
+                                           image_of(1000, 'c')};
+  const std::string path = (root_ / "snapshot-8.tmp").string();
+  ASSERT_TRUE(log_->build_image(
+                      8,
+                      [&](const RaftLog::ImagePut& put) {
+                        for (const std::string& p : pieces) ASSERT_TRUE(put(p));
+                      },
+                      path)
+                  .is_ok());
+  auto written = log_->ingest_image(8, path);
+  ASSERT_TRUE(written.is_ok()) << written.status().message();
+  EXPECT_EQ(written.value().chunks, 3u);
+  EXPECT_EQ(written.value().bytes, pieces[0].size() + pieces[1].size() + pieces[2].size());
+  ASSERT_TRUE(log_->save_snapshot(SnapshotMetadata{8, 1, {{1}}}, written.value()).is_ok());
+  open_log();
+  Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), StorageError::kOk);
+  EXPECT_TRUE(got.data == pieces[0] + pieces[1] + pieces[2]);
+}
+
+TEST_F(RaftLogTest, buildImageFromPieces_aPieceOverAChunkFailsTheFileAndRemovesIt) {
+  open_log();
+  const std::string path = (root_ / "snapshot-9.tmp").string();
+  int answers_after = 0;
+  Status st = log_->build_image(
+      9,
+      [&](const RaftLog::ImagePut& put) {
+        ASSERT_TRUE(put("fine"));
+        EXPECT_FALSE(put(image_of(kvd::storage::kImageChunkBytes + 1, 'x')));
+        if (!put("after")) ++answers_after;
+      },
+      path);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find(path), std::string::npos) << st.message();
+  EXPECT_EQ(answers_after, 1);  // a put after the failure answers false too
+  EXPECT_FALSE(fs::exists(path));
+}
+
 TEST_F(RaftLogTest, buildImage_emptyImageIsOneEmptyChunk) {
   open_log();
   const std::string path = (root_ / "empty.tmp").string();
