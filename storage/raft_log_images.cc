@@ -56,6 +56,12 @@ Result<ImageInfo> RaftLog::ingest_image(uint64_t index, const std::string& path)
 }
 
 Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInfo& image) {
+  Status st = record_snapshot(meta, image);
+  if (st.is_ok()) drop_replaced_images();
+  return st;
+}
+
+Status RaftLog::record_snapshot(const raft::SnapshotMetadata& meta, const ImageInfo& image) {
   Impl& m = *impl_;
   std::lock_guard wl(m.write_mu);
   Impl::View next = *m.current();
@@ -103,14 +109,20 @@ Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInf
   if (Status st = m.commit(&batch, std::move(next), "save_snapshot"); !st.is_ok()) return st;
   m.drop_compacted_entries(index);
   m.cache_compacted(discarded);
-  // Older images go, except one snapshot() is reading now.
-  uint64_t bound = index;
+  return Status::ok();
+}
+
+void RaftLog::drop_replaced_images() {
+  Impl& m = *impl_;
+  std::shared_lock dl(m.db_mu);
+  if (!m.db) return;  // a failed resume() could not reopen it; the next open drops them
+  uint64_t bound;
   {
     std::lock_guard lk(m.view_mu);
+    bound = m.view->snapshot.index;
     if (!m.image_readers.empty()) bound = std::min(bound, *m.image_readers.begin());
   }
-  m.drop_images(0, bound);
-  return Status::ok();
+  if (bound != 0) m.drop_images(0, bound);
 }
 
 raft::StorageError RaftLog::snapshot(raft::Snapshot* out) const {

@@ -78,9 +78,10 @@ class WalWriter {
   // Queues the snapshot at meta whose store image is the file at path, made by
   // RaftLog::build_image (in a snapshot child): the image thread moves it into the log
   // (RaftLog::ingest_image; the file is removed either way) while the WAL thread goes on with
-  // appends; then the WAL thread records the snapshot (RaftLog::save_snapshot(meta, image)) and
-  // done(status) runs there (on the image thread if the image could not be ingested). Same
-  // return as save_snapshot(); when false, done never runs and the file is left to the caller.
+  // appends; then the WAL thread records the snapshot (RaftLog::record_snapshot) and
+  // done(status) runs there (on the image thread if the image could not be ingested), and the
+  // image thread drops the images it replaced (RaftLog::drop_replaced_images). Same return as
+  // save_snapshot(); when false, done never runs and the file is left to the caller.
   bool save_snapshot_file(raft::SnapshotMetadata meta, std::string path, Done done);
   // The same for an image still in memory (a small store's, serialized on the member's strand):
   // the image thread first writes it to `path` as an image file (RaftLog::build_image), so that
@@ -118,6 +119,7 @@ class WalWriter {
     std::string path;
     Done done;
     std::optional<std::string> data;  // to be written to path first (save_snapshot_data)
+    bool drop_replaced = false;       // set: only drop the images a recorded snapshot replaced
   };
   void run();
   void run_images();

@@ -115,6 +115,43 @@ TEST_F(WalWriterTest, saveSnapshotFile_imageThreadWritesItWhileAppendsGoOn) {
   EXPECT_EQ(log_->last_index(), 20u);
 }
 
+// The bytes of the table files under dir (the images' and the log's).
+uint64_t table_bytes(const fs::path& dir) {
+  uint64_t n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.path().extension() == ".sst") n += e.file_size();
+  }
+  return n;
+}
+
+TEST_F(WalWriterTest, saveSnapshotFile_imageThreadDropsTheImageALaterSnapshotReplaced) {
+  const std::string data5(3 << 20, '5'), data9(3 << 20, '9');
+  const fs::path image5 = dir_ / "snapshot-5.tmp", image9 = dir_ / "snapshot-9.tmp";
+  ASSERT_TRUE(log_->build_image(5, data5, image5.string()).is_ok());
+  ASSERT_TRUE(log_->build_image(9, data9, image9.string()).is_ok());
+  {
+    WalWriter wal(log_.get(), [](uint64_t, Status) { ADD_FAILURE() << "not a save_snapshot()"; });
+    for (uint64_t i = 1; i <= 12; ++i) ASSERT_TRUE(persist(wal, {entry(i)}, {1, 7, i}));
+    for (auto [index, path] : {std::pair{5, image5}, std::pair{9, image9}}) {
+      std::promise<Status> saved;
+      auto saved_f = saved.get_future();
+      ASSERT_TRUE(wal.save_snapshot_file(
+          raft::SnapshotMetadata{static_cast<uint64_t>(index), 1, {{1}}}, path.string(),
+          [&](Status st) { saved.set_value(std::move(st)); }));
+      ASSERT_EQ(saved_f.wait_for(kWait), std::future_status::ready);
+      Status st = saved_f.get();
+      ASSERT_TRUE(st.is_ok()) << st.message();
+    }
+  }  // stop(): the image thread's queue, with the drop, is emptied first
+  raft::Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), raft::StorageError::kOk);
+  EXPECT_EQ(got.metadata.index, 9u);
+  EXPECT_TRUE(got.data == data9);
+  // One image of 3 MiB left, not two (the entries' files are a few KiB).
+  EXPECT_LT(table_bytes(dir_), (4u << 20)) << table_bytes(dir_) << " bytes of table files";
+  EXPECT_GT(table_bytes(dir_), (3u << 20) - 4096);
+}
+
 TEST_F(WalWriterTest, saveSnapshotFile_missingFileReportsTheError) {
   std::promise<Status> saved;
   auto saved_f = saved.get_future();

@@ -412,6 +412,30 @@ TEST_F(RaftLogTest, buildImageFromPieces_aPieceOverAChunkFailsTheFileAndRemovesI
   EXPECT_FALSE(fs::exists(path));
 }
 
+TEST_F(RaftLogTest, recordSnapshot_keepsTheReplacedImageUntilDropReplacedImages) {
+  open_log();
+  ASSERT_TRUE(log_->append(make_entries(1, 21, 1), std::nullopt).is_ok());
+  for (uint64_t index : {5u, 10u}) {
+    auto written = log_->write_image(index, "image at " + std::to_string(index));
+    ASSERT_TRUE(written.is_ok()) << written.status().message();
+    ASSERT_TRUE(log_->record_snapshot(SnapshotMetadata{index, 1, {{1}}}, written.value()).is_ok());
+  }
+  EXPECT_EQ(log_->first_index(), 11u);
+  log_.reset();
+  EXPECT_EQ(image_files(dir_), 2u);  // recorded, not dropped yet
+  open_log();  // open() drops an image no snapshot names: make a replaced one again
+  auto written = log_->write_image(15, "image at 15");
+  ASSERT_TRUE(written.is_ok()) << written.status().message();
+  ASSERT_TRUE(log_->record_snapshot(SnapshotMetadata{15, 1, {{1}}}, written.value()).is_ok());
+  log_->drop_replaced_images();  // drops 10's
+  Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), StorageError::kOk);
+  EXPECT_EQ(got.metadata.index, 15u);
+  EXPECT_EQ(got.data, "image at 15");
+  log_.reset();
+  EXPECT_EQ(image_files(dir_), 1u);
+}
+
 TEST_F(RaftLogTest, buildImage_emptyImageIsOneEmptyChunk) {
   open_log();
   const std::string path = (root_ / "empty.tmp").string();
