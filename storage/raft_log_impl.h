@@ -254,7 +254,7 @@ struct RaftLog::Impl {
     }
   }
 
-  // After a snapshot at index was recorded. Entries at or below it stay, never read again
+  // After a snapshot was recorded. Entries at or below its index stay, never read again
   // (entries() reads above the snapshot only), until appends push them out one at a time as
   // they push out any other: dropping the ~16k of them at once took the WAL thread 20-50 ms
   // (after the snapshot child's fork, freeing their memory faults its pages back in one by one),
@@ -500,13 +500,13 @@ struct RaftLog::Impl {
     rocksdb::Status s = writer.Open(path);
     const char* what = "creating";
     auto put = [&](std::string_view chunk) {
+      if (s.ok()) what = "writing";
       if (s.ok() && chunk.size() > kImageChunkBytes) {
         s = rocksdb::Status::InvalidArgument("a piece of " + std::to_string(chunk.size()) +
                                              " bytes");
       }
       if (!s.ok()) return false;
       s = writer.Put(image_key(index, info.chunks), slice(chunk));
-      what = "writing";
       ++info.chunks;
       info.bytes += chunk.size();
       return s.ok();

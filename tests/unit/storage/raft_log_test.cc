@@ -407,7 +407,7 @@ TEST_F(RaftLogTest, buildImageFromPieces_aPieceOverAChunkFailsTheFileAndRemovesI
       },
       path);
   ASSERT_FALSE(st.is_ok());
-  EXPECT_NE(st.message().find(path), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("writing the image " + path), std::string::npos) << st.message();
   EXPECT_EQ(answers_after, 1);  // a put after the failure answers false too
   EXPECT_FALSE(fs::exists(path));
 }
