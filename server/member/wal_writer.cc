@@ -98,26 +98,25 @@ bool WalWriter::save_snapshot(raft::Snapshot snap) {
   return true;
 }
 
-bool WalWriter::save_snapshot_file(raft::SnapshotMetadata meta, std::string path, Done done) {
+bool WalWriter::queue_image(ImageOp op) {
   {
     std::lock_guard lock(mu_);
-    if (stopping_ || images_stopping_ || failure_) return false;
-    image_queue_.push_back(ImageOp{std::move(meta), std::move(path), std::move(done), {}});
+    // A drop needs only the image thread (stop() ends it before the WAL thread).
+    if (images_stopping_ || (!op.drop_replaced && (stopping_ || failure_))) return false;
+    image_queue_.push_back(std::move(op));
   }
   image_cv_.notify_one();
   return true;
 }
 
+bool WalWriter::save_snapshot_file(raft::SnapshotMetadata meta, std::string path, Done done) {
+  return queue_image(ImageOp{std::move(meta), std::move(path), std::move(done), {}});
+}
+
 bool WalWriter::save_snapshot_data(raft::SnapshotMetadata meta, std::string data,
                                    std::string path, Done done) {
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_ || images_stopping_ || failure_) return false;
-    image_queue_.push_back(
-        ImageOp{std::move(meta), std::move(path), std::move(done), std::move(data)});
-  }
-  image_cv_.notify_one();
-  return true;
+  return queue_image(
+      ImageOp{std::move(meta), std::move(path), std::move(done), std::move(data)});
 }
 
 std::string WalWriter::refusal() const {
@@ -240,21 +239,14 @@ void WalWriter::run() {
     for (Op& op : batch) {
       if (op.image) {
         Status st = log_->record_snapshot(op.image_meta, *op.image);
+        // The replaced images are dropped off this thread: that changes RocksDB's manifest
+        // (synced), 4-17 ms under load that the appends behind would wait. Queued before done
+        // runs, so that a stop() after done still drops them (the image thread empties its
+        // queue first).
         if (st.is_ok()) {
-          // Off this thread: dropping them changes RocksDB's manifest (synced), 4-17 ms under
-          // load that the appends behind would wait. Queued before done runs, so that a stop()
-          // after done still drops them (the image thread empties its queue first).
-          bool queued = false;
-          {
-            std::lock_guard lock(mu_);
-            if (!images_stopping_) {
-              ImageOp drop;
-              drop.drop_replaced = true;
-              image_queue_.push_back(std::move(drop));
-              queued = true;
-            }
-          }
-          if (queued) image_cv_.notify_one();
+          ImageOp drop;
+          drop.drop_replaced = true;
+          queue_image(std::move(drop));
         }
         op.image_done(std::move(st));
         continue;

@@ -121,6 +121,9 @@ class WalWriter {
     std::optional<std::string> data;  // to be written to path first (save_snapshot_data)
     bool drop_replaced = false;       // set: only drop the images a recorded snapshot replaced
   };
+  // Queues op for the image thread; false (op dropped) once stopping, or, unless op is a drop,
+  // after a failed write.
+  bool queue_image(ImageOp op);
   void run();
   void run_images();
   // REQUIRES: on the WAL thread, or in a claimed write.
