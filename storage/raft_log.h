@@ -105,11 +105,13 @@ class RaftLog : public raft::LogStorage {
   // the leader, was installed meanwhile): returns ok.
   Status save_snapshot(const raft::SnapshotMetadata& meta, const ImageInfo& image);
   // save_snapshot(meta, image) in two steps, so that the writer's appends need not wait while
-  // the replaced images' files are dropped (a synced change of RocksDB's manifest, 4-17 ms
-  // under load): record_snapshot does all but that; drop_replaced_images, on any thread, drops
-  // the images below the recorded snapshot's (except one snapshot() is reading).
+  // the files the snapshot made useless are dropped (each drop a synced change of RocksDB's
+  // manifest, 4-17 ms under load): record_snapshot does all but that; drop_replaced, on any
+  // thread, drops the images below the recorded snapshot's (except one snapshot() is reading)
+  // and the table files holding only entries it compacted (except those a read of entries
+  // under way needs).
   Status record_snapshot(const raft::SnapshotMetadata& meta, const ImageInfo& image);
-  void drop_replaced_images();
+  void drop_replaced();
 
   // A write is refused without touching the database while the disk has less than
   // kReservedDiskBytes free. After a write failed in RocksDB (an I/O error, a disk that filled

@@ -57,7 +57,7 @@ Result<ImageInfo> RaftLog::ingest_image(uint64_t index, const std::string& path)
 
 Status RaftLog::save_snapshot(const raft::SnapshotMetadata& meta, const ImageInfo& image) {
   Status st = record_snapshot(meta, image);
-  if (st.is_ok()) drop_replaced_images();
+  if (st.is_ok()) drop_replaced();
   return st;
 }
 
@@ -83,7 +83,7 @@ Status RaftLog::record_snapshot(const raft::SnapshotMetadata& meta, const ImageI
   if (next.legacy_image) batch.Delete(m.meta_cf, slice(kSnapshotDataKey)).PermitUncheckedError();
   const uint64_t first = next.snapshot.index + 1;
   // The entries the snapshot covers are not deleted by this write: their files are dropped
-  // once it is committed (Impl::drop_compacted_entries).
+  // once it is committed (drop_replaced, Impl::drop_compacted_entries).
   if (index <= next.last_index && next.term_at(index) == meta.term) {
     // The snapshot covers a prefix of our log: drop the prefix, keep the rest.
     std::vector<TermRun> runs;
@@ -107,22 +107,22 @@ Status RaftLog::record_snapshot(const raft::SnapshotMetadata& meta, const ImageI
   next.image = image;
   next.legacy_image = false;
   if (Status st = m.commit(&batch, std::move(next), "save_snapshot"); !st.is_ok()) return st;
-  m.drop_compacted_entries(index);
   m.cache_compacted(discarded);
   return Status::ok();
 }
 
-void RaftLog::drop_replaced_images() {
+void RaftLog::drop_replaced() {
   Impl& m = *impl_;
   std::shared_lock dl(m.db_mu);
   if (!m.db) return;  // a failed resume() could not reopen it; the next open drops them
-  uint64_t bound;
+  uint64_t snapshot_index, bound;
   {
     std::lock_guard lk(m.view_mu);
-    bound = m.view->snapshot.index;
+    snapshot_index = bound = m.view->snapshot.index;
     if (!m.image_readers.empty()) bound = std::min(bound, *m.image_readers.begin());
   }
   if (bound != 0) m.drop_images(0, bound);
+  if (snapshot_index != 0) m.drop_compacted_entries(snapshot_index);
 }
 
 raft::StorageError RaftLog::snapshot(raft::Snapshot* out) const {

@@ -304,8 +304,9 @@ struct RaftLog::Impl {
   // compacted: no write, so compacting 100k entries costs the appends nothing (one write
   // deleting them took the WAL thread 0.4-0.5 s, and every append waited behind it). Entries in
   // the memtable, in level-0 files or in a file that also holds later entries stay, never read,
-  // until a later snapshot drops their file; open() finds any left. REQUIRES: write_mu held, a
-  // snapshot at index or beyond committed.
+  // until a later snapshot drops their file; open() finds any left. REQUIRES: db_mu held
+  // (shared will do: RocksDB drops files concurrently with writes) or the log not yet shared
+  // (open()), a snapshot at index or beyond committed.
   void drop_compacted_entries(uint64_t index) {
     uint64_t bound = index;
     {

@@ -80,7 +80,7 @@ class WalWriter {
   // (RaftLog::ingest_image; the file is removed either way) while the WAL thread goes on with
   // appends; then the WAL thread records the snapshot (RaftLog::record_snapshot) and
   // done(status) runs there (on the image thread if the image could not be ingested), and the
-  // image thread drops the images it replaced (RaftLog::drop_replaced_images). Same return as
+  // image thread drops the files it replaced (RaftLog::drop_replaced). Same return as
   // save_snapshot(); when false, done never runs and the file is left to the caller.
   bool save_snapshot_file(raft::SnapshotMetadata meta, std::string path, Done done);
   // The same for an image still in memory (a small store's, serialized on the member's strand):
@@ -119,7 +119,7 @@ class WalWriter {
     std::string path;
     Done done;
     std::optional<std::string> data;  // to be written to path first (save_snapshot_data)
-    bool drop_replaced = false;       // set: only drop the images a recorded snapshot replaced
+    bool drop_replaced = false;       // set: only drop the files a recorded snapshot replaced
   };
   // Queues op for the image thread; false (op dropped) once stopping, or, unless op is a drop,
   // after a failed write.

@@ -197,29 +197,64 @@ TEST_F(RaftLogTest, saveSnapshot_compactsPrefixAndFirstIndexMoves) {
   EXPECT_EQ(log_->entries(7, 9, UINT64_MAX, &got), StorageError::kCompacted);
 }
 
-TEST_F(RaftLogTest, saveSnapshot_dropsTheFilesOfCompactedEntriesWithoutWritingDeletes) {
-  open_log();
-  ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
-  log_.reset();
-  {
-    // Entries 1..10 in a table file below level 0 (level-0 files are never dropped whole).
-    RawDb raw(dir_);
-    ASSERT_TRUE(raw.status.ok()) << raw.status.ToString();
-    rocksdb::CompactRangeOptions co;
-    co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
-    ASSERT_TRUE(raw.db->CompactRange(co, raw.handles[1], nullptr, nullptr).ok());
-    std::vector<rocksdb::LiveFileMetaData> files;
-    raw.db->GetLiveFilesMetaData(&files);
-    int entry_files = 0;
-    for (const auto& f : files) {
-      if (f.column_family_name != "entries") continue;
-      ++entry_files;
-      EXPECT_GT(f.level, 0);
+// Entries 1..10 in a table file below level 0 (level-0 files are never dropped whole), then
+// 11..20 appended after a reopen (in the memtable), the log open.
+class RaftLogCompactionTest : public RaftLogTest {
+ protected:
+  void write_entries_1_to_10_in_a_file_then_11_to_20() {
+    open_log();
+    ASSERT_TRUE(log_->append(make_entries(1, 11, 1), std::nullopt).is_ok());
+    log_.reset();
+    {
+      RawDb raw(dir_);
+      ASSERT_TRUE(raw.status.ok()) << raw.status.ToString();
+      rocksdb::CompactRangeOptions co;
+      co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+      ASSERT_TRUE(raw.db->CompactRange(co, raw.handles[1], nullptr, nullptr).ok());
+      std::vector<rocksdb::LiveFileMetaData> files;
+      raw.db->GetLiveFilesMetaData(&files);
+      int entry_files = 0;
+      for (const auto& f : files) {
+        if (f.column_family_name != "entries") continue;
+        ++entry_files;
+        EXPECT_GT(f.level, 0);
+      }
+      EXPECT_EQ(entry_files, 1);
     }
-    EXPECT_EQ(entry_files, 1);
+    open_log();
+    ASSERT_TRUE(log_->append(make_entries(11, 21, 1), std::nullopt).is_ok());
   }
+};
+
+// The table files in dir (the log's, and its store images').
+size_t sst_files(const std::string& dir) {
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) n += e.path().extension() == ".sst";
+  return n;
+}
+
+TEST_F(RaftLogCompactionTest, recordSnapshot_keepsTheCompactedEntriesFileUntilDropReplaced) {
+  write_entries_1_to_10_in_a_file_then_11_to_20();
+  const size_t before = sst_files(dir_);
+  auto image = log_->write_image(15, "image at 15");
+  ASSERT_TRUE(image.is_ok()) << image.status().message();
+  ASSERT_TRUE(log_->record_snapshot(SnapshotMetadata{15, 1, {{1}}}, image.value()).is_ok());
+  EXPECT_EQ(sst_files(dir_), before + 1);  // the image's; the entries' file stays
+  EXPECT_EQ(log_->first_index(), 16u);
+  log_->drop_replaced();
+  EXPECT_EQ(sst_files(dir_), before);  // the entries' file went, the image's stays
+  std::vector<Entry> got;
+  ASSERT_EQ(log_->entries(16, 21, UINT64_MAX, &got), StorageError::kOk);
+  EXPECT_EQ(got, make_entries(16, 21, 1));
   open_log();
-  ASSERT_TRUE(log_->append(make_entries(11, 21, 1), std::nullopt).is_ok());
+  EXPECT_EQ(log_->first_index(), 16u);
+  Snapshot snap;
+  ASSERT_EQ(log_->snapshot(&snap), StorageError::kOk);
+  EXPECT_EQ(snap.data, "image at 15");
+}
+
+TEST_F(RaftLogCompactionTest, saveSnapshot_dropsTheFilesOfCompactedEntriesWithoutWritingDeletes) {
+  write_entries_1_to_10_in_a_file_then_11_to_20();
   Snapshot snap;
   snap.metadata = {15, 1, {{1}}};
   snap.data = "image@15";
@@ -412,7 +447,7 @@ TEST_F(RaftLogTest, buildImageFromPieces_aPieceOverAChunkFailsTheFileAndRemovesI
   EXPECT_FALSE(fs::exists(path));
 }
 
-TEST_F(RaftLogTest, recordSnapshot_keepsTheReplacedImageUntilDropReplacedImages) {
+TEST_F(RaftLogTest, recordSnapshot_keepsTheReplacedImageUntilDropReplaced) {
   open_log();
   ASSERT_TRUE(log_->append(make_entries(1, 21, 1), std::nullopt).is_ok());
   for (uint64_t index : {5u, 10u}) {
@@ -427,7 +462,7 @@ TEST_F(RaftLogTest, recordSnapshot_keepsTheReplacedImageUntilDropReplacedImages)
   auto written = log_->write_image(15, "image at 15");
   ASSERT_TRUE(written.is_ok()) << written.status().message();
   ASSERT_TRUE(log_->record_snapshot(SnapshotMetadata{15, 1, {{1}}}, written.value()).is_ok());
-  log_->drop_replaced_images();  // drops 10's
+  log_->drop_replaced();  // drops 10's
   Snapshot got;
   ASSERT_EQ(log_->snapshot(&got), StorageError::kOk);
   EXPECT_EQ(got.metadata.index, 15u);
