@@ -122,7 +122,7 @@ void RaftLog::drop_replaced() {
     if (!m.image_readers.empty()) bound = std::min(bound, *m.image_readers.begin());
   }
   if (bound != 0) m.drop_images(0, bound);
-  if (snapshot_index != 0) m.drop_compacted_entries(snapshot_index);
+  m.drop_compacted_entries(snapshot_index);  // no snapshot (index 0): drops nothing
 }
 
 raft::StorageError RaftLog::snapshot(raft::Snapshot* out) const {
