@@ -121,6 +121,10 @@ bool WalWriter::save_snapshot_data(raft::SnapshotMetadata meta, std::string data
 
 std::string WalWriter::refusal() const {
   std::lock_guard lock(mu_);
+  return refusal_locked();
+}
+
+std::string WalWriter::refusal_locked() const {
   if (failure_) return *failure_;
   return stopping_ ? std::string(kStopped) : std::string();
 }
@@ -206,20 +210,21 @@ void WalWriter::run_images() {
       op.done(image.status());
       continue;
     }
-    bool queued = false;
+    std::string refused;
     {
       std::lock_guard lock(mu_);
-      if (!stopping_ && !failure_) {
+      refused = refusal_locked();
+      if (refused.empty()) {
         Op record;
         record.image = image.value();
         record.image_meta = std::move(op.meta);
         record.image_done = std::move(op.done);
         queue_.push_back(std::move(record));
-        queued = true;
       }
     }
-    if (!queued) {
-      op.done(Status::error(std::string(kStopped)));
+    if (!refused.empty()) {
+      // The failed write's error when that is why (the member logs it), not only "stopped".
+      op.done(Status::error(std::move(refused)));
       continue;
     }
     cv_.notify_one();
@@ -238,7 +243,15 @@ void WalWriter::run() {
     }
     for (Op& op : batch) {
       if (op.image) {
-        Status st = log_->record_snapshot(op.image_meta, *op.image);
+        std::optional<std::string> failed;
+        {
+          std::lock_guard lock(mu_);
+          failed = failure_;
+        }
+        // After a failed write no snapshot is recorded, as below for save_snapshot(): the
+        // image stays unreferenced (dropped once a later snapshot is recorded, or at open).
+        Status st = failed ? Status::error(std::move(*failed))
+                           : log_->record_snapshot(op.image_meta, *op.image);
         // The replaced images and the compacted entries' table files are dropped off this
         // thread: each drop changes RocksDB's manifest (synced), 4-17 ms under load that the
         // appends behind would wait (the entries' files: 8-9 ms measured). Queued before done

@@ -81,7 +81,8 @@ class WalWriter {
   // appends; then the WAL thread records the snapshot (RaftLog::record_snapshot) and
   // done(status) runs there (on the image thread if the image could not be ingested), and the
   // image thread drops the files it replaced (RaftLog::drop_replaced). Same return as
-  // save_snapshot(); when false, done never runs and the file is left to the caller.
+  // save_snapshot(); when false, done never runs and the file is left to the caller. A write
+  // that fails before the snapshot is recorded answers done with its error (nothing recorded).
   bool save_snapshot_file(raft::SnapshotMetadata meta, std::string path, Done done);
   // The same for an image still in memory (a small store's, serialized on the member's strand):
   // the image thread first writes it to `path` as an image file (RaftLog::build_image), so that
@@ -126,6 +127,8 @@ class WalWriter {
   bool queue_image(ImageOp op);
   void run();
   void run_images();
+  // refusal() with mu_ held.
+  std::string refusal_locked() const;
   // REQUIRES: on the WAL thread, or in a claimed write.
   void run_persist(const raft::Ready& rd, const Done& done);
 

@@ -166,6 +166,64 @@ TEST_F(WalWriterTest, saveSnapshotFile_missingFileReportsTheError) {
   EXPECT_EQ(log_->first_index(), 1u);
 }
 
+// A write that fails while an image is on its way (being ingested, or ingested and waiting to
+// be recorded) answers the image's done with that write's error, and records nothing; once the
+// log takes writes again, the next image is saved.
+TEST_F(WalWriterTest, saveSnapshotFile_aFailedWriteBeforeTheRecordIsTheImagesAnswer) {
+  const std::string data(3 << 20, 'i');
+  const fs::path image = dir_ / "snapshot-5.tmp";
+  ASSERT_TRUE(log_->build_image(5, data, image.string()).is_ok());
+  std::vector<raft::Entry> written;
+  for (uint64_t i = 1; i <= 10; ++i) written.push_back(entry(i));
+  ASSERT_TRUE(log_->append(written, raft::HardState{1, 7, 10}).is_ok());
+  WalWriter wal(log_.get(), [](uint64_t, Status) { ADD_FAILURE() << "not a save_snapshot()"; });
+  // The claim holds the WAL thread, so the image cannot be recorded before the write below.
+  ASSERT_TRUE(wal.claim());
+  std::promise<Status> saved;
+  auto saved_f = saved.get_future();
+  ASSERT_TRUE(wal.save_snapshot_file(raft::SnapshotMetadata{5, 1, {{1}}}, image.string(),
+                                     [&](Status st) { saved.set_value(std::move(st)); }));
+  Status failed = Status::ok();
+  // Entry 20 after 10 would leave a gap: the log refuses it.
+  wal.write_claimed(*ready(std::nullopt, {entry(20)}, {1, 7, 10}, true),
+                    [&](Status st) { failed = std::move(st); });
+  ASSERT_FALSE(failed.is_ok());
+  ASSERT_EQ(saved_f.wait_for(kWait), std::future_status::ready);
+  Status st = saved_f.get();
+  EXPECT_FALSE(st.is_ok());
+  EXPECT_EQ(st.message(), failed.message());
+  EXPECT_FALSE(fs::exists(image));
+  EXPECT_EQ(log_->first_index(), 1u);
+  raft::Snapshot none;
+  ASSERT_EQ(log_->snapshot(&none), raft::StorageError::kOk);
+  EXPECT_EQ(none.metadata.index, 0u);
+
+  std::promise<Status> resumed;
+  auto resumed_f = resumed.get_future();
+  ASSERT_TRUE(wal.resume([&](Status s) { resumed.set_value(std::move(s)); }));
+  ASSERT_EQ(resumed_f.wait_for(kWait), std::future_status::ready);
+  ASSERT_TRUE(resumed_f.get().is_ok());
+  const std::string data8(3 << 20, '8');
+  const fs::path image8 = dir_ / "snapshot-8.tmp";
+  ASSERT_TRUE(log_->build_image(8, data8, image8.string()).is_ok());
+  std::promise<Status> saved8;
+  auto saved8_f = saved8.get_future();
+  ASSERT_TRUE(wal.save_snapshot_file(raft::SnapshotMetadata{8, 1, {{1}}}, image8.string(),
+                                     [&](Status s) { saved8.set_value(std::move(s)); }));
+  ASSERT_EQ(saved8_f.wait_for(kWait), std::future_status::ready);
+  Status st8 = saved8_f.get();
+  ASSERT_TRUE(st8.is_ok()) << st8.message();
+  wal.stop();
+  raft::Snapshot got;
+  ASSERT_EQ(log_->snapshot(&got), raft::StorageError::kOk);
+  EXPECT_EQ(got.metadata.index, 8u);
+  EXPECT_TRUE(got.data == data8);
+  EXPECT_EQ(log_->first_index(), 9u);
+  EXPECT_EQ(log_->last_index(), 10u);
+  // The image of 5 (never recorded) was dropped with the snapshot of 8: one image left.
+  EXPECT_LT(table_bytes(dir_), (4u << 20)) << table_bytes(dir_) << " bytes of table files";
+}
+
 TEST_F(WalWriterTest, persist_installsSnapshotThenWritesEntriesAndHardState) {
   ASSERT_TRUE(log_->append({entry(1), entry(2), entry(3)}, raft::HardState{1, 7, 2}).is_ok());
   std::promise<Status> done;

@@ -72,7 +72,9 @@ class RaftLogFaultTest : public RaftLogFsTest {
     ASSERT_TRUE(log_->put_meta("member_id", "7").is_ok());
     ASSERT_TRUE(append(50).is_ok());
     open_log_on_fs();  // a clean close flushes: the memtables are empty now
-    if (busy) ASSERT_TRUE(append(5).is_ok());
+    if (busy) {
+      ASSERT_TRUE(append(5).is_ok());
+    }
 
     pfs_->fail(fault.ops, fault.files, fault.error);
     // Writes until one fails (at once when the fault is on the WAL; after the next flush when
