@@ -9,6 +9,8 @@
 #   qreads   quorum GETs (?quorum=true, confd's reads) of one key at the leader, $CONNS connections
 #   qspread  the same spread over all three members as reads
 #   qread1   quorum GETs at the leader on one connection (latency)
+# With write1, each round also measures the disk's part of such a write (bench/sync_floor):
+# one 4 KiB append + fdatasync alone, and three at once until two have synced.
 # Each round runs each workload on both clusters back to back, which cluster goes first
 # alternating between rounds; the table shows the median over rounds. Then, once per cluster:
 #   restart  $LOAD_KEYS distinct keys are written, then /bench-last; a follower is killed with
@@ -96,6 +98,22 @@ spread_reads() {
   record "$round" "$kind" "$label" "$rps" "$p50" "$p99" "$errors"
 }
 
+# The disk's part of a one-connection write (bench/sync_floor.cc, built with the project): one
+# 4 KiB append + fdatasync alone, and three at once (one per member, in the data dirs' file
+# system) until two have synced, a commit's majority; p50 of 2000 each, once per round.
+SYNC_FLOOR_BIN=${SYNC_FLOOR_BIN:-$REPO_DIR/build/bench/sync_floor}
+if ran write1; then
+  [[ -x $SYNC_FLOOR_BIN ]] || die "$SYNC_FLOOR_BIN is missing: build the project first (cmake --build build)"
+fi
+sync_floors() {
+  local writers line
+  for writers in 1 3; do
+    line=$("$SYNC_FLOOR_BIN" "$WORK" "$writers") || die "sync_floor failed in $WORK"
+    [[ $line =~ p50_ms=([0-9.]+) ]] || die "sync_floor printed '$line'"
+    printf '%s\tdisk\tsync_floor_%s_ms\t%s\n' "$1" "$writers" "${BASH_REMATCH[1]}" >>"$RESULTS"
+  done
+}
+
 for ((round = 1; round <= ROUNDS; round++)); do
   if (( round % 2 )); then order=(kvd etcd); else order=(etcd kvd); fi
   for workload in $WORKLOADS; do
@@ -106,6 +124,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         *) run_wrk "$round" "$kind" "$workload" "${CLIENT[${LEADER[$kind]}]}" ;;
       esac
     done
+    if [[ $workload == write1 ]]; then sync_floors "$round"; fi
   done
 done
 
@@ -175,4 +194,15 @@ printf '| restarted follower serves its last key (s, lower is better; %s / %s ke
   "${RESTART_KEYS[kvd]}" "${RESTART_KEYS[etcd]}" "${RESTART_S[kvd]}" "${RESTART_S[etcd]}" \
   "$(ratio "${RESTART_S[kvd]}" "${RESTART_S[etcd]}")"
 echo
+if ran write1; then
+  alone=$(median disk sync_floor_1_ms)
+  majority=$(median disk sync_floor_3_ms)
+  echo "The disk's floor (medians over rounds of the p50 of 2000, bench/sync_floor.cc, in the data" \
+       "dirs' file system): one 4 KiB append + fdatasync alone $(printf '%.3f' "$alone") ms; three" \
+       "at once, one per member, until two have synced (a commit's majority)" \
+       "$(printf '%.3f' "$majority") ms ($(ratio "$majority" "$alone") times the lone one). One-connection" \
+       "write p50 over the majority's floor: kvd $(ratio "$(median kvd write1_p50_ms)" "$majority")," \
+       "etcd $(ratio "$(median etcd write1_p50_ms)" "$majority")."
+  echo
+fi
 warn_on_errors
