@@ -236,9 +236,12 @@ wrk_result() {
 #   writes  PUT distinct keys, $CONNS connections            write1  the same on one connection
 #   readp   reads, each connection pausing $READ_PAUSE_MS before each request
 #   writep  writes, each connection pausing $WRITE_PAUSE_MS before each request
-# Also records LABEL_cpu_us: the server's CPU time (user + system, all threads) per request
-# during the run, when TARGET is a process started here; on a machine whose cores the load
-# generator shares, throughput is capped by both, and this is the server's own cost.
+# Also records LABEL_cpu_us: the server's CPU time (user + system, all threads, and its child
+# processes: kvd serializes its snapshots in one) per request, from the start of the run until
+# the machine is quiet again after it (the work the run left behind, a snapshot or a
+# compaction, is part of its cost), when TARGET is a process started here; on a machine whose
+# cores the load generator shares, throughput is capped by both, and this is the server's own
+# cost.
 run_wrk() {
   local round=$1 target=$2 workload=$3 url=$4 label=${5:-$3} tag="${5:+$5-}" line cpu0 cpu1 n
   quiesce
@@ -262,6 +265,7 @@ run_wrk() {
                      -s "$WORK/writep.lua" "$url" -- "${tag}p$round-$target" "$VALUE_BYTES" "$WRITE_PAUSE_MS") ;;
     *) die "unknown workload $workload" ;;
   esac
+  quiesce
   cpu1=$(cpu_ticks "$target")
   record "$round" "$target" "$label" "$(result_field "$line" rps)" \
     "$(result_field "$line" p50_us)" "$(result_field "$line" p99_us)" "$(result_field "$line" errors)"
@@ -307,15 +311,15 @@ for write in ("append", "overwrite"):
 PY
 }
 
-# cpu_ticks TARGET: user + system clock ticks of TARGET's process so far, or nothing when it is
-# not a process started here.
+# cpu_ticks TARGET: user + system clock ticks of TARGET's process so far, with those of its
+# children that ended and were waited for, or nothing when it is not a process started here.
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() {
   local pid="${PID[$1]:-}"
   [[ -n "$pid" && -r "/proc/$pid/stat" ]] || return 0
-  # Fields after the command name, which is in parentheses and may hold spaces: utime is the
-  # 12th and stime the 13th of them (14th and 15th of the line).
-  sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'
+  # Fields after the command name, which is in parentheses and may hold spaces: utime, stime,
+  # cutime and cstime are the 12th to 15th of them (14th to 17th of the line).
+  sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 + $14 + $15 }'
 }
 
 # median TARGET METRIC: the median over rounds.
