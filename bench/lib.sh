@@ -6,7 +6,8 @@
 # Environment read here (defaults in brackets): KVD_BIN [build/server/kvd] ETCD_BIN
 # [/usr/bin/etcd] ROUNDS DURATION CONNS [64] THREADS [2; with CLIENT_CPUS, one per client CPU]
 # VALUE_BYTES [64] BENCH_DIR [/var/tmp] KEEP [0] READ_PAUSE_MS [4] WRITE_PAUSE_MS [16]
-# SERVER_CPUS [] CLIENT_CPUS [], and WORKLOADS [every workload of the script] in pick_workloads.
+# KEY_SPACE [0] SERVER_CPUS [] CLIENT_CPUS [], and WORKLOADS [every workload of the script] in
+# pick_workloads.
 # SERVER_CPUS and CLIENT_CPUS (taskset lists, say 0 and 1) pin the servers and the load
 # generators to their own cores, so that what a server serves is not capped by the CPU the load
 # generator takes from it on the same cores; unset, nothing is pinned. Pinned, wrk runs one
@@ -22,6 +23,7 @@ DURATION="${DURATION:-${DEFAULT_DURATION:-5}}"
 CONNS="${CONNS:-64}"
 THREADS="${THREADS:-}"
 VALUE_BYTES="${VALUE_BYTES:-64}"
+KEY_SPACE="${KEY_SPACE:-0}"
 BENCH_DIR="${BENCH_DIR:-/var/tmp}"
 KEEP="${KEEP:-0}"
 READ_PAUSE_MS="${READ_PAUSE_MS:-4}"
@@ -81,6 +83,7 @@ bench_init() {
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS, DURATION, CONNS, THREADS, VALUE_BYTES, READ_PAUSE_MS and WRITE_PAUSE_MS must be positive integers"
   done
   (( THREADS <= CONNS )) || die "THREADS ($THREADS) must not exceed CONNS ($CONNS)"
+  [[ "$KEY_SPACE" =~ ^(0|[1-9][0-9]*)$ ]] || die "KEY_SPACE must be 0 or a positive integer"
   WORK="$(mktemp -d "$BENCH_DIR/${WORK_PREFIX:-kvd-bench}.XXXXXX")"
   RESULTS="$WORK/results.tsv"   # round, target, metric, value
   : >"$RESULTS"
@@ -136,10 +139,12 @@ wait_write() {
 }
 
 # read.lua: GETs of the URL given. write.lua: PUT /v2/keys/bench/<run>-<thread>-<n>, distinct
-# across threads and runs (args: run name, value bytes). readp.lua and writep.lua: the same, each
-# connection pausing a given number of milliseconds before each request (the last argument), so
-# that the load is set by the pause and not by how fast the server answers. All print one RESULT
-# line.
+# across threads and runs (args: run name, value bytes, and a key space: when over 0, each
+# thread cycles through that many keys instead, /v2/keys/bench/ks-<thread>-<n mod space>, the
+# same in every run, so that the store stops growing with the requests). readp.lua and
+# writep.lua: the same, each connection pausing a given number of milliseconds before each
+# request (writep: the third argument, the key space the fourth), so that the load is set by
+# the pause and not by how fast the server answers. All print one RESULT line.
 write_lua_scripts() {
   cat >"$WORK/report.lua" <<'EOF'
 function done(summary, latency, requests)
@@ -163,10 +168,14 @@ function init(args)
   for k, v in pairs(wrk.headers) do
     if headers[k] == nil then headers[k] = v end
   end
+  space = tonumber(args[3]) or 0
   n = 0
 end
 function request()
   n = n + 1
+  if space > 0 then
+    return wrk.format("PUT", "/v2/keys/bench/ks-" .. tid .. "-" .. (n % space), headers, body)
+  end
   return wrk.format("PUT", "/v2/keys/bench/" .. run .. "-" .. tid .. "-" .. n, headers, body)
 end
 EOF
@@ -176,7 +185,9 @@ function init(args) pause = tonumber(args[1]) end
 function delay() return pause end
 EOF
   cat "$WORK/report.lua" >>"$WORK/readp.lua"
-  sed 's/^  n = 0$/  n = 0\n  pause = tonumber(args[3])/' "$WORK/write.lua" >"$WORK/writep.lua"
+  sed -e 's/^  n = 0$/  n = 0\n  pause = tonumber(args[3])/' \
+      -e 's/^  space = tonumber(args\[3\]) or 0$/  space = tonumber(args[4]) or 0/' \
+      "$WORK/write.lua" >"$WORK/writep.lua"
   echo 'function delay() return pause end' >>"$WORK/writep.lua"
 }
 
@@ -256,13 +267,14 @@ run_wrk() {
     qread1) line=$(wrk_result "$target" "$workload" -t1 -c1 -d"${DURATION}s" \
                      -s "$WORK/read.lua" "$url/v2/keys/bench-read?quorum=true") ;;
     writes) line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
-                     -s "$WORK/write.lua" "$url" -- "${tag}w$round-$target" "$VALUE_BYTES") ;;
+                     -s "$WORK/write.lua" "$url" -- "${tag}w$round-$target" "$VALUE_BYTES" "$KEY_SPACE") ;;
     write1) line=$(wrk_result "$target" "$workload" -t1 -c1 -d"${DURATION}s" \
-                     -s "$WORK/write.lua" "$url" -- "${tag}l$round-$target" "$VALUE_BYTES") ;;
+                     -s "$WORK/write.lua" "$url" -- "${tag}l$round-$target" "$VALUE_BYTES" "$KEY_SPACE") ;;
     readp)  line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
                      -s "$WORK/readp.lua" "$url/v2/keys/bench-read" -- "$READ_PAUSE_MS") ;;
     writep) line=$(wrk_result "$target" "$workload" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
-                     -s "$WORK/writep.lua" "$url" -- "${tag}p$round-$target" "$VALUE_BYTES" "$WRITE_PAUSE_MS") ;;
+                     -s "$WORK/writep.lua" "$url" -- "${tag}p$round-$target" "$VALUE_BYTES" "$WRITE_PAUSE_MS" \
+                     "$KEY_SPACE") ;;
     *) die "unknown workload $workload" ;;
   esac
   quiesce

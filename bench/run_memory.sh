@@ -33,9 +33,11 @@ WATCHERS=${WATCHERS:-1000}
 # its share of the keys (args[3]), with the largest latency in its output. wrk's own clock runs
 # on: the script interrupts it (SIGINT: wrk stops and reports) once the store holds the keys.
 sed -e 's/^  n = 0$/  n = 0\n  quota, answered = tonumber(args[3]), 0/' \
+    -e 's/^  space = tonumber(args\[3\]) or 0$/  space = 0/' \
     -e 's/^function done(summary, latency, requests)$/function response()\n  answered = answered + 1\n  if answered >= quota then wrk.thread:stop() end\nend\n&\n  io.write(string.format("MAX max_ms=%.1f\\n", latency.max \/ 1000))/' \
   "$WORK/write.lua" >"$WORK/load.lua"
-grep -q 'quota, answered' "$WORK/load.lua" || die "cannot make load.lua from write.lua"
+grep -q 'quota, answered' "$WORK/load.lua" && grep -q '^  space = 0$' "$WORK/load.lua" ||
+  die "cannot make load.lua from write.lua"
 
 # load NAME URL KEYS: writes keys until the store at URL counted KEYS successful sets (a few
 # more at most: the writes in flight when each thread met its share); prints the largest
