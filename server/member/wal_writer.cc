@@ -124,6 +124,11 @@ std::string WalWriter::refusal() const {
   return refusal_locked();
 }
 
+std::optional<std::string> WalWriter::failure() const {
+  std::lock_guard lock(mu_);
+  return failure_;
+}
+
 std::string WalWriter::refusal_locked() const {
   if (failure_) return *failure_;
   return stopping_ ? std::string(kStopped) : std::string();
@@ -243,13 +248,9 @@ void WalWriter::run() {
     }
     for (Op& op : batch) {
       if (op.image) {
-        std::optional<std::string> failed;
-        {
-          std::lock_guard lock(mu_);
-          failed = failure_;
-        }
         // After a failed write no snapshot is recorded, as below for save_snapshot(): the
         // image stays unreferenced (dropped once a later snapshot is recorded, or at open).
+        std::optional<std::string> failed = failure();
         Status st = failed ? Status::error(std::move(*failed))
                            : log_->record_snapshot(op.image_meta, *op.image);
         // The replaced images and the compacted entries' table files are dropped off this
@@ -278,12 +279,9 @@ void WalWriter::run() {
         op.resume_done(std::move(st));
         continue;
       }
-      {
-        // After a failed write a snapshot is not saved (the member makes a new one later); the
-        // persists and resumes behind it still run, so that their callbacks always do.
-        std::lock_guard lock(mu_);
-        if (failure_) continue;
-      }
+      // After a failed write a snapshot is not saved (the member makes a new one later); the
+      // persists and resumes behind it still run, so that their callbacks always do.
+      if (failure()) continue;
       uint64_t index = op.snapshot->metadata.index;
       const auto t0 = std::chrono::steady_clock::now();
       Status st = log_->save_snapshot(*op.snapshot);
@@ -296,10 +294,7 @@ void WalWriter::run() {
 }
 
 void WalWriter::run_persist(const raft::Ready& rd, const Done& done) {
-  {
-    std::lock_guard lock(mu_);
-    if (failure_) return done(Status::error(*failure_));
-  }
+  if (std::optional<std::string> failed = failure()) return done(Status::error(std::move(*failed)));
   Status st = Status::ok();
   DiskMetrics& m = disk_metrics();
   if (rd.snapshot) {

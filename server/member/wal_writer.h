@@ -129,6 +129,8 @@ class WalWriter {
   void run_images();
   // refusal() with mu_ held.
   std::string refusal_locked() const;
+  // The failed write's error until resume() clears it (takes mu_).
+  std::optional<std::string> failure() const;
   // REQUIRES: on the WAL thread, or in a claimed write.
   void run_persist(const raft::Ready& rd, const Done& done);
 
