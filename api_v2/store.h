@@ -163,6 +163,21 @@ class Store {
   // of the image's (each a page fault). Stops at, and returns false after, a put that returns
   // false.
   bool save_pieces(size_t piece_bytes, const std::function<bool(std::string_view)>& put) const;
+  // The image save() gives now, made in steps while later commands are applied, so that a
+  // large store's image stalls nothing and needs no copy of the store: begin_image() fixes it at
+  // the current index; each image_step() writes up to max_nodes more of its tree nodes (at the
+  // end its history) and hands each whole piece of piece_bytes to put, in order (the pieces
+  // concatenated are what save() gave at begin_image()). kDone: the rest, a shorter last piece
+  // or none, was handed over and the image ended; kStopped: a put returned false, or recover()
+  // or seed() replaced the state, and the image ended. What later changes replace or remove of
+  // the image's nodes is kept until the image ends (end_image() ends it early).
+  // REQUIRES begin_image: no image in progress; image_step: one in progress.
+  enum class ImageStep { kMore, kDone, kStopped };
+  void begin_image(size_t piece_bytes);
+  ImageStep image_step(size_t max_nodes, const std::function<bool(std::string_view)>& put);
+  void end_image();
+  bool image_in_progress() const;
+
   // Replaces the state with a saved image. Returns false if the image is malformed (the store is
   // then unchanged). Watchers are kept.
   [[nodiscard]] bool recover(std::string_view image);

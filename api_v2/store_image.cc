@@ -74,47 +74,63 @@ constexpr uint64_t StoreStats::*kStatFields[] = {
     &StoreStats::expire_count,
 };
 
+// One tree node's record.
+void put_node(std::string& out, std::string_view name, bool dir, std::string_view value,
+              const std::optional<int64_t>& expire_ns, uint64_t created_index,
+              uint64_t modified_index, size_t children) {
+  put_bytes(out, name);
+  put_u8(out, dir ? 1 : 0);
+  if (!dir) put_bytes(out, value);
+  put_u8(out, expire_ns ? 1 : 0);
+  if (expire_ns) put_i64(out, *expire_ns);
+  put_u64(out, created_index);
+  put_u64(out, modified_index);
+  if (dir) put_u32(out, static_cast<uint32_t>(children));
+}
+
+void put_history_entry(std::string& out, uint64_t index, const Event* event) {
+  put_u64(out, index);
+  put_u8(out, event ? 1 : 0);
+  if (!event) return;
+  put_u8(out, static_cast<uint8_t>(event->action));
+  put_u8(out, event->refresh ? 1 : 0);
+  put_u64(out, event->etcd_index);
+  put_view(out, event->node);
+  put_u8(out, event->prev_node ? 1 : 0);
+  if (event->prev_node) put_view(out, *event->prev_node);
+}
+
+// The image's header: magic, version, index, counters, internal records.
+void put_header(std::string& out, uint64_t index, const StoreStats& stats,
+                const std::map<std::string, std::string>& internal) {
+  out.append(kImageMagic, sizeof(kImageMagic) - 1);
+  put_u8(out, kImageVersion);
+  put_u64(out, index);
+  for (auto field : kStatFields) put_u64(out, stats.*field);
+  put_u32(out, static_cast<uint32_t>(internal.size()));
+  for (const auto& [k, v] : internal) {
+    put_bytes(out, k);
+    put_bytes(out, v);
+  }
+}
+
 }  // namespace
 
 void Store::save_image(std::string& out, const std::function<void()>& spill) const {
   const Impl& s = *impl_;
-  out.append(kImageMagic, sizeof(kImageMagic) - 1);
-  put_u8(out, kImageVersion);
-  put_u64(out, s.index);
-  const StoreStats stats = s.full_stats();
-  for (auto field : kStatFields) put_u64(out, stats.*field);
-  put_u32(out, static_cast<uint32_t>(s.internal.size()));
-  for (const auto& [k, v] : s.internal) {
-    put_bytes(out, k);
-    put_bytes(out, v);
-    spill();
-  }
-  auto put_node = [&](const Node* n) {
-    put_bytes(out, n->parent ? n->name() : std::string_view());
-    put_u8(out, n->dir ? 1 : 0);
-    if (!n->dir) put_bytes(out, n->value);
-    put_u8(out, n->expire_ns ? 1 : 0);
-    if (n->expire_ns) put_i64(out, *n->expire_ns);
-    put_u64(out, n->created_index);
-    put_u64(out, n->modified_index);
-    if (n->dir) put_u32(out, static_cast<uint32_t>(n->children.size()));
+  put_header(out, s.index, s.full_stats(), s.internal);
+  spill();
+  auto node = [&](const Node* n) {
+    put_node(out, n->parent ? n->name() : std::string_view(), n->dir, n->value, n->expire_ns,
+             n->created_index, n->modified_index, n->children.size());
     spill();
   };
-  put_node(s.root.get());
-  for_each_below(s.root.get(), put_node);
+  node(s.root.get());
+  for_each_below(s.root.get(), node);
   put_u32(out, static_cast<uint32_t>(s.history.size()));
   for (const auto& h : s.history) {
-    put_u64(out, h.index);
-    put_u8(out, h.event ? 1 : 0);
-    if (!h.event) continue;
-    const Event& ev = *h.event;
-    put_u8(out, static_cast<uint8_t>(ev.action));
-    put_u8(out, ev.refresh ? 1 : 0);
-    put_u64(out, ev.etcd_index);
-    put_view(out, ev.node);
-    put_u8(out, ev.prev_node ? 1 : 0);
-    if (ev.prev_node) put_view(out, *ev.prev_node);
-    spill();
+    put_history_entry(out, h.index, h.event.get());
+    if (h.event) spill();
   }
 }
 
@@ -149,6 +165,109 @@ bool Store::save_pieces(size_t piece_bytes,
   });
   hand_over(true);
   return ok;
+}
+
+// ---- an image made in steps ----
+//
+// The walk writes the tree in save()'s order (pre-order, children by name) as it was at the
+// image's index: a directory's children are its current ones that existed then merged by name
+// with those removed since (ImageWalk::removed), and a node changed since is written with its
+// old fields (ImageWalk::before). Between steps the walk keeps, per directory being written, the
+// name of the last child written, and finds the next one from there: the maps may have changed.
+
+void Store::begin_image(size_t piece_bytes) {
+  Impl& s = *impl_;
+  auto w = std::make_unique<ImageWalk>();
+  w->index = s.index;
+  w->piece_bytes = std::max<size_t>(piece_bytes, 1);
+  put_header(w->out, s.index, s.full_stats(), s.internal);
+  w->history.reserve(s.history.size());
+  for (const auto& h : s.history) w->history.emplace_back(h.index, h.event);
+  s.walk = std::move(w);
+}
+
+bool Store::image_in_progress() const { return impl_->walk != nullptr; }
+
+void Store::end_image() { impl_->walk.reset(); }
+
+Store::ImageStep Store::image_step(size_t max_nodes,
+                                   const std::function<bool(std::string_view)>& put) {
+  Impl& s = *impl_;
+  if (!s.walk) return ImageStep::kStopped;
+  ImageWalk& w = *s.walk;
+  bool ok = true;
+  auto hand_over = [&](bool last) {
+    size_t at = 0;
+    for (; ok && w.out.size() - at >= w.piece_bytes; at += w.piece_bytes) {
+      ok = put(std::string_view(w.out).substr(at, w.piece_bytes));
+    }
+    if (ok && last && at < w.out.size()) {
+      ok = put(std::string_view(w.out).substr(at));
+      at = w.out.size();
+    }
+    w.out.erase(0, at);
+  };
+  // Writes n as it was at the image's index; a directory is then entered.
+  auto write = [&](const Node* n) {
+    auto before = w.before.find(n);
+    const ImageWalk::Before* b = before == w.before.end() ? nullptr : &before->second;
+    size_t children = 0;
+    if (n->dir) {
+      auto made = w.made_since.find(n);
+      auto removed = w.removed.find(n);
+      children = n->children.size() - (made == w.made_since.end() ? 0 : made->second) +
+                 (removed == w.removed.end() ? 0 : removed->second.size());
+      w.stack.push_back(ImageWalk::Frame{n, std::string(), false});
+    }
+    put_node(w.out, n->parent ? n->name() : std::string_view(), n->dir, b ? b->value : n->value,
+             b ? b->expire_ns : n->expire_ns, n->created_index,
+             b ? b->modified_index : n->modified_index, children);
+    if (w.out.size() >= w.piece_bytes) hand_over(false);
+  };
+
+  size_t written = 0;
+  if (!w.root_written) {
+    w.root_written = true;
+    write(s.root.get());
+    ++written;
+  }
+  while (ok && !w.stack.empty() && written < max_nodes) {
+    ImageWalk::Frame& f = w.stack.back();
+    const Node* dir = f.dir;
+    // The next child by name: of the current ones that existed then, and of those removed.
+    auto live = f.started ? dir->children.upper_bound(f.last) : dir->children.begin();
+    while (live != dir->children.end() && !w.existed(live->second.get())) ++live;
+    const Node* next = live != dir->children.end() ? live->second.get() : nullptr;
+    std::string_view next_name = next ? live->first : std::string_view();
+    if (auto removed = w.removed.find(dir); removed != w.removed.end()) {
+      auto& gone = removed->second;
+      auto g = f.started ? gone.upper_bound(f.last) : gone.begin();
+      if (g != gone.end() && (!next || g->first < next_name)) {
+        next = g->second.get();
+        next_name = g->first;
+      }
+    }
+    if (!next) {
+      w.stack.pop_back();
+      continue;
+    }
+    f.last.assign(next_name);
+    f.started = true;
+    write(next);  // may push a frame: f is not used after this
+    ++written;
+  }
+  if (ok && w.stack.empty()) {
+    put_u32(w.out, static_cast<uint32_t>(w.history.size()));
+    for (const auto& [index, event] : w.history) put_history_entry(w.out, index, event.get());
+    hand_over(true);
+    s.walk.reset();
+    return ok ? ImageStep::kDone : ImageStep::kStopped;
+  }
+  if (!ok) {
+    s.walk.reset();
+    return ImageStep::kStopped;
+  }
+  return ImageStep::kMore;
 }
 
 bool Store::recover(std::string_view image) {
@@ -244,8 +363,10 @@ bool Store::recover(std::string_view image) {
   }
   if (r.remaining() != 0) return false;
 
-  // Commit: everything but the watchers comes from the image.
+  // Commit: everything but the watchers comes from the image (an image in progress ends: the
+  // nodes it was writing are gone).
   Impl& cur = *impl_;
+  cur.walk.reset();
   std::swap(cur.root, s.root);
   std::swap(cur.index, s.index);
   std::swap(cur.ttl, s.ttl);

@@ -56,7 +56,14 @@ class ChildMap {
   iterator find(std::string_view name) { return map().find(name); }
   const_iterator find(std::string_view name) const { return map().find(name); }
   bool contains(std::string_view name) const { return map_ && map_->count(name) != 0; }
+  const_iterator upper_bound(std::string_view name) const { return map().upper_bound(name); }
   void erase(iterator it) { map_->erase(it); }
+  // Takes the child at it out of the map, whole.
+  std::unique_ptr<Node> take(iterator it) {
+    std::unique_ptr<Node> child = std::move(it->second);
+    map_->erase(it);
+    return child;
+  }
   // Adds child under its name (the last component of its key). REQUIRES: no child of that name.
   inline void add(std::unique_ptr<Node> child);
 
@@ -196,6 +203,38 @@ inline void for_each_below(const Node* root, Fn&& fn) {
   }
 }
 
+// An image in progress (Store::begin_image): what the tree was at its index, kept while later
+// changes go on. Every node that existed then (created_index <= index) and was changed since
+// has its old fields in `before`; every such node taken out of the tree since (deleted,
+// expired, replaced by a set) is kept whole in `removed` under its old parent until the image
+// ends, so that nothing the walk has still to write is gone. Nodes made since are skipped.
+struct ImageWalk {
+  struct Before {
+    std::string value;
+    std::optional<int64_t> expire_ns;
+    uint64_t modified_index = 0;
+  };
+  // A directory being written: the name of its last child written (none yet: !started).
+  struct Frame {
+    const Node* dir;
+    std::string last;
+    bool started = false;
+  };
+
+  uint64_t index = 0;
+  size_t piece_bytes = 0;
+  std::string out;  // written, not yet handed over
+  std::vector<std::pair<uint64_t, std::shared_ptr<const Event>>> history;
+  std::unordered_map<const Node*, Before> before;
+  std::unordered_map<const Node*, std::map<std::string_view, std::unique_ptr<Node>>> removed;
+  // Children made since the image's index, per directory (in its children map, not in the image).
+  std::unordered_map<const Node*, size_t> made_since;
+  std::vector<Frame> stack;
+  bool root_written = false;
+
+  bool existed(const Node* n) const { return n->created_index <= index; }
+};
+
 struct Store::Impl {
   struct Watcher {
     WatcherId id = 0;
@@ -241,6 +280,30 @@ struct Store::Impl {
   WatcherId next_watcher_id = 1;
   std::vector<Delivery> pending;
   int64_t now_ns = 0;  // time of the command being applied
+  std::unique_ptr<ImageWalk> walk;  // an image in progress, if any
+
+  // ---- what an image in progress keeps of a change (no-ops without one) ----
+
+  // n's value, modified index or TTL is about to change.
+  void before_change(const Node* n) {
+    if (!walk || !walk->existed(n) || walk->before.count(n)) return;
+    walk->before.emplace(n, ImageWalk::Before{n->value, n->expire_ns, n->modified_index});
+  }
+  // A node made just now was added under parent.
+  void added(const Node* parent) {
+    if (walk) ++walk->made_since[parent];
+  }
+  // Takes the child at it out of parent: kept for the image if it belongs to it.
+  void take_child(Node* parent, ChildMap::iterator it) {
+    std::unique_ptr<Node> child = parent->children.take(it);
+    if (!walk) return;
+    if (walk->existed(child.get())) {
+      const std::string_view name = child->name();
+      walk->removed[parent].emplace(name, std::move(child));
+    } else {
+      --walk->made_since[parent];
+    }
+  }
 
   Impl() {
     root->key = "/";
@@ -309,6 +372,7 @@ struct Store::Impl {
   }
 
   void set_ttl(Node* n, std::optional<int64_t> expire_ns) {
+    before_change(n);
     ttl_erase(n);
     n->expire_ns = expire_ns;
     if (expire_ns) ttl.insert(n);
@@ -319,8 +383,7 @@ struct Store::Impl {
   void remove_subtree(Node* n, const std::shared_ptr<const Event>& ev) {
     notify_removed(n, ev);
     Node* parent = n->parent;
-    auto it = parent->children.find(n->name());
-    parent->children.erase(it);
+    take_child(parent, parent->children.find(n->name()));
   }
 
   void notify_removed(Node* n, const std::shared_ptr<const Event>& ev) {
@@ -420,6 +483,7 @@ struct Store::Impl {
       nd->parent = d;
       Node* raw = nd.get();
       d->children.add(std::move(nd));
+      added(d);
       d = raw;
       return true;
     });
@@ -440,7 +504,7 @@ struct Store::Impl {
       if (n->dir) return Error{ErrorCode::kNotFile, path, cur};
       ev.prev_node = repr(n, false, now_ns);
       ttl_erase(n);
-      d->children.erase(existing);
+      take_child(d, existing);
     }
 
     auto n = std::make_unique<Node>();
@@ -456,6 +520,7 @@ struct Store::Impl {
     n->parent = d;
     Node* raw = n.get();
     d->children.add(std::move(n));
+    added(d);
     if (expire_ns) {
       set_ttl(raw, expire_ns);
       set_expiration(ev.node, raw, now_ns);
@@ -543,6 +608,7 @@ struct Store::Impl {
       // A directory keeps its modifiedIndex; only the event carries the new one.
       ev.node.dir = true;
     } else {
+      before_change(n);
       n->value = value;
       n->modified_index = next;
       ev.node.value = std::move(value);
@@ -588,6 +654,7 @@ struct Store::Impl {
     std::string value = cmd.refresh ? n->value : cmd.value;
     ++index;
     Event ev = change_event(Action::kCompareAndSwap, path, n, index);
+    before_change(n);
     n->value = value;
     n->modified_index = index;
     set_ttl(n, cmd.expire_at_ns);

@@ -67,6 +67,7 @@ std::string Store::seed(const StoreSeed& seed) {
   }
   if (std::string why = s.check_invariants(); !why.empty()) return why;
   Impl& cur = *impl_;
+  cur.walk.reset();  // an image in progress ends: the nodes it was writing are gone
   std::swap(cur.root, s.root);
   std::swap(cur.index, s.index);
   std::swap(cur.ttl, s.ttl);

@@ -113,6 +113,9 @@ std::string url_list(const std::vector<std::string>& urls);
 // exclusively; stop() takes it too, so it never tears the raft core and the log down under a
 // running task; a plain get takes it shared from its caller's thread and reads only the store
 // (and status()). members() takes cache_mu from any thread.
+// The thread writing a store image's file from the pieces the strand makes (snapshotter.cc).
+class ImageFileWriter;
+
 struct Core : std::enable_shared_from_this<Core> {
   Core(boost::asio::io_context& io, NodeConfig cfg, std::unique_ptr<storage::RaftLog> raft_log,
        std::string db)
@@ -123,7 +126,7 @@ struct Core : std::enable_shared_from_this<Core> {
         log(std::move(raft_log)),
         tick_timer(strand),
         tick_advance_timer(strand),
-        snapshot_child_timer(strand),
+        image_timer(strand),
         expiry_timer(strand),
         storage_retry_timer(strand) {}
 
@@ -224,17 +227,16 @@ struct Core : std::enable_shared_from_this<Core> {
   uint64_t proposals_failed = 0;
   boost::asio::steady_timer tick_timer;
   boost::asio::steady_timer tick_advance_timer;
-  // A store image being written by a child process (see maybe_snapshot): its pid (0: none),
-  // the snapshot it belongs to, and where it writes.
-  pid_t snapshot_child = 0;
-  raft::SnapshotMetadata child_snapshot;
-  uint64_t snapshot_index_before_child = 0;
-  std::string child_image_dir;   // set by open(): the member dir
-  std::string child_image_path;  // the running child's: <member dir>/snapshot-<index>.tmp
-  boost::asio::steady_timer snapshot_child_timer;
-  size_t last_image_bytes = 0;  // size of the last store image, to choose inline or child
-  bool child_snapshots_failed = false;  // after a failure, images are made inline
-  std::atomic<uint64_t> child_snapshots_saved{0};
+  // A store image being made in steps (see maybe_snapshot): the thread writing its file (null:
+  // none), the snapshot it belongs to, and where it writes.
+  std::shared_ptr<ImageFileWriter> image_writer;
+  raft::SnapshotMetadata image_snapshot;
+  uint64_t snapshot_index_before_image = 0;
+  std::string image_dir;         // set by open(): the member dir
+  std::string image_path;        // the image in progress: <member dir>/snapshot-<index>.tmp
+  boost::asio::steady_timer image_timer;
+  size_t last_image_bytes = 0;  // size of the last store image, to choose inline or in steps
+  std::atomic<uint64_t> stepped_snapshots_saved{0};
   boost::asio::steady_timer expiry_timer;
   boost::asio::steady_timer storage_retry_timer;
 
@@ -365,10 +367,10 @@ struct Core : std::enable_shared_from_this<Core> {
   void maybe_snapshot();
   void save_snapshot(raft::Snapshot snap);
   std::string image_tmp_path(uint64_t index) const;
-  bool start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_before);
-  void poll_snapshot_child();
-  void reap_snapshot_child();
-  void kill_snapshot_child();
+  bool start_image(raft::Snapshot snap, uint64_t snapshot_index_before);
+  void image_step();
+  void finish_image();
+  void abandon_image();
   void maybe_publish();
   void schedule_tick();
   void on_tick();

@@ -54,7 +54,7 @@ Result<std::unique_ptr<Node>> Node::open(boost::asio::io_context& io, NodeConfig
     std::lock_guard lock(core->mu);
     // An image a child was writing when the process died is of no use: the snapshot it belonged
     // to was never recorded.
-    core->child_image_dir = member_dir.string();
+    core->image_dir = member_dir.string();
     std::error_code ec;
     for (auto it = fs::directory_iterator(member_dir, ec); !ec && it != fs::directory_iterator();
          it.increment(ec)) {
@@ -103,8 +103,8 @@ void Node::stop() {
   {
     std::lock_guard lock(c.mu);
     if (c.stopped.exchange(true)) return;
-    c.kill_snapshot_child();
-    c.snapshot_child_timer.cancel();
+    c.abandon_image();
+    c.image_timer.cancel();
     // Writes what is queued; its completions find the raft core gone and do nothing.
     if (c.wal) c.wal->stop();
     c.raw.reset();
@@ -353,7 +353,7 @@ void Node::info(std::function<void(Info)> cb) {
     info.status = c.status();
     info.wal_append_calls = c.wal ? c.wal->append_calls() : 0;
     info.wal_loop_writes = c.wal ? c.wal->claimed_writes() : 0;
-    info.child_snapshots = c.child_snapshots_saved.load();
+    info.stepped_snapshots = c.stepped_snapshots_saved.load();
     if (info.is_leader && c.link.stats) info.follower_stats = c.link.stats();
     info.applied = c.applied;
     info.leader_changes = c.leader_changes;

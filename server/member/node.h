@@ -66,9 +66,10 @@ struct NodeConfig {
   FetchCluster fetch_cluster;
   std::string initial_cluster_token = "etcd-cluster";
   uint64_t snapshot_count = 100000;
-  // Store images of at least this size (judged by the previous one) are written by a child
-  // process so the strand does not stall; smaller ones inline. 0: always a child (tests).
-  size_t child_snapshot_min_bytes = 8 << 20;
+  // Store images of at least this size (judged by the previous one) are made in steps between
+  // other work on the strand, and written to disk by a thread, so that the strand does not
+  // stall; smaller ones inline. 0: always in steps (tests).
+  size_t stepped_snapshot_min_bytes = 8 << 20;
   std::chrono::milliseconds heartbeat_interval{100};
   std::chrono::milliseconds election_timeout{1000};
   // --pre-vote (thesis section 9.6); etcd 3.4's default is off.
@@ -206,7 +207,7 @@ class Node {
     RaftStatus status;
     uint64_t wal_append_calls = 0;  // RaftLog appends (fsyncs) since open(): group commit shows here
     uint64_t wal_loop_writes = 0;   // of the persists, those written on the raft loop's thread
-    uint64_t child_snapshots = 0;   // snapshot images written by a child process and saved
+    uint64_t stepped_snapshots = 0;  // snapshot images made in steps and saved
     std::vector<uint64_t> removed_ids;  // members removed from the cluster (410 on DELETE)
     std::map<uint64_t, PeerStats> follower_stats;  // leader only: /v2/stats/leader
     // For /metrics (etcd_server_*).

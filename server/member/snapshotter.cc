@@ -1,19 +1,19 @@
 // Store snapshots: every snapshot_count applied entries the Store image (with the member
-// records) is saved and the log below it compacted. A large image is written by a forked child
-// from its copy-on-write view of the store (see start_snapshot_child), a small one inline.
+// records) is saved and the log below it compacted. A large image is made in steps between
+// other work on the strand and written by a thread (see start_image), a small one inline.
 #include "server/member/core.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -33,10 +33,10 @@ void log_snapshot_saved(uint64_t index, Status st) {
   }
 }
 
-// A store that has taken this many entries is made into an image by a child even before the
-// size of its first image is known: serializing 100k keys on the strand stalled every write for
-// about 150 ms.
-constexpr uint64_t kChildSnapshotMinEntries = 50000;
+// A store that has taken this many entries is made into an image in steps even before the size
+// of its first image is known: serializing 100k keys at once on the strand stalled every write
+// for about 150 ms.
+constexpr uint64_t kSteppedSnapshotMinEntries = 50000;
 
 // Every member of a cluster reaches the same index at about the same time, so with etcd's rule
 // alone all of them serialize their stores and write their images at once, and the leader waits
@@ -65,7 +65,7 @@ uint64_t snapshot_phase(uint64_t member_id, const std::vector<uint64_t>& voters,
 void Core::maybe_snapshot() {
   // Like etcd, a snapshot once more than snapshot_count entries were applied since the last;
   // earlier (from half of that on) at this member's own point, staggered across the members.
-  if (!raw || write_error || snapshot_child != 0) return;
+  if (!raw || write_error || image_writer) return;
   if (!snapshot_due(applied, snapshot_index, config.snapshot_count,
                     snapshot_phase(member_id, raw->applied_conf_state().voters,
                                    config.snapshot_count))) {
@@ -77,14 +77,15 @@ void Core::maybe_snapshot() {
   snap.metadata.conf_state = raw->applied_conf_state();
   const uint64_t before = snapshot_index;
   snapshot_index = applied;
-  if (!child_snapshots_failed && !child_image_dir.empty() &&
-      (last_image_bytes >= config.child_snapshot_min_bytes || applied >= kChildSnapshotMinEntries) &&
-      start_snapshot_child(std::move(snap), before)) {
+  if (!image_dir.empty() &&
+      (last_image_bytes >= config.stepped_snapshot_min_bytes ||
+       applied >= kSteppedSnapshotMinEntries) &&
+      start_image(std::move(snap), before)) {
     return;
   }
   snap.data = store.save(last_image_bytes);
   last_image_bytes = snap.data.size();
-  if (!child_image_dir.empty()) {
+  if (!image_dir.empty()) {
     // Written and ingested by the WAL writer's image thread: the appends go on meanwhile (on
     // the WAL thread, a 100k-key image held every write up for about 200 ms).
     const std::string path = image_tmp_path(snap.metadata.index);
@@ -103,7 +104,7 @@ void Core::maybe_snapshot() {
 }
 
 std::string Core::image_tmp_path(uint64_t index) const {
-  return (fs::path(child_image_dir) / (std::string(data_dir::kSnapshotTmpPrefix) +
+  return (fs::path(image_dir) / (std::string(data_dir::kSnapshotTmpPrefix) +
                                        std::to_string(index) +
                                        std::string(data_dir::kSnapshotTmpSuffix)))
       .string();
@@ -115,112 +116,175 @@ void Core::save_snapshot(raft::Snapshot snap) {
   }
 }
 
-// A large store takes long to serialize (about 0.4 us a key), and the strand would stall every
-// request meanwhile. So, as Redis does, a child process made by fork() writes the image from
-// its copy-on-write view of the store at this applied index, and the strand goes on. The child
-// only serializes and writes the image file (RaftLog::build_image: RocksDB's SST file writer, no
-// database, no logger): tcmalloc keeps malloc usable after fork, and the child touches no lock
-// another thread may hold, logs nothing and leaves with _exit(). The parent polls for it and
-// hands the file to the WAL writer, whose image thread moves it into the log (the parent never
-// holds the image in memory, and its bytes are written once).
-bool Core::start_snapshot_child(raft::Snapshot snap, uint64_t snapshot_index_before) {
-  child_image_path = image_tmp_path(snap.metadata.index);
-  int fd = ::open(child_image_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    SPDLOG_WARN("snapshot: cannot create {}: {}; writing the image inline",
-                 child_image_path, std::strerror(errno));
-    return false;
+// A large store takes long to serialize (about 2 ms a MB of image), and the strand would stall
+// every request meanwhile; a forked child writing it from a copy-on-write view costs far more
+// on a virtual machine (each page the child reads and each one the parent writes afterwards
+// is a fault: a 1M-key store's snapshots took a quarter of its write throughput). So the image
+// is made in steps on the strand (Store::begin_image / image_step: the image of the store at
+// this applied index, while later commands go on), kImageStepNodes nodes a step, each step a
+// separate task so that requests run in between. The pieces go to a thread that writes the
+// image file (RaftLog::build_image: the SST file the WAL writer's image thread then moves into
+// the log, so the image's bytes are written once and never whole in memory); the strand makes
+// a piece only while fewer than kImageQueuedPieces wait for that thread.
+constexpr size_t kImageStepNodes = 4096;
+constexpr size_t kImageQueuedPieces = 4;
+
+class ImageFileWriter {
+ public:
+  ImageFileWriter(std::shared_ptr<storage::RaftLog> log, uint64_t index, std::string path)
+      : thread_([this, log = std::move(log), index, path = std::move(path)] {
+          Status built = log->build_image(
+              index, [this](const storage::RaftLog::ImagePut& put) { drain(put); }, path);
+          std::lock_guard lock(mu_);
+          if (abandoned_ && built.is_ok()) built = Status::error("abandoned");
+          result_ = std::move(built);
+          done_ = true;
+        }) {}
+  ~ImageFileWriter() {
+    abandon();
+    thread_.join();
   }
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    // Hold none of the parent's sockets (a killed parent's ports must come free at once), and
-    // die with it.
-    if (fd > 3) ::close_range(3, static_cast<unsigned>(fd) - 1, 0);
-    ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int rc = 1;
-    try {
-      // The image file in its final form (a synced SST file, which the parent moves into the
-      // log without copying it): the image's bytes are written once, here, each piece as it is
-      // made. Never whole in memory: every page the child writes costs a page fault, and the
-      // parent pays one for each page it writes while the child lives. A crash before the
-      // parent records it loses nothing recorded (snapshot*.tmp files are removed at start).
-      ::close(fd);
-      const Status built = log->build_image(
-          snap.metadata.index,
-          [this](const storage::RaftLog::ImagePut& put) {
-            store.save_pieces(storage::kImageChunkBytes, put);
-          },
-          child_image_path);
-      if (built.is_ok()) rc = 0;
-    } catch (...) {
+
+  // Strand side.
+  void push(std::string_view piece) {
+    std::lock_guard lock(mu_);
+    queue_.emplace_back(piece);
+    cv_.notify_one();
+  }
+  void end() {
+    std::lock_guard lock(mu_);
+    ended_ = true;
+    cv_.notify_one();
+  }
+  void abandon() {
+    std::lock_guard lock(mu_);
+    abandoned_ = true;
+    cv_.notify_one();
+  }
+  bool room() {
+    std::lock_guard lock(mu_);
+    return queue_.size() < kImageQueuedPieces;
+  }
+  // The file's outcome once written (or abandoned), else nullopt.
+  std::optional<Status> result() {
+    std::lock_guard lock(mu_);
+    if (!done_) return std::nullopt;
+    return result_;
+  }
+
+ private:
+  void drain(const storage::RaftLog::ImagePut& put) {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return abandoned_ || ended_ || !queue_.empty(); });
+      if (abandoned_) return;
+      if (queue_.empty()) return;  // ended, all written
+      std::string piece = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      const bool ok = put(piece);
+      lock.lock();
+      if (!ok) return;
     }
-    ::_exit(rc);
   }
-  ::close(fd);
-  if (pid < 0) {
-    SPDLOG_WARN("snapshot: fork failed: {}; writing the image inline", std::strerror(errno));
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_;  // GUARDED_BY(mu_)
+  bool ended_ = false;             // GUARDED_BY(mu_)
+  bool abandoned_ = false;         // GUARDED_BY(mu_)
+  bool done_ = false;              // GUARDED_BY(mu_)
+  Status result_ = Status::ok();  // GUARDED_BY(mu_)
+  std::thread thread_;             // last: started once the rest exists
+};
+
+bool Core::start_image(raft::Snapshot snap, uint64_t snapshot_index_before) {
+  image_path = image_tmp_path(snap.metadata.index);
+  try {
+    image_writer = std::make_shared<ImageFileWriter>(log, snap.metadata.index, image_path);
+  } catch (const std::system_error& e) {
+    SPDLOG_WARN("snapshot: cannot start the image thread: {}; writing the image inline",
+                e.what());
     return false;
   }
-  snapshot_child = pid;
-  child_snapshot = std::move(snap.metadata);
-  snapshot_index_before_child = snapshot_index_before;
-  poll_snapshot_child();
+  store.begin_image(storage::kImageChunkBytes);
+  image_snapshot = std::move(snap.metadata);
+  snapshot_index_before_image = snapshot_index_before;
+  run_after(image_timer, std::chrono::milliseconds(0), [](Core& c) { c.image_step(); });
   return true;
 }
 
-void Core::poll_snapshot_child() {
-  run_after(snapshot_child_timer, std::chrono::milliseconds(5), [](Core& c) {
-    if (c.snapshot_child != 0) c.reap_snapshot_child();
+// One step of the image in progress, then the next one (later when the writer is behind), or,
+// once the image is whole, a wait for its file.
+void Core::image_step() {
+  if (!image_writer) return;
+  ImageFileWriter& w = *image_writer;
+  if (!store.image_in_progress() || w.result()) {
+    // A leader's snapshot replaced the store, or the file could not be written: no image.
+    store.end_image();
+    w.abandon();
+    return finish_image();
+  }
+  if (!w.room()) {
+    run_after(image_timer, std::chrono::milliseconds(1), [](Core& c) { c.image_step(); });
+    return;
+  }
+  const v2::Store::ImageStep r = store.image_step(kImageStepNodes, [&w](std::string_view piece) {
+    w.push(piece);
+    return true;
   });
+  if (r == v2::Store::ImageStep::kMore) {
+    run_after(image_timer, std::chrono::milliseconds(0), [](Core& c) { c.image_step(); });
+    return;
+  }
+  if (r == v2::Store::ImageStep::kDone) w.end();
+  else w.abandon();  // the store was replaced by a leader's snapshot meanwhile
+  finish_image();
 }
 
-// Collects the child if it has exited and saves its image.
-void Core::reap_snapshot_child() {
-  int status = 0;
-  pid_t r;
-  do {
-    r = ::waitpid(snapshot_child, &status, WNOHANG);
-  } while (r < 0 && errno == EINTR);
-  if (r == 0) return poll_snapshot_child();
-  snapshot_child = 0;
-  bool ok = r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+// Waits for the image's file, then hands it to the WAL writer.
+void Core::finish_image() {
+  std::optional<Status> written = image_writer->result();
+  if (!written) {
+    run_after(image_timer, std::chrono::milliseconds(5), [](Core& c) { c.finish_image(); });
+    return;
+  }
+  image_writer.reset();  // joins the thread, which is done
   struct stat st {};
-  if (ok) ok = ::stat(child_image_path.c_str(), &st) == 0 && st.st_size > 0;
+  bool ok = written->is_ok() && ::stat(image_path.c_str(), &st) == 0 && st.st_size > 0;
   if (!ok) {
     std::error_code ec;
-    fs::remove(child_image_path, ec);
-    SPDLOG_WARN("snapshot: the child writing {} failed (status {}); images are made inline "
-                 "from now on",
-                 child_image_path, status);
-    child_snapshots_failed = true;
-    snapshot_index = std::min(snapshot_index, snapshot_index_before_child);
+    fs::remove(image_path, ec);
+    if (!written->is_ok()) {
+      SPDLOG_WARN("snapshot: the image at index {} was not written: {}", image_snapshot.index,
+                  written->message());
+    }
+    snapshot_index = std::min(snapshot_index, snapshot_index_before_image);
     return;
   }
   last_image_bytes = static_cast<size_t>(st.st_size);
   // The WAL writer's image thread puts the file into the log; appends go on meanwhile.
-  const uint64_t index = child_snapshot.index;
+  const uint64_t index = image_snapshot.index;
   std::weak_ptr<Core> weak = weak_from_this();
-  if (!wal->save_snapshot_file(child_snapshot, child_image_path, [weak, index](Status saved) {
+  if (!wal->save_snapshot_file(image_snapshot, image_path, [weak, index](Status saved) {
         const bool ok = saved.is_ok();
         log_snapshot_saved(index, std::move(saved));
-        if (auto self = weak.lock(); self && ok) self->child_snapshots_saved.fetch_add(1);
+        if (auto self = weak.lock(); self && ok) self->stepped_snapshots_saved.fetch_add(1);
       })) {
     std::error_code ec;
-    fs::remove(child_image_path, ec);
+    fs::remove(image_path, ec);
     SPDLOG_WARN("snapshot not saved: {}", wal_refusal());
   }
 }
 
-// On stop: the image of a child still running is abandoned.
-void Core::kill_snapshot_child() {
-  if (snapshot_child == 0) return;
-  ::kill(snapshot_child, SIGKILL);
-  while (::waitpid(snapshot_child, nullptr, 0) < 0 && errno == EINTR) {
-  }
-  snapshot_child = 0;
+// On stop: the image in progress is abandoned.
+void Core::abandon_image() {
+  if (!image_writer) return;
+  store.end_image();
+  image_writer->abandon();
+  image_writer.reset();  // joins the thread
   std::error_code ec;
-  fs::remove(child_image_path, ec);
+  fs::remove(image_path, ec);
 }
 
 }  // namespace kvd::server

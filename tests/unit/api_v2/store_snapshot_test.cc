@@ -139,27 +139,8 @@ TEST_F(StoreTest, recover_randomizedRoundTrips) {
   std::printf("recover_randomizedRoundTrips seed=%u\n", seed);
   SCOPED_TRACE("seed=" + std::to_string(seed));
   std::mt19937 rng(seed);
-  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
-  const char* names[] = {"a", "b", "_h", "c"};
-  auto random_key = [&] {
-    std::string k;
-    int depth = 1 + pick(3);
-    for (int i = 0; i < depth; ++i) k += std::string("/") + names[pick(4)];
-    return k;
-  };
-  auto random_command = [&] {
-    static const Op ops[] = {Op::kSet, Op::kCreate, Op::kUpdate, Op::kCompareAndSwap,
-                             Op::kDelete, Op::kCompareAndDelete, Op::kCreateInOrder,
-                             Op::kExpire, Op::kInternal};
-    Command c = make(ops[pick(9)], random_key(), "v" + std::to_string(pick(5)));
-    c.dir = pick(4) == 0;
-    c.recursive = pick(3) == 0;
-    if (pick(3) == 0) c.expire_at_ns = now_ + pick(20) * kSecond;
-    if (pick(2) == 0) c.prev_value = "v" + std::to_string(pick(5));
-    if (pick(2) == 0) c.prev_index = static_cast<uint64_t>(pick(40));
-    c.refresh = c.expire_at_ns && pick(5) == 0;
-    return c;
-  };
+  auto pick = [&](int n) { return StoreTest::pick(rng, n); };
+  auto random_command = [&] { return StoreTest::random_command(rng); };
 
   for (int round = 0; round < 20; ++round) {
     Store a;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <random>
 #include <string>
 #include <variant>
 
@@ -71,6 +72,29 @@ class StoreTest : public ::testing::Test {
     ok(make(Op::kDelete, "/a/b"));
     get("/a");
   }
+  // A random number below n.
+  static int pick(std::mt19937& rng, int n) {
+    return static_cast<int>(rng() % static_cast<unsigned>(n));
+  }
+  // A random command of every kind the store applies (dir, recursive, TTL, compare and refresh
+  // flags at random) on a small key space: up to three levels of a, b, c and a hidden _h.
+  Command random_command(std::mt19937& rng) {
+    static const char* names[] = {"a", "b", "_h", "c"};
+    static const Op ops[] = {Op::kSet, Op::kCreate, Op::kUpdate, Op::kCompareAndSwap,
+                             Op::kDelete, Op::kCompareAndDelete, Op::kCreateInOrder,
+                             Op::kExpire, Op::kInternal};
+    std::string key;
+    for (int i = 1 + pick(rng, 3); i > 0; --i) key += std::string("/") + names[pick(rng, 4)];
+    Command c = make(ops[pick(rng, 9)], key, "v" + std::to_string(pick(rng, 5)));
+    c.dir = pick(rng, 4) == 0;
+    c.recursive = pick(rng, 3) == 0;
+    if (pick(rng, 3) == 0) c.expire_at_ns = now_ + pick(rng, 20) * kSecond;
+    if (pick(rng, 2) == 0) c.prev_value = "v" + std::to_string(pick(rng, 5));
+    if (pick(rng, 2) == 0) c.prev_index = static_cast<uint64_t>(pick(rng, 40));
+    c.refresh = c.expire_at_ns && pick(rng, 5) == 0;
+    return c;
+  }
+
   std::string mkdir(std::string key) {
     Command c = make(Op::kSet, key);
     c.dir = true;

@@ -419,22 +419,21 @@ TEST_F(NodeTest, get_plainReadsOnCallerThreadsWhileWritesApply) {
   EXPECT_EQ(std::get<v2::Event>(last.result).node.value, std::to_string(kWrites));
 }
 
-TEST_F(NodeTest, snapshot_imageWrittenByChildProcessRecoversOnRestart) {
+TEST_F(NodeTest, snapshot_imageMadeInStepsRecoversOnRestart) {
   NodeConfig c = config();
   c.snapshot_count = 5;
-  c.child_snapshot_min_bytes = 0;  // every image from a child process
+  c.stepped_snapshot_min_bytes = 0;  // every image made in steps
   open(c);
   int written = 0;
-  // Writes go on while children write images until two were saved (at most 30 s: how many
-  // writes that takes depends on how fast a child gets the core, and 2,000 were once too few
-  // with the machine busy).
+  // Writes go on while images are made in steps between them until two were saved (at most
+  // 30 s: how many writes that takes depends on how fast the image thread gets a core).
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (info().child_snapshots < 2 && std::chrono::steady_clock::now() < deadline) {
+  while (info().stepped_snapshots < 2 && std::chrono::steady_clock::now() < deadline) {
     for (int i = 0; i < 10; ++i, ++written) {
       ASSERT_TRUE(put("/c/" + std::to_string(written), std::to_string(written)).ok());
     }
   }
-  ASSERT_GE(info().child_snapshots, 2u);
+  ASSERT_GE(info().stepped_snapshots, 2u);
   node_.reset();
   for (const auto& f : fs::directory_iterator(fs::path(c.data_dir) / "member")) {
     if (f.path().filename() == "kvd.mark") continue;  // the raft log's commit mark
