@@ -155,6 +155,46 @@ const std::map<std::string, std::string>& Store::internal() const { return impl_
 
 StoreStats Store::stats() const { return impl_->full_stats(); }
 
+std::string Store::Impl::check_invariants() const {
+  std::string why;
+  size_t ttl_nodes = 0;
+  std::vector<const Node*> stack{root.get()};
+  if (root->key != "/" || !root->dir || root->parent != nullptr) return "bad root";
+  while (!stack.empty()) {
+    const Node* n = stack.back();
+    stack.pop_back();
+    if (n->modified_index > index || n->created_index > index)
+      return "index above store index at " + n->key;
+    if (n->expire_ns) {
+      ++ttl_nodes;
+      if (ttl.find(const_cast<Node*>(n)) == ttl.end()) return "ttl node not indexed: " + n->key;
+    }
+    if (!n->dir && !n->children.empty()) return "file with children: " + n->key;
+    if (n->dir && !n->value.empty()) return "dir with value: " + n->key;
+    for (const auto& [name, child] : n->children) {
+      if (name.empty() || name.find('/') != std::string::npos) return "bad name under " + n->key;
+      if (child->key != join_key(n->key, name)) return "child key mismatch: " + child->key;
+      if (child->parent != n) return "bad parent pointer: " + child->key;
+      stack.push_back(child.get());
+    }
+  }
+  if (ttl_nodes != ttl.size()) return "ttl index holds nodes not in the tree";
+  if (history.size() > kHistoryCapacity) return "history over capacity";
+  for (size_t i = 0; i < history.size(); ++i) {
+    if (history[i].index > index) return "history index above store index";
+    if (i > 0 && history[i].index <= history[i - 1].index) return "history not increasing";
+  }
+  size_t count = 0;
+  for (const auto& [key, list] : watchers) {
+    if (list.empty()) return "empty watcher list kept for " + key;
+    for (const auto& w : list) {
+      if (w->key != key) return "watcher filed under the wrong key";
+      ++count;
+    }
+  }
+  if (count != watcher_pos.size()) return "watcher index out of step";
+  return why;
+}
 
 std::string Store::check_invariants() const { return impl_->check_invariants(); }
 

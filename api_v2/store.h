@@ -157,12 +157,6 @@ class Store {
   // size_hint: the expected size (say, the last image's), reserved up front so that the image
   // is not copied while it grows.
   std::string save(size_t size_hint = 0) const;
-  // The same image, handed to put in order in pieces of piece_bytes (the last one shorter; the
-  // pieces concatenated are save()'s image) as it is made, so that a large image is never
-  // whole in memory: a snapshot child writing one this way touches a few pages instead of all
-  // of the image's (each a page fault). Stops at, and returns false after, a put that returns
-  // false.
-  bool save_pieces(size_t piece_bytes, const std::function<bool(std::string_view)>& put) const;
   // The image save() gives now, made in steps while later commands are applied, so that a
   // large store's image stalls nothing and needs no copy of the store: begin_image() fixes it at
   // the current index; each image_step() writes up to max_nodes more of its tree nodes (at the
@@ -192,10 +186,6 @@ class Store {
 
  private:
   struct Impl;
-  // Serializes the image into out, calling spill() after each record (save_pieces takes what
-  // out holds so far there).
-  void save_image(std::string& out, const std::function<void()>& spill) const;
-
   std::unique_ptr<Impl> impl_;
 };
 

@@ -11,7 +11,8 @@
 //     event: u8 action, u8 refresh, u64 etcd_index, view node, u8 has_prev [view prev]
 //     view: str key, u8 dir, str value, u8 has_exp [i64], i64 ttl, u64 modified, u64 created
 //   (str = u32 length + bytes). The image is produced whole in memory (save) or handed over in
-//   pieces as it is made (save_pieces); recover() validates all of it before touching the store.
+//   pieces as it is made in steps (begin_image, image_step); recover() validates all of it
+//   before touching the store.
 #include "api_v2/store.h"
 
 #include <algorithm>
@@ -116,55 +117,20 @@ void put_header(std::string& out, uint64_t index, const StoreStats& stats,
 
 }  // namespace
 
-void Store::save_image(std::string& out, const std::function<void()>& spill) const {
+std::string Store::save(size_t size_hint) const {
   const Impl& s = *impl_;
+  std::string out;
+  out.reserve(size_hint + size_hint / 8 + 4096);
   put_header(out, s.index, s.full_stats(), s.internal);
-  spill();
   auto node = [&](const Node* n) {
     put_node(out, n->parent ? n->name() : std::string_view(), n->dir, n->value, n->expire_ns,
              n->created_index, n->modified_index, n->children.size());
-    spill();
   };
   node(s.root.get());
   for_each_below(s.root.get(), node);
   put_u32(out, static_cast<uint32_t>(s.history.size()));
-  for (const auto& h : s.history) {
-    put_history_entry(out, h.index, h.event.get());
-    if (h.event) spill();
-  }
-}
-
-std::string Store::save(size_t size_hint) const {
-  std::string out;
-  out.reserve(size_hint + size_hint / 8 + 4096);
-  save_image(out, [] {});
+  for (const auto& h : s.history) put_history_entry(out, h.index, h.event.get());
   return out;
-}
-
-bool Store::save_pieces(size_t piece_bytes,
-                        const std::function<bool(std::string_view)>& put) const {
-  piece_bytes = std::max<size_t>(piece_bytes, 1);
-  std::string out;
-  out.reserve(piece_bytes + piece_bytes / 4);
-  bool ok = true;
-  // Hands over whole pieces (and, at the end, the rest); a record longer than a piece is
-  // handed over in several.
-  auto hand_over = [&](bool last) {
-    size_t at = 0;
-    for (; ok && out.size() - at >= piece_bytes; at += piece_bytes) {
-      ok = put(std::string_view(out).substr(at, piece_bytes));
-    }
-    if (ok && last && at < out.size()) {
-      ok = put(std::string_view(out).substr(at));
-      at = out.size();
-    }
-    out.erase(0, at);
-  };
-  save_image(out, [&] {
-    if (out.size() >= piece_bytes) hand_over(false);
-  });
-  hand_over(true);
-  return ok;
 }
 
 // ---- an image made in steps ----

@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "api_v2/store.h"
+#include "api_v2/store_image_walk.h"
 
 namespace kvd::v2 {
 namespace store_detail {
@@ -98,6 +99,8 @@ struct Node {
     return !n.empty() && n[0] == '_';
   }
 };
+
+inline bool ImageWalk::existed(const Node* n) const { return n->created_index <= index; }
 
 inline void ChildMap::add(std::unique_ptr<Node> child) {
   if (!map_) map_ = std::make_unique<Map>();
@@ -202,38 +205,6 @@ inline void for_each_below(const Node* root, Fn&& fn) {
     if (child->dir) stack.emplace_back(child, child->children.begin());
   }
 }
-
-// An image in progress (Store::begin_image): what the tree was at its index, kept while later
-// changes go on. Every node that existed then (created_index <= index) and was changed since
-// has its old fields in `before`; every such node taken out of the tree since (deleted,
-// expired, replaced by a set) is kept whole in `removed` under its old parent until the image
-// ends, so that nothing the walk has still to write is gone. Nodes made since are skipped.
-struct ImageWalk {
-  struct Before {
-    std::string value;
-    std::optional<int64_t> expire_ns;
-    uint64_t modified_index = 0;
-  };
-  // A directory being written: the name of its last child written (none yet: !started).
-  struct Frame {
-    const Node* dir;
-    std::string last;
-    bool started = false;
-  };
-
-  uint64_t index = 0;
-  size_t piece_bytes = 0;
-  std::string out;  // written, not yet handed over
-  std::vector<std::pair<uint64_t, std::shared_ptr<const Event>>> history;
-  std::unordered_map<const Node*, Before> before;
-  std::unordered_map<const Node*, std::map<std::string_view, std::unique_ptr<Node>>> removed;
-  // Children made since the image's index, per directory (in its children map, not in the image).
-  std::unordered_map<const Node*, size_t> made_since;
-  std::vector<Frame> stack;
-  bool root_written = false;
-
-  bool existed(const Node* n) const { return n->created_index <= index; }
-};
 
 struct Store::Impl {
   struct Watcher {
@@ -802,46 +773,8 @@ struct Store::Impl {
 
   // ---- invariants ----
 
-  std::string check_invariants() const {
-    std::string why;
-    size_t ttl_nodes = 0;
-    std::vector<const Node*> stack{root.get()};
-    if (root->key != "/" || !root->dir || root->parent != nullptr) return "bad root";
-    while (!stack.empty()) {
-      const Node* n = stack.back();
-      stack.pop_back();
-      if (n->modified_index > index || n->created_index > index)
-        return "index above store index at " + n->key;
-      if (n->expire_ns) {
-        ++ttl_nodes;
-        if (ttl.find(const_cast<Node*>(n)) == ttl.end()) return "ttl node not indexed: " + n->key;
-      }
-      if (!n->dir && !n->children.empty()) return "file with children: " + n->key;
-      if (n->dir && !n->value.empty()) return "dir with value: " + n->key;
-      for (const auto& [name, child] : n->children) {
-        if (name.empty() || name.find('/') != std::string::npos) return "bad name under " + n->key;
-        if (child->key != join_key(n->key, name)) return "child key mismatch: " + child->key;
-        if (child->parent != n) return "bad parent pointer: " + child->key;
-        stack.push_back(child.get());
-      }
-    }
-    if (ttl_nodes != ttl.size()) return "ttl index holds nodes not in the tree";
-    if (history.size() > kHistoryCapacity) return "history over capacity";
-    for (size_t i = 0; i < history.size(); ++i) {
-      if (history[i].index > index) return "history index above store index";
-      if (i > 0 && history[i].index <= history[i - 1].index) return "history not increasing";
-    }
-    size_t count = 0;
-    for (const auto& [key, list] : watchers) {
-      if (list.empty()) return "empty watcher list kept for " + key;
-      for (const auto& w : list) {
-        if (w->key != key) return "watcher filed under the wrong key";
-        ++count;
-      }
-    }
-    if (count != watcher_pos.size()) return "watcher index out of step";
-    return why;
-  }
+  // Store::check_invariants (store.cc).
+  std::string check_invariants() const;
 };
 
 }  // namespace kvd::v2

@@ -6,7 +6,7 @@
 //                                     snapshots (store images) and metadata; its format and what a
 //                                     crash can leave inside it are at the top of
 //                                     storage/raft_log.cc
-//       snapshot-<index>.tmp          a store image a forked child is writing (snapshotter.cc);
+//       snapshot-<index>.tmp          a store image being written (snapshotter.cc);
 //                                     the image is moved into kvd/ as an SST file once complete.
 //                                     A leftover one belongs to a snapshot never recorded: removed
 //                                     at start.

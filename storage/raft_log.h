@@ -88,7 +88,7 @@ class RaftLog : public raft::LogStorage {
   Result<ImageInfo> write_image(uint64_t index, std::string_view data);
   // The same in two steps, so that the file can be made elsewhere: build_image writes the image
   // file at path (synced) and touches nothing else: no database state, no logger, no thread, so
-  // a forked child may call it. ingest_image then moves such a file into the database (a hard
+  // any thread may call it. ingest_image then moves such a file into the database (a hard
   // link, no copy); a file that is not an image of index made by build_image is refused,
   // naming it. Same thread rules as write_image.
   Status build_image(uint64_t index, std::string_view data, const std::string& path) const;

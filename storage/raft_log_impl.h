@@ -206,8 +206,8 @@ struct RaftLog::Impl {
   rocksdb::ColumnFamilyHandle* entries_cf = nullptr;  // owned by db
   rocksdb::ColumnFamilyHandle* images_cf = nullptr;   // owned by db
   rocksdb::Options image_options;                     // the images family's
-  // image_options without the database's logger, for image files: build_image may run in a
-  // forked child, where the logger's locks may be held by threads the child does not have.
+  // image_options without the database's logger, for image files: build_image touches no
+  // database state and may run on any thread.
   rocksdb::Options image_file_options;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
 
@@ -256,8 +256,7 @@ struct RaftLog::Impl {
 
   // After a snapshot was recorded. Entries at or below its index stay, never read again
   // (entries() reads above the snapshot only), until appends push them out one at a time as
-  // they push out any other: dropping the ~16k of them at once took the WAL thread 20-50 ms
-  // (after the snapshot child's fork, freeing their memory faults its pages back in one by one),
+  // they push out any other: dropping the ~16k of them at once took the WAL thread 20-50 ms,
   // and every append waited. A discarded log's entries go at once: the cache holds one log.
   void cache_compacted(bool discarded) {
     if (!discarded) return;
@@ -490,7 +489,7 @@ struct RaftLog::Impl {
 
   // Writes the pieces produce() hands over as one image SST file at path: chunk n of index
   // under image key n, synced (an image with no piece is one empty chunk). Uses no database,
-  // only the images family's table options (so it may run in a forked child). A failure
+  // only the images family's table options (so it may run on any thread). A failure
   // removes the file.
   Result<ImageInfo> build_image(uint64_t index,
                                 const std::function<void(const RaftLog::ImagePut&)>& produce,

@@ -4,7 +4,7 @@
 //   raft_loop.cc    the Ready/advance loop: persist, send, apply, ticks, proposals
 //   apply.cc        applying committed entries; waiters, reads, read barriers, expiry
 //   membership.cc   configuration changes, the member list, --strict-reconfig-check, publishing
-//   snapshotter.cc  store snapshots, written inline or by a forked child
+//   snapshotter.cc  store snapshots, written inline or made in steps
 // Not part of the member's interface: include server/member/node.h instead.
 #pragma once
 

@@ -76,7 +76,7 @@ class WalWriter {
   // called; done never runs then.
   bool resume(Done done);
   // Queues the snapshot at meta whose store image is the file at path, made by
-  // RaftLog::build_image (in a snapshot child): the image thread moves it into the log
+  // RaftLog::build_image (on a snapshot's image thread): the image thread moves it into the log
   // (RaftLog::ingest_image; the file is removed either way) while the WAL thread goes on with
   // appends; then the WAL thread records the snapshot (RaftLog::record_snapshot) and
   // done(status) runs there (on the image thread if the image could not be ingested), and the

@@ -17,6 +17,7 @@ std::string walk(Store& s, size_t piece_bytes, const std::function<size_t()>& ma
   bool short_seen = false;
   auto put = [&](std::string_view piece) {
     EXPECT_FALSE(short_seen) << "a piece after a short one";
+    EXPECT_GT(piece.size(), 0u);
     if (piece.size() != piece_bytes) short_seen = true;
     EXPECT_LE(piece.size(), piece_bytes);
     got.append(piece);

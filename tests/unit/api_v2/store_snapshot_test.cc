@@ -51,43 +51,6 @@ TEST_F(StoreTest, recover_roundTripKeepsEverything) {
             "\"createdIndex\":2}}\n");
 }
 
-TEST_F(StoreTest, savePieces_concatenatedAreSavesImageInWholePieces) {
-  fill_sample();
-  for (int i = 0; i < 200; ++i) {
-    store_.apply(make(Op::kSet, "/bulk/k" + std::to_string(i), std::string(i % 37, 'v')));
-  }
-  const std::string image = store_.save();
-  for (size_t piece : {size_t{1}, size_t{7}, size_t{64}, size_t{1000}, image.size() - 1,
-                       image.size(), image.size() + 5}) {
-    std::vector<std::string> pieces;
-    ASSERT_TRUE(store_.save_pieces(piece, [&](std::string_view p) {
-      pieces.emplace_back(p);
-      return true;
-    }));
-    std::string joined;
-    for (size_t i = 0; i < pieces.size(); ++i) {
-      // Every piece but the last is whole; none is empty or longer.
-      if (i + 1 < pieces.size()) {
-        EXPECT_EQ(pieces[i].size(), piece) << "piece " << i;
-      }
-      EXPECT_GT(pieces[i].size(), 0u);
-      EXPECT_LE(pieces[i].size(), piece);
-      joined += pieces[i];
-    }
-    EXPECT_EQ(pieces.size(), (image.size() + piece - 1) / piece) << "pieces of " << piece;
-    EXPECT_TRUE(joined == image) << "pieces of " << piece;
-  }
-}
-
-TEST_F(StoreTest, savePieces_stopsAtAPutThatAnswersFalse) {
-  fill_sample();
-  const std::string image = store_.save();
-  ASSERT_GT(image.size(), 30u);
-  int calls = 0;
-  EXPECT_FALSE(store_.save_pieces(10, [&](std::string_view) { return ++calls < 2; }));
-  EXPECT_EQ(calls, 2);
-}
-
 TEST_F(StoreTest, recover_keepsWatchers) {
   int fired = 0;
   store_.watch("/w", false, false, 0, [&](const auto&) { ++fired; });
