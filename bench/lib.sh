@@ -248,7 +248,7 @@ wrk_result() {
 #   readp   reads, each connection pausing $READ_PAUSE_MS before each request
 #   writep  writes, each connection pausing $WRITE_PAUSE_MS before each request
 # Also records LABEL_cpu_us: the server's CPU time (user + system, all threads, and its child
-# processes: kvd serializes its snapshots in one) per request, from the start of the run until
+# processes, which kvd no longer uses for snapshots) per request, from the start of the run until
 # the machine is quiet again after it (the work the run left behind, a snapshot or a
 # compaction, is part of its cost), when TARGET is a process started here; on a machine whose
 # cores the load generator shares, throughput is capped by both, and this is the server's own
