@@ -231,7 +231,6 @@ struct Core : std::enable_shared_from_this<Core> {
   // none), the snapshot it belongs to, and where it writes.
   std::shared_ptr<ImageFileWriter> image_writer;
   raft::SnapshotMetadata image_snapshot;
-  uint64_t snapshot_index_before_image = 0;
   std::string image_dir;         // set by open(): the member dir
   std::string image_path;        // the image in progress: <member dir>/snapshot-<index>.tmp
   boost::asio::steady_timer image_timer;
@@ -367,7 +366,7 @@ struct Core : std::enable_shared_from_this<Core> {
   void maybe_snapshot();
   void save_snapshot(raft::Snapshot snap);
   std::string image_tmp_path(uint64_t index) const;
-  bool start_image(raft::Snapshot snap, uint64_t snapshot_index_before);
+  bool start_image(raft::Snapshot snap);
   void image_step();
   void finish_image();
   void abandon_image();

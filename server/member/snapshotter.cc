@@ -75,12 +75,11 @@ void Core::maybe_snapshot() {
   snap.metadata.index = applied;
   snap.metadata.term = applied_term;
   snap.metadata.conf_state = raw->applied_conf_state();
-  const uint64_t before = snapshot_index;
   snapshot_index = applied;
   if (!image_dir.empty() &&
       (last_image_bytes >= config.stepped_snapshot_min_bytes ||
        applied >= kSteppedSnapshotMinEntries) &&
-      start_image(std::move(snap), before)) {
+      start_image(std::move(snap))) {
     return;
   }
   snap.data = store.save(last_image_bytes);
@@ -198,7 +197,7 @@ class ImageFileWriter {
   std::thread thread_;             // last: started once the rest exists
 };
 
-bool Core::start_image(raft::Snapshot snap, uint64_t snapshot_index_before) {
+bool Core::start_image(raft::Snapshot snap) {
   image_path = image_tmp_path(snap.metadata.index);
   try {
     image_writer = std::make_shared<ImageFileWriter>(log, snap.metadata.index, image_path);
@@ -209,7 +208,6 @@ bool Core::start_image(raft::Snapshot snap, uint64_t snapshot_index_before) {
   }
   store.begin_image(storage::kImageChunkBytes);
   image_snapshot = std::move(snap.metadata);
-  snapshot_index_before_image = snapshot_index_before;
   run_after(image_timer, std::chrono::milliseconds(0), [](Core& c) { c.image_step(); });
   return true;
 }
@@ -259,7 +257,9 @@ void Core::finish_image() {
       SPDLOG_WARN("snapshot: the image at index {} was not written: {}", image_snapshot.index,
                   written->message());
     }
-    snapshot_index = std::min(snapshot_index, snapshot_index_before_image);
+    // Tried again at the next snapshot point, not at once: an image that cannot be written
+    // (a disk too full for it while appends still fit) must not be made again after every
+    // apply. The log keeps every entry meanwhile (it is compacted only below a saved image).
     return;
   }
   last_image_bytes = static_cast<size_t>(st.st_size);
