@@ -52,7 +52,7 @@ Result<std::unique_ptr<Node>> Node::open(boost::asio::io_context& io, NodeConfig
   auto core = std::make_shared<Core>(io, std::move(config), std::move(opened.value()), db_dir);
   {
     std::lock_guard lock(core->mu);
-    // An image a child was writing when the process died is of no use: the snapshot it belonged
+    // An image being written when the process died is of no use: the snapshot it belonged
     // to was never recorded.
     core->image_dir = member_dir.string();
     std::error_code ec;
